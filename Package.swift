@@ -1,0 +1,47 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "distillctl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "distillctl", targets: ["distillctl"]),
+        .library(name: "H5Model", targets: ["H5Model"]),
+        .library(name: "Graph", targets: ["Graph"]),
+        .library(name: "Runtime", targets: ["Runtime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (Debian: libhdf5-dev, libopenblas-dev,
+        // libjpeg62-turbo-dev, libpng-dev).
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        // libjpeg reports errors by longjmp; that recovery has to be written in C.
+        .target(name: "CJPEGShim", dependencies: ["CJPEG"], path: "Sources/CJPEGShim",
+                cSettings: [.unsafeFlags(["-O2"])]),
+
+        .target(name: "H5Model", dependencies: ["CHDF5"], swiftSettings: optimise),
+        .target(name: "Graph", dependencies: ["H5Model"], swiftSettings: optimise),
+        .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CJPEGShim", "CPNG"],
+                swiftSettings: optimise),
+        .executableTarget(name: "distillctl", dependencies: [
+            "H5Model", "Graph", "Runtime",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimise),
+
+        .testTarget(name: "H5ModelTests", dependencies: ["H5Model"]),
+        .testTarget(name: "GraphTests", dependencies: ["Graph"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
+        .testTarget(name: "distillctlTests", dependencies: ["distillctl"]),
+    ]
+)

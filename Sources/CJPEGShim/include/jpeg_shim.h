@@ -1,0 +1,16 @@
+#ifndef DISTILLCTL_JPEG_SHIM_H
+#define DISTILLCTL_JPEG_SHIM_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Decodes a JPEG held in memory into 8-bit pixels with `channels` (1 or 3) per pixel.
+/// On success returns 0, sets *out (malloc'd, caller frees), *width, *height.
+/// On failure returns -1 and writes libjpeg's message into err (never exits the process).
+int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
+                     uint8_t **out, int *width, int *height, char *err, size_t err_size);
+
+/// Encodes 8-bit pixels (channels 1 or 3) as a baseline JPEG of the given quality.
+/// On success returns 0 and sets *out (malloc'd by libjpeg, caller frees) and *out_size.
+int dctl_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
+                     uint8_t **out, unsigned long *out_size, char *err, size_t err_size);
+#endif

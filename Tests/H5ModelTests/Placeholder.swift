@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderH5ModelTests: XCTestCase { func testNothing() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderdistillctlTests: XCTestCase { func testNothing() {} }
