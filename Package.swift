@@ -39,9 +39,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
 
-        .testTarget(name: "H5ModelTests", dependencies: ["H5Model"]),
-        .testTarget(name: "GraphTests", dependencies: ["Graph"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"]),
-        .testTarget(name: "distillctlTests", dependencies: ["distillctl"]),
+        // Shared by the test targets: assertClose and the fixtures folder.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "H5ModelTests", dependencies: ["H5Model", "TestSupport"]),
+        .testTarget(name: "GraphTests", dependencies: ["Graph", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
+        .testTarget(name: "distillctlTests", dependencies: ["distillctl", "TestSupport"]),
     ]
 )
