@@ -1,0 +1,83 @@
+import H5Model
+
+/// A layer's weight with its values, matched to the layer's `WeightSpec`.
+public struct BoundWeight: Equatable, Sendable {
+    public var spec: WeightSpec
+    /// The name it had in the file (`stem_conv/kernel:0`), kept for writing it back.
+    public var fileName: String
+    public var values: WeightValues
+
+    public var floats: [Float] { values.floats }
+}
+
+/// Weights of every layer, keyed by `GraphNode.layerKey`, each list in the order of the node's
+/// `weights` specs.
+public struct WeightStore: Sendable {
+    public var byLayer: [String: [BoundWeight]] = [:]
+
+    public init() {}
+
+    public func weights(of node: GraphNode) -> [BoundWeight] { byLayer[node.layerKey] ?? [] }
+
+    public func weight(_ name: String, of node: GraphNode) -> BoundWeight? {
+        byLayer[node.layerKey]?.first { $0.spec.name == name }
+    }
+}
+
+/// Splits a weight name into (layer path, short name): `sequential/dense/kernel:0` ->
+/// ("sequential/dense", "kernel").
+func splitWeightName(_ name: String) -> (prefix: String, short: String) {
+    var base = Substring(name)
+    if let colon = base.lastIndex(of: ":"), base[base.index(after: colon)...].allSatisfy(\.isNumber) {
+        base = base[..<colon]
+    }
+    guard let slash = base.lastIndex(of: "/") else { return ("", String(base)) }
+    return (String(base[..<slash]), String(base[base.index(after: slash)...]))
+}
+
+extension ModelGraph {
+    /// Binds weights from a Keras weights group by name, never by position: weight order in a
+    /// group depends on what was frozen when the file was saved. `source` names the file in errors.
+    public func bindWeights(from group: WeightsGroup, source: String) throws -> WeightStore {
+        var store = WeightStore()
+        var used: [String: Set<Int>] = [:]          // group name -> indices of weights taken
+        let groups = Dictionary(group.layers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for node in uniqueLayers where !node.weights.isEmpty {
+            let groupName = node.topLevelName
+            guard let layerGroup = groups[groupName] else {
+                throw GraphError("\(source): no weights for layer '\(groupName)' (the file's layers: \(group.layerNames.prefix(8).joined(separator: ", "))\(group.layerNames.count > 8 ? ", ..." : ""))")
+            }
+            var bound: [BoundWeight] = []
+            for spec in node.weights {
+                let names = [spec.name] + spec.aliases
+                let candidates = layerGroup.weights.indices.filter { i in
+                    guard !(used[groupName]?.contains(i) ?? false) else { return false }
+                    let (prefix, short) = splitWeightName(layerGroup.weights[i].name)
+                    guard names.contains(short) else { return false }
+                    if prefix == node.name || prefix.hasSuffix("/" + node.name) { return true }
+                    // Bare names (Keras 3.0-3.2, custom layers) identify a weight only in the layer's own group.
+                    return prefix.isEmpty && node.scope.isEmpty
+                }
+                guard let index = candidates.first else {
+                    throw GraphError("\(source): layer '\(node.layerKey)' needs weight '\(spec.name)' \(fmtShape(spec.shape)), not found in group '\(groupName)'")
+                }
+                let weight = layerGroup.weights[index]
+                guard weight.shape == spec.shape || (weight.shape.reduce(1, *) == 1 && spec.shape.isEmpty) else {
+                    throw GraphError("\(source): layer '\(node.layerKey)' weight '\(weight.name)' has shape \(fmtShape(weight.shape)), the model expects \(fmtShape(spec.shape))")
+                }
+                used[groupName, default: []].insert(index)
+                bound.append(BoundWeight(spec: spec, fileName: weight.name, values: weight.values))
+            }
+            store.byLayer[node.layerKey] = bound
+        }
+        for layer in group.layers {
+            let unused = layer.weights.indices.filter { !(used[layer.name]?.contains($0) ?? false) }
+            if let first = unused.first {
+                throw GraphError("\(source): weight '\(layer.weights[first].name)' in group '\(layer.name)' matches no layer of the model (\(unused.count) unmatched)")
+            }
+        }
+        return store
+    }
+}
+
+func fmtShape(_ shape: [Int]) -> String { "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")") }

@@ -1,0 +1,138 @@
+import Foundation
+
+/// Every failure of Graph: one line naming the layer (and class, key or weight) at fault.
+public struct GraphError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Parses JSON text with Foundation; the error names where the text came from.
+func parseJSON(_ text: String, source: String) throws -> Any {
+    guard let data = text.data(using: .utf8) else { throw GraphError("\(source): not UTF-8 text") }
+    do {
+        return try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+    } catch {
+        throw GraphError("\(source): not valid JSON (\(shortJSONReason(error)))")
+    }
+}
+
+private func shortJSONReason(_ error: Error) -> String {
+    let ns = error as NSError
+    if let detail = ns.userInfo[NSDebugDescriptionErrorKey] as? String { return detail }
+    return ns.localizedDescription
+}
+
+/// Typed, error-reporting access to one layer's `config` dictionary.
+struct LayerConfig {
+    let dict: [String: Any]
+    let layerName: String
+    let className: String
+
+    var context: String { "layer '\(layerName)' of class '\(className)'" }
+
+    func has(_ key: String) -> Bool {
+        if let v = dict[key], !(v is NSNull) { return true }
+        return false
+    }
+
+    func fail(_ what: String) -> GraphError { GraphError("\(context): \(what)") }
+
+    func int(_ key: String, default def: Int? = nil) throws -> Int {
+        guard has(key) else {
+            if let def { return def }
+            throw fail("config has no '\(key)'")
+        }
+        if let n = number(dict[key]!) { return Int(n) }
+        if let list = dict[key] as? [Any], list.count == 1, let n = number(list[0]) { return Int(n) }
+        throw fail("'\(key)' is not an integer")
+    }
+
+    func double(_ key: String, default def: Double? = nil) throws -> Double {
+        guard has(key) else {
+            if let def { return def }
+            throw fail("config has no '\(key)'")
+        }
+        if let n = number(dict[key]!) { return n }
+        throw fail("'\(key)' is not a number")
+    }
+
+    func optionalDouble(_ key: String) throws -> Double? {
+        guard has(key) else { return nil }
+        return try double(key)
+    }
+
+    func bool(_ key: String, default def: Bool) throws -> Bool {
+        guard has(key) else { return def }
+        if let n = dict[key] as? NSNumber { return n.boolValue }
+        throw fail("'\(key)' is not a boolean")
+    }
+
+    func string(_ key: String, default def: String? = nil) throws -> String {
+        guard has(key) else {
+            if let def { return def }
+            throw fail("config has no '\(key)'")
+        }
+        if let s = dict[key] as? String { return s }
+        // Keras 3 serialises some values (e.g. activations) as {"class_name": ..., "config": ...}.
+        if let d = dict[key] as? [String: Any], let name = d["config"] as? String ?? d["class_name"] as? String {
+            return name
+        }
+        throw fail("'\(key)' is not a string")
+    }
+
+    /// An integer or a list of `count` integers (Keras accepts both for kernel_size, strides, ...).
+    func ints(_ key: String, count: Int, default def: [Int]? = nil) throws -> [Int] {
+        guard has(key) else {
+            if let def { return def }
+            throw fail("config has no '\(key)'")
+        }
+        let value = dict[key]!
+        if let n = number(value) { return Array(repeating: Int(n), count: count) }
+        if let list = value as? [Any] {
+            let values = list.compactMap(number).map { Int($0) }
+            if values.count == list.count {
+                if values.count == count { return values }
+                if values.count == 1 { return Array(repeating: values[0], count: count) }
+            }
+        }
+        throw fail("'\(key)' should be an integer or a list of \(count) integers")
+    }
+
+    /// A list of integers of any length (null entries become -1).
+    func intList(_ key: String) throws -> [Int] {
+        guard let list = dict[key] as? [Any] else { throw fail("'\(key)' is not a list") }
+        return try list.map { item in
+            if item is NSNull { return -1 }
+            guard let n = number(item) else { throw fail("'\(key)' has a non-integer entry") }
+            return Int(n)
+        }
+    }
+
+    /// A number or a list of numbers.
+    func doubles(_ key: String) throws -> [Double] {
+        guard has(key) else { throw fail("config has no '\(key)'") }
+        let value = dict[key]!
+        if let n = number(value) { return [n] }
+        if let list = value as? [Any] {
+            let values = list.compactMap(number)
+            if values.count == list.count { return values }
+        }
+        throw fail("'\(key)' should be a number or a list of numbers")
+    }
+}
+
+/// JSON numbers arrive as NSNumber, and so do booleans; on Linux `1 is Bool` is true, so booleans
+/// are told apart by their Objective-C type code ("c").
+func isJSONBool(_ value: Any) -> Bool {
+    guard let n = value as? NSNumber else { return false }
+    return String(cString: n.objCType) == "c"
+}
+
+func number(_ value: Any) -> Double? {
+    if isJSONBool(value) { return nil }
+    if let n = value as? NSNumber { return n.doubleValue }
+    if let d = value as? Double { return d }
+    if let i = value as? Int { return Double(i) }
+    return nil
+}

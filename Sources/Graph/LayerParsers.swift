@@ -1,0 +1,208 @@
+import Foundation
+
+/// One parser per Keras `class_name`. A class missing here fails with the layer's name and class.
+typealias LayerParser = (LayerConfig, ParseContext) throws -> LayerOp
+
+struct ParseContext {
+    /// 2 or 3: where Keras versions give a name different meanings (hard_sigmoid, LeakyReLU).
+    var kerasMajor: Int
+}
+
+let layerParsers: [String: LayerParser] = [
+    "InputLayer": { _, _ in .input },
+    "Conv2D": parseConv2D,
+    "Convolution2D": parseConv2D,
+    "DepthwiseConv2D": { c, ctx in .depthwiseConv2d(try parseDepthwise(c, ctx)) },
+    "SeparableConv2D": parseSeparable,
+    "SeparableConvolution2D": parseSeparable,
+    "Dense": parseDense,
+    "BatchNormalization": parseBatchNorm,
+    "Activation": { c, ctx in try activationOp(try parseActivation(c, key: "activation", ctx)) },
+    "ReLU": parseReLU,
+    "LeakyReLU": parseLeakyReLU,
+    "ELU": { c, _ in .activation(ActivationSpec(.elu, alpha: Float(try c.double("alpha", default: 1)))) },
+    "Softmax": { c, _ in .softmax(axis: try c.int("axis", default: -1)) },
+    "Dropout": parseDropout,
+    "SpatialDropout2D": parseDropout,
+    "SpatialDropout1D": parseDropout,
+    "GaussianNoise": { _, _ in .identity },
+    "GaussianDropout": { _, _ in .identity },
+    "AlphaDropout": { _, _ in .identity },
+    "ActivityRegularization": { _, _ in .identity },
+    "GlobalAveragePooling2D": { c, _ in .globalPool(.average, keepDims: try c.bool("keepdims", default: false)) },
+    "GlobalAvgPool2D": { c, _ in .globalPool(.average, keepDims: try c.bool("keepdims", default: false)) },
+    "GlobalMaxPooling2D": { c, _ in .globalPool(.max, keepDims: try c.bool("keepdims", default: false)) },
+    "GlobalMaxPool2D": { c, _ in .globalPool(.max, keepDims: try c.bool("keepdims", default: false)) },
+    "MaxPooling2D": { c, _ in .pool2d(try parsePool(c, .max)) },
+    "MaxPool2D": { c, _ in .pool2d(try parsePool(c, .max)) },
+    "AveragePooling2D": { c, _ in .pool2d(try parsePool(c, .average)) },
+    "AvgPool2D": { c, _ in .pool2d(try parsePool(c, .average)) },
+    "ZeroPadding2D": { c, _ in
+        let p = try pairs(c, "padding")
+        return .zeroPad2d(top: p[0], bottom: p[1], left: p[2], right: p[3])
+    },
+    "Cropping2D": { c, _ in
+        let p = try pairs(c, "cropping")
+        return .cropping2d(top: p[0], bottom: p[1], left: p[2], right: p[3])
+    },
+    "UpSampling2D": { c, _ in
+        let interp = try c.string("interpolation", default: "nearest")
+        guard let kind = Interpolation(rawValue: interp) else {
+            throw c.fail("interpolation '\(interp)' is not supported (nearest, bilinear)")
+        }
+        return .upsampling2d(size: try c.ints("size", count: 2), interpolation: kind)
+    },
+    "Reshape": { c, _ in .reshape(target: try c.intList("target_shape")) },
+    "Flatten": { c, _ in try checkChannelsLast(c); return .flatten },
+    "Permute": { c, _ in .permute(dims: try c.intList("dims")) },
+    "Add": { _, _ in .merge(.add) },
+    "Subtract": { _, _ in .merge(.subtract) },
+    "Multiply": { _, _ in .merge(.multiply) },
+    "Average": { _, _ in .merge(.average) },
+    "Maximum": { _, _ in .merge(.maximum) },
+    "Minimum": { _, _ in .merge(.minimum) },
+    "Concatenate": { c, _ in .concatenate(axis: try c.int("axis", default: -1)) },
+    "Rescaling": { c, _ in
+        .rescaling(scale: try c.doubles("scale").map(Float.init),
+                   offset: c.has("offset") ? try c.doubles("offset").map(Float.init) : [0])
+    },
+    "Normalization": parseNormalization,
+]
+
+func checkChannelsLast(_ c: LayerConfig) throws {
+    if c.has("data_format"), try c.string("data_format") != "channels_last" {
+        throw c.fail("data_format '\(try c.string("data_format"))' is not supported (channels_last only)")
+    }
+}
+
+func parsePadding(_ c: LayerConfig) throws -> Padding {
+    let p = try c.string("padding", default: "valid").lowercased()
+    guard let padding = Padding(rawValue: p) else { throw c.fail("padding '\(p)' is not supported") }
+    return padding
+}
+
+func parseActivation(_ c: LayerConfig, key: String, _ ctx: ParseContext) throws -> ActivationSpec {
+    let name = try c.string(key, default: "linear")
+    guard let spec = ActivationSpec(kerasName: name, kerasMajor: ctx.kerasMajor) else {
+        throw c.fail("activation '\(name)' is not supported")
+    }
+    return spec
+}
+
+/// An Activation layer with softmax is a softmax over the last axis.
+func activationOp(_ spec: ActivationSpec) throws -> LayerOp {
+    spec.kind == .softmax ? .softmax(axis: -1) : .activation(spec)
+}
+
+func parseConv2D(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    try checkChannelsLast(c)
+    return .conv2d(Conv2DSpec(
+        filters: try c.int("filters"),
+        kernel: try c.ints("kernel_size", count: 2),
+        strides: try c.ints("strides", count: 2, default: [1, 1]),
+        dilation: try c.ints("dilation_rate", count: 2, default: [1, 1]),
+        padding: try parsePadding(c),
+        groups: try c.int("groups", default: 1),
+        useBias: try c.bool("use_bias", default: true),
+        activation: try parseActivation(c, key: "activation", ctx)))
+}
+
+func parseDepthwise(_ c: LayerConfig, _ ctx: ParseContext) throws -> DepthwiseSpec {
+    try checkChannelsLast(c)
+    return DepthwiseSpec(
+        kernel: try c.ints("kernel_size", count: 2),
+        strides: try c.ints("strides", count: 2, default: [1, 1]),
+        dilation: try c.ints("dilation_rate", count: 2, default: [1, 1]),
+        padding: try parsePadding(c),
+        depthMultiplier: try c.int("depth_multiplier", default: 1),
+        useBias: try c.bool("use_bias", default: true),
+        activation: try parseActivation(c, key: "activation", ctx))
+}
+
+func parseSeparable(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    var dw = try parseDepthwise(c, ctx)
+    let useBias = dw.useBias
+    let act = dw.activation
+    dw.useBias = false
+    dw.activation = .linear
+    return .separableConv2d(SeparableSpec(depthwise: dw, filters: try c.int("filters"),
+                                          useBias: useBias, activation: act))
+}
+
+func parseDense(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    .dense(DenseSpec(units: try c.int("units"), useBias: try c.bool("use_bias", default: true),
+                     activation: try parseActivation(c, key: "activation", ctx)))
+}
+
+func parseBatchNorm(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    // axis is an int (Keras 3), a one-element list (Keras 2); only the channel axis is supported.
+    let axis = try c.int("axis", default: -1)
+    if axis != -1 && axis < 1 { throw c.fail("axis \(axis) is not supported") }
+    return .batchNorm(BatchNormSpec(epsilon: Float(try c.double("epsilon", default: 1e-3)),
+                                    momentum: Float(try c.double("momentum", default: 0.99)),
+                                    center: try c.bool("center", default: true),
+                                    scale: try c.bool("scale", default: true)))
+}
+
+func parseReLU(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    let maxValue = try c.optionalDouble("max_value")
+    let slope = try c.double("negative_slope", default: 0)
+    let threshold = try c.double("threshold", default: 0)
+    return .activation(ActivationSpec(.relu, alpha: Float(slope), maxValue: maxValue.map(Float.init),
+                                      threshold: Float(threshold)))
+}
+
+func parseLeakyReLU(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    // Keras 2 calls the slope `alpha`, Keras 3 `negative_slope`; both default to 0.3.
+    let slope = c.has("negative_slope") ? try c.double("negative_slope") : try c.double("alpha", default: 0.3)
+    return .activation(ActivationSpec(.leakyRelu, alpha: Float(slope)))
+}
+
+func parseDropout(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    let noise = c.has("noise_shape") ? try c.intList("noise_shape") : nil
+    let seed = c.has("seed") ? try c.int("seed") : nil
+    return .dropout(rate: Float(try c.double("rate", default: 0)), noiseShape: noise, seed: seed)
+}
+
+func parsePool(_ c: LayerConfig, _ kind: PoolKind) throws -> Pool2DSpec {
+    try checkChannelsLast(c)
+    let size = try c.ints("pool_size", count: 2, default: [2, 2])
+    return Pool2DSpec(kind: kind, poolSize: size, strides: try c.ints("strides", count: 2, default: size),
+                      padding: try parsePadding(c))
+}
+
+/// ZeroPadding2D / Cropping2D amounts: an int, [sym_h, sym_w], or [[top, bottom], [left, right]].
+func pairs(_ c: LayerConfig, _ key: String) throws -> [Int] {
+    try checkChannelsLast(c)
+    guard c.has(key) else { throw c.fail("config has no '\(key)'") }
+    let value = c.dict[key]!
+    if let n = number(value) { return Array(repeating: Int(n), count: 4) }
+    if let list = value as? [Any], list.count == 2 {
+        if let a = number(list[0]), let b = number(list[1]) { return [Int(a), Int(a), Int(b), Int(b)] }
+        if let a = list[0] as? [Any], let b = list[1] as? [Any], a.count == 2, b.count == 2 {
+            let flat = (a + b).compactMap(number).map { Int($0) }
+            if flat.count == 4 { return flat }
+        }
+    }
+    throw c.fail("'\(key)' is not an int, a pair or a pair of pairs")
+}
+
+func parseNormalization(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    if c.has("axis") {
+        let axis = try c.intList("axis", allowScalar: true)
+        if !(axis.isEmpty || axis == [-1] || axis.count == 1) {
+            throw c.fail("axis \(axis) is not supported (the channel axis only)")
+        }
+    }
+    let mean = c.has("mean") ? try c.doubles("mean").map(Float.init) : nil
+    let variance = c.has("variance") ? try c.doubles("variance").map(Float.init) : nil
+    return .normalization(mean: mean, variance: variance, invert: try c.bool("invert", default: false))
+}
+
+extension LayerConfig {
+    /// Normalization's `axis` may be an int in Keras 3; intList handles lists only.
+    func intList(_ key: String, allowScalar: Bool) throws -> [Int] {
+        if let n = dict[key].flatMap(number) { return [Int(n)] }
+        return try intList(key)
+    }
+}

@@ -1,0 +1,99 @@
+/// What a Keras layer computes, as parsed from its config. Shapes exclude the batch dimension;
+/// -1 marks a dimension unknown until an input is given.
+
+public enum Padding: String, Sendable { case same, valid }
+
+public struct Conv2DSpec: Equatable, Sendable {
+    public var filters: Int
+    public var kernel: [Int]          // [kh, kw]
+    public var strides: [Int]
+    public var dilation: [Int]
+    public var padding: Padding
+    public var groups: Int
+    public var useBias: Bool
+    public var activation: ActivationSpec
+}
+
+public struct DepthwiseSpec: Equatable, Sendable {
+    public var kernel: [Int]
+    public var strides: [Int]
+    public var dilation: [Int]
+    public var padding: Padding
+    public var depthMultiplier: Int
+    public var useBias: Bool
+    public var activation: ActivationSpec
+}
+
+public struct SeparableSpec: Equatable, Sendable {
+    public var depthwise: DepthwiseSpec   // useBias false, activation linear
+    public var filters: Int
+    public var useBias: Bool
+    public var activation: ActivationSpec
+}
+
+public struct DenseSpec: Equatable, Sendable {
+    public var units: Int
+    public var useBias: Bool
+    public var activation: ActivationSpec
+}
+
+public struct BatchNormSpec: Equatable, Sendable {
+    public var epsilon: Float
+    public var momentum: Float
+    public var center: Bool
+    public var scale: Bool
+}
+
+public enum PoolKind: String, Sendable { case max, average }
+
+public struct Pool2DSpec: Equatable, Sendable {
+    public var kind: PoolKind
+    public var poolSize: [Int]
+    public var strides: [Int]
+    public var padding: Padding
+}
+
+public enum MergeKind: String, Sendable { case add, subtract, multiply, average, maximum, minimum }
+
+public enum Interpolation: String, Sendable { case nearest, bilinear }
+
+public enum LayerOp: Equatable, Sendable {
+    case input
+    case conv2d(Conv2DSpec)
+    case depthwiseConv2d(DepthwiseSpec)
+    case separableConv2d(SeparableSpec)
+    case dense(DenseSpec)
+    case batchNorm(BatchNormSpec)
+    case activation(ActivationSpec)
+    case softmax(axis: Int)
+    /// Dropout and friends: identity at inference. `rate` is kept for training.
+    case dropout(rate: Float, noiseShape: [Int]?, seed: Int?)
+    case identity
+    case pool2d(Pool2DSpec)
+    case globalPool(PoolKind, keepDims: Bool)
+    case zeroPad2d(top: Int, bottom: Int, left: Int, right: Int)
+    case cropping2d(top: Int, bottom: Int, left: Int, right: Int)
+    case upsampling2d(size: [Int], interpolation: Interpolation)
+    case reshape(target: [Int])
+    case flatten
+    case permute(dims: [Int])            // 1-based, batch excluded, as Keras writes it
+    case merge(MergeKind)
+    case concatenate(axis: Int)          // as written: negative from the end, positive counts batch
+    case rescaling(scale: [Float], offset: [Float])
+    /// mean/variance from the config (then the layer has no weights) or nil (weights mean, variance, count).
+    case normalization(mean: [Float]?, variance: [Float]?, invert: Bool)
+}
+
+/// A weight a layer owns, in Keras's creation order for that layer.
+public struct WeightSpec: Equatable, Sendable {
+    /// Keras's short name: kernel, bias, depthwise_kernel, pointwise_kernel, gamma, beta, moving_mean, ...
+    public var name: String
+    public var shape: [Int]
+    /// Whether Keras makes this variable trainable at all (moving statistics and Normalization
+    /// state never are), before the layer's trainable flag is considered.
+    public var trainableKind: Bool
+    /// Other names the same weight has in some Keras version (Keras 3 DepthwiseConv2D: `kernel`).
+    public var aliases: [String] = []
+
+    public var count: Int { shape.reduce(1, *) }
+}

@@ -1,0 +1,83 @@
+/// A Keras model as a flat graph of primitive layers in topological order. Nested models are
+/// inlined; each node remembers the models it sits in (`scope`), so weights and summaries can
+/// still be reported per top-level layer.
+public struct GraphNode: Sendable {
+    public var id: Int
+    /// The Keras layer name (unique within its enclosing model).
+    public var name: String
+    public var className: String
+    /// Names of the enclosing models below the root, outermost first.
+    public var scope: [String]
+    public var op: LayerOp
+    /// Producer node ids, in call order.
+    public var inputs: [Int]
+    public var outputShape: [Int]
+    /// The weights this layer owns, in Keras's creation order for the layer.
+    public var weights: [WeightSpec]
+    /// The layer's trainable flag combined with every enclosing model's.
+    public var trainable: Bool
+
+    /// Identifies the Keras layer object: a layer called twice gives two nodes with one key,
+    /// and they share weights.
+    public var layerKey: String { (scope + [name]).joined(separator: "/") }
+    /// The root model's layer that holds this node (its weight-file group).
+    public var topLevelName: String { scope.first ?? name }
+
+    /// Whether a weight of this layer is updated by training.
+    public func isTrainable(_ weight: WeightSpec) -> Bool { trainable && weight.trainableKind }
+}
+
+/// One entry of the root model's `layers`: a layer, or a nested model shown as one row.
+public struct TopLevelLayer: Sendable {
+    public var name: String
+    public var className: String
+    /// Every node this layer created (all of a nested model's nodes).
+    public var nodeIDs: [Int]
+    /// The node whose output is this layer's output (last call), nil for a bare InputLayer.
+    public var outputNodeIDs: [Int]
+}
+
+public struct ModelGraph: Sendable {
+    public var name: String
+    public var className: String
+    public var kerasMajor: Int
+    public var nodes: [GraphNode]
+    public var inputs: [Int]
+    public var outputs: [Int]
+    public var topLevel: [TopLevelLayer]
+
+    public func node(_ id: Int) -> GraphNode { nodes[id] }
+
+    /// The first node of each distinct layer key: one per Keras layer object.
+    public var uniqueLayers: [GraphNode] {
+        var seen = Set<String>()
+        return nodes.filter { seen.insert($0.layerKey).inserted }
+    }
+
+    /// Parameter counts as Keras's summary gives them: (total, trainable, non-trainable).
+    public func parameterCounts(nodeIDs: [Int]? = nil) -> (total: Int, trainable: Int, nonTrainable: Int) {
+        var seen = Set<String>()
+        var trainable = 0, frozen = 0
+        for id in nodeIDs ?? nodes.map(\.id) {
+            let n = nodes[id]
+            guard seen.insert(n.layerKey).inserted else { continue }
+            for w in n.weights {
+                if n.trainable && w.trainableKind { trainable += w.count } else { frozen += w.count }
+            }
+        }
+        return (trainable + frozen, trainable, frozen)
+    }
+
+    /// Finds a layer by name: a top-level layer first, then a unique nested one; `outer/inner`
+    /// paths select inside nested models.
+    public func findLayer(_ name: String) throws -> Int {
+        if let top = topLevel.first(where: { $0.name == name }), let last = top.outputNodeIDs.last { return last }
+        let matches = nodes.filter { $0.name == name || $0.layerKey == name }
+        let keys = Set(matches.map(\.layerKey))
+        guard let last = matches.last else { throw GraphError("model '\(self.name)' has no layer named '\(name)'") }
+        guard keys.count == 1 else {
+            throw GraphError("layer name '\(name)' is ambiguous in model '\(self.name)': \(keys.sorted().joined(separator: ", "))")
+        }
+        return last.id
+    }
+}

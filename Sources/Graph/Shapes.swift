@@ -1,0 +1,185 @@
+/// Output shapes and weight shapes of each op. Shapes exclude the batch dimension; -1 is unknown.
+
+struct LayerSignature {
+    var output: [Int]
+    var weights: [WeightSpec]
+}
+
+/// TensorFlow's output size for one spatial dimension.
+public func convOutputSize(_ input: Int, kernel: Int, stride: Int, dilation: Int, padding: Padding) -> Int {
+    guard input >= 0 else { return -1 }
+    switch padding {
+    case .same: return (input + stride - 1) / stride
+    case .valid:
+        let effective = (kernel - 1) * dilation + 1
+        return input >= effective ? (input - effective) / stride + 1 : 0
+    }
+}
+
+func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) throws -> LayerSignature {
+    func single() throws -> [Int] {
+        guard inputs.count == 1 else { throw fail("expects one input, got \(inputs.count)") }
+        return inputs[0]
+    }
+    func image() throws -> [Int] {
+        let s = try single()
+        guard s.count == 3 else { throw fail("expects an image input (H, W, C), got shape \(fmt(s))") }
+        guard s[2] > 0 else { throw fail("needs a known channel count, got shape \(fmt(s))") }
+        return s
+    }
+    switch op {
+    case .input:
+        throw fail("an InputLayer has no inputs")
+    case .conv2d(let s):
+        let x = try image()
+        guard x[2] % s.groups == 0, s.filters % s.groups == 0 else {
+            throw fail("groups \(s.groups) does not divide \(x[2]) input channels and \(s.filters) filters")
+        }
+        let out = [convOutputSize(x[0], kernel: s.kernel[0], stride: s.strides[0], dilation: s.dilation[0], padding: s.padding),
+                   convOutputSize(x[1], kernel: s.kernel[1], stride: s.strides[1], dilation: s.dilation[1], padding: s.padding),
+                   s.filters]
+        var w = [WeightSpec(name: "kernel", shape: [s.kernel[0], s.kernel[1], x[2] / s.groups, s.filters], trainableKind: true)]
+        if s.useBias { w.append(WeightSpec(name: "bias", shape: [s.filters], trainableKind: true)) }
+        return LayerSignature(output: out, weights: w)
+    case .depthwiseConv2d(let s):
+        let x = try image()
+        var w = [WeightSpec(name: "depthwise_kernel", shape: [s.kernel[0], s.kernel[1], x[2], s.depthMultiplier],
+                            trainableKind: true, aliases: ["kernel"])]
+        if s.useBias { w.append(WeightSpec(name: "bias", shape: [x[2] * s.depthMultiplier], trainableKind: true)) }
+        return LayerSignature(output: depthwiseOutput(s, x), weights: w)
+    case .separableConv2d(let s):
+        let x = try image()
+        let mid = depthwiseOutput(s.depthwise, x)
+        var w = [WeightSpec(name: "depthwise_kernel", shape: [s.depthwise.kernel[0], s.depthwise.kernel[1], x[2], s.depthwise.depthMultiplier], trainableKind: true),
+                 WeightSpec(name: "pointwise_kernel", shape: [1, 1, mid[2], s.filters], trainableKind: true)]
+        if s.useBias { w.append(WeightSpec(name: "bias", shape: [s.filters], trainableKind: true)) }
+        return LayerSignature(output: [mid[0], mid[1], s.filters], weights: w)
+    case .dense(let s):
+        let x = try single()
+        guard let last = x.last, last > 0 else { throw fail("needs a known last dimension, got shape \(fmt(x))") }
+        var w = [WeightSpec(name: "kernel", shape: [last, s.units], trainableKind: true)]
+        if s.useBias { w.append(WeightSpec(name: "bias", shape: [s.units], trainableKind: true)) }
+        return LayerSignature(output: Array(x.dropLast()) + [s.units], weights: w)
+    case .batchNorm(let s):
+        let x = try single()
+        guard let c = x.last, c > 0 else { throw fail("needs a known channel count, got shape \(fmt(x))") }
+        var w: [WeightSpec] = []
+        if s.scale { w.append(WeightSpec(name: "gamma", shape: [c], trainableKind: true)) }
+        if s.center { w.append(WeightSpec(name: "beta", shape: [c], trainableKind: true)) }
+        w.append(WeightSpec(name: "moving_mean", shape: [c], trainableKind: false))
+        w.append(WeightSpec(name: "moving_variance", shape: [c], trainableKind: false))
+        return LayerSignature(output: x, weights: w)
+    case .normalization(let mean, _, _):
+        let x = try single()
+        guard let c = x.last, c > 0 else { throw fail("needs a known channel count, got shape \(fmt(x))") }
+        if mean != nil { return LayerSignature(output: x, weights: []) }
+        return LayerSignature(output: x, weights: [
+            WeightSpec(name: "mean", shape: [c], trainableKind: false),
+            WeightSpec(name: "variance", shape: [c], trainableKind: false),
+            WeightSpec(name: "count", shape: [], trainableKind: false),
+        ])
+    case .activation, .dropout, .identity, .rescaling:
+        return LayerSignature(output: try single(), weights: [])
+    case .softmax(let axis):
+        let x = try single()
+        _ = try resolveAxis(axis, rank: x.count + 1, fail: fail)
+        return LayerSignature(output: x, weights: [])
+    case .pool2d(let s):
+        let x = try image()
+        return LayerSignature(output: [
+            convOutputSize(x[0], kernel: s.poolSize[0], stride: s.strides[0], dilation: 1, padding: s.padding),
+            convOutputSize(x[1], kernel: s.poolSize[1], stride: s.strides[1], dilation: 1, padding: s.padding),
+            x[2]], weights: [])
+    case .globalPool(_, let keep):
+        let x = try image()
+        return LayerSignature(output: keep ? [1, 1, x[2]] : [x[2]], weights: [])
+    case .zeroPad2d(let t, let b, let l, let r):
+        let x = try image()
+        return LayerSignature(output: [add(x[0], t + b), add(x[1], l + r), x[2]], weights: [])
+    case .cropping2d(let t, let b, let l, let r):
+        let x = try image()
+        let out = [add(x[0], -(t + b)), add(x[1], -(l + r)), x[2]]
+        if out[0] == 0 || out[1] == 0 || out[0] < -1 || out[1] < -1 { throw fail("crops away the whole input \(fmt(x))") }
+        return LayerSignature(output: out, weights: [])
+    case .upsampling2d(let size, _):
+        let x = try image()
+        return LayerSignature(output: [mul(x[0], size[0]), mul(x[1], size[1]), x[2]], weights: [])
+    case .reshape(let target):
+        let x = try single()
+        return LayerSignature(output: try reshapeTarget(target, input: x, fail: fail), weights: [])
+    case .flatten:
+        let x = try single()
+        return LayerSignature(output: [x.contains(-1) ? -1 : x.reduce(1, *)], weights: [])
+    case .permute(let dims):
+        let x = try single()
+        guard dims.sorted() == Array(1...x.count) else { throw fail("dims \(dims) is not a permutation of 1...\(x.count)") }
+        return LayerSignature(output: dims.map { x[$0 - 1] }, weights: [])
+    case .merge:
+        guard inputs.count >= 2 || inputs.count == 1 else { throw fail("expects at least one input") }
+        return LayerSignature(output: try broadcastShapes(inputs, fail: fail), weights: [])
+    case .concatenate(let axis):
+        guard let first = inputs.first else { throw fail("expects inputs") }
+        let a = try resolveAxis(axis, rank: first.count + 1, fail: fail) - 1
+        var out = first
+        for s in inputs.dropFirst() {
+            guard s.count == first.count else { throw fail("inputs of different ranks \(inputs.map(fmt))") }
+            for d in 0..<s.count where d != a && s[d] != first[d] && s[d] != -1 && first[d] != -1 {
+                throw fail("inputs \(inputs.map(fmt)) do not match outside axis \(axis)")
+            }
+            out[a] = (out[a] < 0 || s[a] < 0) ? -1 : out[a] + s[a]
+        }
+        return LayerSignature(output: out, weights: [])
+    }
+}
+
+func depthwiseOutput(_ s: DepthwiseSpec, _ x: [Int]) -> [Int] {
+    [convOutputSize(x[0], kernel: s.kernel[0], stride: s.strides[0], dilation: s.dilation[0], padding: s.padding),
+     convOutputSize(x[1], kernel: s.kernel[1], stride: s.strides[1], dilation: s.dilation[1], padding: s.padding),
+     x[2] * s.depthMultiplier]
+}
+
+private func add(_ a: Int, _ b: Int) -> Int { a < 0 ? -1 : a + b }
+private func mul(_ a: Int, _ b: Int) -> Int { a < 0 ? -1 : a * b }
+
+func fmt(_ shape: [Int]) -> String {
+    "(" + (["None"] + shape.map { $0 < 0 ? "None" : String($0) }).joined(separator: ", ") + ")"
+}
+
+/// An axis as Keras writes it (negative from the end; positive counting the batch axis) → 0-based
+/// index counting the batch axis.
+func resolveAxis(_ axis: Int, rank: Int, fail: (String) -> GraphError) throws -> Int {
+    let a = axis < 0 ? rank + axis : axis
+    guard a >= 1 && a < rank else { throw fail("axis \(axis) is out of range for rank \(rank) or is the batch axis") }
+    return a
+}
+
+func reshapeTarget(_ target: [Int], input: [Int], fail: (String) -> GraphError) throws -> [Int] {
+    let unknown = target.filter { $0 == -1 }.count
+    guard unknown <= 1 else { throw fail("target_shape \(target) has more than one -1") }
+    if input.contains(-1) { return target }
+    let total = input.reduce(1, *)
+    let known = target.filter { $0 != -1 }.reduce(1, *)
+    if unknown == 1 {
+        guard known > 0, total % known == 0 else { throw fail("cannot reshape \(fmt(input)) to \(target)") }
+        return target.map { $0 == -1 ? total / known : $0 }
+    }
+    guard known == total else { throw fail("cannot reshape \(fmt(input)) (\(total) values) to \(target)") }
+    return target
+}
+
+/// numpy broadcasting of shapes (batch excluded; Keras merge layers broadcast the same way).
+func broadcastShapes(_ shapes: [[Int]], fail: (String) -> GraphError) throws -> [Int] {
+    let rank = shapes.map(\.count).max() ?? 0
+    var out = Array(repeating: 1, count: rank)
+    for s in shapes {
+        let padded = Array(repeating: 1, count: rank - s.count) + s
+        for d in 0..<rank {
+            let (a, b) = (out[d], padded[d])
+            if a == b || b == 1 { continue }
+            if a == 1 { out[d] = b; continue }
+            if a == -1 || b == -1 { out[d] = max(a, b) == -1 ? -1 : max(a, b); continue }
+            throw fail("inputs of shapes \(shapes.map(fmt)) cannot be broadcast together")
+        }
+    }
+    return out
+}
