@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libhdf5-dev, libopenblas-dev,
@@ -32,7 +33,7 @@ let package = Package(
 
         .target(name: "H5Model", dependencies: ["CHDF5"], swiftSettings: optimise),
         .target(name: "Graph", dependencies: ["H5Model"], swiftSettings: optimise),
-        .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CJPEGShim", "CPNG"],
+        .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CJPEGShim", "CPNG", "SwiftCSV"],
                 swiftSettings: optimise),
         .executableTarget(name: "distillctl", dependencies: [
             "H5Model", "Graph", "Runtime",

@@ -2,7 +2,7 @@
 /// `Activation` layer). Softmax is not element-wise; it is a separate kind.
 public enum ActivationKind: String, Sendable, CaseIterable {
     case linear, relu, relu6, elu, selu, sigmoid, hardSigmoid, swish, gelu, tanh, softplus
-    case softsign, exponential, leakyRelu, softmax
+    case softsign, exponential, leakyRelu, mish, hardSilu, softmax, logSoftmax
 
     /// Parses the string Keras writes. Keras 3 writes `silu` for swish; Keras 2 `swish`.
     /// `gelu` is Keras's default (exact, erf-based) form.
@@ -22,13 +22,16 @@ public enum ActivationKind: String, Sendable, CaseIterable {
         case "softsign": self = .softsign
         case "exponential": self = .exponential
         case "leaky_relu": self = .leakyRelu
+        case "mish": self = .mish
+        case "hard_silu", "hard_swish": self = .hardSilu
         case "softmax": self = .softmax
+        case "log_softmax": self = .logSoftmax
         default: return nil
         }
     }
 
     /// True when the activation maps each element independently.
-    public var isElementwise: Bool { self != .softmax }
+    public var isElementwise: Bool { self != .softmax && self != .logSoftmax }
 }
 
 /// An activation with its parameters, as a kernel's epilogue applies it.
@@ -36,6 +39,7 @@ public enum ActivationKind: String, Sendable, CaseIterable {
 ///   clipped at `maxValue` when given (relu6 is relu with maxValue 6).
 /// - leakyRelu: x >= 0 ? x : alpha * x.  elu: x > 0 ? x : alpha * (exp(x) - 1).
 /// - hardSigmoid: clip(alpha * x + 0.5, 0, 1); alpha is 0.2 in Keras 2 and 1/6 in Keras 3.
+/// - hardSilu: x * clip(x / 6 + 0.5, 0, 1) (Keras 3).  mish: x * tanh(softplus(x)).
 public struct ActivationSpec: Equatable, Sendable {
     public var kind: ActivationKind
     public var alpha: Float

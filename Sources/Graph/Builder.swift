@@ -160,7 +160,10 @@ struct GraphBuilder {
         }
         // (layer name, node index) -> producer node ids (one per output tensor)
         var values: [String: [Int]] = [:]
-        func key(_ layer: String, _ node: Int) -> String { "\(layer)#\(node)" }
+        // A nested model built on its own Input already has node 0 (its creation); Keras numbers
+        // the calls made in this model from 1 for it.
+        var nodeOffset: [String: Int] = [:]
+        func key(_ layer: String, _ node: Int) -> String { "\(layer)#\(node - (nodeOffset[layer] ?? 0))" }
 
         var entries: [(name: String, cls: String, dict: [String: Any], calls: [[TensorRef]])] = []
         for (index, item) in layers.enumerated() {
@@ -173,6 +176,7 @@ struct GraphBuilder {
             }
             let calls = try inboundCalls(entry["inbound_nodes"], layer: layerName)
             entries.append((layerName, cls, entry, calls))
+            if skipsFirstNode(entry, className: cls) { nodeOffset[layerName] = 1 }
         }
         var modelInputs: [Int] = []
         for (i, ref) in inputRefs.enumerated() {
@@ -213,7 +217,7 @@ struct GraphBuilder {
                 let outs = try applyLayer(e.dict, className: e.cls, name: e.name, scope: scope, trainable: trainable,
                                           inputs: ins)
                 if isRoot { recordTopLevel(name: e.name, className: e.cls, from: start, outputs: outs) }
-                values[key(e.name, done[i])] = outs
+                values[key(e.name, done[i] + (nodeOffset[e.name] ?? 0))] = outs
                 done[i] += 1
                 progress = true
             }
@@ -230,6 +234,15 @@ struct GraphBuilder {
             outputs.append(produced[ref.tensor])
         }
         return InstantiatedModel(inputs: modelInputs, outputs: outputs)
+    }
+
+    /// Keras 2's `_should_skip_first_node`: a Functional model (also a Sequential, which is a
+    /// Functional there) whose first layer is an InputLayer. Keras 3 numbers calls from 0.
+    func skipsFirstNode(_ entry: [String: Any], className: String) -> Bool {
+        guard modelClassNames.contains(className), kerasMajor < 3 else { return false }
+        let config = entry["config"]
+        let layers = (config as? [String: Any])?["layers"] as? [Any] ?? config as? [Any] ?? []
+        return (layers.first as? [String: Any])?["class_name"] as? String == "InputLayer"
     }
 
     // MARK: Layers

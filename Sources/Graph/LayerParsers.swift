@@ -21,7 +21,7 @@ let layerParsers: [String: LayerParser] = [
     "ReLU": parseReLU,
     "LeakyReLU": parseLeakyReLU,
     "ELU": { c, _ in .activation(ActivationSpec(.elu, alpha: Float(try c.double("alpha", default: 1)))) },
-    "Softmax": { c, _ in .softmax(axis: try c.int("axis", default: -1)) },
+    "Softmax": { c, _ in .softmax(axis: try c.int("axis", default: -1), log: false) },
     "Dropout": parseDropout,
     "SpatialDropout2D": parseDropout,
     "SpatialDropout1D": parseDropout,
@@ -89,9 +89,9 @@ func parseActivation(_ c: LayerConfig, key: String, _ ctx: ParseContext) throws 
     return spec
 }
 
-/// An Activation layer with softmax is a softmax over the last axis.
+/// An Activation layer with (log-)softmax is a softmax over the last axis.
 func activationOp(_ spec: ActivationSpec) throws -> LayerOp {
-    spec.kind == .softmax ? .softmax(axis: -1) : .activation(spec)
+    spec.kind.isElementwise ? .activation(spec) : .softmax(axis: -1, log: spec.kind == .logSoftmax)
 }
 
 func parseConv2D(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {

@@ -65,7 +65,7 @@ public enum LayerOp: Equatable, Sendable {
     case dense(DenseSpec)
     case batchNorm(BatchNormSpec)
     case activation(ActivationSpec)
-    case softmax(axis: Int)
+    case softmax(axis: Int, log: Bool)
     /// Dropout and friends: identity at inference. `rate` is kept for training.
     case dropout(rate: Float, noiseShape: [Int]?, seed: Int?)
     case identity

@@ -80,7 +80,7 @@ func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) th
         ])
     case .activation, .dropout, .identity, .rescaling:
         return LayerSignature(output: try single(), weights: [])
-    case .softmax(let axis):
+    case .softmax(let axis, _):
         let x = try single()
         _ = try resolveAxis(axis, rank: x.count + 1, fail: fail)
         return LayerSignature(output: x, weights: [])

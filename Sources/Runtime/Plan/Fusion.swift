@@ -1,0 +1,107 @@
+import Graph
+
+/// Graph rewrites that make the plan cheaper without changing its numbers beyond float rounding:
+/// ZeroPadding2D folded into the next convolution's padding, batch-norm (and any per-channel
+/// affine) folded into the producing convolution or dense kernel, activations fused into the
+/// producing kernel's epilogue, consecutive affines merged.
+struct Fusion {
+    var nodes: [PlanNode]
+    var outputs: [Int]
+    /// Removed node -> the node that now provides its value.
+    private var forward: [Int: Int] = [:]
+
+    init(nodes: [PlanNode], outputs: [Int]) {
+        self.nodes = nodes
+        self.outputs = outputs
+    }
+
+    mutating func run() -> (nodes: [PlanNode], outputs: [Int]) {
+        for i in nodes.indices { fuseIntoProducer(i) }
+        return compact()
+    }
+
+    private func resolve(_ i: Int) -> Int {
+        var j = i
+        while let k = forward[j] { j = k }
+        return j
+    }
+
+    /// Consumers of node `i` among live nodes (a node listed twice counts twice).
+    private func consumers(of i: Int) -> [Int] {
+        var out: [Int] = []
+        for (j, n) in nodes.enumerated() where forward[j] == nil {
+            for input in n.inputs where resolve(input) == i { out.append(j) }
+        }
+        return out
+    }
+
+    private func isOutput(_ i: Int) -> Bool { outputs.contains { resolve($0) == i } }
+
+    /// Tries to merge node `i` into its single producer; on success `i` is forwarded to it.
+    private mutating func fuseIntoProducer(_ i: Int) {
+        guard nodes[i].inputs.count == 1 else { return }
+        let p = resolve(nodes[i].inputs[0])
+        guard !isOutput(p), consumers(of: p) == [i] else { return }
+        let producer = nodes[p]
+        switch (producer.op, nodes[i].op) {
+        case (.pad(let t, _, let l, _), .conv(var params, let k, let s, let a)):
+            params.padTop += t; params.padLeft += l
+            nodes[i].op = .conv(params, kernel: k, shift: s, act: a)
+            nodes[i].inputs = producer.inputs
+            forward[p] = producer.inputs[0]      // the pad node is gone; nothing else used it
+            return
+        case (.pad(let t, _, let l, _), .depthwise(var params, let m, let k, let s, let a)):
+            params.padTop += t; params.padLeft += l
+            nodes[i].op = .depthwise(params, multiplier: m, kernel: k, shift: s, act: a)
+            nodes[i].inputs = producer.inputs
+            forward[p] = producer.inputs[0]
+            return
+        case (.conv(let params, let k, let s, let a), .affine(let scale, let shift, let act)) where a.isIdentity:
+            let (k2, s2) = scaleColumns(k, s, scale, shift)
+            nodes[p].op = .conv(params, kernel: k2, shift: s2, act: act)
+        case (.depthwise(let params, let m, let k, let s, let a), .affine(let scale, let shift, let act)) where a.isIdentity:
+            let (k2, s2) = scaleColumns(k, s, scale, shift)
+            nodes[p].op = .depthwise(params, multiplier: m, kernel: k2, shift: s2, act: act)
+        case (.dense(let fi, let fo, let k, let s, let a), .affine(let scale, let shift, let act)) where a.isIdentity:
+            let (k2, s2) = scaleColumns(k, s, scale, shift)
+            nodes[p].op = .dense(inFeatures: fi, outFeatures: fo, kernel: k2, shift: s2, act: act)
+        case (.affine(let s1, let t1, let a), .affine(let s2, let t2, let act)) where a.isIdentity:
+            nodes[p].op = .affine(scale: zip(s1, s2).map(*), shift: (0..<s1.count).map { t1[$0] * s2[$0] + t2[$0] }, act: act)
+        case (.conv(let params, let k, let s, let a), .activation(let act)) where a.isIdentity:
+            nodes[p].op = .conv(params, kernel: k, shift: s, act: act)
+        case (.depthwise(let params, let m, let k, let s, let a), .activation(let act)) where a.isIdentity:
+            nodes[p].op = .depthwise(params, multiplier: m, kernel: k, shift: s, act: act)
+        case (.dense(let fi, let fo, let k, let s, let a), .activation(let act)) where a.isIdentity:
+            nodes[p].op = .dense(inFeatures: fi, outFeatures: fo, kernel: k, shift: s, act: act)
+        case (.affine(let sc, let sh, let a), .activation(let act)) where a.isIdentity:
+            nodes[p].op = .affine(scale: sc, shift: sh, act: act)
+        default:
+            return
+        }
+        nodes[p].layer += "+" + nodes[i].layer
+        forward[i] = p
+    }
+
+    /// Drops forwarded nodes and renumbers inputs and outputs.
+    private func compact() -> (nodes: [PlanNode], outputs: [Int]) {
+        var newIndex: [Int: Int] = [:]
+        var out: [PlanNode] = []
+        for (i, n) in nodes.enumerated() where forward[i] == nil {
+            var node = n
+            node.inputs = n.inputs.map { newIndex[resolve($0)]! }
+            newIndex[i] = out.count
+            out.append(node)
+        }
+        return (out, outputs.map { newIndex[resolve($0)]! })
+    }
+}
+
+/// Folds y = x * scale + shift applied to a kernel's output channels (the last axis of HWIO,
+/// HWCM and IO kernels alike) into the kernel and its bias.
+func scaleColumns(_ kernel: [Float], _ bias: [Float]?, _ scale: [Float], _ shift: [Float]) -> ([Float], [Float]) {
+    let c = scale.count
+    var k = kernel
+    for i in 0..<k.count { k[i] *= scale[i % c] }
+    let b = (0..<c).map { (bias?[$0] ?? 0) * scale[$0] + shift[$0] }
+    return (k, b)
+}

@@ -1,0 +1,235 @@
+import Graph
+
+/// Lowers the graph nodes a set of outputs needs into plan nodes, for one batch size and one set
+/// of input shapes. Each Keras layer becomes one or two plan nodes; weights become plain arrays.
+struct Lowering {
+    let graph: ModelGraph
+    let weights: WeightStore
+    var nodes: [PlanNode] = []
+    /// graph node id -> plan node index
+    var valueOf: [Int: Int] = [:]
+
+    init(graph: ModelGraph, weights: WeightStore) {
+        self.graph = graph
+        self.weights = weights
+    }
+
+    mutating func lower(outputs: [Int], inputShapes: [[Int]]) throws -> (nodes: [PlanNode], outputs: [Int]) {
+        let needed = ancestors(of: outputs)
+        for (i, id) in graph.inputs.enumerated() {
+            valueOf[id] = append(.input(index: i), [], inputShapes[i], graph.nodes[id].name)
+        }
+        for node in graph.nodes where needed.contains(node.id) && valueOf[node.id] == nil {
+            valueOf[node.id] = try lowerNode(node)
+        }
+        return (nodes, outputs.map { valueOf[$0]! })
+    }
+
+    func ancestors(of outputs: [Int]) -> Set<Int> {
+        var seen = Set<Int>()
+        var stack = outputs
+        while let id = stack.popLast() {
+            guard seen.insert(id).inserted else { continue }
+            stack += graph.nodes[id].inputs
+        }
+        return seen
+    }
+
+    mutating func append(_ op: PlanOp, _ inputs: [Int], _ shape: [Int], _ layer: String) -> Int {
+        nodes.append(PlanNode(op: op, inputs: inputs, shape: shape, layer: layer))
+        return nodes.count - 1
+    }
+
+    func weight(_ name: String, _ node: GraphNode) throws -> [Float] {
+        guard let w = weights.weight(name, of: node) else {
+            throw RuntimeError("layer '\(node.layerKey)' has no weight '\(name)' bound")
+        }
+        return w.floats
+    }
+
+    func optionalWeight(_ name: String, _ node: GraphNode) -> [Float]? {
+        weights.weight(name, of: node)?.floats
+    }
+
+    mutating func lowerNode(_ node: GraphNode) throws -> Int {
+        let ins = node.inputs.map { valueOf[$0]! }
+        let inShape = ins.first.map { nodes[$0].shape } ?? []
+        let name = node.layerKey
+        func fail(_ what: String) -> RuntimeError { RuntimeError("layer '\(name)' (\(node.className)): \(what)") }
+        switch node.op {
+        case .input:
+            throw fail("an input that is not a model input")
+        case .conv2d(let s):
+            guard s.groups == 1 else { throw fail("grouped convolution (groups \(s.groups)) is not supported") }
+            let p = convParams(inShape, kernel: s.kernel, strides: s.strides, dilation: s.dilation,
+                               padding: s.padding, outChannels: s.filters)
+            let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
+            let bias = s.useBias ? try weight("bias", node) : nil
+            let conv = append(.conv(p, kernel: try weight("kernel", node), shift: bias, act: s.activation.withoutSoftmax),
+                              ins, shape, name)
+            return try splitSoftmax(s.activation, conv, shape, name)
+        case .depthwiseConv2d(let s):
+            let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, inShape[3] * s.depthMultiplier)
+            let p = convParams(inShape, kernel: s.kernel, strides: s.strides, dilation: s.dilation,
+                               padding: s.padding, outChannels: shape[3])
+            let bias = s.useBias ? try weight("bias", node) : nil
+            let dw = append(.depthwise(p, multiplier: s.depthMultiplier, kernel: try weight("depthwise_kernel", node),
+                                       shift: bias, act: s.activation.withoutSoftmax), ins, shape, name)
+            return try splitSoftmax(s.activation, dw, shape, name)
+        case .separableConv2d(let s):
+            let d = s.depthwise
+            let midShape = convShape(inShape, d.kernel, d.strides, d.dilation, d.padding, inShape[3] * d.depthMultiplier)
+            let p = convParams(inShape, kernel: d.kernel, strides: d.strides, dilation: d.dilation,
+                               padding: d.padding, outChannels: midShape[3])
+            let dw = append(.depthwise(p, multiplier: d.depthMultiplier, kernel: try weight("depthwise_kernel", node),
+                                       shift: nil, act: .linear), ins, midShape, name)
+            let pw = ConvParams(kernelH: 1, kernelW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
+                                padTop: 0, padLeft: 0, outChannels: s.filters)
+            let shape = Array(midShape.dropLast()) + [s.filters]
+            let bias = s.useBias ? try weight("bias", node) : nil
+            let conv = append(.conv(pw, kernel: try weight("pointwise_kernel", node), shift: bias,
+                                    act: s.activation.withoutSoftmax), [dw], shape, name)
+            return try splitSoftmax(s.activation, conv, shape, name)
+        case .dense(let s):
+            let shape = Array(inShape.dropLast()) + [s.units]
+            let bias = s.useBias ? try weight("bias", node) : nil
+            let d = append(.dense(inFeatures: inShape.last!, outFeatures: s.units, kernel: try weight("kernel", node),
+                                  shift: bias, act: s.activation.withoutSoftmax), ins, shape, name)
+            return try splitSoftmax(s.activation, d, shape, name)
+        case .batchNorm(let s):
+            let c = inShape.last!
+            let gamma = s.scale ? try weight("gamma", node) : Array(repeating: 1, count: c)
+            let beta = s.center ? try weight("beta", node) : Array(repeating: 0, count: c)
+            let (scale, shift) = foldBatchNorm(gamma: gamma, beta: beta, mean: try weight("moving_mean", node),
+                                               variance: try weight("moving_variance", node), epsilon: s.epsilon)
+            return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
+        case .normalization(let mean, let variance, let invert):
+            let c = inShape.last!
+            let m = try broadcastChannels(mean ?? weight("mean", node), c, fail)
+            let v = try broadcastChannels(variance ?? weight("variance", node), c, fail)
+            // Keras divides by max(sqrt(variance), epsilon()) with epsilon() = 1e-7.
+            let sd = v.map { max(Float(Double($0).squareRoot()), 1e-7) }
+            let scale = invert ? sd : sd.map { 1 / $0 }
+            let shift = invert ? m : zip(m, sd).map { -$0 / $1 }
+            return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
+        case .rescaling(let scale, let offset):
+            let c = inShape.last!
+            return append(.affine(scale: try broadcastChannels(scale, c, fail), shift: try broadcastChannels(offset, c, fail),
+                                  act: .linear), ins, inShape, name)
+        case .activation(let a):
+            return append(.activation(a), ins, inShape, name)
+        case .softmax(let axis, let log):
+            return append(.softmax(axis: axis < 0 ? inShape.count + axis : axis, log: log), ins, inShape, name)
+        case .dropout, .identity:
+            return append(.view, ins, inShape, name)
+        case .pool2d(let s):
+            let shape = convShape(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
+            let p = convParams(inShape, kernel: s.poolSize, strides: s.strides, dilation: [1, 1], padding: s.padding,
+                               outChannels: inShape[3])
+            return append(.pool(kind: s.kind, poolH: s.poolSize[0], poolW: s.poolSize[1], strideH: s.strides[0],
+                                strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft), ins, shape, name)
+        case .globalPool(let kind, let keep):
+            let shape = keep ? [inShape[0], 1, 1, inShape[3]] : [inShape[0], inShape[3]]
+            return append(.globalPool(kind), ins, shape, name)
+        case .zeroPad2d(let t, let b, let l, let r):
+            return append(.pad(top: t, bottom: b, left: l, right: r), ins,
+                          [inShape[0], inShape[1] + t + b, inShape[2] + l + r, inShape[3]], name)
+        case .cropping2d(let t, let b, let l, let r):
+            return append(.crop(top: t, left: l), ins, [inShape[0], inShape[1] - t - b, inShape[2] - l - r, inShape[3]], name)
+        case .upsampling2d(let size, let interp):
+            return append(.upsample(sizeH: size[0], sizeW: size[1], interpolation: interp), ins,
+                          [inShape[0], inShape[1] * size[0], inShape[2] * size[1], inShape[3]], name)
+        case .reshape, .flatten:
+            return append(.view, ins, [inShape[0]] + concrete(node.outputShape, total: inShape.dropFirst().reduce(1, *)), name)
+        case .permute(let dims):
+            let perm = [0] + dims
+            return append(.transpose(perm: perm), ins, perm.map { inShape[$0] }, name)
+        case .merge(let kind):
+            let shapes = ins.map { nodes[$0].shape }
+            if kind == .multiply, shapes.count == 2, isChannelScale(shapes[0], shapes[1]) {
+                return append(.channelScale, ins, shapes[0], name)
+            }
+            if kind == .multiply, shapes.count == 2, isChannelScale(shapes[1], shapes[0]) {
+                return append(.channelScale, [ins[1], ins[0]], shapes[1], name)
+            }
+            return append(.merge(kind), ins, broadcast(shapes), name)
+        case .concatenate(let axis):
+            let rank = inShape.count
+            let a = axis < 0 ? rank + axis : axis
+            var shape = inShape
+            shape[a] = ins.map { nodes[$0].shape[a] }.reduce(0, +)
+            return append(.concat(axis: a), ins, shape, name)
+        }
+    }
+
+    /// A kernel with a (log-)softmax activation runs linear and is followed by a softmax node.
+    mutating func splitSoftmax(_ act: ActivationSpec, _ producer: Int, _ shape: [Int], _ name: String) throws -> Int {
+        guard !act.kind.isElementwise else { return producer }
+        return append(.softmax(axis: shape.count - 1, log: act.kind == .logSoftmax), [producer], shape, name)
+    }
+
+    /// A Reshape's target with the data's actual size (a -1 resolved at the concrete input size).
+    func concrete(_ shape: [Int], total: Int) -> [Int] {
+        let known = shape.filter { $0 >= 0 }.reduce(1, *)
+        return shape.map { $0 < 0 ? total / max(known, 1) : $0 }
+    }
+
+    func convShape(_ x: [Int], _ k: [Int], _ s: [Int], _ d: [Int], _ p: Padding, _ c: Int) -> [Int] {
+        [x[0], convOutputSize(x[1], kernel: k[0], stride: s[0], dilation: d[0], padding: p),
+         convOutputSize(x[2], kernel: k[1], stride: s[1], dilation: d[1], padding: p), c]
+    }
+
+    /// TensorFlow's "same" puts the extra padding at the bottom/right, so only top/left are needed.
+    func convParams(_ x: [Int], kernel: [Int], strides: [Int], dilation: [Int], padding: Padding,
+                    outChannels: Int) -> ConvParams {
+        func before(_ size: Int, _ k: Int, _ s: Int, _ d: Int) -> Int {
+            guard padding == .same else { return 0 }
+            let out = (size + s - 1) / s
+            return max(0, (out - 1) * s + (k - 1) * d + 1 - size) / 2
+        }
+        return ConvParams(kernelH: kernel[0], kernelW: kernel[1], strideH: strides[0], strideW: strides[1],
+                          dilationH: dilation[0], dilationW: dilation[1],
+                          padTop: before(x[1], kernel[0], strides[0], dilation[0]),
+                          padLeft: before(x[2], kernel[1], strides[1], dilation[1]), outChannels: outChannels)
+    }
+}
+
+/// True when `s` is [N,1,1,C] (or [N,C]) against an [N,H,W,C] `x`: a per-item channel scale.
+func isChannelScale(_ x: [Int], _ s: [Int]) -> Bool {
+    guard x.count == 4, x[1] * x[2] > 1 else { return false }
+    return (s.count == 4 && s[0] == x[0] && s[1] == 1 && s[2] == 1 && s[3] == x[3])
+}
+
+func broadcast(_ shapes: [[Int]]) -> [Int] {
+    let rank = shapes.map(\.count).max() ?? 0
+    var out = Array(repeating: 1, count: rank)
+    for s in shapes {
+        let padded = Array(repeating: 1, count: rank - s.count) + s
+        for d in 0..<rank where padded[d] != 1 { out[d] = padded[d] }
+    }
+    return out
+}
+
+func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> RuntimeError) throws -> [Float] {
+    if values.count == channels { return values }
+    if values.count == 1 { return Array(repeating: values[0], count: channels) }
+    throw fail("\(values.count) values for \(channels) channels")
+}
+
+/// Inference batch normalization as y = x * scale + shift.
+func foldBatchNorm(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], epsilon: Float)
+    -> (scale: [Float], shift: [Float]) {
+    var scale = [Float](repeating: 0, count: gamma.count)
+    var shift = [Float](repeating: 0, count: gamma.count)
+    for c in 0..<gamma.count {
+        let s = Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot()
+        scale[c] = Float(s)
+        shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
+    }
+    return (scale, shift)
+}
+
+extension ActivationSpec {
+    /// (Log-)softmax is applied as a separate plan node; the producing kernel then runs linear.
+    var withoutSoftmax: ActivationSpec { kind.isElementwise ? self : .linear }
+}

@@ -1,0 +1,51 @@
+import Graph
+
+/// The execution plan's operations: what a compiled model runs, after lowering Keras layers and
+/// folding what can be folded. Shapes include the batch axis (plans are compiled per batch size).
+/// Weights are already transformed (batch-norm folded into kernels, and so on).
+enum PlanOp {
+    case input(index: Int)
+    /// Conv2D (HWIO kernel) with explicit padding; epilogue y = act(acc + shift[c]).
+    case conv(ConvParams, kernel: [Float], shift: [Float]?, act: ActivationSpec)
+    /// DepthwiseConv2D (HWCM kernel); epilogue y = act(acc + shift[c]).
+    case depthwise(ConvParams, multiplier: Int, kernel: [Float], shift: [Float]?, act: ActivationSpec)
+    /// Dense over the last axis (IO kernel).
+    case dense(inFeatures: Int, outFeatures: Int, kernel: [Float], shift: [Float]?, act: ActivationSpec)
+    /// y = act(x * scale[c] + shift[c]) over the last axis (BatchNormalization that could not be
+    /// folded, Rescaling, Normalization).
+    case affine(scale: [Float], shift: [Float], act: ActivationSpec)
+    case activation(ActivationSpec)
+    /// Softmax (or log-softmax) along `axis` (0-based, counting the batch axis).
+    case softmax(axis: Int, log: Bool)
+    case pool(kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int)
+    case globalPool(PoolKind)
+    case pad(top: Int, bottom: Int, left: Int, right: Int)
+    case crop(top: Int, left: Int)
+    case upsample(sizeH: Int, sizeW: Int, interpolation: Interpolation)
+    case transpose(perm: [Int])
+    case concat(axis: Int)
+    case merge(MergeKind)
+    /// x[N,H,W,C] * s[N,C] (squeeze-and-excitation's broadcast multiply).
+    case channelScale
+    /// Same data, new shape (Reshape, Flatten, identity layers).
+    case view
+}
+
+/// Convolution geometry as the kernels want it: explicit top/left padding, output size given.
+struct ConvParams: Equatable {
+    var kernelH: Int, kernelW: Int
+    var strideH: Int, strideW: Int
+    var dilationH: Int, dilationW: Int
+    var padTop: Int, padLeft: Int
+    var outChannels: Int
+}
+
+/// One value-producing step of the plan.
+struct PlanNode {
+    var op: PlanOp
+    var inputs: [Int]        // PlanNode indices
+    var shape: [Int]         // with batch
+    /// The Keras layer this came from (for errors and profiles).
+    var layer: String
+    var count: Int { shape.reduce(1, *) }
+}

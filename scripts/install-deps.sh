@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages distillctl builds against, and (with --python) the Python virtual
+# environment with real Keras used by the Keras checks. Safe to run repeatedly.
+set -euo pipefail
+packages=(libhdf5-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev pkg-config hdf5-tools dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ "${1:-}" = "--python" ]; then
+    venv="${DISTILLCTL_VENV:-$HOME/.cache/distillctl/venv}"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import tensorflow, tf_keras, keras, h5py, PIL" 2>/dev/null; then
+        echo "creating the Keras virtual environment in $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --upgrade pip
+        "$venv/bin/pip" install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py pillow
+    fi
+fi
