@@ -1,0 +1,108 @@
+import Graph
+
+/// A plan compiled for one batch size and input shape: operations in order, every intermediate
+/// value at a fixed offset in one arena allocated once, constants copied into their own block.
+/// Running it allocates nothing but the output tensors.
+final class CompiledPlan {
+    let nodes: [PlanNode]
+    let outputs: [Int]
+    let buffers: BufferPlan
+    private let arena: UnsafeMutablePointer<Float>
+    private let constants: ConstantPool
+    private let workspace: UnsafeMutablePointer<Float>
+    private let workspaceCount: Int
+    private var steps: [() -> Void] = []
+
+    init(nodes: [PlanNode], outputs: [Int]) {
+        self.nodes = nodes
+        self.outputs = outputs
+        buffers = BufferPlan(nodes: nodes, outputs: outputs)
+        arena = .allocate(capacity: buffers.arenaCount)
+        arena.initialize(repeating: 0, count: buffers.arenaCount)
+        constants = ConstantPool(nodes: nodes)
+        workspaceCount = max(16, nodes.indices.map { workspaceNeeded(for: $0) }.max() ?? 0)
+        workspace = .allocate(capacity: workspaceCount)
+        workspace.initialize(repeating: 0, count: workspaceCount)
+        steps = nodes.indices.map { makeStep($0) }
+    }
+
+    deinit {
+        arena.deallocate()
+        workspace.deallocate()
+    }
+
+    func pointer(_ node: Int) -> UnsafeMutablePointer<Float> { arena + buffers.offsets[node] }
+
+    /// Peak bytes this plan holds (arena, constants, workspace).
+    var bytes: Int { (buffers.arenaCount + constants.count + workspaceCount) * MemoryLayout<Float>.size }
+
+    func run(_ inputs: [Tensor]) -> [Tensor] {
+        for (i, node) in nodes.enumerated() {
+            if case .input(let index) = node.op {
+                inputs[index].data.withUnsafeBufferPointer { pointer(i).update(from: $0.baseAddress!, count: node.count) }
+            }
+        }
+        for step in steps { step() }
+        return outputs.map { o in
+            Tensor(shape: nodes[o].shape, data: Array(UnsafeBufferPointer(start: pointer(o), count: nodes[o].count)))
+        }
+    }
+
+    /// Runs the steps one at a time and reports each one's time (for profiles).
+    func runProfiled(_ inputs: [Tensor], record: (PlanNode, Double) -> Void) {
+        _ = run(inputs)   // warm
+        for (i, step) in steps.enumerated() {
+            let start = DispatchTimeNanos.now()
+            step()
+            record(nodes[i], Double(DispatchTimeNanos.now() - start) / 1e9)
+        }
+    }
+}
+
+enum DispatchTimeNanos {
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// Kernels, biases and affine parameters copied into one block, so steps capture raw pointers.
+final class ConstantPool {
+    private(set) var offsets: [Int: [Int]] = [:]     // node -> offsets of its constants, in op order
+    let base: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(nodes: [PlanNode]) {
+        var arrays: [(Int, [Float])] = []
+        for (i, node) in nodes.enumerated() {
+            for a in constantArrays(node.op) { arrays.append((i, a)) }
+        }
+        count = max(1, arrays.reduce(0) { $0 + $1.1.count })
+        base = .allocate(capacity: count)
+        var at = 0
+        for (i, a) in arrays {
+            if !a.isEmpty { a.withUnsafeBufferPointer { (base + at).initialize(from: $0.baseAddress!, count: a.count) } }
+            offsets[i, default: []].append(at)
+            at += a.count
+        }
+    }
+
+    deinit { base.deallocate() }
+
+    /// The k-th constant of node i.
+    func pointer(_ i: Int, _ k: Int) -> UnsafeMutablePointer<Float> { base + offsets[i]![k] }
+}
+
+/// A node's constant arrays, in the order `makeStep` asks for them; absent optional arrays are
+/// skipped, so the step must use the same conditions.
+func constantArrays(_ op: PlanOp) -> [[Float]] {
+    switch op {
+    case .conv(_, let k, let s, _), .depthwise(_, _, let k, let s, _), .dense(_, _, let k, let s, _):
+        return [k] + (s.map { [$0] } ?? [])
+    case .affine(let scale, let shift, _):
+        return [scale, shift]
+    default:
+        return []
+    }
+}

@@ -1,0 +1,68 @@
+import Graph
+
+/// Runs a loaded model for inference. Plans are compiled once per batch size and input shape
+/// and reused; `run` splits larger batches.
+public final class InferenceSession {
+    public let model: LoadedModel
+    /// Graph nodes whose values are returned (the model's outputs, or the requested layers).
+    public let outputNodes: [Int]
+    private var plans: [[Int]: CompiledPlan] = [:]
+
+    /// `outputLayers`: layer names whose outputs to return instead of the model's outputs.
+    public init(model: LoadedModel, outputLayers: [String]? = nil) throws {
+        self.model = model
+        if let names = outputLayers {
+            outputNodes = try names.map { try model.graph.findLayer($0) }
+        } else {
+            outputNodes = model.graph.outputs
+        }
+    }
+
+    /// The model's input shapes without the batch axis (-1 where the model accepts any size).
+    public var inputShapes: [[Int]] { model.graph.inputs.map { model.graph.nodes[$0].outputShape } }
+
+    /// Runs `inputs` (batch first), at most `batchSize` items at a time.
+    public func run(_ inputs: [Tensor], batchSize: Int = 32) throws -> [Tensor] {
+        try checkInputs(inputs)
+        let n = inputs[0].batch
+        var parts: [[Tensor]] = []
+        for start in stride(from: 0, to: n, by: batchSize) {
+            let range = start..<min(start + batchSize, n)
+            parts.append(try runBatch(inputs.map { n == range.count ? $0 : $0.slice(batch: range) }))
+        }
+        if parts.count == 1 { return parts[0] }
+        return parts[0].indices.map { k in
+            Tensor(shape: [n] + parts[0][k].shape.dropFirst(), data: parts.flatMap { $0[k].data })
+        }
+    }
+
+    func runBatch(_ inputs: [Tensor]) throws -> [Tensor] {
+        let key = inputs.flatMap { $0.shape + [-1] }
+        if plans[key] == nil { plans[key] = try compile(inputShapes: inputs.map(\.shape)) }
+        return plans[key]!.run(inputs)
+    }
+
+    /// Compiles the plan for these input shapes (batch included).
+    func compile(inputShapes: [[Int]]) throws -> CompiledPlan {
+        var lowering = Lowering(graph: model.graph, weights: model.weights)
+        let lowered = try lowering.lower(outputs: outputNodes, inputShapes: inputShapes)
+        var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
+        let fused = fusion.run()
+        return CompiledPlan(nodes: fused.nodes, outputs: fused.outputs)
+    }
+
+    private func checkInputs(_ inputs: [Tensor]) throws {
+        let expected = inputShapes
+        guard inputs.count == expected.count else {
+            throw RuntimeError("the model takes \(expected.count) inputs, got \(inputs.count)")
+        }
+        let batch = inputs.first?.batch ?? 0
+        for (i, (x, want)) in zip(inputs, expected).enumerated() {
+            let got = Array(x.shape.dropFirst())
+            let fits = got.count == want.count && zip(got, want).allSatisfy { $1 < 0 || $0 == $1 }
+            guard fits, x.batch == batch, batch > 0 else {
+                throw RuntimeError("input \(i) has shape \(x.shape); the model expects (batch, \(want.map { $0 < 0 ? "any" : String($0) }.joined(separator: ", ")))")
+            }
+        }
+    }
+}
