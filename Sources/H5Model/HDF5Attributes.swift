@@ -22,6 +22,18 @@ enum H5StringPadding: Equatable {
     }
 }
 
+extension H5Type {
+    /// A string type: fixed-length of `size` bytes, or variable-length when `size` is nil.
+    static func string(size: Int?, padding: H5StringPadding, utf8: Bool) throws -> H5Type {
+        let type = try H5Type.copy(dctl_h5t_c_s1())
+        let what = "cannot make a string type"
+        try h5check(H5Tset_size(type.id, size ?? dctl_h5t_variable()), what)
+        try h5check(H5Tset_strpad(type.id, padding.hdf5), what)
+        try h5check(H5Tset_cset(type.id, utf8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII), what)
+        return type
+    }
+}
+
 /// How an attribute is stored, for tests that pin the writer's exact on-disk layout.
 struct H5AttributeInfo: Equatable {
     enum Kind: Equatable {
@@ -141,15 +153,6 @@ extension H5Object {
         if let data { try h5check(H5Awrite(attr.id, memoryType.id, data), context("cannot write \(what)")) }
     }
 
-    private func stringType(size: Int, padding: H5StringPadding, utf8: Bool) throws -> H5Type {
-        let type = try H5Type.copy(dctl_h5t_c_s1())
-        let what = context("cannot make a string type for '\(path)'")
-        try h5check(H5Tset_size(type.id, size), what)
-        try h5check(H5Tset_strpad(type.id, padding.hdf5), what)
-        try h5check(H5Tset_cset(type.id, utf8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII), what)
-        return type
-    }
-
     /// Fixed-length strings (UTF-8 bytes, as numpy's `S` dtype holds them), 1-D or scalar.
     /// `itemSize` defaults to the longest item (at least 1, like numpy).
     func writeFixedStrings(_ name: String, _ values: [String], itemSize: Int? = nil,
@@ -161,7 +164,7 @@ extension H5Object {
         }
         var buffer = [UInt8](repeating: padding == .spacePadded ? 0x20 : 0, count: size * encoded.count)
         for (i, item) in encoded.enumerated() { buffer.replaceSubrange(i * size ..< i * size + item.count, with: item) }
-        let type = try stringType(size: size, padding: padding, utf8: utf8)
+        let type = try H5Type.string(size: size, padding: padding, utf8: utf8)
         let space = try scalar ? H5Space.scalar() : H5Space.simple([values.count])
         try buffer.withUnsafeBytes {
             try createAttribute(name, fileType: type, memoryType: type, space: space, data: values.isEmpty ? nil : $0.baseAddress)
@@ -170,7 +173,7 @@ extension H5Object {
 
     /// Variable-length strings, 1-D or scalar (how h5py stores Python `str`/`bytes`).
     func writeVariableStrings(_ name: String, _ values: [String], utf8: Bool, scalar: Bool = false) throws {
-        let type = try stringType(size: dctl_h5t_variable(), padding: .nullTerminated, utf8: utf8)
+        let type = try H5Type.string(size: nil, padding: .nullTerminated, utf8: utf8)
         let space = try scalar ? H5Space.scalar() : H5Space.simple([values.count])
         let cStrings = values.map { strdup($0) }
         defer { cStrings.forEach { free($0) } }
