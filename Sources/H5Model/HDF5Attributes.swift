@@ -104,8 +104,9 @@ extension H5Object {
         let (attr, type, space) = try openAttribute(name)
         let count = Int(try h5check(H5Sget_simple_extent_npoints(space.id), context("cannot read the shape of \(what)")))
         let size = H5Tget_size(type.id)
-        guard size > 0, count.multipliedReportingOverflow(by: size).partialValue <= file.byteCount,
-              count <= file.byteCount else {
+        // An attribute's data sits in the object header, so it cannot exceed the file (vlen items
+        // are 16-byte references); checked before allocating for a hostile declared count.
+        guard size > 0, let bytes = product([count, size]), bytes <= file.byteCount else {
             throw H5ModelError(context("\(what) declares \(count) elements of \(size) bytes, more than the file holds"))
         }
         let readFailed = context("cannot read \(what)")
