@@ -23,4 +23,7 @@ static inline unsigned dctl_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline hid_t dctl_h5p_default(void) { return H5P_DEFAULT; }
 static inline hid_t dctl_h5s_all(void) { return H5S_ALL; }
 static inline hid_t dctl_h5e_default(void) { return H5E_DEFAULT; }
+static inline hid_t dctl_h5p_link_create(void) { return H5P_LINK_CREATE; }
+// H5T_VARIABLE is ((size_t)-1), a cast Swift does not import.
+static inline size_t dctl_h5t_variable(void) { return H5T_VARIABLE; }
 #endif

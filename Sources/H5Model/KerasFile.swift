@@ -44,6 +44,14 @@ public struct Weight: Equatable, Sendable {
         self.shape = shape
         self.values = values
     }
+
+    /// A float32 weight, the common case (e.g. a student's trained kernel).
+    public init(name: String, shape: [Int], floats: [Float]) {
+        self.init(name: name, shape: shape, values: .float32(floats))
+    }
+
+    /// The values as Float32, whatever the stored type.
+    public var floats: [Float] { values.floats }
 }
 
 /// A layer's group: its weights in `weight_names` order (the order of the saved model's trainable

@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderH5ModelTests: XCTestCase { func testNothing() {} }
