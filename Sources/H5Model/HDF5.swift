@@ -259,6 +259,18 @@ extension H5Group {
         return nil
     }
 
+    /// Names of the links directly in this group, in name order.
+    func childNames() throws -> [String] {
+        var names: [String] = []
+        try withUnsafeMutablePointer(to: &names) { slot in
+            try h5check(H5Literate(id, H5_INDEX_NAME, H5_ITER_INC, nil, { _, name, _, slot in
+                if let name { slot?.assumingMemoryBound(to: [String].self).pointee.append(String(cString: name)) }
+                return 0
+            }, slot), context("cannot list group '\(path)'"))
+        }
+        return names
+    }
+
     /// Creates `relative` and any missing intermediate groups (h5py's `create_group`).
     func createGroup(_ relative: String) throws -> H5Group {
         _ = try segments(relative)

@@ -8,9 +8,9 @@ final class CompiledPlan {
     let outputs: [Int]
     let buffers: BufferPlan
     private let arena: UnsafeMutablePointer<Float>
-    private let constants: ConstantPool
-    private let workspace: UnsafeMutablePointer<Float>
-    private let workspaceCount: Int
+    let constants: ConstantPool
+    let workspace: UnsafeMutablePointer<Float>
+    let workspaceCount: Int
     private var steps: [() -> Void] = []
 
     init(nodes: [PlanNode], outputs: [Int]) {

@@ -1,0 +1,62 @@
+import Graph
+
+/// Turns each plan node into a closure over raw pointers: the kernel call with its geometry,
+/// constants and buffers resolved once at compile time.
+extension CompiledPlan {
+    func geometry(_ i: Int, _ p: ConvParams) -> Conv2DGeometry {
+        let x = nodes[nodes[i].inputs[0]].shape, y = nodes[i].shape
+        return Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
+                              kernelH: p.kernelH, kernelW: p.kernelW, strideH: p.strideH, strideW: p.strideW,
+                              dilationH: p.dilationH, dilationW: p.dilationW, padTop: p.padTop, padLeft: p.padLeft)
+    }
+
+    func workspaceNeeded(for i: Int) -> Int {
+        if case .conv(let p, _, _, _) = nodes[i].op { return conv2dWorkspaceCount(geometry(i, p)) }
+        return 0
+    }
+
+    func makeStep(_ i: Int) -> () -> Void {
+        let node = nodes[i]
+        let out = pointer(i)
+        let ins = node.inputs.map { UnsafePointer(pointer($0)) }
+        let inShapes = node.inputs.map { nodes[$0].shape }
+        let constant = { (k: Int) in UnsafePointer(self.constants.pointer(i, k)) }
+        switch node.op {
+        case .input, .view:
+            return {}
+        case .conv(let p, _, let shift, let act):
+            let g = geometry(i, p)
+            let kernel = constant(0), bias = shift == nil ? nil : constant(1)
+            let ws = workspace, wsCount = workspaceCount
+            return { conv2d(input: ins[0], geometry: g, kernel: kernel, output: out,
+                            epilogue: Epilogue(shift: bias, activation: act), workspace: ws, workspaceCount: wsCount) }
+        case .depthwise(let p, let m, _, let shift, let act):
+            let g = geometry(i, p)
+            let kernel = constant(0), bias = shift == nil ? nil : constant(1)
+            return { depthwiseConv2d(input: ins[0], geometry: g, multiplier: m, kernel: kernel, output: out,
+                                     epilogue: Epilogue(shift: bias, activation: act)) }
+        case .dense(let fi, let fo, _, let shift, let act):
+            let rows = node.count / fo
+            let kernel = constant(0), bias = shift == nil ? nil : constant(1)
+            return { dense(input: ins[0], rows: rows, inFeatures: fi, kernel: kernel, outFeatures: fo, output: out,
+                           epilogue: Epilogue(shift: bias, activation: act)) }
+        case .activation(let act):
+            let n = node.count
+            return {
+                if UnsafePointer(out) != ins[0] { out.update(from: ins[0], count: n) }
+                applyActivation(act, out, count: n)
+            }
+        case .softmax(let axis, let log):
+            let s = node.shape
+            let outer = s[..<axis].reduce(1, *), len = s[axis], inner = s[(axis + 1)...].reduce(1, *)
+            let n = node.count
+            return {
+                out.update(from: ins[0], count: n)
+                if log { logSoftmax(out, outer: outer, axisLength: len, inner: inner) }
+                else { softmax(out, outer: outer, axisLength: len, inner: inner) }
+            }
+        default:
+            return makeDataStep(i, node: node, ins: ins, inShapes: inShapes, out: out, constant: constant)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import Graph
+
+/// Bad architectures and mismatched weights give one clear line naming the layer and weight.
+final class LoadingErrorTests: XCTestCase {
+    var temp: URL!
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("graph-errors-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
+
+    func fixture(_ name: String) throws -> FixtureCase {
+        try XCTUnwrap(fixtureCases().first { $0.name == name })
+    }
+
+    /// Loads the case's JSON, lets `edit` change the first layer of `className`, writes it out.
+    func editedArch(_ c: FixtureCase, className: String, _ edit: (inout [String: Any]) -> Void) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: c.path(c.arch)!))
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        var config = try XCTUnwrap(root["config"] as? [String: Any])
+        var layers = try XCTUnwrap(config["layers"] as? [[String: Any]])
+        let i = try XCTUnwrap(layers.firstIndex { $0["class_name"] as? String == className })
+        edit(&layers[i])
+        config["layers"] = layers
+        root["config"] = config
+        let out = temp.appendingPathComponent("arch.json")
+        try JSONSerialization.data(withJSONObject: root).write(to: out)
+        return out.path
+    }
+
+    func message(_ body: () throws -> Void) -> String {
+        do { try body(); return "" } catch { return String(describing: error) }
+    }
+
+    func testWeightsOnlyFileWithoutArchAsksForArch() throws {
+        let c = try fixture("k2_dense_2d")
+        let text = message { _ = try LoadedModel.load(path: c.path(c.weights)!) }
+        XCTAssertTrue(text.contains("--arch"), text)
+        XCTAssertTrue(text.contains(c.path(c.weights)!), text)
+    }
+
+    func testUnsupportedLayerClassIsNamed() throws {
+        let c = try fixture("k2_dense_2d")
+        let arch = try editedArch(c, className: "Dense") { $0["class_name"] = "Bogus" }
+        let text = message { _ = try LoadedModel.load(path: c.path(c.weights)!, archPath: arch) }
+        XCTAssertEqual(text, "unsupported layer 'dense' of class 'Bogus'")
+    }
+
+    func testWrongShapeNamesLayerWeightAndBothShapes() throws {
+        let c = try fixture("k2_dense_2d")
+        var units = 0
+        let arch = try editedArch(c, className: "Dense") { layer in
+            var config = layer["config"] as! [String: Any]
+            units = (config["units"] as! Int) + 1
+            config["units"] = units
+            layer["config"] = config
+        }
+        let text = message { _ = try LoadedModel.load(path: c.path(c.weights)!, archPath: arch) }
+        XCTAssertTrue(text.contains("layer 'dense'"), text)
+        XCTAssertTrue(text.contains("dense/kernel:0"), text)
+        XCTAssertTrue(text.contains(", \(units))"), text)
+        XCTAssertTrue(text.contains(", \(units - 1))"), text)
+    }
+
+    func testMissingWeightsNameTheLayer() throws {
+        let arch = try fixture("k2_bn_dense")
+        let weights = try fixture("k2_dense_2d")
+        let text = message { _ = try LoadedModel.load(path: weights.path(weights.weights)!, archPath: arch.path(arch.arch)!) }
+        XCTAssertTrue(text.contains("batch_normalization"), text)
+        XCTAssertTrue(text.hasPrefix(weights.path(weights.weights)!), text)
+    }
+
+    func testArchitectureThatIsNotJSON() throws {
+        let c = try fixture("k2_dense_2d")
+        let bad = temp.appendingPathComponent("bad.json")
+        try Data("{\"class_name\": \"Sequential\", ".utf8).write(to: bad)
+        let text = message { _ = try LoadedModel.load(path: c.path(c.weights)!, archPath: bad.path) }
+        XCTAssertTrue(text.hasPrefix(bad.path + ": not valid JSON"), text)
+    }
+}

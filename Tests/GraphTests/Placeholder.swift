@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderGraphTests: XCTestCase { func testNothing() {} }
