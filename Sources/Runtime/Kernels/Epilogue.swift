@@ -1,0 +1,78 @@
+// The epilogue every conv/dense kernel applies once per output element after accumulating:
+//     y = act(acc * scale[c] + shift[c])
+// with c the output channel (last axis). `scale` is a folded BatchNormalization's multiplier,
+// `shift` a bias and/or BN's offset; either may be absent. This is how BatchNormalization and the
+// layer's activation fuse into the producing kernel instead of costing a pass each over memory.
+import Graph
+
+/// Per-channel affine transform plus activation applied to a kernel's accumulators.
+/// The pointers are borrowed: they must stay valid for the kernel call (each has outC floats).
+public struct Epilogue {
+    public var scale: UnsafePointer<Float>?
+    public var shift: UnsafePointer<Float>?
+    /// Any kind; softmax is applied over the output channels (Keras's axis -1) after the rest.
+    public var activation: ActivationSpec
+
+    public init(scale: UnsafePointer<Float>? = nil, shift: UnsafePointer<Float>? = nil,
+                activation: ActivationSpec = .linear) {
+        self.scale = scale
+        self.shift = shift
+        self.activation = activation
+    }
+
+    /// No scale, no shift, linear activation.
+    public static var none: Epilogue { Epilogue() }
+
+    /// True when applying it would change nothing.
+    public var isIdentity: Bool { scale == nil && shift == nil && activation.kind == .linear }
+
+    /// The element-wise activation (softmax is handled separately, over whole rows).
+    var elementwise: ActivationSpec { activation.kind == .softmax ? .linear : activation }
+
+    /// The epilogue without its softmax: what runs per tile before softmax runs on whole rows.
+    var withoutSoftmax: Epilogue { Epilogue(scale: scale, shift: shift, activation: elementwise) }
+}
+
+extension Epilogue {
+    /// Applies the element-wise part in place to a `rows` x `cols` block at `c` whose rows are
+    /// `ld` floats apart; column j is channel `channelOffset + j`.
+    func apply(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, channelOffset: Int = 0) {
+        if scale == nil && shift == nil && elementwise.kind == .linear { return }
+        withActivation(elementwise, EpilogueTileJob(
+            c: c, rows: rows, cols: cols, ld: ld,
+            scale: scale.map { $0 + channelOffset }, shift: shift.map { $0 + channelOffset }))
+    }
+}
+
+private struct EpilogueTileJob: ActivationConsumer {
+    let c: UnsafeMutablePointer<Float>
+    let rows: Int, cols: Int, ld: Int
+    let scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?
+
+    func run<A: VectorActivation>(_ act: A) {
+        // One loop per affine variant so none of them tests an optional per element.
+        switch (scale, shift) {
+        case let (s?, b?): rowsLoop { p, j in madd(load(p + j), load(s + j), load(b + j)) }
+                           tail: { p, j, n in madd(loadPartial(p + j, n), loadPartial(s + j, n), loadPartial(b + j, n)) }
+        case let (s?, nil): rowsLoop { p, j in load(p + j) * load(s + j) }
+                            tail: { p, j, n in loadPartial(p + j, n) * loadPartial(s + j, n) }
+        case let (nil, b?): rowsLoop { p, j in load(p + j) + load(b + j) }
+                            tail: { p, j, n in loadPartial(p + j, n) + loadPartial(b + j, n) }
+        case (nil, nil): rowsLoop { p, j in load(p + j) } tail: { p, j, n in loadPartial(p + j, n) }
+        }
+
+        @inline(__always)
+        func rowsLoop(_ affine: (UnsafeMutablePointer<Float>, Int) -> Vec,
+                      tail: (UnsafeMutablePointer<Float>, Int, Int) -> Vec) {
+            for r in 0..<rows {
+                let p = c + r * ld
+                var j = 0
+                while j + 8 <= cols {
+                    store(act(affine(p, j)), p + j)
+                    j += 8
+                }
+                if j < cols { storePartial(act(tail(p, j, cols - j)), p + j, cols - j) }
+            }
+        }
+    }
+}
