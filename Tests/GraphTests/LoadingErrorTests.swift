@@ -67,12 +67,31 @@ final class LoadingErrorTests: XCTestCase {
         XCTAssertTrue(text.contains(", \(units - 1))"), text)
     }
 
-    func testMissingWeightsNameTheLayer() throws {
+    func testLayerMissingFromWeightsIsNamed() throws {
+        let c = try fixture("k2_dense_2d")
+        let data = try Data(contentsOf: URL(fileURLWithPath: c.path(c.arch)!))
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        var config = try XCTUnwrap(root["config"] as? [String: Any])
+        var layers = try XCTUnwrap(config["layers"] as? [[String: Any]])
+        var extra = try XCTUnwrap(layers.last)
+        var extraConfig = try XCTUnwrap(extra["config"] as? [String: Any])
+        extraConfig["name"] = "extra_dense"
+        extra["config"] = extraConfig
+        layers.append(extra)
+        config["layers"] = layers
+        root["config"] = config
+        let arch = temp.appendingPathComponent("extra.json")
+        try JSONSerialization.data(withJSONObject: root).write(to: arch)
+        let text = message { _ = try LoadedModel.load(path: c.path(c.weights)!, archPath: arch.path) }
+        XCTAssertTrue(text.hasPrefix(c.path(c.weights)! + ": no weights for layer 'extra_dense'"), text)
+    }
+
+    func testWeightsOfAnotherModelAreRefused() throws {
         let arch = try fixture("k2_bn_dense")
         let weights = try fixture("k2_dense_2d")
         let text = message { _ = try LoadedModel.load(path: weights.path(weights.weights)!, archPath: arch.path(arch.arch)!) }
-        XCTAssertTrue(text.contains("batch_normalization"), text)
-        XCTAssertTrue(text.hasPrefix(weights.path(weights.weights)!), text)
+        XCTAssertTrue(text.hasPrefix(weights.path(weights.weights)! + ": "), text)
+        XCTAssertTrue(text.contains("layer 'dense'"), text)
     }
 
     func testArchitectureThatIsNotJSON() throws {

@@ -130,7 +130,9 @@ public func withActivation<C: ActivationConsumer>(_ spec: ActivationSpec, _ cons
     case .softplus: consumer.run(SoftplusActivation())
     case .softsign: consumer.run(SoftsignActivation())
     case .exponential: consumer.run(ExponentialActivation())
-    case .softmax: preconditionFailure("softmax is not element-wise: use the softmax kernel")
+    case .mish: consumer.run(MishActivation())
+    case .hardSilu: consumer.run(HardSiluActivation())
+    case .softmax, .logSoftmax: preconditionFailure("softmax is not element-wise: use the softmax kernel")
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Graph
 
 /// A plan compiled for one batch size and input shape: operations in order, every intermediate
@@ -20,7 +21,7 @@ final class CompiledPlan {
         arena = .allocate(capacity: buffers.arenaCount)
         arena.initialize(repeating: 0, count: buffers.arenaCount)
         constants = ConstantPool(nodes: nodes)
-        workspaceCount = max(16, nodes.indices.map { workspaceNeeded(for: $0) }.max() ?? 0)
+        workspaceCount = max(16, nodes.indices.map { CompiledPlan.workspaceNeeded(nodes, $0) }.max() ?? 0)
         workspace = .allocate(capacity: workspaceCount)
         workspace.initialize(repeating: 0, count: workspaceCount)
         steps = nodes.indices.map { makeStep($0) }

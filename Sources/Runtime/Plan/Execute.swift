@@ -3,15 +3,15 @@ import Graph
 /// Turns each plan node into a closure over raw pointers: the kernel call with its geometry,
 /// constants and buffers resolved once at compile time.
 extension CompiledPlan {
-    func geometry(_ i: Int, _ p: ConvParams) -> Conv2DGeometry {
+    static func geometry(_ nodes: [PlanNode], _ i: Int, _ p: ConvParams) -> Conv2DGeometry {
         let x = nodes[nodes[i].inputs[0]].shape, y = nodes[i].shape
         return Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
                               kernelH: p.kernelH, kernelW: p.kernelW, strideH: p.strideH, strideW: p.strideW,
                               dilationH: p.dilationH, dilationW: p.dilationW, padTop: p.padTop, padLeft: p.padLeft)
     }
 
-    func workspaceNeeded(for i: Int) -> Int {
-        if case .conv(let p, _, _, _) = nodes[i].op { return conv2dWorkspaceCount(geometry(i, p)) }
+    static func workspaceNeeded(_ nodes: [PlanNode], _ i: Int) -> Int {
+        if case .conv(let p, _, _, _) = nodes[i].op { return conv2dWorkspaceCount(geometry(nodes, i, p)) }
         return 0
     }
 
@@ -25,13 +25,13 @@ extension CompiledPlan {
         case .input, .view:
             return {}
         case .conv(let p, _, let shift, let act):
-            let g = geometry(i, p)
+            let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)
             let ws = workspace, wsCount = workspaceCount
             return { conv2d(input: ins[0], geometry: g, kernel: kernel, output: out,
                             epilogue: Epilogue(shift: bias, activation: act), workspace: ws, workspaceCount: wsCount) }
         case .depthwise(let p, let m, _, let shift, let act):
-            let g = geometry(i, p)
+            let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)
             return { depthwiseConv2d(input: ins[0], geometry: g, multiplier: m, kernel: kernel, output: out,
                                      epilogue: Epilogue(shift: bias, activation: act)) }

@@ -46,7 +46,11 @@ func referenceActivation(_ spec: ActivationSpec, _ x: Double) -> Double {
     case .softplus: return x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x))
     case .softsign: return x / (1 + abs(x))
     case .exponential: return Foundation.exp(x)
-    case .softmax: fatalError("not element-wise")
+    case .mish:
+        let sp = x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x))
+        return x * Foundation.tanh(sp)
+    case .hardSilu: return x * min(max(x / 6 + 0.5, 0), 1)
+    case .softmax, .logSoftmax: fatalError("not element-wise")
     }
 }
 
@@ -59,6 +63,7 @@ let allActivationSpecs: [ActivationSpec] = [
     ActivationSpec(.selu), .sigmoid, ActivationSpec(.hardSigmoid, alpha: 0.2),
     ActivationSpec(.hardSigmoid, alpha: 1.0 / 6.0), .swish, ActivationSpec(.gelu), ActivationSpec(.tanh),
     ActivationSpec(.softplus), ActivationSpec(.softsign), ActivationSpec(.exponential),
+    ActivationSpec(.mish), ActivationSpec(.hardSilu),
 ]
 
 /// |actual - expected| <= rel * |expected| + abs, element-wise; reports the worst element.

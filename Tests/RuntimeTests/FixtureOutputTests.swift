@@ -1,0 +1,80 @@
+import Foundation
+import Graph
+import H5Model
+import TestSupport
+import XCTest
+@testable import Runtime
+
+/// Every fixture made by real Keras, in every form it comes in (full file, weights + JSON), must
+/// reproduce Keras's stored outputs within 1e-4 absolute.
+final class FixtureOutputTests: XCTestCase {
+    static let tolerance = 1e-4
+
+    func numbered(_ arrays: [String: H5Array], _ base: String, _ count: Int, _ c: FixtureCase) throws -> [Tensor] {
+        if count == 1, let a = arrays[base] ?? arrays["\(base)_0"] { return [Tensor(shape: a.shape, data: a.floats)] }
+        return try (0..<count).map { i in
+            let a = try XCTUnwrap(arrays["\(base)_\(i)"], "\(c.name): no \(base)_\(i)")
+            return Tensor(shape: a.shape, data: a.floats)
+        }
+    }
+
+    /// Runs one case in all its forms; returns the worst difference.
+    func check(_ c: FixtureCase) throws -> Double {
+        let arrays = try H5Arrays.read(path: c.path(c.io)!)
+        var worst = 0.0
+        for form in c.forms {
+            let model = try LoadedModel.load(path: form.model, archPath: form.arch)
+            let inputs = try numbered(arrays, "input", model.graph.inputs.count, c)
+            let expected = try numbered(arrays, "output", model.graph.outputs.count, c)
+            let outputs = try InferenceSession(model: model).run(inputs)
+            for (k, (got, want)) in zip(outputs, expected).enumerated() {
+                XCTAssertEqual(got.shape, want.shape, "\(c.name) \(form.label) output \(k)")
+                let diff = assertClose(got.data, want.data, tolerance: Self.tolerance, "\(c.name) \(form.label) output \(k)")
+                worst = max(worst, diff)
+            }
+        }
+        return worst
+    }
+
+    func testSmallFixturesMatchKeras() throws {
+        var report: [(String, Double)] = []
+        for c in try fixtureCases() where !c.name.contains("seed_effnetb0") {
+            report.append((c.name, try check(c)))
+        }
+        XCTAssertGreaterThan(report.count, 40)
+        let worst = report.max { $0.1 < $1.1 }!
+        print("fixtures: \(report.count) cases, worst max |diff| \(worst.1) in \(worst.0)")
+    }
+
+    func testSeedEfficientNetB0MatchesKeras() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_effnetb0" })
+        let worst = try check(c)
+        print("seed EfficientNetB0 (full and weights + JSON): worst max |diff| \(worst)")
+    }
+
+    /// Inner layers by name, as keras.Model(inputs, layer.output) would give them.
+    func testOutputLayerMatchesKerasIntermediates() throws {
+        var checked = 0
+        for c in try fixtureCases() {
+            let arrays = try H5Arrays.read(path: c.path(c.io)!)
+            let layers = arrays.keys.filter { $0.hasPrefix("layers/") || $0.hasPrefix("nested_layers/") }
+            guard !layers.isEmpty, let form = c.forms.first else { continue }
+            let model = try LoadedModel.load(path: form.model, archPath: form.arch)
+            let inputs = try numbered(arrays, "input", model.graph.inputs.count, c)
+            for key in layers.sorted() {
+                // layers/<name> is a top-level layer; nested_layers/<model>/<layer> a nested one.
+                let name = key.hasPrefix("layers/") ? String(key.dropFirst("layers/".count))
+                                                      : String(key.dropFirst("nested_layers/".count))
+                let out = try InferenceSession(model: model, outputLayers: [name]).run(inputs)[0]
+                let want = arrays[key]!
+                XCTAssertEqual(out.shape, want.shape, "\(c.name) layer \(name)")
+                // Inner features reach magnitudes of 10 and more, where float32 rounding alone
+                // exceeds 1e-4: the tolerance scales with the largest value.
+                let scale = max(1, Double(want.floats.map(abs).max() ?? 0))
+                assertClose(out.data, want.floats, tolerance: Self.tolerance * scale, "\(c.name) layer \(name)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 2)
+    }
+}
