@@ -68,16 +68,17 @@ public struct ModelGraph: Sendable {
         return (trainable + frozen, trainable, frozen)
     }
 
-    /// Finds a layer by name: a top-level layer first, then a unique nested one; `outer/inner`
-    /// paths select inside nested models.
+    /// Finds a layer by name: a top-level layer first, then a unique nested one; `model/layer`
+    /// paths (the tail of the nesting) select inside nested models. A layer called more than once
+    /// gives its first call's output, as Keras's `layer.output` (`get_output_at(0)`).
     public func findLayer(_ name: String) throws -> Int {
-        if let top = topLevel.first(where: { $0.name == name }), let last = top.outputNodeIDs.last { return last }
-        let matches = nodes.filter { $0.name == name || $0.layerKey == name }
+        if let top = topLevel.first(where: { $0.name == name }), let out = top.outputNodeIDs.first { return out }
+        let matches = nodes.filter { $0.name == name || $0.layerKey == name || $0.layerKey.hasSuffix("/" + name) }
         let keys = Set(matches.map(\.layerKey))
-        guard let last = matches.last else { throw GraphError("model '\(self.name)' has no layer named '\(name)'") }
+        guard let first = matches.first else { throw GraphError("model '\(self.name)' has no layer named '\(name)'") }
         guard keys.count == 1 else {
             throw GraphError("layer name '\(name)' is ambiguous in model '\(self.name)': \(keys.sorted().joined(separator: ", "))")
         }
-        return last.id
+        return first.id
     }
 }
