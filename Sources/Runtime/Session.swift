@@ -37,9 +37,16 @@ public final class InferenceSession {
     }
 
     func runBatch(_ inputs: [Tensor]) throws -> [Tensor] {
-        let key = inputs.flatMap { $0.shape + [-1] }
-        if plans[key] == nil { plans[key] = try compile(inputShapes: inputs.map(\.shape)) }
-        return plans[key]!.run(inputs)
+        try plan(for: inputs.map(\.shape)).run(inputs)
+    }
+
+    /// The compiled plan for these input shapes (batch included), compiled on first use.
+    func plan(for shapes: [[Int]]) throws -> CompiledPlan {
+        let key = shapes.flatMap { $0 + [-1] }
+        if let plan = plans[key] { return plan }
+        let plan = try compile(inputShapes: shapes)
+        plans[key] = plan
+        return plan
     }
 
     /// Compiles the plan for these input shapes (batch included).

@@ -99,7 +99,8 @@ final class ConstantPool {
 /// skipped, so the step must use the same conditions.
 func constantArrays(_ op: PlanOp) -> [[Float]] {
     switch op {
-    case .conv(_, let k, let s, _), .depthwise(_, _, let k, let s, _), .dense(_, _, let k, let s, _):
+    case .conv(_, let k, let s, _), .depthwise(_, _, let k, let s, _), .dense(_, _, let k, let s, _),
+         .scaledPointwise(_, let k, let s, _):
         return [k] + (s.map { [$0] } ?? [])
     case .affine(let scale, let shift, _):
         return [scale, shift]

@@ -11,8 +11,11 @@ extension CompiledPlan {
     }
 
     static func workspaceNeeded(_ nodes: [PlanNode], _ i: Int) -> Int {
-        if case .conv(let p, _, _, _) = nodes[i].op { return conv2dWorkspaceCount(geometry(nodes, i, p)) }
-        return 0
+        switch nodes[i].op {
+        case .conv(let p, _, _, _): return conv2dWorkspaceCount(geometry(nodes, i, p))
+        case .scaledPointwise(let p, _, _, _): return nodes[nodes[i].inputs[0]].shape[3] * p.outChannels
+        default: return 0
+        }
     }
 
     func makeStep(_ i: Int) -> () -> Void {
@@ -30,6 +33,24 @@ extension CompiledPlan {
             let ws = workspace, wsCount = workspaceCount
             return { conv2d(input: ins[0], geometry: g, kernel: kernel, output: out,
                             epilogue: Epilogue(shift: bias, activation: act), workspace: ws, workspaceCount: wsCount) }
+        case .scaledPointwise(let p, _, let shift, let act):
+            var g = CompiledPlan.geometry(nodes, i, p)
+            let batch = g.batch, cin = g.inC, cout = g.outC, pixels = g.inH * g.inW
+            g.batch = 1
+            let kernel = constant(0), bias = shift == nil ? nil : constant(1)
+            let scaled = workspace
+            return {
+                for b in 0..<batch {
+                    let s = ins[1] + b * cin
+                    for ci in 0..<cin {
+                        let factor = s[ci]
+                        let src = kernel + ci * cout, dst = scaled + ci * cout
+                        for co in 0..<cout { dst[co] = src[co] * factor }
+                    }
+                    conv2d(input: ins[0] + b * pixels * cin, geometry: g, kernel: scaled, output: out + b * pixels * cout,
+                           epilogue: Epilogue(shift: bias, activation: act), workspace: nil, workspaceCount: 0)
+                }
+            }
         case .depthwise(let p, let m, _, let shift, let act):
             let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)

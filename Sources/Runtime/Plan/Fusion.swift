@@ -17,7 +17,20 @@ struct Fusion {
 
     mutating func run() -> (nodes: [PlanNode], outputs: [Int]) {
         for i in nodes.indices { fuseIntoProducer(i) }
+        for i in nodes.indices where forward[i] == nil { foldChannelScale(i) }
         return compact()
+    }
+
+    /// channelScale(x, s) feeding only a pointwise conv becomes that conv with scaled weights.
+    private mutating func foldChannelScale(_ i: Int) {
+        guard case .conv(let p, let k, let s, let a) = nodes[i].op, nodes[i].inputs.count == 1,
+              p.kernelH == 1, p.kernelW == 1, p.strideH == 1, p.strideW == 1, p.padTop == 0, p.padLeft == 0 else { return }
+        let producer = resolve(nodes[i].inputs[0])
+        guard case .channelScale = nodes[producer].op, !isOutput(producer), consumers(of: producer) == [i] else { return }
+        nodes[i].op = .scaledPointwise(p, kernel: k, shift: s, act: a)
+        nodes[i].inputs = nodes[producer].inputs
+        nodes[i].layer = nodes[producer].layer + "+" + nodes[i].layer
+        forward[producer] = i
     }
 
     private func resolve(_ i: Int) -> Int {

@@ -7,6 +7,11 @@ enum PlanOp {
     case input(index: Int)
     /// Conv2D (HWIO kernel) with explicit padding; epilogue y = act(acc + shift[c]).
     case conv(ConvParams, kernel: [Float], shift: [Float]?, act: ActivationSpec)
+    /// A 1x1 stride-1 Conv2D whose input is first multiplied by per-item channel scales
+    /// (inputs: x [N,H,W,Cin], s [N,Cin]): squeeze-and-excitation's excite folded into the
+    /// projection, as x·diag(s)·W = x·(diag(s)·W), so the scale costs Cin·Cout per item instead
+    /// of a pass over the feature map.
+    case scaledPointwise(ConvParams, kernel: [Float], shift: [Float]?, act: ActivationSpec)
     /// DepthwiseConv2D (HWCM kernel); epilogue y = act(acc + shift[c]).
     case depthwise(ConvParams, multiplier: Int, kernel: [Float], shift: [Float]?, act: ActivationSpec)
     /// Dense over the last axis (IO kernel).
@@ -48,4 +53,16 @@ struct PlanNode {
     /// The Keras layer this came from (for errors and profiles).
     var layer: String
     var count: Int { shape.reduce(1, *) }
+
+    /// The operation's kind, for profiles.
+    var kindName: String {
+        switch op {
+        case .conv(let p, _, _, _):
+            return p.kernelH == 1 && p.kernelW == 1 && p.strideH == 1 && p.strideW == 1 ? "conv1x1" : "conv"
+        case .scaledPointwise: return "conv1x1"
+        case .depthwise: return "depthwise"
+        case .dense: return "dense"
+        default: return String(describing: op).prefix { $0 != "(" }.description
+        }
+    }
 }

@@ -1,0 +1,71 @@
+import Foundation
+
+/// Timing of a model, as `distillctl bench` reports it. A measurement, never an assertion.
+public struct BenchmarkResult: Sendable {
+    public var batchSize: Int
+    public var latencies: [Double]      // seconds per batch
+    public var peakBytes: Int
+
+    public var imagesPerSecond: Double { Double(batchSize * latencies.count) / latencies.reduce(0, +) }
+    public func percentile(_ p: Double) -> Double {
+        let sorted = latencies.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))]
+    }
+
+    public var report: String {
+        String(format: "%.1f img/s (batch %d, %d iterations, %d threads)\nlatency median %.2f ms, p90 %.2f ms\npeak memory %.0f MiB",
+               imagesPerSecond, batchSize, latencies.count, RuntimeThreads.count,
+               percentile(0.5) * 1000, percentile(0.9) * 1000, Double(peakBytes) / 1_048_576)
+    }
+}
+
+public enum Benchmark {
+    /// Random inputs of the model's shape (unknown sizes become 224), values 0-255.
+    static func inputs(for session: InferenceSession, batchSize: Int) -> [Tensor] {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        return session.inputShapes.map { shape in
+            let dims = [batchSize] + shape.map { $0 < 0 ? 224 : $0 }
+            let count = dims.reduce(1, *)
+            let data = (0..<count).map { _ -> Float in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float(state >> 40) / Float(1 << 24) * 255
+            }
+            return Tensor(shape: dims, data: data)
+        }
+    }
+
+    public static func inference(session: InferenceSession, batchSize: Int, iterations: Int,
+                                 warmup: Int = 3) throws -> BenchmarkResult {
+        let x = inputs(for: session, batchSize: batchSize)
+        for _ in 0..<warmup { _ = try session.run(x, batchSize: batchSize) }
+        var latencies: [Double] = []
+        for _ in 0..<max(1, iterations) {
+            let start = DispatchTimeNanos.now()
+            _ = try session.run(x, batchSize: batchSize)
+            latencies.append(Double(DispatchTimeNanos.now() - start) / 1e9)
+        }
+        return BenchmarkResult(batchSize: batchSize, latencies: latencies, peakBytes: peakResidentBytes())
+    }
+
+    /// Time per kind of plan operation over a few runs, largest first.
+    public static func profile(session: InferenceSession, batchSize: Int, runs: Int = 5) throws -> String {
+        let x = inputs(for: session, batchSize: batchSize)
+        let plan = try session.plan(for: x.map(\.shape))
+        var byKind: [String: Double] = [:]
+        for _ in 0..<runs {
+            plan.runProfiled(x) { node, seconds in byKind[node.kindName, default: 0] += seconds / Double(runs) }
+        }
+        let total = byKind.values.reduce(0, +)
+        let lines = byKind.sorted { $0.value > $1.value }.map {
+            String(format: "  %-14@ %8.2f ms  %5.1f%%", $0.key as NSString, $0.value * 1000, 100 * $0.value / total)
+        }
+        return (["time per batch by operation (\(String(format: "%.2f", total * 1000)) ms in all):"] + lines).joined(separator: "\n")
+    }
+
+    /// Peak resident set size of this process (Linux reports kilobytes).
+    public static func peakResidentBytes() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Int(usage.ru_maxrss) * 1024
+    }
+}
