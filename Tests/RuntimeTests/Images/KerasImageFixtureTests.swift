@@ -105,10 +105,12 @@ final class KerasImageFixtureTests: XCTestCase {
         XCTAssertEqual(kinds.count, 2 * 3)
     }
 
-    /// PIL decodes a JPEG with extraneous bytes before EOI (a libjpeg warning) and so must we.
+    /// PIL decodes a JPEG with junk bytes before a header marker (a libjpeg warning, "3
+    /// extraneous bytes before marker 0xdb"), and so must we. (marker_in_scan.jpg, with a
+    /// "premature end of data segment" warning, is among the fixture cases.)
     func testJPEGWarningIsNotAnError() throws {
         let clean = try loadImage(path: Self.directory.appendingPathComponent("rgb420.jpg").path)
-        let warned = try loadImage(path: Self.directory.appendingPathComponent("extraneous_bytes.jpg").path)
+        let warned = try loadImage(path: Self.directory.appendingPathComponent("junk_before_marker.jpg").path)
         XCTAssertEqual(clean, warned)
     }
 
