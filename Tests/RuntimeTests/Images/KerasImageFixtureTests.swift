@@ -98,6 +98,17 @@ final class KerasImageFixtureTests: XCTestCase {
         }
     }
 
+    /// The decoded layout is PIL's mode for the file, except where the difference cannot show
+    /// after Keras's conversion: palette ("P") is expanded to RGB, 1-bit ("1") to L (0/255).
+    func testDecodedModeIsPILs() throws {
+        let expected: [String: Image.Mode] = ["P": .rgb, "1": .l, "L": .l, "LA": .la, "RGB": .rgb,
+                                              "RGBA": .rgba, "CMYK": .cmyk, "I;16": .i16]
+        for (file, pilMode) in Set(Self.manifest.cases.map { [$0.file, $0.pil_mode] }).map({ ($0[0], $0[1]) }) {
+            let image = try Image(contentsOfFile: Self.directory.appendingPathComponent(file).path)
+            XCTAssertEqual(image.mode, expected[pilMode], "\(file) is \(pilMode) in PIL")
+        }
+    }
+
     func testFixturesCoverEveryLayout() {
         let modes = Set(Self.manifest.cases.map(\.pil_mode))
         XCTAssertEqual(modes, ["1", "L", "LA", "P", "RGB", "RGBA", "I;16", "CMYK"])

@@ -75,6 +75,8 @@ final class NpyTests: XCTestCase {
                        try Data(contentsOf: URL(fileURLWithPath: path("npy_reference_1d.npy"))))
         XCTAssertEqual(NpyArray(shape: [2, 3, 4], values: f4Values).encoded(),
                        try Data(contentsOf: URL(fileURLWithPath: path("npy_f4.npy"))))
+        XCTAssertEqual(NpyArray(shape: [2] + Array(repeating: 1, count: 12) + [100], values: (0..<200).map { Float($0) / 3 }).encoded(),
+                       try Data(contentsOf: URL(fileURLWithPath: path("npy_reference_boundary.npy"))))
         XCTAssertEqual(NpyArray(shape: [], values: [2.5]).encoded(),
                        try Data(contentsOf: URL(fileURLWithPath: path("npy_f4_scalar.npy"))))
     }
