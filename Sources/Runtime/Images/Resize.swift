@@ -94,68 +94,103 @@ extension Image {
     /// Two separable passes, each only if that dimension changes, each rounded to 8 bits, with
     /// Pillow's 22-bit fixed-point coefficients (`_ImagingResample{Horizontal,Vertical}_8bpc`).
     private func bilinear8(_ src: [UInt8], channels: Int, _ outW: Int, _ outH: Int) -> [UInt8] {
-        var plane = Plane(values: src, width: width, height: height, channels: channels)
-        let horizontal = outW == width ? nil : fixedPoint(ResampleCoefficients(inSize: width, outSize: outW))
-        let vertical = outH == height ? nil : fixedPoint(ResampleCoefficients(inSize: height, outSize: outH))
-        let passes: [(Bool, FixedCoefficients?)] = verticalFirst(outW, outH)
-            ? [(false, vertical), (true, horizontal)] : [(true, horizontal), (false, vertical)]
-        for case let (isHorizontal, k?) in passes {
-            plane = plane.resampled(horizontal: isHorizontal, taps: k.bounds, size: k.size) { value, j in
-                var sum = 1 << 21
-                for t in 0..<j.count { sum += Int(value(t)) * k.weights[j.offset + t] }
-                return clip8(sum)
-            }
+        var values = src, w = width, h = height
+        let vertical = { (values: [UInt8], w: Int) in
+            resample8(values, outer: 1, axis: self.height, inner: w * channels,
+                      fixedPoint(ResampleCoefficients(inSize: self.height, outSize: outH)))
         }
-        return plane.values
+        let horizontal = { (values: [UInt8], h: Int) in
+            resample8(values, outer: h, axis: self.width, inner: channels,
+                      fixedPoint(ResampleCoefficients(inSize: self.width, outSize: outW)))
+        }
+        if verticalFirst(outW, outH) {
+            values = vertical(values, w); h = outH
+            if outW != width { values = horizontal(values, h) }
+        } else {
+            if outW != width { values = horizontal(values, h); w = outW }
+            if outH != height { values = vertical(values, w) }
+        }
+        return values
     }
 
     /// I;16: the same coefficients in double precision, rounded half up and clipped to 16 bits
     /// after each pass (`_ImagingResample*_16bpc`).
     private func bilinear16(_ src: [UInt16], _ outW: Int, _ outH: Int) -> [UInt16] {
-        var plane = Plane(values: src, width: width, height: height, channels: 1)
-        let horizontal = outW == width ? nil : ResampleCoefficients(inSize: width, outSize: outW)
-        let vertical = outH == height ? nil : ResampleCoefficients(inSize: height, outSize: outH)
-        let passes: [(Bool, ResampleCoefficients?)] = verticalFirst(outW, outH)
-            ? [(false, vertical), (true, horizontal)] : [(true, horizontal), (false, vertical)]
-        for case let (isHorizontal, k?) in passes {
-            plane = plane.resampled(horizontal: isHorizontal, taps: k.bounds, size: k.size) { value, j in
-                var sum = 0.0
-                for t in 0..<j.count { sum += Double(value(t)) * k.weights[j.offset + t] }
-                return clip16(sum)
-            }
+        var values = src, w = width, h = height
+        let vertical = { (values: [UInt16], w: Int) in
+            resample16(values, outer: 1, axis: self.height, inner: w,
+                       ResampleCoefficients(inSize: self.height, outSize: outH))
         }
-        return plane.values
+        let horizontal = { (values: [UInt16], h: Int) in
+            resample16(values, outer: h, axis: self.width, inner: 1,
+                       ResampleCoefficients(inSize: self.width, outSize: outW))
+        }
+        if verticalFirst(outW, outH) {
+            values = vertical(values, w); h = outH
+            if outW != width { values = horizontal(values, h) }
+        } else {
+            if outW != width { values = horizontal(values, h); w = outW }
+            if outH != height { values = vertical(values, w) }
+        }
+        return values
     }
 }
 
-/// Interleaved samples of one image, for the separable resampling passes.
-private struct Plane<T> {
-    var values: [T]
-    var width: Int
-    var height: Int
-    var channels: Int
-
-    /// One pass along x or y: for each output sample, `combine` gets an accessor for the taps
-    /// (tap t = source sample at bounds.start + t) and the offset of this output's weights.
-    func resampled(horizontal: Bool, taps bounds: [(start: Int, count: Int)], size: Int,
-                   combine: ((Int) -> T, (offset: Int, count: Int)) -> T) -> Plane<T> {
-        let outW = horizontal ? bounds.count : width, outH = horizontal ? height : bounds.count
-        var out = [T]()
-        out.reserveCapacity(outW * outH * channels)
-        for y in 0..<outH {
-            for x in 0..<outW {
-                let (start, count) = bounds[horizontal ? x : y]
-                let offset = (horizontal ? x : y) * size
-                for c in 0..<channels {
-                    let value: (Int) -> T = horizontal
-                        ? { t in values[(y * width + start + t) * channels + c] }
-                        : { t in values[((start + t) * width + x) * channels + c] }
-                    out.append(combine(value, (offset, count)))
+/// One resampling pass along the middle axis of an (outer, axis, inner) array: the horizontal
+/// pass is (rows, width, channels), the vertical one (1, height, width * channels).
+private func resample8(_ src: [UInt8], outer: Int, axis: Int, inner: Int, _ k: FixedCoefficients) -> [UInt8] {
+    let outAxis = k.bounds.count
+    var out = [UInt8](repeating: 0, count: outer * outAxis * inner)
+    src.withUnsafeBufferPointer { s in
+        out.withUnsafeMutableBufferPointer { d in
+            k.weights.withUnsafeBufferPointer { weights in
+                for o in 0..<outer {
+                    for a in 0..<outAxis {
+                        let (start, count) = k.bounds[a]
+                        let w0 = a * k.size, from = (o * axis + start) * inner, to = (o * outAxis + a) * inner
+                        for i in 0..<inner {
+                            var sum = 1 << 21
+                            var at = from + i
+                            for t in 0..<count {
+                                sum += Int(s[at]) * weights[w0 + t]
+                                at += inner
+                            }
+                            d[to + i] = clip8(sum)
+                        }
+                    }
                 }
             }
         }
-        return Plane(values: out, width: outW, height: outH, channels: channels)
     }
+    return out
+}
+
+/// `resample8` for 16-bit samples with double weights.
+private func resample16(_ src: [UInt16], outer: Int, axis: Int, inner: Int, _ k: ResampleCoefficients) -> [UInt16] {
+    let outAxis = k.bounds.count
+    var out = [UInt16](repeating: 0, count: outer * outAxis * inner)
+    src.withUnsafeBufferPointer { s in
+        out.withUnsafeMutableBufferPointer { d in
+            k.weights.withUnsafeBufferPointer { weights in
+                for o in 0..<outer {
+                    for a in 0..<outAxis {
+                        let (start, count) = k.bounds[a]
+                        let w0 = a * k.size, from = (o * axis + start) * inner, to = (o * outAxis + a) * inner
+                        for i in 0..<inner {
+                            var sum = 0.0
+                            var at = from + i
+                            for t in 0..<count {
+                                sum += Double(s[at]) * weights[w0 + t]
+                                at += inner
+                            }
+                            d[to + i] = clip16(sum)
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return out
 }
 
 /// `precompute_coeffs` for PIL's bilinear (triangle) filter, support 1, over the whole axis.
