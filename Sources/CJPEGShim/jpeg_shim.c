@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jpeglib.h>
+#include <jerror.h>
 
 struct dctl_error_mgr {
     struct jpeg_error_mgr pub;
@@ -14,26 +15,34 @@ struct dctl_error_mgr {
     size_t err_size;
 };
 
+static void dctl_set_error(char *err, size_t err_size, const char *message) {
+    if (err && err_size) {
+        snprintf(err, err_size, "%s", message);
+    }
+}
+
 static void dctl_error_exit(j_common_ptr cinfo) {
     struct dctl_error_mgr *mgr = (struct dctl_error_mgr *)cinfo->err;
     char buffer[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, buffer);
-    if (mgr->err && mgr->err_size) {
-        snprintf(mgr->err, mgr->err_size, "%s", buffer);
-    }
+    dctl_set_error(mgr->err, mgr->err_size, buffer);
     longjmp(mgr->jump, 1);
 }
 
-// Warnings (e.g. "premature end of data segment") are treated as errors: a truncated file
-// must not silently decode into grey pixels.
+// Warnings follow PIL, whose decode Keras uses: running out of data ("Premature end of JPEG
+// file": the memory source then feeds a fake EOI and the rest would decode as grey) is an error,
+// as PIL raises "image file is truncated"; every other warning (extraneous bytes before a marker,
+// premature end of data segment, ...) is ignored, as PIL ignores it and still returns the pixels.
 static void dctl_emit_message(j_common_ptr cinfo, int level) {
-    if (level < 0) {
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
         dctl_error_exit(cinfo);
     }
 }
 
-int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
-                     uint8_t **out, int *width, int *height, char *err, size_t err_size) {
+// requested: 1 (grey), 3 (RGB) or 0 (the stored colour space: grey, RGB or CMYK).
+static int dctl_decode(const uint8_t *data, size_t size, int requested,
+                       uint8_t **out, int *width, int *height, int *channels,
+                       char *err, size_t err_size) {
     struct jpeg_decompress_struct cinfo;
     struct dctl_error_mgr jerr;
     uint8_t *volatile pixels = NULL;
@@ -51,18 +60,26 @@ int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
-    cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    int expected = requested;
+    if (requested == 0) {
+        expected = cinfo.num_components == 4 ? 4 : cinfo.num_components == 1 ? 1 : 3;
+    }
+    cinfo.out_color_space = expected == 1 ? JCS_GRAYSCALE : expected == 4 ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height, c = cinfo.output_components;
-    if (c != channels) {
-        snprintf(err, err_size, "unexpected channel count %d", c);
+    if (c != expected) {
+        char message[64];
+        snprintf(message, sizeof message, "unexpected channel count %d", c);
+        dctl_set_error(err, err_size, message);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
     size_t stride = (size_t)w * (size_t)c;
     pixels = malloc(stride * (size_t)h);
     if (!pixels) {
-        snprintf(err, err_size, "out of memory for %dx%d image", w, h);
+        char message[64];
+        snprintf(message, sizeof message, "out of memory for %dx%d image", w, h);
+        dctl_set_error(err, err_size, message);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
@@ -75,7 +92,26 @@ int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
     *out = pixels;
     *width = w;
     *height = h;
+    if (channels) {
+        *channels = c;
+    }
     return 0;
+}
+
+int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
+                     uint8_t **out, int *width, int *height, char *err, size_t err_size) {
+    if (channels != 1 && channels != 3) {
+        *out = NULL;
+        dctl_set_error(err, err_size, "channels must be 1 or 3");
+        return -1;
+    }
+    return dctl_decode(data, size, channels, out, width, height, NULL, err, err_size);
+}
+
+int dctl_jpeg_decode_native(const uint8_t *data, size_t size,
+                            uint8_t **out, int *width, int *height, int *channels,
+                            char *err, size_t err_size) {
+    return dctl_decode(data, size, 0, out, width, height, channels, err, err_size);
 }
 
 int dctl_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
@@ -90,6 +126,10 @@ int dctl_jpeg_encode(const uint8_t *pixels, int width, int height, int channels,
     jerr.err_size = err_size;
     if (setjmp(jerr.jump)) {
         jpeg_destroy_compress(&cinfo);
+        // jpeg_mem_dest malloc'd *out already; it is not freed by jpeg_destroy_compress.
+        free(*out);
+        *out = NULL;
+        *out_size = 0;
         return -1;
     }
     jpeg_create_compress(&cinfo);

@@ -6,11 +6,21 @@
 /// Decodes a JPEG held in memory into 8-bit pixels with `channels` (1 or 3) per pixel.
 /// On success returns 0, sets *out (malloc'd, caller frees), *width, *height.
 /// On failure returns -1 and writes libjpeg's message into err (never exits the process).
+/// Note: for a colour JPEG, channels = 1 is libjpeg's grey output (the Y plane), which is *not*
+/// PIL's convert("L") of the RGB pixels; decode natively and convert when matching PIL.
 int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
                      uint8_t **out, int *width, int *height, char *err, size_t err_size);
 
+/// Decodes a JPEG in the colour space it is stored in, as PIL does: 1 component -> grey,
+/// 3 -> RGB, 4 -> CMYK (libjpeg's CMYK values as stored; Adobe files store them inverted).
+/// Sets *channels to 1, 3 or 4. Same ownership and error rules as dctl_jpeg_decode.
+int dctl_jpeg_decode_native(const uint8_t *data, size_t size,
+                            uint8_t **out, int *width, int *height, int *channels,
+                            char *err, size_t err_size);
+
 /// Encodes 8-bit pixels (channels 1 or 3) as a baseline JPEG of the given quality.
 /// On success returns 0 and sets *out (malloc'd by libjpeg, caller frees) and *out_size.
+/// On failure returns -1 with *out NULL (nothing to free).
 int dctl_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
                      uint8_t **out, unsigned long *out_size, char *err, size_t err_size);
 #endif

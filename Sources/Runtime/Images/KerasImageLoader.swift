@@ -1,0 +1,89 @@
+import Foundation
+
+/// An image as `keras.utils.img_to_array` returns it: float32, HWC, row-major.
+public struct ImageArray: Sendable, Equatable {
+    public let height: Int
+    public let width: Int
+    public let channels: Int
+    /// `height * width * channels` values, 0...255 (0...65535 for a 16-bit grey PNG loaded with
+    /// channels 1: Keras keeps PIL's "I;16" image unconverted).
+    public let values: [Float]
+}
+
+/// `keras.utils.load_img(path, color_mode=..., target_size=(h, w), interpolation=...)` followed
+/// by `img_to_array`. `channels` 3 is color_mode "rgb", 1 is "grayscale". The image is resized
+/// only when a target size is given and differs from the image's own; both target dimensions
+/// are given or neither.
+public func loadImage(path: String, channels: Int = 3, targetHeight: Int? = nil, targetWidth: Int? = nil,
+                      interpolation: Interpolation = .nearest) throws -> ImageArray {
+    let image = try kerasImage(Image(contentsOfFile: path), name: path, channels: channels,
+                               targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
+    return ImageArray(height: image.height, width: image.width, channels: channels, values: image.floatValues())
+}
+
+/// `loadImage` for bytes already in memory; `name` appears in errors.
+public func loadImage(data: Data, name: String, channels: Int = 3, targetHeight: Int? = nil,
+                      targetWidth: Int? = nil, interpolation: Interpolation = .nearest) throws -> ImageArray {
+    let image = try kerasImage(Image(data: data, name: name), name: name, channels: channels,
+                               targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
+    return ImageArray(height: image.height, width: image.width, channels: channels, values: image.floatValues())
+}
+
+/// `loadImage` writing `targetHeight * targetWidth * channels` HWC values into `buffer` (which
+/// must have exactly that many elements): one image's slot of an NHWC batch.
+public func loadImage(path: String, channels: Int, targetHeight: Int, targetWidth: Int,
+                      interpolation: Interpolation = .nearest, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+    let needed = targetHeight * targetWidth * channels
+    guard buffer.count == needed else {
+        throw ImageError(file: path, reason: "buffer holds \(buffer.count) floats, \(targetHeight)x\(targetWidth)x\(channels) needs \(needed)")
+    }
+    let image = try kerasImage(Image(contentsOfFile: path), name: path, channels: channels,
+                               targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
+    image.writeFloatValues(into: buffer)
+}
+
+/// Keras's colour-mode step then its resize step, on a decoded image.
+/// grayscale: "L" and "I;16" are kept as they are, anything else becomes `convert("L")`.
+/// rgb: anything not "RGB" becomes `convert("RGB")`.
+func kerasImage(_ image: Image, name: String, channels: Int, targetHeight: Int?, targetWidth: Int?,
+                interpolation: Interpolation) throws -> Image {
+    var converted: Image
+    switch channels {
+    case 3: converted = image.convertedToRGB()
+    case 1: converted = image.mode == .i16 ? image : image.convertedToL()
+    default: throw ImageError(file: name, reason: "channels must be 1 (grayscale) or 3 (rgb), got \(channels)")
+    }
+    switch (targetHeight, targetWidth) {
+    case (nil, nil):
+        break
+    case let (height?, width?):
+        guard height > 0 && width > 0 else {
+            throw ImageError(file: name, reason: "target size \(height)x\(width) is not positive")
+        }
+        converted = converted.resized(width: width, height: height, interpolation: interpolation)
+    default:
+        throw ImageError(file: name, reason: "targetHeight and targetWidth must be given together")
+    }
+    return converted
+}
+
+extension Image {
+    /// The samples as Float, in storage order (HWC).
+    public func floatValues() -> [Float] {
+        let n = width * height * mode.channels
+        return [Float](unsafeUninitializedCapacity: n) { buffer, count in
+            writeFloatValues(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<n]))
+            count = n
+        }
+    }
+
+    /// Writes the samples as Float, HWC, into `buffer`, which holds exactly that many.
+    public func writeFloatValues(into buffer: UnsafeMutableBufferPointer<Float>) {
+        precondition(buffer.count == width * height * mode.channels, "buffer size does not match the image")
+        if mode == .i16 {
+            for i in 0..<buffer.count { buffer[i] = Float(pixels16[i]) }
+        } else {
+            for i in 0..<buffer.count { buffer[i] = Float(pixels[i]) }
+        }
+    }
+}
