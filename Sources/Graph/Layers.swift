@@ -55,7 +55,7 @@ public struct Pool2DSpec: Equatable, Sendable {
 
 public enum MergeKind: String, Sendable { case add, subtract, multiply, average, maximum, minimum }
 
-public enum Interpolation: String, Sendable { case nearest, bilinear }
+public enum Interpolation: String, Sendable, CaseIterable { case nearest, bilinear }
 
 public enum LayerOp: Equatable, Sendable {
     case input

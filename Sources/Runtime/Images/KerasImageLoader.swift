@@ -1,3 +1,4 @@
+import Graph
 import Foundation
 
 /// An image as `keras.utils.img_to_array` returns it: float32, HWC, row-major.

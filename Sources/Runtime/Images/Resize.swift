@@ -1,9 +1,7 @@
 import Foundation
+import Graph
 
-/// Keras's `interpolation` names for the PIL filters implemented here.
-public enum Interpolation: String, Sendable, CaseIterable {
-    case nearest, bilinear
-}
+// `Interpolation` (Keras's names: nearest, bilinear) is Graph's, shared with UpSampling2D.
 
 /// PIL's `Image.resize((width, height), NEAREST | BILINEAR)` over the whole image, reproduced
 /// from Pillow's src/_imaging.c (_resize), libImaging/Geometry.c and libImaging/Resample.c.

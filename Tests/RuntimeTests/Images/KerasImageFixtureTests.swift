@@ -1,3 +1,4 @@
+import Graph
 import Foundation
 import TestSupport
 import XCTest

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import Graph
+import Runtime
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Run a model on a .npy batch or on image files.",
+        discussion: """
+        --input X.npy --output Y.npy: X is float32, C order, shaped like the model's input with the batch
+        first (NHWC for images), values as the model expects them (0-255 for Keras's applications).
+        --images CSV|DIR --output P.csv: every JPEG/PNG in DIR (sorted), or the files a CSV names in its
+        --x-col column (relative to --image-dir, default the CSV's folder); loaded as Keras's load_img does
+        (RGB or grayscale as the model's input has 3 or 1 channels, resized with nearest interpolation,
+        values 0-255). P.csv has one row per image and one column per output unit.
+        """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "Input batch as a float32 .npy file.")
+    var input: String?
+
+    @Option(help: "A CSV naming image files, or a folder of images.")
+    var images: String?
+
+    @Option(help: "Folder the CSV's file names are relative to (default: the CSV's folder).")
+    var imageDir: String?
+
+    @Option(help: "CSV column with the image file names.")
+    var xCol: String = "image_id"
+
+    @Option(help: "Comma-separated column names for P.csv (default: class_0, class_1, ...).")
+    var classNames: String?
+
+    @Option(help: "Where to write the result: .npy for --input, .csv for --images.")
+    var output: String
+
+    @Option(help: "Images per batch.")
+    var batchSize: Int = 32
+
+    @Option(help: "Return this layer's output instead of the model's (a top-level layer, or a nested one).")
+    var outputLayer: String?
+
+    @Option(help: "Threads for the runtime (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        guard (input == nil) != (images == nil) else {
+            throw ValidationError("give exactly one of --input X.npy or --images CSV|DIR")
+        }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            if let threads { RuntimeThreads.set(threads) }
+            let model = try modelOptions.load()
+            let session = try InferenceSession(model: model, outputLayers: outputLayer.map { [$0] })
+            if let input {
+                let x = try NpyArray.read(path: input)
+                let result = try session.run([Tensor(shape: x.shape, data: x.values)], batchSize: batchSize)[0]
+                try NpyArray(shape: result.shape, values: result.data).write(path: output)
+            } else if let images {
+                try predictImages(session: session, source: images)
+            }
+        }
+    }
+
+    private func predictImages(session: InferenceSession, source: String) throws {
+        guard session.inputShapes.count == 1, session.inputShapes[0].count == 3 else {
+            throw RuntimeError("--images needs a model with one image input (H, W, C); this one takes \(session.inputShapes)")
+        }
+        let shape = session.inputShapes[0]
+        guard shape[0] > 0, shape[1] > 0, shape[2] == 1 || shape[2] == 3 else {
+            throw RuntimeError("--images needs a fixed input size with 1 or 3 channels; the model's input is \(shape)")
+        }
+        let files = try ImageList.load(source: source, imageDir: imageDir, xColumn: xCol)
+        var rows: [String] = []
+        var header: [String]? = classNames.map { $0.split(separator: ",").map(String.init) }
+        for start in stride(from: 0, to: files.count, by: batchSize) {
+            let batch = Array(files[start..<min(start + batchSize, files.count)])
+            let itemCount = shape.reduce(1, *)
+            var data = [Float](repeating: 0, count: batch.count * itemCount)
+            try data.withUnsafeMutableBufferPointer { all in
+                for (i, file) in batch.enumerated() {
+                    let slot = UnsafeMutableBufferPointer(rebasing: all[i * itemCount ..< (i + 1) * itemCount])
+                    try loadImage(path: file.path, channels: shape[2], targetHeight: shape[0], targetWidth: shape[1], into: slot)
+                }
+            }
+            let out = try session.run([Tensor(shape: [batch.count] + shape, data: data)])[0]
+            let width = out.itemCount
+            if header == nil { header = (0..<width).map { "class_\($0)" } }
+            guard header!.count == width else {
+                throw RuntimeError("--class-names has \(header!.count) names, the output has \(width) columns")
+            }
+            for (i, file) in batch.enumerated() {
+                let values = out.data[i * width ..< (i + 1) * width].map { String(format: "%.7g", $0) }
+                rows.append(([csvField(file.name)] + values).joined(separator: ","))
+            }
+        }
+        let text = ([(["image"] + (header ?? [])).map(csvField).joined(separator: ",")] + rows).joined(separator: "\n") + "\n"
+        try writeAtomically(text, to: output)
+    }
+}
+
+func csvField(_ s: String) -> String {
+    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+}
