@@ -28,7 +28,8 @@ struct VerifyCommand: ParsableCommand {
             let inputs = try numbered(arrays, "input", count: model.graph.inputs.count)
             let expected = try numbered(arrays, "output", count: model.graph.outputs.count)
             let session = try InferenceSession(model: model)
-            let outputs = try session.run(inputs)
+            let outputs: [Tensor]
+            do { outputs = try session.run(inputs) } catch { throw RuntimeError("\(fixture): \(error)") }
             var worst = 0.0
             for (i, (got, want)) in zip(outputs, expected).enumerated() {
                 guard got.shape == want.shape else {

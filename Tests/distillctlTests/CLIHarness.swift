@@ -1,0 +1,44 @@
+import Foundation
+import XCTest
+
+/// Runs the built `distillctl` binary as a user would and captures what it prints.
+struct CLIResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+enum CLI {
+    /// The folder holding the built products (the test bundle sits next to the executable).
+    static var productsDirectory: URL {
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            return bundle.bundleURL.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL
+    }
+
+    static func run(_ arguments: [String]) throws -> CLIResult {
+        let process = Process()
+        process.executableURL = productsDirectory.appendingPathComponent("distillctl")
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CLIResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// A bad input must end in exactly one line on stderr, naming `mentions`, and a non-zero exit.
+func assertCleanFailure(_ r: CLIResult, mentions: [String], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertNotEqual(r.status, 0, "exit status", file: file, line: line)
+    let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+    XCTAssertEqual(lines.count, 1, "stderr should be one line, got:\n\(r.stderr)", file: file, line: line)
+    XCTAssertTrue(r.stderr.hasPrefix("distillctl: error: "), r.stderr, file: file, line: line)
+    for m in mentions { XCTAssertTrue(r.stderr.contains(m), "stderr should mention '\(m)': \(r.stderr)", file: file, line: line) }
+    XCTAssertFalse(r.stderr.contains("HDF5-DIAG"), "HDF5 error stack leaked: \(r.stderr)", file: file, line: line)
+}

@@ -1,0 +1,104 @@
+import Foundation
+import H5Model
+import Runtime
+import Graph
+import TestSupport
+import XCTest
+
+final class CommandTests: XCTestCase {
+    var temp: URL!
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
+
+    func fixture(_ name: String) throws -> FixtureCase { try XCTUnwrap(fixtureCases().first { $0.name == name }) }
+
+    func testSummaryOfTheSeedTeacherGivesKerasTotals() throws {
+        let c = try fixture("k2_seed_effnetb0")
+        let attrs = try H5Arrays.attributes(path: c.path(c.io)!)
+        guard case .integer(let total)? = attrs["total_params"], case .integer(let trainable)? = attrs["trainable_params"],
+              case .integer(let frozen)? = attrs["non_trainable_params"] else { return XCTFail("io.h5 lacks Keras's counts") }
+        for args in [[c.path(c.model)!], [c.path(c.weights)!, "--arch", c.path(c.arch)!]] {
+            let r = try CLI.run(["summary"] + args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let f = NumberFormatter()
+            f.numberStyle = .decimal
+            f.groupingSeparator = ","
+            XCTAssertTrue(r.stdout.contains("Total params: \(f.string(from: NSNumber(value: total))!)"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("Trainable params: \(f.string(from: NSNumber(value: trainable))!)"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("Non-trainable params: \(f.string(from: NSNumber(value: frozen))!)"), r.stdout)
+        }
+    }
+
+    func testPredictNpyReproducesKeras() throws {
+        let c = try fixture("k2_effnet_block")
+        let io = try H5Arrays.read(path: c.path(c.io)!)
+        let x = try XCTUnwrap(io["input"]), y = try XCTUnwrap(io["output"])
+        let input = temp.appendingPathComponent("x.npy").path, output = temp.appendingPathComponent("y.npy").path
+        try NpyArray(shape: x.shape, values: x.floats).write(path: input)
+        let r = try CLI.run(["predict", c.path(c.weights)!, "--arch", c.path(c.arch)!, "--input", input, "--output", output,
+                             "--batch-size", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try NpyArray.read(path: output)
+        XCTAssertEqual(got.shape, y.shape)
+        assertClose(got.values, y.floats, tolerance: 1e-4, "predict vs Keras")
+    }
+
+    func testPredictOutputLayerGivesKerasIntermediate() throws {
+        let c = try fixture("k2_seed_mini")
+        let io = try H5Arrays.read(path: c.path(c.io)!)
+        guard let key = io.keys.sorted().first(where: { $0.hasPrefix("layers/") }) else { return XCTFail("no intermediate") }
+        let x = try XCTUnwrap(io["input"])
+        let input = temp.appendingPathComponent("x.npy").path, output = temp.appendingPathComponent("y.npy").path
+        try NpyArray(shape: x.shape, values: x.floats).write(path: input)
+        let layer = String(key.dropFirst("layers/".count))
+        let r = try CLI.run(["predict", c.path(c.model)!, "--input", input, "--output", output, "--output-layer", layer])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try NpyArray.read(path: output)
+        XCTAssertEqual(got.shape, io[key]!.shape)
+        assertClose(got.values, io[key]!.floats, tolerance: 1e-4, "layer \(layer)")
+    }
+
+    /// Images through the command equal images loaded and run through the library.
+    func testPredictImagesFolderWritesOneRowPerImage() throws {
+        let c = try fixture("k2_seed_mini")
+        let images = temp.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        let names = ["rgb420.jpg", "rgb.png", "gray.jpg"]
+        for n in names {
+            try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("images/\(n)"),
+                                             to: images.appendingPathComponent(n))
+        }
+        let csv = temp.appendingPathComponent("p.csv").path
+        let r = try CLI.run(["predict", c.path(c.model)!, "--images", images.path, "--output", csv, "--batch-size", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, names.count + 1)
+        XCTAssertEqual(rows[0], "image,class_0,class_1,class_2,class_3,class_4")
+
+        let model = try LoadedModel.load(path: c.path(c.model)!)
+        let session = try InferenceSession(model: model)
+        for row in rows.dropFirst() {
+            let fields = row.split(separator: ",")
+            let file = String(fields[0])
+            let pixels = try loadImage(path: images.appendingPathComponent(file).path, channels: 3, targetHeight: 32, targetWidth: 32)
+            let want = try session.run([Tensor(shape: [1, 32, 32, 3], data: pixels.values)])[0].data
+            assertClose(fields.dropFirst().map { Float($0)! }, want, tolerance: 1e-6, file)
+        }
+    }
+
+    func testVerifyPassesOnAFixtureAndFailsPastTolerance() throws {
+        let c = try fixture("k2_bn_conv")
+        let ok = try CLI.run(["verify", c.path(c.model)!, "--fixture", c.path(c.io)!])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("max |difference|"), ok.stdout)
+        // Another model's fixture: shapes or values cannot agree.
+        let other = try fixture("k2_dense_3d")
+        let bad = try CLI.run(["verify", c.path(c.model)!, "--fixture", other.path(other.io)!])
+        assertCleanFailure(bad, mentions: [other.path(other.io)!])
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderdistillctlTests: XCTestCase { func testNothing() {} }
