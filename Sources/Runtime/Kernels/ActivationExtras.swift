@@ -5,7 +5,8 @@ struct MishActivation: VectorActivation {
     @inline(__always) func callAsFunction(_ x: Vec) -> Vec { x * tanh(SoftplusActivation()(x)) }
 }
 
-/// hard_silu (Keras 3): x * clip(x / 6 + 0.5, 0, 1).
+/// hard_silu (Keras 3): x * relu6(x + 3) / 6, in Keras's order of operations: near x = -3 the
+/// form x / 6 + 0.5 would cancel and lose relative accuracy.
 struct HardSiluActivation: VectorActivation {
-    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { x * vmin(vmax(madd(x, 1.0 / 6.0, 0.5), 0), 1) }
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { x * vmin(vmax(x + 3, 0), 6) / 6 }
 }
