@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds distillctl, creates the peers' virtual environment (TensorFlow, tf-keras, tf2onnx,
+# ONNX Runtime, OpenVINO from PyPI) on first use, and prints the side-by-side table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+venv="${DISTILLCTL_BENCH_VENV:-$HOME/.cache/distillctl/bench-venv}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import tensorflow, tf_keras, tf2onnx, onnxruntime, openvino" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py onnxruntime openvino tf2onnx
+fi
+swift build -c release --product distillctl
+"$venv/bin/python" bench/compare.py "$@"
