@@ -1,0 +1,162 @@
+// DepthwiseConv2D over NHWC, computed directly (no im2col: each output reads only its own channel).
+//   input  [batch, inH, inW, C]
+//   kernel HWCM [kernelH, kernelW, C, M]  (M = depth_multiplier; Keras's layout)
+//   output [batch, outH, outW, C*M], output channel c*M + m = sum over taps of
+//          input[.., c] * kernel[ky, kx, c, m]
+// Geometry: `Conv2DGeometry` with inC = C, outC = C*M.
+//
+// How it is fast: the loop runs per output pixel with the channels innermost and vectorised
+// (four 8-lane accumulators, then one, then a padded tail), so each tap is a contiguous load of
+// input and weights. Kernel-tap ranges are computed once per row (vertical) and once per pixel
+// only at the left/right borders; interior pixels run over all taps with no bounds tests.
+// Rows are split across workers; scale/shift and the activation are applied in registers
+// before the single store.
+import Graph
+
+/// DepthwiseConv2D: output = epilogue(depthwise(input, kernel)).
+public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, multiplier: Int,
+                            kernel: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                            epilogue: Epilogue) {
+    precondition(multiplier >= 1 && g.outC == g.inC * multiplier, "depthwise: outC must be inC * multiplier")
+    guard g.outputPixels > 0 else { return }
+    withActivation(epilogue.elementwise, DepthwiseJob(
+        x: input, g: g, m: multiplier, w: kernel, y: output,
+        scale: epilogue.scale ?? kernel, hasScale: epilogue.scale != nil,
+        shift: epilogue.shift ?? kernel, hasShift: epilogue.shift != nil))
+    if epilogue.activation.kind == .softmax {
+        softmax(output, outer: g.outputPixels, axisLength: g.outC, inner: 1)
+    }
+}
+
+private struct DepthwiseJob: ActivationConsumer {
+    let x: UnsafePointer<Float>, g: Conv2DGeometry, m: Int
+    let w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    // When absent, scale/shift point at the kernel (at least outC floats) so loads stay in
+    // bounds; the flags decide whether the loaded values are used.
+    let scale: UnsafePointer<Float>, hasScale: Bool
+    let shift: UnsafePointer<Float>, hasShift: Bool
+
+    func run<A: VectorActivation>(_ act: A) {
+        let rows = g.batch * g.outH
+        let rowWork = g.outW * g.outC * g.kernelH * g.kernelW
+        parallelFor(rows, minChunk: max(1, 32_768 / max(1, rowWork))) { _, range in
+            for row in range { outputRow(row / g.outH, row % g.outH, act) }
+        }
+    }
+
+    @inline(__always)
+    private func outputRow<A: VectorActivation>(_ n: Int, _ oy: Int, _ act: A) {
+        let ky = Conv2DGeometry.validTaps(oy, stride: g.strideH, pad: g.padTop, dilation: g.dilationH,
+                                          kernel: g.kernelH, size: g.inH)
+        // Interior columns: every horizontal tap lands inside the input.
+        let span = (g.kernelW - 1) * g.dilationW
+        let oxLo = min(g.outW, (g.padLeft + g.strideW - 1) / g.strideW)
+        let oxHi = max(oxLo, min(g.outW, g.inW - 1 - span + g.padLeft >= 0
+                                 ? (g.inW - 1 - span + g.padLeft) / g.strideW + 1 : 0))
+        let image = x + n * g.inH * g.inW * g.inC
+        let iy0 = oy * g.strideH - g.padTop
+        let outRow = y + (n * g.outH + oy) * g.outW * g.outC
+        for ox in 0..<g.outW {
+            let kx = (ox >= oxLo && ox < oxHi) ? 0..<g.kernelW
+                : Conv2DGeometry.validTaps(ox, stride: g.strideW, pad: g.padLeft, dilation: g.dilationW,
+                                           kernel: g.kernelW, size: g.inW)
+            let ix0 = ox * g.strideW - g.padLeft
+            // Address of input (iy0, ix0, channel 0); taps add ky*dH rows and kx*dW columns.
+            let origin = image + (iy0 * g.inW + ix0) * g.inC
+            if m == 1 {
+                pixel(origin, ky, kx, outRow + ox * g.outC, act)
+            } else {
+                pixelMultiplier(origin, ky, kx, outRow + ox * g.outC, act)
+            }
+        }
+    }
+
+    @inline(__always)
+    private func finish<A: VectorActivation>(_ acc: Vec, _ c: Int, _ act: A) -> Vec {
+        var v = acc
+        if hasScale { v *= load(scale + c) }
+        if hasShift { v += load(shift + c) }
+        return act(v)
+    }
+
+    /// One output pixel, multiplier 1: channels in blocks of 32, then 8, then a padded tail.
+    @inline(__always)
+    private func pixel<A: VectorActivation>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>, _ kx: Range<Int>,
+                                            _ out: UnsafeMutablePointer<Float>, _ act: A) {
+        let C = g.inC
+        let rowStep = g.dilationH * g.inW * C, colStep = g.dilationW * C
+        let wRow = g.kernelW * C
+        var c = 0
+        while c + 32 <= C {
+            var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec()
+            for i in ky {
+                var p = origin + i * rowStep + kx.lowerBound * colStep + c
+                var q = w + i * wRow + kx.lowerBound * C + c
+                for _ in kx {
+                    a0 = madd(load(p), load(q), a0)
+                    a1 = madd(load(p + 8), load(q + 8), a1)
+                    a2 = madd(load(p + 16), load(q + 16), a2)
+                    a3 = madd(load(p + 24), load(q + 24), a3)
+                    p += colStep; q += C
+                }
+            }
+            store(finish(a0, c, act), out + c)
+            store(finish(a1, c + 8, act), out + c + 8)
+            store(finish(a2, c + 16, act), out + c + 16)
+            store(finish(a3, c + 24, act), out + c + 24)
+            c += 32
+        }
+        while c + 8 <= C {
+            var a = Vec()
+            for i in ky {
+                var p = origin + i * rowStep + kx.lowerBound * colStep + c
+                var q = w + i * wRow + kx.lowerBound * C + c
+                for _ in kx { a = madd(load(p), load(q), a); p += colStep; q += C }
+            }
+            store(finish(a, c, act), out + c)
+            c += 8
+        }
+        if c < C {
+            let n = C - c
+            var a = Vec()
+            for i in ky {
+                var p = origin + i * rowStep + kx.lowerBound * colStep + c
+                var q = w + i * wRow + kx.lowerBound * C + c
+                for _ in kx { a = madd(loadPartial(p, n), loadPartial(q, n), a); p += colStep; q += C }
+            }
+            var v = a
+            if hasScale { v *= loadPartial(scale + c, n) }
+            if hasShift { v += loadPartial(shift + c, n) }
+            storePartial(act(v), out + c, n)
+        }
+    }
+
+    /// One output pixel with depth multiplier M > 1: output channel j reads input channel j / M,
+    /// gathered lane by lane (the rare case; the weights are still contiguous per tap).
+    @inline(__always)
+    private func pixelMultiplier<A: VectorActivation>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>,
+                                                      _ kx: Range<Int>, _ out: UnsafeMutablePointer<Float>,
+                                                      _ act: A) {
+        let C = g.inC, CM = g.outC
+        let rowStep = g.dilationH * g.inW * C, colStep = g.dilationW * C
+        var j = 0
+        while j < CM {
+            let lanes = min(8, CM - j)
+            var a = Vec()
+            for i in ky {
+                for t in kx {
+                    let p = origin + i * rowStep + t * colStep
+                    let q = w + (i * g.kernelW + t) * CM + j
+                    var xin = Vec()
+                    for l in 0..<lanes { xin[l] = p[(j + l) / m] }
+                    a = madd(xin, lanes == 8 ? load(q) : loadPartial(q, lanes), a)
+                }
+            }
+            var v = a
+            if hasScale { v *= loadPartial(scale + j, lanes) }
+            if hasShift { v += loadPartial(shift + j, lanes) }
+            storePartial(act(v), out + j, lanes)
+            j += 8
+        }
+    }
+}
