@@ -5,20 +5,15 @@
 // Why hand-written: Swift's SIMD `clamped`, `rounded`, float<->int conversions and
 // `addingProduct` compile to per-lane library calls unless the target CPU has the instruction,
 // so everything here is built from +, *, /, compares, selects and integer bit operations, which
-// map to single vector instructions. `madd` is the one place that would use FMA if the package
-// is built with `-target-cpu haswell -D RUNTIME_FMA`.
+// map to single vector instructions. `madd` is a multiply then an add, not a fused multiply-add:
+// SIMD8's `addingProduct` is a per-lane loop that LLVM re-vectorises only partly inside long
+// expressions (scalar vfmadd213ss and shuffles appear), which was slower than mul + add.
 
 /// The vector type of the kernels: one AVX register, or two SSE registers on a baseline build.
 public typealias Vec = SIMD8<Float>
 typealias IVec = SIMD8<Int32>
 
-@inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec {
-#if RUNTIME_FMA
-    return c.addingProduct(a, b)
-#else
-    return a * b + c
-#endif
-}
+@inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { a * b + c }
 @inline(__always) func madd(_ a: Vec, _ b: Float, _ c: Vec) -> Vec { madd(a, Vec(repeating: b), c) }
 @inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Float) -> Vec { madd(a, b, Vec(repeating: c)) }
 @inline(__always) func madd(_ a: Vec, _ b: Float, _ c: Float) -> Vec { madd(a, Vec(repeating: b), Vec(repeating: c)) }

@@ -1,0 +1,110 @@
+import XCTest
+import Graph
+import TestSupport
+@testable import Runtime
+
+final class DepthwiseConv2DTests: XCTestCase {
+    /// Naive depthwise conv in Double: output channel c*M + m from input channel c, HWCM kernel.
+    func reference(_ x: [Float], _ g: Conv2DGeometry, _ w: [Float], _ mult: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: g.outputCount)
+        for n in 0..<g.batch { for oy in 0..<g.outH { for ox in 0..<g.outW {
+            for c in 0..<g.inC { for m in 0..<mult {
+                var acc = 0.0
+                for ky in 0..<g.kernelH { for kx in 0..<g.kernelW {
+                    let iy = oy * g.strideH - g.padTop + ky * g.dilationH
+                    let ix = ox * g.strideW - g.padLeft + kx * g.dilationW
+                    guard iy >= 0, iy < g.inH, ix >= 0, ix < g.inW else { continue }
+                    acc += Double(x[((n * g.inH + iy) * g.inW + ix) * g.inC + c])
+                         * Double(w[((ky * g.kernelW + kx) * g.inC + c) * mult + m])
+                }}
+                out[((n * g.outH + oy) * g.outW + ox) * g.outC + c * mult + m] = acc
+            }}
+        }}}
+        return out
+    }
+
+    func run(_ x: [Float], _ g: Conv2DGeometry, _ w: [Float], _ mult: Int,
+             scale: [Float]?, shift: [Float]?, _ act: ActivationSpec) -> [Float] {
+        var out = [Float](repeating: .nan, count: g.outputCount)
+        let s = scale ?? [], b = shift ?? []
+        x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in
+        s.withUnsafeBufferPointer { sp in b.withUnsafeBufferPointer { bp in
+        out.withUnsafeMutableBufferPointer { op in
+            depthwiseConv2d(input: xp.baseAddress!, geometry: g, multiplier: mult, kernel: wp.baseAddress!,
+                            output: op.baseAddress!,
+                            epilogue: Epilogue(scale: scale == nil ? nil : sp.baseAddress,
+                                               shift: shift == nil ? nil : bp.baseAddress, activation: act))
+        }}}}}
+        return out
+    }
+
+    struct Case { let name: String; let g: Conv2DGeometry; let mult: Int }
+    static let cases: [Case] = {
+        func c(_ name: String, n: Int = 1, h: Int, w: Int, ch: Int, mult: Int = 1, kh: Int, kw: Int,
+               s: (Int, Int) = (1, 1), d: (Int, Int) = (1, 1), p: ConvPadding) -> Case {
+            Case(name: name, g: Conv2DGeometry(batch: n, inH: h, inW: w, inC: ch, outC: ch * mult, kernelH: kh,
+                                               kernelW: kw, strideH: s.0, strideW: s.1, dilationH: d.0,
+                                               dilationW: d.1, padding: p), mult: mult)
+        }
+        return [
+            c("3x3 s1 same C13", n: 2, h: 9, w: 7, ch: 13, kh: 3, kw: 3, p: .same),
+            c("3x3 s2 same odd C40", h: 11, w: 9, ch: 40, kh: 3, kw: 3, s: (2, 2), p: .same),
+            c("3x3 s2 same even C72", n: 2, h: 10, w: 12, ch: 72, kh: 3, kw: 3, s: (2, 2), p: .same),
+            c("5x5 s1 same C32", h: 8, w: 9, ch: 32, kh: 5, kw: 5, p: .same),
+            c("5x5 s2 same C5", h: 13, w: 10, ch: 5, kh: 5, kw: 5, s: (2, 2), p: .same),
+            c("3x3 valid s2 C3 (ZeroPadding2D + valid)", h: 9, w: 9, ch: 3, kh: 3, kw: 3, s: (2, 2), p: .valid),
+            c("3x3 dilation 2 same C16", n: 2, h: 9, w: 10, ch: 16, kh: 3, kw: 3, d: (2, 2), p: .same),
+            c("3x5 non-square s(1,2) C8", h: 7, w: 12, ch: 8, kh: 3, kw: 5, s: (1, 2), p: .same),
+            c("5x3 valid d(2,1) C9", h: 14, w: 8, ch: 9, kh: 5, kw: 3, d: (2, 1), p: .valid),
+            c("multiplier 2 C5", n: 2, h: 7, w: 6, ch: 5, mult: 2, kh: 3, kw: 3, p: .same),
+            c("multiplier 3 C3 s2", h: 9, w: 8, ch: 3, mult: 3, kh: 3, kw: 3, s: (2, 2), p: .same),
+            c("multiplier 2 C8 dilated", h: 8, w: 8, ch: 8, mult: 2, kh: 3, kw: 3, d: (2, 2), p: .same),
+            c("kernel wider than input", h: 3, w: 2, ch: 11, kh: 5, kw: 5, p: .same),
+            c("1x1 C20", h: 4, w: 5, ch: 20, kh: 1, kw: 1, p: .valid),
+            c("EfficientNet-like 5x5 s1 C144", n: 2, h: 15, w: 15, ch: 144, kh: 5, kw: 5, p: .same),
+        ]
+    }()
+
+    func testDepthwiseMatchesReference() {
+        var rng = SeededRandom(5)
+        for c in Self.cases {
+            let g = c.g
+            let x = rng.floats(g.inputCount), w = rng.floats(g.kernelH * g.kernelW * g.outC)
+            let scale = rng.floats(g.outC, 0.5, 1.5), shift = rng.floats(g.outC)
+            let acc = reference(x, g, w, c.mult)
+            for (s, b, act) in [(nil, nil, ActivationSpec.linear), (scale, nil, .relu6), (nil, shift, .swish),
+                                (scale, shift, .swish), (scale, shift, ActivationSpec(.softmax))]
+                    as [([Float]?, [Float]?, ActivationSpec)] {
+                let got = run(x, g, w, c.mult, scale: s, shift: b, act)
+                let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
+                assertClose(got, want, tolerance: 1e-4, "\(c.name) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
+            }
+        }
+    }
+
+    func testEveryActivationFused() {
+        var rng = SeededRandom(6)
+        let c = Self.cases[1]
+        let x = rng.floats(c.g.inputCount), w = rng.floats(c.g.kernelH * c.g.kernelW * c.g.outC, -0.4, 0.4)
+        let shift = rng.floats(c.g.outC)
+        let acc = reference(x, c.g, w, c.mult)
+        for act in allActivationSpecs {
+            let got = run(x, c.g, w, c.mult, scale: nil, shift: shift, act)
+            let want = referenceEpilogue(acc, channels: c.g.outC, scale: nil, shift: shift, act)
+            assertClose(got, want, tolerance: 1e-4, "\(act)")
+        }
+    }
+
+    func testSingleThreadAndOddWorkerCounts() {
+        var rng = SeededRandom(8)
+        let c = Self.cases[14]   // enough rows per worker to split
+        let x = rng.floats(c.g.inputCount), w = rng.floats(c.g.kernelH * c.g.kernelW * c.g.outC)
+        let want = reference(x, c.g, w, c.mult)
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        for t in [1, 3, 7] {
+            RuntimeThreads.set(t)
+            assertClose(run(x, c.g, w, c.mult, scale: nil, shift: nil, .linear), want, tolerance: 1e-4, "threads \(t)")
+        }
+    }
+}
