@@ -81,4 +81,17 @@ public struct ModelGraph: Sendable {
         }
         return first.id
     }
+
+    /// Every node's output shape (batch excluded) for concrete input shapes: unknown sizes in the
+    /// config (-1) become the sizes of the data.
+    public func concreteShapes(inputShapes: [[Int]]) throws -> [Int: [Int]] {
+        var shapes: [Int: [Int]] = [:]
+        for (id, shape) in zip(inputs, inputShapes) { shapes[id] = shape }
+        for node in nodes where shapes[node.id] == nil {
+            let ins = node.inputs.map { shapes[$0]! }
+            let sig = try signature(of: node.op, inputs: ins, fail: { GraphError("layer '\(node.layerKey)': \($0)") })
+            shapes[node.id] = sig.output
+        }
+        return shapes
+    }
 }

@@ -6,11 +6,16 @@ public final class InferenceSession {
     public let model: LoadedModel
     /// Graph nodes whose values are returned (the model's outputs, or the requested layers).
     public let outputNodes: [Int]
+    /// Return a trailing softmax's input (the logits) instead of the probabilities.
+    public let logits: Bool
     private var plans: [[Int]: CompiledPlan] = [:]
 
     /// `outputLayers`: layer names whose outputs to return instead of the model's outputs.
-    public init(model: LoadedModel, outputLayers: [String]? = nil) throws {
+    /// `logits`: where an output ends in a softmax (a Softmax layer or a softmax activation),
+    /// return the values before it, as distillation needs.
+    public init(model: LoadedModel, outputLayers: [String]? = nil, logits: Bool = false) throws {
         self.model = model
+        self.logits = logits
         if let names = outputLayers {
             outputNodes = try names.map { try model.graph.findLayer($0) }
         } else {
@@ -52,7 +57,15 @@ public final class InferenceSession {
     /// Compiles the plan for these input shapes (batch included).
     func compile(inputShapes: [[Int]]) throws -> CompiledPlan {
         var lowering = Lowering(graph: model.graph, weights: model.weights)
-        let lowered = try lowering.lower(outputs: outputNodes, inputShapes: inputShapes)
+        var lowered = try lowering.lower(outputs: outputNodes, inputShapes: inputShapes)
+        if logits {
+            lowered.outputs = lowered.outputs.map { o in
+                if case .softmax(let axis, false) = lowered.nodes[o].op, axis == lowered.nodes[o].shape.count - 1 {
+                    return lowered.nodes[o].inputs[0]
+                }
+                return o
+            }
+        }
         var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
         let fused = fusion.run()
         return CompiledPlan(nodes: fused.nodes, outputs: fused.outputs)

@@ -79,4 +79,28 @@ final class FixtureOutputTests: XCTestCase {
         }
         XCTAssertGreaterThan(checked, 2)
     }
+
+    /// Logits recovered before a trailing softmax give back Keras's probabilities under softmax.
+    func testLogitsAreThePreSoftmaxValues() throws {
+        for name in ["k2_seed_mini", "k3_effnet_block", "k2_mobilenetv2"] {
+            let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
+            let arrays = try H5Arrays.read(path: c.path(c.io)!)
+            let model = try LoadedModel.load(path: c.forms[0].model, archPath: c.forms[0].arch)
+            let x = try numbered(arrays, "input", 1, c)
+            let logits = try InferenceSession(model: model, logits: true).run(x)[0]
+            let want = try numbered(arrays, "output", 1, c)[0]
+            XCTAssertEqual(logits.shape, want.shape)
+            let classes = logits.shape.last!
+            var probabilities: [Double] = []
+            for row in 0..<(logits.count / classes) {
+                let z = logits.data[row * classes ..< (row + 1) * classes].map(Double.init)
+                let m = z.max()!
+                let e = z.map { Foundation.exp($0 - m) }
+                probabilities += e.map { $0 / e.reduce(0, +) }
+            }
+            XCTAssertGreaterThan(zip(logits.data, want.floats).map { abs(Double($0) - Double($1)) }.max()!, 1e-3,
+                                 "\(name): logits should differ from probabilities")
+            assertClose(probabilities, want.floats, tolerance: 1e-4, "\(name) softmax(logits)")
+        }
+    }
 }

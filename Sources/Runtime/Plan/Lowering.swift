@@ -61,8 +61,7 @@ struct Lowering {
             throw fail("an input that is not a model input")
         case .conv2d(let s):
             guard s.groups == 1 else { throw fail("grouped convolution (groups \(s.groups)) is not supported") }
-            let p = convParams(inShape, kernel: s.kernel, strides: s.strides, dilation: s.dilation,
-                               padding: s.padding, outChannels: s.filters)
+            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
             let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
             let bias = s.useBias ? try weight("bias", node) : nil
             let conv = append(.conv(p, kernel: try weight("kernel", node), shift: bias, act: s.activation.withoutSoftmax),
@@ -70,8 +69,7 @@ struct Lowering {
             return try splitSoftmax(s.activation, conv, shape, name)
         case .depthwiseConv2d(let s):
             let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, inShape[3] * s.depthMultiplier)
-            let p = convParams(inShape, kernel: s.kernel, strides: s.strides, dilation: s.dilation,
-                               padding: s.padding, outChannels: shape[3])
+            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, shape[3])
             let bias = s.useBias ? try weight("bias", node) : nil
             let dw = append(.depthwise(p, multiplier: s.depthMultiplier, kernel: try weight("depthwise_kernel", node),
                                        shift: bias, act: s.activation.withoutSoftmax), ins, shape, name)
@@ -79,8 +77,7 @@ struct Lowering {
         case .separableConv2d(let s):
             let d = s.depthwise
             let midShape = convShape(inShape, d.kernel, d.strides, d.dilation, d.padding, inShape[3] * d.depthMultiplier)
-            let p = convParams(inShape, kernel: d.kernel, strides: d.strides, dilation: d.dilation,
-                               padding: d.padding, outChannels: midShape[3])
+            let p = convParams(inShape, d.kernel, d.strides, d.dilation, d.padding, midShape[3])
             let dw = append(.depthwise(p, multiplier: d.depthMultiplier, kernel: try weight("depthwise_kernel", node),
                                        shift: nil, act: .linear), ins, midShape, name)
             let pw = ConvParams(kernelH: 1, kernelW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
@@ -124,8 +121,7 @@ struct Lowering {
             return append(.view, ins, inShape, name)
         case .pool2d(let s):
             let shape = convShape(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
-            let p = convParams(inShape, kernel: s.poolSize, strides: s.strides, dilation: [1, 1], padding: s.padding,
-                               outChannels: inShape[3])
+            let p = convParams(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
             return append(.pool(kind: s.kind, poolH: s.poolSize[0], poolW: s.poolSize[1], strideH: s.strides[0],
                                 strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft), ins, shape, name)
         case .globalPool(let kind, let keep):
@@ -179,19 +175,21 @@ struct Lowering {
          convOutputSize(x[2], kernel: k[1], stride: s[1], dilation: d[1], padding: p), c]
     }
 
-    /// TensorFlow's "same" puts the extra padding at the bottom/right, so only top/left are needed.
-    func convParams(_ x: [Int], kernel: [Int], strides: [Int], dilation: [Int], padding: Padding,
-                    outChannels: Int) -> ConvParams {
-        func before(_ size: Int, _ k: Int, _ s: Int, _ d: Int) -> Int {
-            guard padding == .same else { return 0 }
-            let out = (size + s - 1) / s
-            return max(0, (out - 1) * s + (k - 1) * d + 1 - size) / 2
-        }
-        return ConvParams(kernelH: kernel[0], kernelW: kernel[1], strideH: strides[0], strideW: strides[1],
-                          dilationH: dilation[0], dilationW: dilation[1],
-                          padTop: before(x[1], kernel[0], strides[0], dilation[0]),
-                          padLeft: before(x[2], kernel[1], strides[1], dilation[1]), outChannels: outChannels)
+}
+
+/// Explicit padding for a window op on NHWC input `x`. TensorFlow's "same" puts the extra
+/// padding at the bottom/right, so only top/left are needed (the rest follows from the output size).
+func convParams(_ x: [Int], _ kernel: [Int], _ strides: [Int], _ dilation: [Int], _ padding: Padding,
+                _ outChannels: Int) -> ConvParams {
+    func before(_ size: Int, _ k: Int, _ s: Int, _ d: Int) -> Int {
+        guard padding == .same else { return 0 }
+        let out = (size + s - 1) / s
+        return max(0, (out - 1) * s + (k - 1) * d + 1 - size) / 2
     }
+    return ConvParams(kernelH: kernel[0], kernelW: kernel[1], strideH: strides[0], strideW: strides[1],
+                      dilationH: dilation[0], dilationW: dilation[1],
+                      padTop: before(x[1], kernel[0], strides[0], dilation[0]),
+                      padLeft: before(x[2], kernel[1], strides[1], dilation[1]), outChannels: outChannels)
 }
 
 /// True when `s` is [N,1,1,C] (or [N,C]) against an [N,H,W,C] `x`: a per-item channel scale.

@@ -1,0 +1,209 @@
+import Graph
+
+/// What the trainable part of a student computes, op by op, with weights by reference into the
+/// ParameterStore (so the optimizer's updates are seen by the next step). Shapes include the batch.
+enum TrainOp {
+    /// A value computed by the frozen prefix (inference plan), by slot.
+    case external(slot: Int)
+    case conv(ConvParams, kernel: Int, bias: Int?)
+    case depthwise(ConvParams, multiplier: Int, kernel: Int, bias: Int?)
+    case dense(inFeatures: Int, outFeatures: Int, kernel: Int, bias: Int?)
+    /// BatchNormalization in training mode (batch statistics; moving statistics updated).
+    /// gamma/beta nil when scale/center are off; `besselForMoving`: the variance fed to the moving
+    /// average is the unbiased one (TF's fused kernel, used for 4-D inputs).
+    case batchNorm(gamma: Int?, beta: Int?, movingMean: Int, movingVariance: Int, epsilon: Float, momentum: Float,
+                   besselForMoving: Bool)
+    /// y = x * scale + shift per channel: frozen BatchNormalization, Rescaling, Normalization.
+    case affine(scale: [Float], shift: [Float])
+    case activation(ActivationSpec)
+    case softmax(axis: Int)
+    case dropout(rate: Float, noiseShape: [Int]?)
+    case pool(kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int)
+    case globalPool(PoolKind)
+    case pad(top: Int, bottom: Int, left: Int, right: Int)
+    case crop(top: Int, left: Int)
+    case upsample(sizeH: Int, sizeW: Int, interpolation: Interpolation)
+    case transpose(perm: [Int])
+    case concat(axis: Int)
+    case merge(MergeKind)
+    case view
+}
+
+struct TrainNode {
+    var op: TrainOp
+    var inputs: [Int]
+    var shape: [Int]
+    var layer: String
+    var count: Int { shape.reduce(1, *) }
+}
+
+/// The split of a student for training: the frozen prefix (no trainable weight at or above it),
+/// run with the fused inference plan, and the trainable rest as TrainNodes.
+struct TrainingSplit {
+    /// Graph nodes computed by the prefix whose values the trainable part reads, by slot.
+    var boundary: [Int]
+    var nodes: [TrainNode]
+    /// Index of the node giving the model's output, and of the logits (the input of a trailing
+    /// softmax; the output itself when there is none).
+    var output: Int
+    var logits: Int
+}
+
+enum TrainingLowering {
+    /// Graph nodes that need gradients: those with a trainable weight and everything after them.
+    static func trainableRegion(_ graph: ModelGraph, _ params: ParameterStore) -> Set<Int> {
+        var region = Set<Int>()
+        for node in graph.nodes {
+            let ownTrainable = node.weights.contains { w in params.find(node, w.name).map { params.entry($0).trainable } ?? false }
+            if ownTrainable || node.inputs.contains(where: region.contains) { region.insert(node.id) }
+        }
+        return region
+    }
+
+    static func split(_ graph: ModelGraph, _ params: ParameterStore, batch: Int, inputShapes: [[Int]]) throws -> TrainingSplit {
+        guard graph.outputs.count == 1 else { throw RuntimeError("training needs a model with one output; '\(graph.name)' has \(graph.outputs.count)") }
+        let region = trainableRegion(graph, params)
+        guard !region.isEmpty else { throw RuntimeError("model '\(graph.name)' has no trainable weights") }
+        var value: [Int: Int] = [:]          // graph node -> train node
+        var nodes: [TrainNode] = []
+        var boundary: [Int] = []
+        func append(_ op: TrainOp, _ inputs: [Int], _ shape: [Int], _ layer: String) -> Int {
+            nodes.append(TrainNode(op: op, inputs: inputs, shape: shape, layer: layer))
+            return nodes.count - 1
+        }
+        let concreteShapes = try graph.concreteShapes(inputShapes: inputShapes).mapValues { [batch] + $0 }
+        for node in graph.nodes where region.contains(node.id) {
+            var ins: [Int] = []
+            for p in node.inputs {
+                if let v = value[p] { ins.append(v); continue }
+                boundary.append(p)
+                let v = append(.external(slot: boundary.count - 1), [], concreteShapes[p]!, graph.nodes[p].layerKey)
+                value[p] = v
+                ins.append(v)
+            }
+            value[node.id] = try lowerNode(node, ins, &nodes, params, concreteShapes[node.id]!)
+        }
+        guard let out = value[graph.outputs[0]] else {
+            throw RuntimeError("model '\(graph.name)': its output does not depend on any trainable weight")
+        }
+        var logits = out
+        if case .softmax = nodes[out].op { logits = nodes[out].inputs[0] }
+        return TrainingSplit(boundary: boundary, nodes: nodes, output: out, logits: logits)
+    }
+
+    static func lowerNode(_ node: GraphNode, _ ins: [Int], _ nodes: inout [TrainNode], _ params: ParameterStore,
+                          _ shape: [Int]) throws -> Int {
+        let name = node.layerKey
+        func append(_ op: TrainOp, _ inputs: [Int], _ shape: [Int]) -> Int {
+            nodes.append(TrainNode(op: op, inputs: inputs, shape: shape, layer: name))
+            return nodes.count - 1
+        }
+        func ref(_ w: String) throws -> Int {
+            guard let i = params.find(node, w) else { throw RuntimeError("layer '\(name)' has no weight '\(w)'") }
+            return i
+        }
+        func activate(_ producer: Int, _ act: ActivationSpec) -> Int {
+            switch act.kind {
+            case .linear: return producer
+            case .softmax: return append(.softmax(axis: shape.count - 1), [producer], shape)
+            case .logSoftmax: return append(.activation(act), [producer], shape)   // rejected in execution
+            default: return append(.activation(act), [producer], shape)
+            }
+        }
+        let inShape = ins.first.map { nodes[$0].shape } ?? []
+        switch node.op {
+        case .input:
+            throw RuntimeError("layer '\(name)': an input inside the trainable part")
+        case .conv2d(let s):
+            guard s.groups == 1 else { throw RuntimeError("layer '\(name)': grouped convolution is not supported") }
+            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
+            let c = append(.conv(p, kernel: try ref("kernel"), bias: s.useBias ? try ref("bias") : nil), ins, shape)
+            return activate(c, s.activation)
+        case .depthwiseConv2d(let s):
+            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, shape[3])
+            let d = append(.depthwise(p, multiplier: s.depthMultiplier, kernel: try ref("depthwise_kernel"),
+                                      bias: s.useBias ? try ref("bias") : nil), ins, shape)
+            return activate(d, s.activation)
+        case .separableConv2d(let s):
+            let dw = s.depthwise
+            let mid = [shape[0], shape[1], shape[2], inShape[3] * dw.depthMultiplier]
+            let p = convParams(inShape, dw.kernel, dw.strides, dw.dilation, dw.padding, mid[3])
+            let d = append(.depthwise(p, multiplier: dw.depthMultiplier, kernel: try ref("depthwise_kernel"), bias: nil), ins, mid)
+            let pw = ConvParams(kernelH: 1, kernelW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
+                                padTop: 0, padLeft: 0, outChannels: s.filters)
+            let c = append(.conv(pw, kernel: try ref("pointwise_kernel"), bias: s.useBias ? try ref("bias") : nil), [d], shape)
+            return activate(c, s.activation)
+        case .dense(let s):
+            let d = append(.dense(inFeatures: inShape.last!, outFeatures: s.units, kernel: try ref("kernel"),
+                                  bias: s.useBias ? try ref("bias") : nil), ins, shape)
+            return activate(d, s.activation)
+        case .batchNorm(let s):
+            let mean = try ref("moving_mean"), variance = try ref("moving_variance")
+            if node.trainable {
+                return append(.batchNorm(gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
+                                         movingMean: mean, movingVariance: variance, epsilon: s.epsilon,
+                                         momentum: s.momentum, besselForMoving: inShape.count == 4), ins, shape)
+            }
+            // A frozen BatchNormalization runs in inference mode, as in Keras.
+            let c = inShape.last!
+            func values(_ i: Int?, _ fill: Float) -> [Float] {
+                guard let i else { return Array(repeating: fill, count: c) }
+                return Array(UnsafeBufferPointer(start: params.entry(i).values, count: c))
+            }
+            let (scale, shiftValues) = foldBatchNorm(
+                gamma: values(s.scale ? try ref("gamma") : nil, 1), beta: values(s.center ? try ref("beta") : nil, 0),
+                mean: values(mean, 0), variance: values(variance, 1), epsilon: s.epsilon)
+            return append(.affine(scale: scale, shift: shiftValues), ins, shape)
+        case .normalization, .rescaling:
+            // Constant per-channel affines: reuse the inference lowering's arithmetic.
+            let (scale, shift) = try constantAffine(node, params, channels: inShape.last!)
+            return append(.affine(scale: scale, shift: shift), ins, shape)
+        case .activation(let a):
+            return a.isIdentity ? append(.view, ins, shape) : activate(ins[0], a)
+        case .softmax(let axis, let log):
+            guard !log else { throw RuntimeError("layer '\(name)': log_softmax cannot be trained here") }
+            return append(.softmax(axis: axis < 0 ? shape.count + axis : axis), ins, shape)
+        case .dropout(let rate, let noise, _):
+            return append(.dropout(rate: rate, noiseShape: noise), ins, shape)
+        case .identity, .reshape, .flatten:
+            return append(.view, ins, shape)
+        case .pool2d(let s):
+            let p = convParams(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
+            return append(.pool(kind: s.kind, poolH: s.poolSize[0], poolW: s.poolSize[1], strideH: s.strides[0],
+                                strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft), ins, shape)
+        case .globalPool(let kind, _):
+            return append(.globalPool(kind), ins, shape)
+        case .zeroPad2d(let t, let b, let l, let r):
+            return append(.pad(top: t, bottom: b, left: l, right: r), ins, shape)
+        case .cropping2d(let t, _, let l, _):
+            return append(.crop(top: t, left: l), ins, shape)
+        case .upsampling2d(let size, let interp):
+            return append(.upsample(sizeH: size[0], sizeW: size[1], interpolation: interp), ins, shape)
+        case .permute(let dims):
+            return append(.transpose(perm: [0] + dims), ins, shape)
+        case .merge(let kind):
+            return append(.merge(kind), ins, shape)
+        case .concatenate(let axis):
+            return append(.concat(axis: axis < 0 ? shape.count + axis : axis), ins, shape)
+        }
+    }
+
+    static func constantAffine(_ node: GraphNode, _ params: ParameterStore, channels c: Int) throws -> ([Float], [Float]) {
+        func weight(_ w: String) throws -> [Float] {
+            guard let i = params.find(node, w) else { throw RuntimeError("layer '\(node.layerKey)' has no weight '\(w)'") }
+            return Array(UnsafeBufferPointer(start: params.entry(i).values, count: params.entry(i).count))
+        }
+        let fail = { (what: String) in RuntimeError("layer '\(node.layerKey)': \(what)") }
+        switch node.op {
+        case .rescaling(let scale, let offset):
+            return (try broadcastChannels(scale, c, fail), try broadcastChannels(offset, c, fail))
+        case .normalization(let mean, let variance, let invert):
+            let m = try broadcastChannels(mean ?? weight("mean"), c, fail)
+            let v = try broadcastChannels(variance ?? weight("variance"), c, fail)
+            let sd = v.map { max(Float(Double($0).squareRoot()), 1e-7) }
+            return invert ? (sd, m) : (sd.map { 1 / $0 }, zip(m, sd).map { -$0 / $1 })
+        default:
+            throw fail("not a constant affine layer")
+        }
+    }
+}
