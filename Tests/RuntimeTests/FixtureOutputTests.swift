@@ -98,9 +98,9 @@ final class FixtureOutputTests: XCTestCase {
                 let e = z.map { Foundation.exp($0 - m) }
                 probabilities += e.map { $0 / e.reduce(0, +) }
             }
-            XCTAssertGreaterThan(zip(logits.data, want.floats).map { abs(Double($0) - Double($1)) }.max()!, 1e-3,
+            XCTAssertGreaterThan(zip(logits.data, want.data).map { abs(Double($0) - Double($1)) }.max()!, 1e-3,
                                  "\(name): logits should differ from probabilities")
-            assertClose(probabilities, want.floats, tolerance: 1e-4, "\(name) softmax(logits)")
+            assertClose(probabilities, want.data, tolerance: 1e-4, "\(name) softmax(logits)")
         }
     }
 }
