@@ -263,7 +263,7 @@ extension H5Group {
     func childNames() throws -> [String] {
         var names: [String] = []
         try withUnsafeMutablePointer(to: &names) { slot in
-            try h5check(H5Literate(id, H5_INDEX_NAME, H5_ITER_INC, nil, { _, name, _, slot in
+            _ = try h5check(H5Literate(id, H5_INDEX_NAME, H5_ITER_INC, nil, { _, name, _, slot in
                 if let name { slot?.assumingMemoryBound(to: [String].self).pointee.append(String(cString: name)) }
                 return 0
             }, slot), context("cannot list group '\(path)'"))
