@@ -94,8 +94,8 @@ struct AxisTaps {
         // Keep (npy_intp)floor(cc) defined for absurd zooms in nearest mode; any start this far
         // out clamps to the same edge pixel.
         cc = min(max(cc, -1e15), 1e15)
-        let f = floor(cc)
-        let start = Int(f)
+        let start = floorInt(cc)
+        let f = Double(start)
         var a = start, b = start + 1
         if start < 0 || start + 1 >= length {
             // Taps outside the image: scipy's "spline mode" -- mirror for constant and wrap,
@@ -156,6 +156,13 @@ func mapCoordinate(_ value: Double, _ length: Int, _ mode: FillMode) -> Double {
 
 enum TapMode { case mirror, reflect, nearest }
 
+/// floor(v) as an Int, for |v| < 2^53 (exact: truncate, then step down for negative fractions).
+@inline(__always)
+func floorInt(_ v: Double) -> Int {
+    let t = Int(v)
+    return Double(t) > v ? t - 1 : t
+}
+
 /// scipy maps an out-of-range integer tap through map_coordinate with the spline mode and
 /// truncates the result.
 @inline(__always)
@@ -208,10 +215,11 @@ func affineResample(_ src: UnsafePointer<Float>, height: Int, width: Int, channe
             let x = (rowPart1 + Double(q) * m.m11) + m.offset1
             if y >= 0 && y < hLimit && x >= 0 && x < wLimit {
                 // Inside: no boundary mapping in any mode; taps are (fy, fy+1) x (fx, fx+1).
-                let fy = floor(y), fx = floor(x)
-                let wy0 = 1.0 - (y - fy), wx0 = 1.0 - (x - fx)
+                // Non-negative here, so truncation is floor (and needs no libm call).
+                let iy = Int(y), ix = Int(x)
+                let wy0 = 1.0 - (y - Double(iy)), wx0 = 1.0 - (x - Double(ix))
                 let wy1 = 1.0 - wy0, wx1 = 1.0 - wx0
-                let p00 = src + (Int(fy) * width + Int(fx)) * c
+                let p00 = src + (iy * width + ix) * c
                 let p10 = p00 + width * c
                 for k in 0..<c {
                     var t = Double(p00[k]) * wy0 * wx0
