@@ -62,7 +62,7 @@ public struct ImageAugmenter: Sendable {
     /// The parameters for dataset item `item` in epoch `epoch` of a run seeded with `seed`: a pure
     /// function of the four, whichever thread asks and whenever.
     public func randomParameters(height: Int, width: Int, seed: UInt64, epoch: Int, item: Int) -> TransformParameters {
-        var rng = SplitMix64(seed: derivedSeed(seed, .augment, UInt64(epoch), UInt64(item)))
+        var rng = SplitMix64(seed: derivedSeed(seed, .augment, UInt64(bitPattern: Int64(epoch)), UInt64(bitPattern: Int64(item))))
         return randomParameters(height: height, width: width, using: &rng)
     }
 

@@ -95,6 +95,29 @@ final class AugmentRandomTests: XCTestCase {
         XCTAssertEqual(rng.next(), 0xE220_A839_7B1D_CDAF)  // SplitMix64's published first output for seed 0
     }
 
+    func testParsesRAndPythonArguments() throws {
+        let seed = try AugmentConfig.parse("""
+            rotation_range = 40, width_shift_range = 0.2, height_shift_range = 0.2, shear_range = 0.2,
+            zoom_range = 0.5, horizontal_flip = TRUE, fill_mode = "reflect"
+            """)
+        XCTAssertEqual(seed, .seedExample)
+        let c = try AugmentConfig.parse("zoom_range=c(0.8, 1.2), brightness_range=[0.5,1.5], width_shift_range=2L, height_shift_range=(-1, 0, 1), vertical_flip=True, fill_mode=constant, cval=12.5, channel_shift_range=10")
+        XCTAssertEqual([c.zoomLower, c.zoomUpper], [0.8, 1.2])
+        XCTAssertEqual(c.brightnessRange, 0.5...1.5)
+        XCTAssertEqual(c.widthShiftRange, .integer(2))
+        XCTAssertEqual(c.heightShiftRange, .values([-1, 0, 1]))
+        XCTAssertTrue(c.verticalFlip)
+        XCTAssertEqual(c.fillMode, .constant)
+        XCTAssertEqual(c.cval, 12.5)
+        XCTAssertEqual(c.channelShiftRange, 10)
+        XCTAssertTrue(try AugmentConfig.parse("").isIdentity)
+        for (text, mention) in [("rescale = 0.5", "unknown argument 'rescale'"), ("fill_mode = mirror", "one of constant"),
+                                ("horizontal_flip = maybe", "TRUE or FALSE"), ("zoom_range = [1]", "[lower, upper]"),
+                                ("rotation_range", "name = value")] {
+            XCTAssertThrowsError(try AugmentConfig.parse(text)) { XCTAssertTrue("\($0)".contains(mention), "\($0)") }
+        }
+    }
+
     func testRejectsBadRanges() {
         var c = AugmentConfig()
         c.zoomLower = 0
