@@ -37,6 +37,24 @@ public struct ImageDataset: Sendable {
         labels[i * classCount ..< (i + 1) * classCount]
     }
 
+    /// FNV-1a (64-bit) over the class names, file names and labels, in order: store it with a
+    /// checkpoint and compare on --resume, since a DataPosition only means the same items for
+    /// the same dataset.
+    public var fingerprint: UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        }
+        for name in classNames { add(name.utf8); add([0]) }
+        add([1])
+        for (i, file) in files.enumerated() {
+            add(file.name.utf8)
+            add([hasLabel[i] ? 2 : 3])
+            for v in labelRow(i) { withUnsafeBytes(of: v.bitPattern.littleEndian) { add($0) } }
+        }
+        return h
+    }
+
     /// The items at `indices`, in that order.
     public func subset(_ indices: [Int]) -> ImageDataset {
         var rows: [Float] = []

@@ -147,7 +147,9 @@ final class AugmentRandomTests: XCTestCase {
         let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(params.count)
         let cpuMs = (threadCPUSeconds() - cpuStart) * 1e3 / Double(params.count)
         print(String(format: "augment 228x228x3 (seed config): %.3f ms per image (thread CPU %.3f ms)", ms, cpuMs))
+        #if !DEBUG  // unoptimised builds run numeric code 10-50x slower
         XCTAssertLessThan(cpuMs, 5)
+        #endif
     }
 }
 

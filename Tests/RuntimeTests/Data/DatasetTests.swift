@@ -224,5 +224,11 @@ final class DatasetTests: TemporaryFolderTestCase {
         XCTAssertEqual(r.count, 4)
         XCTAssertFalse(r.files.contains(d.files[1]))
         assertThrows(try d.removing(paths: Set(d.files.map(\.path))), mentioning: ["no usable images"])
+        XCTAssertEqual(d.fingerprint, try ImageDataset.load(flow + "/train.csv", options: seedOptions()).fingerprint)
+        XCTAssertNotEqual(d.fingerprint, r.fingerprint)
+        XCTAssertNotEqual(d.fingerprint, d.subset([1, 0, 2, 3, 4]).fingerprint)
+        var relabelled = d
+        relabelled.labels[0] = 0.5
+        XCTAssertNotEqual(d.fingerprint, relabelled.fingerprint)
     }
 }
