@@ -1,0 +1,135 @@
+// Reading a split from a CSV: the seed's layout (image_id + one-hot columns, or image_id + label).
+import Foundation
+
+extension ImageDataset {
+    /// Cells that mean "no label" (pandas writes NaN as empty, R writes NA).
+    static let missingMarkers: Set<String> = ["", "NA", "NaN", "nan", "N/A"]
+
+    public static func fromCSV(_ path: String, options: DatasetOptions = DatasetOptions()) throws -> ImageDataset {
+        let table = try CSVTable.read(path: path)
+        guard !table.rows.isEmpty else { throw RuntimeError("\(path): the CSV has no rows") }
+        let names = try table.column(options.xColumn)
+        let base = options.imageDirectory ?? URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var files: [ImageFile] = []
+        files.reserveCapacity(names.count)
+        for (i, raw) in names.enumerated() {
+            let name = raw.trimmingCharacters(in: .whitespaces)
+            guard !name.isEmpty else {
+                throw RuntimeError("\(path) line \(i + 2): empty '\(options.xColumn)'")
+            }
+            let full = name.hasPrefix("/") ? name : (base as NSString).appendingPathComponent(name)
+            files.append(ImageFile(name: name, path: full))
+        }
+        let place = { (i: Int) in "\(path) line \(i + 2) (\(files[i].name))" }
+
+        let spec = resolvedLabelSpec(options.labels, header: table.header, classNames: options.classNames)
+        var classes: [String], labels: [Float], hasLabel: [Bool]
+        switch spec {
+        case .oneHot(let columns):
+            if let given = options.classNames, given != columns {
+                throw RuntimeError("\(path): label columns \(columns.joined(separator: ", ")) are not the classes \(given.joined(separator: ", "))")
+            }
+            (labels, hasLabel) = try oneHotRows(table, columns: columns, path: path, place)
+            classes = columns
+        case .column(let column):
+            let values = try table.column(column)
+            classes = try options.classNames ?? inferredClasses(values)
+            (labels, hasLabel) = try labelColumnRows(values, classes: classes, place)
+        case .unlabelled, .automatic:
+            classes = options.classNames ?? []
+            labels = [Float](repeating: 0, count: files.count * classes.count)
+            hasLabel = [Bool](repeating: false, count: files.count)
+        }
+        if options.requireFiles { try checkFilesExist(files, source: path, base: base) }
+        return ImageDataset(source: path, files: files, classNames: classes, labels: labels, hasLabel: hasLabel)
+    }
+
+    static func resolvedLabelSpec(_ spec: LabelSpec, header: [String], classNames: [String]?) -> LabelSpec {
+        guard spec == .automatic else { return spec }
+        if header.contains("label") { return .column("label") }
+        if let names = classNames, !names.isEmpty, names.allSatisfy(header.contains) { return .oneHot(names) }
+        return .unlabelled
+    }
+
+    /// One-hot (or soft) label columns. All cells empty/NA: unlabelled. Otherwise every cell must
+    /// be a number >= 0, and not all 0.
+    static func oneHotRows(_ table: CSVTable, columns: [String], path: String,
+                           _ place: (Int) -> String) throws -> ([Float], [Bool]) {
+        let missing = columns.filter { !table.header.contains($0) }
+        guard missing.isEmpty else {
+            throw RuntimeError("\(path): no label column\(missing.count > 1 ? "s" : "") \(missing.map { "'\($0)'" }.joined(separator: ", ")) (columns: \(table.header.joined(separator: ", ")))")
+        }
+        var labels: [Float] = [], hasLabel: [Bool] = []
+        labels.reserveCapacity(table.rows.count * columns.count)
+        for (i, row) in table.rows.enumerated() {
+            let cells = columns.map { (row[$0] ?? "").trimmingCharacters(in: .whitespaces) }
+            let empty = cells.map { missingMarkers.contains($0) }
+            if empty.allSatisfy({ $0 }) {
+                labels.append(contentsOf: repeatElement(0, count: columns.count))
+                hasLabel.append(false)
+                continue
+            }
+            if let k = empty.firstIndex(of: true) {
+                throw RuntimeError("\(place(i)): label column '\(columns[k])' is empty but the others are not")
+            }
+            var sum: Float = 0
+            for (k, cell) in cells.enumerated() {
+                guard let v = Float(cell), v.isFinite, v >= 0 else {
+                    throw RuntimeError("\(place(i)): label column '\(columns[k])' holds '\(cell)', not a number >= 0")
+                }
+                labels.append(v)
+                sum += v
+            }
+            guard sum > 0 else {
+                throw RuntimeError("\(place(i)): every label column is 0; leave them empty (or NA) for an unlabelled image")
+            }
+            hasLabel.append(true)
+        }
+        return (labels, hasLabel)
+    }
+
+    /// A label column: a class name, or a class index ("3", "3.0"); empty/NA: unlabelled.
+    static func labelColumnRows(_ values: [String], classes: [String],
+                                _ place: (Int) -> String) throws -> ([Float], [Bool]) {
+        let index = Dictionary(classes.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        var labels = [Float](repeating: 0, count: values.count * classes.count)
+        var hasLabel = [Bool](repeating: false, count: values.count)
+        for (i, raw) in values.enumerated() {
+            let v = raw.trimmingCharacters(in: .whitespaces)
+            if missingMarkers.contains(v) { continue }
+            guard let k = index[v] ?? integralIndex(v).flatMap({ $0 < classes.count ? $0 : nil }) else {
+                let range = classes.isEmpty ? "" : " (or an index 0-\(classes.count - 1))"
+                throw RuntimeError("\(place(i)): unknown label '\(v)'; classes: \(classes.joined(separator: ", "))\(range)")
+            }
+            labels[i * classes.count + k] = 1
+            hasLabel[i] = true
+        }
+        return (labels, hasLabel)
+    }
+
+    /// Classes of a label column when none are given: "0"..."max" when every label is an
+    /// integer (an index), else the distinct labels sorted (as Keras sorts class names).
+    static func inferredClasses(_ values: [String]) throws -> [String] {
+        let present = values.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !missingMarkers.contains($0) }
+        let indices = present.compactMap(integralIndex)
+        if !present.isEmpty && indices.count == present.count {
+            return (0...indices.max()!).map(String.init)
+        }
+        return Array(Set(present)).sorted()
+    }
+
+    /// "3" or "3.0" as 3; nil for anything else (negative, fractional, huge, not a number).
+    static func integralIndex(_ s: String) -> Int? {
+        if let i = Int(s) { return i >= 0 && i < 1_000_000 ? i : nil }
+        guard let d = Double(s), d.isFinite, d >= 0, d < 1_000_000, d == d.rounded() else { return nil }
+        return Int(d)
+    }
+
+    static func checkFilesExist(_ files: [ImageFile], source: String, base: String) throws {
+        let fm = FileManager.default
+        let missing = files.filter { !fm.fileExists(atPath: $0.path) }
+        guard let first = missing.first else { return }
+        let more = missing.count > 1 ? " (and \(missing.count - 1) more: \(missing.dropFirst().prefix(4).map(\.name).joined(separator: ", "))\(missing.count > 5 ? ", ..." : ""))" : ""
+        throw RuntimeError("\(source): image file not found: \(first.path)\(more)")
+    }
+}
