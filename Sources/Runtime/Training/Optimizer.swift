@@ -122,6 +122,7 @@ public class Optimizer: @unchecked Sendable {
     private var partialSums: UnsafeMutablePointer<Double>?
     private var partialRows = 0
     private var clipScales: [Float] = []
+    private var norms: [Double] = []
 
     init(kind: String, learningRate: LearningRate, clipping: GradientClipping, weightDecay: Double?,
          weightDecayExcludes: [String], flavor: KerasFlavor) {
@@ -197,6 +198,7 @@ public class Optimizer: @unchecked Sendable {
         partialRows = max(1, RuntimeThreads.count)
         partialSums = .allocate(capacity: partialRows * parameterCounts.count)
         clipScales = [Float](repeating: 1, count: parameterCounts.count)
+        norms = [Double](repeating: 0, count: parameterCounts.count)
     }
 
     public func build(_ parameters: [ParameterBuffer]) throws {
@@ -291,10 +293,10 @@ public class Optimizer: @unchecked Sendable {
                     let x = params[p].value - base, g = params[p].gradient - base
                     let decay = useDecay && decays[p]
                     switch clip {
-                    case .none: loop(kernel, x, g, lo, hi, decay, wd, lr, Identity())
-                    case .perParameter: loop(kernel, x, g, lo, hi, decay, wd, lr, NormClip(c: clipNormValue, d: clipScales[p]))
-                    case .scale(let s): loop(kernel, x, g, lo, hi, decay, wd, lr, Scale(s: s))
-                    case .clamp(let c): loop(kernel, x, g, lo, hi, decay, wd, lr, Clamp(c: c))
+                    case .none: loop(kernel, x, g, lo, hi, decay, wd, lr, KeepGradient())
+                    case .perParameter: loop(kernel, x, g, lo, hi, decay, wd, lr, ClipGradientNorm(c: clipNormValue, d: clipScales[p]))
+                    case .scale(let s): loop(kernel, x, g, lo, hi, decay, wd, lr, ScaleGradient(s: s))
+                    case .clamp(let c): loop(kernel, x, g, lo, hi, decay, wd, lr, ClampGradient(c: c))
                     }
                 }
             }
@@ -359,13 +361,14 @@ public class Optimizer: @unchecked Sendable {
         case .norm(let c):
             guard c > 0 else { return .none }
             // tf.clip_by_norm: l2norm = sqrt(sum(g*g)) (0 stays 0); g * c / max(l2norm, c).
-            let sums = squaredNorms(parameters)
+            squaredNorms(parameters)
             let cf = Float(c)
-            for p in 0..<sums.count { clipScales[p] = max(Float(sums[p]).squareRoot(), cf) }
+            for p in 0..<norms.count { clipScales[p] = max(Float(norms[p]).squareRoot(), cf) }
             return .perParameter
         case .globalNorm(let c):
             guard c > 0 else { return .none }
-            let total = squaredNorms(parameters).reduce(0, +)
+            squaredNorms(parameters)
+            let total = norms.reduce(0, +)
             let norm = Float(total.squareRoot())
             let cf = Float(c)
             // tf.clip_by_global_norm: scale = c * min(1 / norm, 1 / c) + (norm - norm); Keras 3
@@ -376,8 +379,9 @@ public class Optimizer: @unchecked Sendable {
         }
     }
 
-    /// Sum of squared gradient elements per parameter (Double accumulation, parallel).
-    private func squaredNorms(_ parameters: [ParameterBuffer]) -> [Double] {
+    /// Sum of squared gradient elements per parameter into `norms` (Double accumulation, parallel;
+    /// TensorFlow's float32 reduction order depends on the tensor size and CPU and is not copied).
+    private func squaredNorms(_ parameters: [ParameterBuffer]) {
         let np = parameterCounts.count
         let sums = partialSums!
         sums.initialize(repeating: 0, count: partialRows * np)
@@ -392,9 +396,8 @@ public class Optimizer: @unchecked Sendable {
                 }
             }
         }
-        var out = [Double](repeating: 0, count: np)
-        for w in 0..<partialRows { for p in 0..<np { out[p] += sums[w * np + p] } }
-        return out
+        for p in 0..<np { norms[p] = 0 }
+        for w in 0..<partialRows { for p in 0..<np { norms[p] += sums[w * np + p] } }
     }
 }
 
@@ -408,23 +411,23 @@ protocol GradientMap {
     func callAsFunction<V: Lanes>(_ g: V) -> V
 }
 
-struct Identity: GradientMap {
+struct KeepGradient: GradientMap {
     @inline(__always) func callAsFunction<V: Lanes>(_ g: V) -> V { g }
 }
 
 /// tf.clip_by_norm's arithmetic: (g * c) / max(norm, c), even when nothing is clipped.
-struct NormClip: GradientMap {
+struct ClipGradientNorm: GradientMap {
     let c: Float, d: Float
     @inline(__always) func callAsFunction<V: Lanes>(_ g: V) -> V { (g * V(splat: c)) / V(splat: d) }
 }
 
-struct Scale: GradientMap {
+struct ScaleGradient: GradientMap {
     let s: Float
     @inline(__always) func callAsFunction<V: Lanes>(_ g: V) -> V { g * V(splat: s) }
 }
 
 /// tf.clip_by_value(g, -c, c).
-struct Clamp: GradientMap {
+struct ClampGradient: GradientMap {
     let c: Float
     @inline(__always) func callAsFunction<V: Lanes>(_ g: V) -> V { g.clamped(V(splat: c)) }
 }

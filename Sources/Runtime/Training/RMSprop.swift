@@ -42,40 +42,40 @@ public final class RMSprop: Optimizer, @unchecked Sendable {
     }
 
     override func update(_ parameters: [ParameterBuffer], learningRate: Float, clip: ClipMode) {
-        let names = slotNames
+        // Slots in `slotNames` order: velocity, [momentum], [average_gradient].
         let velocity = slot(0)
-        let kernel = RMSpropKernel<Off, Off, Off>(
+        let kernel = RMSpropKernel<FlagOff, FlagOff, FlagOff>(
             velocity: velocity,
-            momentumSlot: momentum > 0 ? slot(names.firstIndex(of: "momentum")!) : velocity,
-            average: centered ? slot(names.firstIndex(of: "average_gradient")!) : velocity,
+            momentumSlot: momentum > 0 ? slot(1) : velocity,
+            average: centered ? slot(momentum > 0 ? 2 : 1) : velocity,
             lr: learningRate, rho: Float(rho), oneMinusRho: Float(1 - rho), momentum: Float(momentum),
             epsilon: Float(epsilon))
         // One specialisation per feature combination, so the element loop has no branches.
-        func go<C: Flag, M: Flag, D: Flag>(_: C.Type, _: M.Type, _: D.Type) {
+        func go<C: KernelFlag, M: KernelFlag, D: KernelFlag>(_: C.Type, _: M.Type, _: D.Type) {
             run(parameters, learningRate: learningRate, clip: clip, kernel.retyped(C.self, M.self, D.self))
         }
-        func withDivide<C: Flag, M: Flag>(_ c: C.Type, _ m: M.Type) {
-            flavor == .keras3 ? go(c, m, On.self) : go(c, m, Off.self)
+        func withDivide<C: KernelFlag, M: KernelFlag>(_ c: C.Type, _ m: M.Type) {
+            flavor == .keras3 ? go(c, m, FlagOn.self) : go(c, m, FlagOff.self)
         }
-        func withMomentum<C: Flag>(_ c: C.Type) {
-            momentum > 0 ? withDivide(c, On.self) : withDivide(c, Off.self)
+        func withMomentum<C: KernelFlag>(_ c: C.Type) {
+            momentum > 0 ? withDivide(c, FlagOn.self) : withDivide(c, FlagOff.self)
         }
-        centered ? withMomentum(On.self) : withMomentum(Off.self)
+        centered ? withMomentum(FlagOn.self) : withMomentum(FlagOff.self)
     }
 }
 
 /// Compile-time switches for kernel specialisation.
-protocol Flag { static var on: Bool { get } }
-enum On: Flag { static var on: Bool { true } }
-enum Off: Flag { static var on: Bool { false } }
+protocol KernelFlag { static var on: Bool { get } }
+enum FlagOn: KernelFlag { static var on: Bool { true } }
+enum FlagOff: KernelFlag { static var on: Bool { false } }
 
-struct RMSpropKernel<Centered: Flag, WithMomentum: Flag, Divide: Flag>: UpdateKernel {
+struct RMSpropKernel<Centered: KernelFlag, WithMomentum: KernelFlag, Divide: KernelFlag>: UpdateKernel {
     let velocity: UnsafeMutablePointer<Float>
     let momentumSlot: UnsafeMutablePointer<Float>
     let average: UnsafeMutablePointer<Float>
     let lr: Float, rho: Float, oneMinusRho: Float, momentum: Float, epsilon: Float
 
-    func retyped<C: Flag, M: Flag, D: Flag>(_: C.Type, _: M.Type, _: D.Type) -> RMSpropKernel<C, M, D> {
+    func retyped<C: KernelFlag, M: KernelFlag, D: KernelFlag>(_: C.Type, _: M.Type, _: D.Type) -> RMSpropKernel<C, M, D> {
         RMSpropKernel<C, M, D>(velocity: velocity, momentumSlot: momentumSlot, average: average, lr: lr, rho: rho,
                                oneMinusRho: oneMinusRho, momentum: momentum, epsilon: epsilon)
     }
