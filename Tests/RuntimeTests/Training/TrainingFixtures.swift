@@ -1,0 +1,73 @@
+// Reading fixtures/training/math/*.json (written by fixtures/make_training_math_fixtures.py with
+// tf-keras 2.21 and Keras 3.15). Every float in them is the exact float32 value written as a
+// double, so Double -> Float conversion is exact.
+import Foundation
+import XCTest
+import TestSupport
+@testable import Runtime
+
+/// Which Keras wrote a fixture file, and the flavor distillctl uses to match it.
+let kerasFlavors: [(file: String, flavor: KerasFlavor)] = [("k2", .tfKeras2), ("k3", .keras3)]
+
+func loadTrainingFixture(_ name: String) throws -> [String: Any] {
+    let url = fixturesDirectory.appendingPathComponent("training/math/\(name).json")
+    let data = try Data(contentsOf: url)
+    guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw RuntimeError("\(name).json is not a JSON object")
+    }
+    return object
+}
+
+/// A nested JSON number list, flattened (row-major) to floats.
+func floats(_ value: Any?) -> [Float] {
+    switch value {
+    case let n as NSNumber: return [Float(n.doubleValue)]
+    case let list as [Any]: return list.flatMap { floats($0) }
+    default: return []
+    }
+}
+
+func ints(_ value: Any?) -> [Int] {
+    (value as? [Any] ?? []).map { ($0 as! NSNumber).intValue }
+}
+
+func double(_ value: Any?) -> Double? { (value as? NSNumber)?.doubleValue }
+
+/// Worst relative difference |a - e| / |e| (|e| floored at `floor`), and where it is.
+func worstRelative(_ actual: [Float], _ expected: [Float], floor: Double = 1e-30) -> (rel: Double, index: Int) {
+    var worst = 0.0, at = -1
+    for (i, (a, e)) in zip(actual, expected).enumerated() {
+        let d = abs(Double(a) - Double(e)) / max(abs(Double(e)), floor)
+        if d.isNaN || d > worst { worst = d.isNaN ? .infinity : d; at = i }
+    }
+    return (worst, at)
+}
+
+/// Fails unless every element is within `rel` relative (|e| floored at `floor`); returns the worst.
+@discardableResult
+func assertRelative(_ actual: [Float], _ expected: [Float], rel: Double, floor: Double = 1e-30, _ message: String,
+                    file: StaticString = #filePath, line: UInt = #line) -> Double {
+    guard actual.count == expected.count else {
+        XCTFail("\(message): \(actual.count) values, expected \(expected.count)", file: file, line: line)
+        return .infinity
+    }
+    let (worst, at) = worstRelative(actual, expected, floor: floor)
+    if worst > rel {
+        XCTFail("\(message): worst relative difference \(worst) > \(rel) at \(at): \(actual[at]) vs \(expected[at])",
+                file: file, line: line)
+    }
+    return worst
+}
+
+/// Keeps the worst value seen per label and prints them, so test logs carry the measured numbers.
+final class WorstDifferences {
+    private var worst: [(String, Double)] = []
+    func note(_ label: String, _ value: Double) {
+        if let i = worst.firstIndex(where: { $0.0 == label }) { worst[i].1 = max(worst[i].1, value) }
+        else { worst.append((label, value)) }
+    }
+    func report(_ title: String) {
+        print("\(title):")
+        for (label, value) in worst { print("  \(label): \(value)") }
+    }
+}
