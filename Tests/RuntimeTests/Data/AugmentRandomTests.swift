@@ -129,28 +129,6 @@ final class AugmentRandomTests: XCTestCase {
         c.widthShiftRange = .uniform(.nan)
         XCTAssertThrowsError(try ImageAugmenter(c))
     }
-
-    /// The seed's augmentation on a 228x228x3 image (print the time; fail only if far off).
-    func testSpeedAtSeedSize() throws {
-        let a = try ImageAugmenter(.seedExample)
-        let h = 228, w = 228, c = 3
-        var rng = SplitMix64(seed: 1)
-        let src = (0..<(h * w * c)).map { _ in Float(rng.index(below: 256)) }
-        var dst = [Float](repeating: 0, count: src.count)
-        let params = (0..<200).map { a.randomParameters(height: h, width: w, seed: 5, epoch: 0, item: $0) }
-        let start = DispatchTime.now().uptimeNanoseconds, cpuStart = threadCPUSeconds()
-        src.withUnsafeBufferPointer { s in
-            dst.withUnsafeMutableBufferPointer { d in
-                for p in params { a.apply(p, to: s, height: h, width: w, channels: c, into: d) }
-            }
-        }
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(params.count)
-        let cpuMs = (threadCPUSeconds() - cpuStart) * 1e3 / Double(params.count)
-        print(String(format: "augment 228x228x3 (seed config): %.3f ms per image (thread CPU %.3f ms)", ms, cpuMs))
-        #if !DEBUG  // unoptimised builds run numeric code 10-50x slower
-        XCTAssertLessThan(cpuMs, 5)
-        #endif
-    }
 }
 
 /// CPU time of the calling thread (wall time on 2 shared cores says little about the code).

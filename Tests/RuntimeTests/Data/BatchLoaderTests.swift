@@ -200,9 +200,6 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         print(String(format: "pipeline 8 x 228x228x3 from 600x800 JPEGs + seed augmentation: %.1f ms per batch (thread CPU %.1f ms); waited %.1f ms in total over %d steps of 0.3 s",
                      perBatch * 1e3, cpuPerBatch * 1e3, waited * 1e3, steps - 1))
         XCTAssertEqual(steps, 4)
-        #if !DEBUG  // unoptimised builds run numeric code 10-50x slower
-        XCTAssertLessThan(cpuPerBatch, 0.15)
-        #endif
     }
 }
 

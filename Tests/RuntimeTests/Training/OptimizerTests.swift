@@ -256,8 +256,8 @@ final class OptimizerTests: XCTestCase {
     }
 
     /// Many parameters split over the workers at arbitrary boundaries give the same bits as one
-    /// worker, and the step over ~4M parameters is timed.
-    func testParallelUpdateMatchesSerialAndIsFast() throws {
+    /// worker (the time is printed for information; speed is measured by benchmarks, not tests).
+    func testParallelUpdateMatchesSerial() throws {
         var rng = SeededRandom(11)
         let sizes = [3, 1, 40_000, 7, 1_000_003, 64, 2_900_000, 5]
         let initial = sizes.map { rng.floats($0) }
@@ -288,7 +288,6 @@ final class OptimizerTests: XCTestCase {
             XCTAssertTrue(serial == parallel, "\(label): parallel result differs from serial")
             print(String(format: "%@ over %d parameters: %.1f ms per step on 1 thread, %.1f ms on %d",
                          label, sizes.reduce(0, +), serialTime * 1000, parallelTime * 1000, max(2, RuntimeThreads.count)))
-            XCTAssertLessThan(parallelTime, 0.5, "\(label): an update over 4M parameters should take milliseconds")
         }
     }
 }
