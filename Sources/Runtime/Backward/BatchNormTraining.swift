@@ -5,7 +5,7 @@
 // Backward, with dz = dy * f'(z):
 //     dBeta = Σ dz,  dGamma = Σ dz * xhat,
 //     dx = gamma / sqrt(var + eps) * (dz - dBeta / n - xhat * dGamma / n)
-// Forward: three passes over x (mean, centred variance, output); backward: two (sums, dx).
+// Forward: two passes over x (shifted moments, output); backward: two (sums, dx).
 // The sums are Double-accumulated per block (`channelReduce`).
 //
 // Moving statistics, as tf-keras 2.21 updates them (measured; fixtures/make_bn_training_fixture.py
@@ -30,18 +30,23 @@ public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, c
                                      batchMean: UnsafeMutablePointer<Float>,
                                      batchVariance: UnsafeMutablePointer<Float>) {
     let C = channels, n = Double(max(1, rows))
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: C) { exactMean in
-        let m = exactMean.baseAddress!
-        channelReduce(rows: rows, channels: C, sums: 1, body: { range, acc in
-            for r in range { addInto(acc, x + r * C, C) }
-        }, finish: { t in for c in 0..<C { m[c] = t[c] / n; batchMean[c] = Float(m[c]) } })
-        // Centred second pass around the float mean m_f = m + d: Σ (x - m_f)² = n (var + d²).
-        channelReduce(rows: rows, channels: C, sums: 1, body: { range, acc in
-            for r in range { addSquaredDeviations(x + r * C, batchMean, acc, C) }
+    // One pass of shifted sums: S1 = Σ (x - s), S2 = Σ (x - s)², mean = s + S1/n,
+    // var = S2/n - (S1/n)². The shift s is the mean of the first 128 rows, so (mean - s)² is
+    // about var/128 and the subtraction loses nothing that matters; a single read of x instead
+    // of two (the tensors are tens of MB: the passes are memory-bound).
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: C) { shiftBuf in
+        let shift = shiftBuf.baseAddress!
+        let head = min(max(rows, 0), 128)
+        shift.update(repeating: 0, count: C)
+        for r in 0..<head { addInto(shift, x + r * C, C) }
+        for c in 0..<C { shift[c] /= Float(max(1, head)) }
+        channelReduce(rows: rows, channels: C, sums: 2, body: { range, acc in
+            for r in range { addShiftedMoments(x + r * C, shift, acc, C) }
         }, finish: { t in
             for c in 0..<C {
-                let d = Double(batchMean[c]) - m[c]
-                batchVariance[c] = Float(max(0, t[c] / n - d * d))
+                let d = t[c] / n
+                batchMean[c] = Float(Double(shift[c]) + d)
+                batchVariance[c] = Float(max(0, t[C + c] / n - d * d))
             }
         })
     }
@@ -55,17 +60,18 @@ public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, c
     }
 }
 
-/// acc[c] += (x[c] - m[c])² over one row.
+/// acc[c] += x[c] - s[c] and acc[C + c] += (x[c] - s[c])² over one row.
 @inline(__always)
-private func addSquaredDeviations(_ x: UnsafePointer<Float>, _ m: UnsafePointer<Float>,
-                                  _ acc: UnsafeMutablePointer<Float>, _ C: Int) {
+private func addShiftedMoments(_ x: UnsafePointer<Float>, _ s: UnsafePointer<Float>,
+                               _ acc: UnsafeMutablePointer<Float>, _ C: Int) {
     var c = 0
     while c + 8 <= C {
-        let d = load(x + c) - load(m + c)
-        store(madd(d, d, load(acc + c)), acc + c)
+        let d = load(x + c) - load(s + c)
+        store(load(acc + c) + d, acc + c)
+        store(madd(d, d, load(acc + C + c)), acc + C + c)
         c += 8
     }
-    while c < C { let d = x[c] - m[c]; acc[c] += d * d; c += 1 }
+    while c < C { let d = x[c] - s[c]; acc[c] += d; acc[C + c] += d * d; c += 1 }
 }
 
 /// y = f((x - center) * scale + shift), per channel, rows in parallel.

@@ -7,7 +7,10 @@
 // dBias                = column sums of dY (`biasBackward`).
 //
 // Both vectorise across channels like the forward (32 lanes, then 8, then a padded tail).
-// dInput is a gather: each input pixel collects from the output pixels that read it (the
+// dInput, stride 1 and M = 1 (most of EfficientNet): the transposed convolution is then itself a
+// depthwise convolution of dY with the kernel flipped in both spatial axes and the padding
+// mirrored (padTop' = (kH-1)*dH - padTop), so the tuned forward kernel computes it.
+// Otherwise dInput is a gather: each input pixel collects from the output pixels that read it (the
 // transposed convolution), so workers split input rows and never write the same element.
 // dKernel: workers split output rows, each summing into its own copy of the (small) kernel
 // gradient; for one output row, tap and channel block the sum over the row's pixels runs in
@@ -26,6 +29,24 @@ public func depthwiseConv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry
                                          multiplier m: Int, kernel: UnsafePointer<Float>,
                                          dInput: UnsafeMutablePointer<Float>, accumulate: Bool) {
     precondition(m >= 1 && g.outC == g.inC * m, "depthwise: outC must be inC * multiplier")
+    let mirroredTop = (g.kernelH - 1) * g.dilationH - g.padTop
+    let mirroredLeft = (g.kernelW - 1) * g.dilationW - g.padLeft
+    if m == 1 && !accumulate && g.strideH == 1 && g.strideW == 1 && mirroredTop >= 0 && mirroredLeft >= 0
+        && g.outputPixels > 0 {
+        let taps = g.kernelH * g.kernelW
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: taps * g.inC) { flipped in
+            for t in 0..<taps {
+                (flipped.baseAddress! + t * g.inC).update(from: kernel + (taps - 1 - t) * g.inC, count: g.inC)
+            }
+            let transposed = Conv2DGeometry(
+                batch: g.batch, inH: g.outH, inW: g.outW, inC: g.inC, outH: g.inH, outW: g.inW, outC: g.inC,
+                kernelH: g.kernelH, kernelW: g.kernelW, strideH: 1, strideW: 1,
+                dilationH: g.dilationH, dilationW: g.dilationW, padTop: mirroredTop, padLeft: mirroredLeft)
+            depthwiseConv2d(input: dOutput, geometry: transposed, multiplier: 1, kernel: flipped.baseAddress!,
+                            output: dInput, epilogue: .none)
+        }
+        return
+    }
     let rowWork = g.inW * g.outC * g.kernelH * g.kernelW
     parallelFor(g.batch * g.inH, minChunk: max(1, 32_768 / max(1, rowWork))) { _, range in
         // Per pixel: the (dY offset, W offset) of every tap that read it; for M > 1 the per-output-

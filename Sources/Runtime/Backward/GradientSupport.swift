@@ -88,8 +88,10 @@ public func biasBackward(dOutput: UnsafePointer<Float>, rows: Int, channels: Int
 /// Products smaller than this (m*n*k) run on one thread: a dispatch would cost more.
 let parallelGemmMinWork = 1 << 18
 
-/// C[m, n] (+)= A[m, k] · op(B), A not transposed: rows of C split across workers (or columns
-/// when there are few rows). `accumulate` adds into C.
+/// C[m, n] (+)= A[m, k] · op(B), A not transposed: tiles of rows of C shared out to the workers
+/// (or columns when there are few rows). `accumulate` adds into C.
+/// Why tiles: measured on dX of a 1x1 conv (m = 26k pixels, k = 24, n = 144), 256-row tiles ran
+/// 20-30% faster than one slice per worker (the tile of C stays in cache while it is written).
 func gemmSplitRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                    b: UnsafePointer<Float>, ldb: Int, transB: Bool,
                    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
@@ -98,9 +100,14 @@ func gemmSplitRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
     if threads <= 1 || m * n * k < parallelGemmMinWork {
         sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc, beta: beta)
     } else if m >= 16 * threads {
-        parallelFor(m, minChunk: 16, threads: threads) { _, r in
-            sgemm(m: r.count, n: n, k: k, a: a + r.lowerBound * lda, lda: lda, b: b, ldb: ldb, transB: transB,
-                  c: c + r.lowerBound * ldc, ldc: ldc, beta: beta)
+        let tile = max(16, min(256, m / threads))
+        let tiles = (m + tile - 1) / tile
+        parallelFor(tiles, threads: threads) { _, r in
+            for t in r {
+                let r0 = t * tile, rows = min(tile, m - r0)
+                sgemm(m: rows, n: n, k: k, a: a + r0 * lda, lda: lda, b: b, ldb: ldb, transB: transB,
+                      c: c + r0 * ldc, ldc: ldc, beta: beta)
+            }
         }
     } else {
         // Few rows: split the columns of C, i.e. the columns of op(B).
@@ -116,39 +123,44 @@ func gemmSplitRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
 func gemmTransposedAWorkspaceCount(m: Int, n: Int, threads: Int) -> Int { max(0, threads - 1) * m * n }
 
 /// C[m, n] (+)= Aᵀ · B with A stored [k, m] and B stored [k, n]: the weight gradients, where k
-/// (pixels or rows) is long and m x n (the weight) small. Split over C's columns or rows when
-/// they are wide enough to keep each product efficient; otherwise over k, each extra worker
-/// summing into its own m x n partial in `workspace` (see `gemmTransposedAWorkspaceCount`).
+/// (pixels or rows) is long and m x n (the weight) small. Long k: split over k, each extra worker
+/// summing into its own m x n partial in `workspace` (see `gemmTransposedAWorkspaceCount`);
+/// measured on a 1x1 conv's dW (k = 26k pixels, 144 x 24) that ran 2x faster than splitting C's
+/// rows. Short k: split C's columns or rows when they are wide enough, else k anyway.
 func gemmTransposedA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                      accumulate: Bool, workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int) {
     let beta: Float = accumulate ? 1 : 0
-    var threads = RuntimeThreads.count
-    if m * n > 0, workspace == nil || workspaceCount < m * n {
-        threads = min(threads, 1 + (workspace == nil ? 0 : workspaceCount / (m * n)))
-    }
-    if threads <= 1 || m * n * k < parallelGemmMinWork {
+    let all = RuntimeThreads.count
+    let partials = m * n == 0 || workspace == nil ? 0 : workspaceCount / (m * n)
+    let kThreads = min(all, 1 + partials)
+    if all <= 1 || m * n * k < parallelGemmMinWork {
         sgemm(m: m, n: n, k: k, a: a, lda: lda, transA: true, b: b, ldb: ldb, c: c, ldc: ldc, beta: beta)
-    } else if n >= 64 * threads {
-        parallelFor(n, minChunk: 64, threads: threads) { _, r in
+    } else if kThreads == all && k >= 2048 {
+        splitK(kThreads)
+    } else if n >= 64 * all {
+        parallelFor(n, minChunk: 64, threads: all) { _, r in
             sgemm(m: m, n: r.count, k: k, a: a, lda: lda, transA: true, b: b + r.lowerBound, ldb: ldb,
                   c: c + r.lowerBound, ldc: ldc, beta: beta)
         }
-    } else if m >= 64 * threads {
-        parallelFor(m, minChunk: 64, threads: threads) { _, r in
+    } else if m >= 64 * all {
+        parallelFor(m, minChunk: 64, threads: all) { _, r in
             sgemm(m: r.count, n: n, k: k, a: a + r.lowerBound, lda: lda, transA: true, b: b, ldb: ldb,
                   c: c + r.lowerBound * ldc, ldc: ldc, beta: beta)
         }
     } else {
-        let ws = workspace!
+        splitK(kThreads)
+    }
+
+    func splitK(_ threads: Int) {
         let chunks = min(threads, max(1, k / 64))
         parallelFor(k, minChunk: 64, threads: chunks) { w, r in
-            let dst = w == 0 ? c : ws + (w - 1) * m * n
+            let dst = w == 0 ? c : workspace! + (w - 1) * m * n
             sgemm(m: m, n: n, k: r.count, a: a + r.lowerBound * lda, lda: lda, transA: true,
                   b: b + r.lowerBound * ldb, ldb: ldb, c: dst, ldc: w == 0 ? ldc : n, beta: w == 0 ? beta : 0)
         }
         for w in 1..<chunks {
-            let src = ws + (w - 1) * m * n
+            let src = workspace! + (w - 1) * m * n
             for i in 0..<m { addInto(c + i * ldc, src + i * n, n) }
         }
     }

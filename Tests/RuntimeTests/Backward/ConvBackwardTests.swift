@@ -107,6 +107,8 @@ final class ConvBackwardTests: BackwardTestCase {
         assertClose(results[0], results[1], tolerance: 1e-5, "workspace for all workers vs one")
     }
 
+    /// Stride 1 with multiplier 1 runs dInput as the forward kernel over dY with the kernel flipped
+    /// (overwrite) and as a gather (accumulate): the accumulate check compares the two.
     func testDepthwiseGradientsMatchFiniteDifferences() {
         let cases: [(String, Conv2DGeometry, Int)] = [
             ("3x3 same C13", geometry(h: 7, w: 9, ci: 13, co: 13, k: (3, 3), .same), 1),
@@ -117,6 +119,8 @@ final class ConvBackwardTests: BackwardTestCase {
             ("3x3 dilation 2 multiplier 2 C5", geometry(h: 8, w: 9, ci: 5, co: 10, k: (3, 3), d: (2, 2), .same), 2),
             ("2x3 stride (1,2) valid multiplier 3 C3", geometry(h: 6, w: 11, ci: 3, co: 9, k: (2, 3), s: (1, 2), .valid), 3),
             ("5x5 same, wide C70 (parallel rows)", geometry(h: 12, w: 12, ci: 70, co: 70, k: (5, 5), .same), 1),
+            ("3x3 dilation 2 valid C12", geometry(h: 9, w: 10, ci: 12, co: 12, k: (3, 3), d: (2, 2), .valid), 1),
+            ("4x2 even kernel same C9", geometry(h: 7, w: 6, ci: 9, co: 9, k: (4, 2), .same), 1),
         ]
         for (i, (name, g, m)) in cases.enumerated() {
             var rng = SeededRandom(UInt64(300 + i))
