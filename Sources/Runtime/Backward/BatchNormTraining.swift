@@ -15,9 +15,12 @@
 //   2-D input [8,11] (Keras's non-fused path, n = 8):
 //     |v_keras - (0.9 v + 0.1 * biased)| = 1.4e-7,  |v_keras - (0.9 v + 0.1 * biased * n/(n-1))| = 0.148
 // So the moving variance takes the Bessel-corrected batch variance n/(n-1) * var when Keras uses
-// the fused kernel (inputs of rank 4, and rank 5, with the channel axis last or first), and the
-// biased one otherwise (rank 2 and 3). The output is normalised with the biased variance in both.
-// The same held eagerly and inside tf.function. (Keras 3's BatchNormalization never corrects.)
+// the fused kernel and the biased one otherwise. The output is normalised with the biased variance
+// in both. When the fused kernel runs (tf-keras's batch_normalization.py, read, not measured beyond
+// ranks 4 and 2): input rank 4 or 5 with the channel axis first or last, no renorm, no
+// virtual_batch_size, no adjustment, not synchronized, and the config's `fused` not false.
+// The same held eagerly and inside tf.function. Keras 3.15.1 (TensorFlow backend) never corrects:
+// the same check gave |v - biased rule| = 7e-8 (4-D) and 6e-8 (2-D), so pass false for its models.
 import Graph
 
 /// Training-mode forward: y = f(gamma * (x - mean) / sqrt(var + eps) + beta) with the batch's own
@@ -180,11 +183,11 @@ private struct BatchNormInputGradJob: ActivationDerivativeConsumer {
 /// The moving-average update after a training step, as tf-keras 2.21 does it:
 ///   moving_mean     <- moving_mean * momentum + batchMean * (1 - momentum)
 ///   moving_variance <- moving_variance * momentum + v * (1 - momentum)
-/// with v = batchVariance * rows / (rows - 1) when `correctVariance` (Keras's fused path: 4-D and
-/// 5-D inputs; see the measurements at the top of this file), v = batchVariance otherwise (2-D,
-/// 3-D). `rows` is the count the statistics were taken over (N*H*W). The arithmetic follows each
-/// path's order: fused: (1 - f) * old + f * v with f = 1 - momentum; non-fused:
-/// old - (old - v) * (1 - momentum).
+/// with v = batchVariance * rows / (rows - 1) when `correctVariance` (tf-keras's fused path, in
+/// practice 4-D image inputs; see the measurements at the top of this file), v = batchVariance
+/// otherwise (2-D and 3-D inputs; and every Keras 3 model). `rows` is the count the statistics
+/// were taken over (N*H*W). The arithmetic follows each path's order: fused:
+/// (1 - f) * old + f * v with f = 1 - momentum; non-fused: old - (old - v) * (1 - momentum).
 public func batchNormUpdateMovingStatistics(movingMean: UnsafeMutablePointer<Float>,
                                             movingVariance: UnsafeMutablePointer<Float>,
                                             batchMean: UnsafePointer<Float>, batchVariance: UnsafePointer<Float>,

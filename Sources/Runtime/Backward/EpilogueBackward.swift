@@ -63,11 +63,9 @@ struct AffineBackwardJob: ActivationDerivativeConsumer {
 
 /// Runs the affine backward with a, b, center defaulting to ones, zeros, zeros and dxScale to a.
 func affineBackward(x: UnsafePointer<Float>, rows: Int, channels: Int,
-                            a: UnsafePointer<Float>?, b: UnsafePointer<Float>?, center: UnsafePointer<Float>?,
-                            dxScale: UnsafePointer<Float>? = nil,
-                            activation: ActivationSpec, dy: UnsafePointer<Float>,
-                            dx: UnsafeMutablePointer<Float>?, accumulate: Bool,
-                            sums: ((UnsafePointer<Double>) -> Void)?) {
+                    a: UnsafePointer<Float>?, b: UnsafePointer<Float>?, center: UnsafePointer<Float>?,
+                    dxScale: UnsafePointer<Float>? = nil, activation: ActivationSpec, dy: UnsafePointer<Float>,
+                    dx: UnsafeMutablePointer<Float>?, accumulate: Bool, sums: ((UnsafePointer<Double>) -> Void)?) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * channels) { defaults in
         let ones = defaults.baseAddress!, zeros = ones + channels
         ones.update(repeating: 1, count: channels)
