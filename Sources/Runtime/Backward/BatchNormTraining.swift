@@ -1,0 +1,210 @@
+// BatchNormalization in training mode over the last axis of x [rows, C] (rows = N*H*W for NHWC
+// images), with an optional fused activation after it (EfficientNet's BN -> swish):
+//     mean = Σ x / n,  var = Σ (x - mean)² / n   (biased: what the output is normalised with)
+//     xhat = (x - mean) / sqrt(var + eps),  z = gamma * xhat + beta,  y = f(z)
+// Backward, with dz = dy * f'(z):
+//     dBeta = Σ dz,  dGamma = Σ dz * xhat,
+//     dx = gamma / sqrt(var + eps) * (dz - dBeta / n - xhat * dGamma / n)
+// Forward: two passes over x (shifted moments, output); backward: two (sums, dx).
+// The sums are Double-accumulated per block (`channelReduce`).
+//
+// Moving statistics, as tf-keras 2.21 updates them (measured; fixtures/make_bn_training_fixture.py
+// and fixtures/training/bn/meta.json). One step from moving_variance v with momentum 0.9:
+//   4-D input [2,3,5,6] (TF's fused batch norm, n = 30 rows):
+//     |v_keras - (0.9 v + 0.1 * biased)| = 0.0196,  |v_keras - (0.9 v + 0.1 * biased * n/(n-1))| = 8e-8
+//   2-D input [8,11] (Keras's non-fused path, n = 8):
+//     |v_keras - (0.9 v + 0.1 * biased)| = 1.4e-7,  |v_keras - (0.9 v + 0.1 * biased * n/(n-1))| = 0.148
+// So the moving variance takes the Bessel-corrected batch variance n/(n-1) * var when Keras uses
+// the fused kernel and the biased one otherwise. The output is normalised with the biased variance
+// in both. When the fused kernel runs (tf-keras's batch_normalization.py, read, not measured beyond
+// ranks 4 and 2): input rank 4 or 5 with the channel axis first or last, no renorm, no
+// virtual_batch_size, no adjustment, not synchronized, and the config's `fused` not false.
+// The same held eagerly and inside tf.function. Keras 3.15.1 (TensorFlow backend) never corrects:
+// the same check gave |v - biased rule| = 7e-8 (4-D) and 6e-8 (2-D), so pass false for its models.
+import Graph
+
+/// Training-mode forward: y = f(gamma * (x - mean) / sqrt(var + eps) + beta) with the batch's own
+/// statistics, which it also returns (batchMean, batchVariance: C floats each, the variance
+/// biased). gamma/beta nil: scale/center off. y may be x itself. Overwrites its outputs.
+public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, channels: Int,
+                                     gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?,
+                                     epsilon: Float, activation: ActivationSpec = .linear,
+                                     output y: UnsafeMutablePointer<Float>,
+                                     batchMean: UnsafeMutablePointer<Float>,
+                                     batchVariance: UnsafeMutablePointer<Float>) {
+    let C = channels, n = Double(max(1, rows))
+    // One pass of shifted sums: S1 = Σ (x - s), S2 = Σ (x - s)², mean = s + S1/n,
+    // var = S2/n - (S1/n)². The shift s is the mean of the first 128 rows, so (mean - s)² is
+    // about var/128 and the subtraction loses nothing that matters; a single read of x instead
+    // of two (the tensors are tens of MB: the passes are memory-bound).
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: C) { shiftBuf in
+        let shift = shiftBuf.baseAddress!
+        let head = min(max(rows, 0), 128)
+        shift.update(repeating: 0, count: C)
+        for r in 0..<head { addInto(shift, x + r * C, C) }
+        for c in 0..<C { shift[c] /= Float(max(1, head)) }
+        channelReduce(rows: rows, channels: C, sums: 2, body: { range, acc in
+            for r in range { addShiftedMoments(x + r * C, shift, acc, C) }
+        }, finish: { t in
+            for c in 0..<C {
+                let d = t[c] / n
+                batchMean[c] = Float(Double(shift[c]) + d)
+                batchVariance[c] = Float(max(0, t[C + c] / n - d * d))
+            }
+        })
+    }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * C) { buf in
+        let a = buf.baseAddress!, b = a + C
+        for c in 0..<C {
+            a[c] = (gamma?[c] ?? 1) / (batchVariance[c] + epsilon).squareRoot()
+            b[c] = beta?[c] ?? 0
+        }
+        normalize(x, y, rows: rows, channels: C, center: batchMean, scale: a, shift: b, activation: activation)
+    }
+}
+
+/// acc[c] += x[c] - s[c] and acc[C + c] += (x[c] - s[c])² over one row.
+@inline(__always)
+private func addShiftedMoments(_ x: UnsafePointer<Float>, _ s: UnsafePointer<Float>,
+                               _ acc: UnsafeMutablePointer<Float>, _ C: Int) {
+    var c = 0
+    while c + 8 <= C {
+        let d = load(x + c) - load(s + c)
+        store(load(acc + c) + d, acc + c)
+        store(madd(d, d, load(acc + C + c)), acc + C + c)
+        c += 8
+    }
+    while c < C { let d = x[c] - s[c]; acc[c] += d; acc[C + c] += d * d; c += 1 }
+}
+
+/// y = f((x - center) * scale + shift), per channel, rows in parallel.
+private func normalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, channels C: Int,
+                       center: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                       activation: ActivationSpec) {
+    struct Job: ActivationConsumer {
+        let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Int, C: Int
+        let center: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
+        func run<A: VectorActivation>(_ f: A) {
+            parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+                for r in range {
+                    let xr = x + r * C, yr = y + r * C
+                    var c = 0
+                    while c + 8 <= C {
+                        store(f(madd(load(xr + c) - load(center + c), load(scale + c), load(shift + c))), yr + c)
+                        c += 8
+                    }
+                    if c < C {
+                        let n = C - c
+                        let z = madd(loadPartial(xr + c, n) - loadPartial(center + c, n),
+                                     loadPartial(scale + c, n), loadPartial(shift + c, n))
+                        storePartial(f(z), yr + c, n)
+                    }
+                }
+            }
+        }
+    }
+    withActivation(activation, Job(x: x, y: y, rows: rows, C: C, center: center, scale: scale, shift: shift))
+}
+
+/// Training-mode backward, from the forward's input x and the batch statistics it returned
+/// (same gamma, beta, epsilon, activation). dGamma/dBeta may be nil (scale/center off, or not
+/// wanted). Overwrites its outputs, or adds into them when `accumulate`. dInput must not alias
+/// x or dOutput.
+public func batchNormTrainingBackward(input x: UnsafePointer<Float>, rows: Int, channels: Int,
+                                      gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?,
+                                      batchMean: UnsafePointer<Float>, batchVariance: UnsafePointer<Float>,
+                                      epsilon: Float, activation: ActivationSpec = .linear,
+                                      dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>,
+                                      dGamma: UnsafeMutablePointer<Float>?, dBeta: UnsafeMutablePointer<Float>?,
+                                      accumulate: Bool) {
+    let C = channels, n = Double(max(1, rows))
+    // When f' is not 1, the first pass stores dz in dInput so the second need not re-evaluate f'
+    // (an exp for swish); impossible when accumulating into dInput.
+    let storeDz = !accumulate && !activation.isIdentity
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * C) { buf in
+        let invStd = buf.baseAddress!, a = invStd + C, b = a + C, ones = b + C
+        let meanDz = ones + C, q = meanDz + C
+        for c in 0..<C {
+            invStd[c] = 1 / (batchVariance[c] + epsilon).squareRoot()
+            a[c] = (gamma?[c] ?? 1) * invStd[c]
+            b[c] = beta?[c] ?? 0
+            ones[c] = 1
+        }
+        // Pass 1: Σ dz and Σ dz * (x - mean), optionally storing dz.
+        affineBackward(x: x, rows: rows, channels: C, a: a, b: b, center: batchMean, dxScale: ones,
+                       activation: activation, dy: dOutput, dx: storeDz ? dInput : nil, accumulate: false,
+                       sums: { t in
+            for c in 0..<C {
+                let sumDz = t[c], sumDzXhat = t[C + c] * Double(invStd[c])
+                meanDz[c] = Float(sumDz / n)
+                q[c] = Float(sumDzXhat / n * Double(invStd[c]))     // xhat * dGamma / n = (x - mean) * q
+                if let dBeta { put(Float(sumDz), dBeta + c, accumulate: accumulate) }
+                if let dGamma { put(Float(sumDzXhat), dGamma + c, accumulate: accumulate) }
+            }
+        })
+        // Pass 2: dx = a * (dz - mean(dz) - (x - mean) * q).
+        withActivationDerivative(activation, BatchNormInputGradJob(
+            x: x, rows: rows, C: C, mean: batchMean, a: a, b: b, meanDz: meanDz, q: q,
+            dy: storeDz ? UnsafePointer(dInput) : dOutput, dzStored: storeDz,
+            dx: dInput, accumulate: accumulate))
+    }
+}
+
+private struct BatchNormInputGradJob: ActivationDerivativeConsumer {
+    let x: UnsafePointer<Float>, rows: Int, C: Int
+    let mean: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>
+    let meanDz: UnsafePointer<Float>, q: UnsafePointer<Float>
+    /// dOutput, or dz itself when `dzStored` (then it is dx's own buffer, overwritten in place).
+    let dy: UnsafePointer<Float>, dzStored: Bool
+    let dx: UnsafeMutablePointer<Float>, accumulate: Bool
+
+    func run<D: VectorActivationDerivative>(_ d: D) {
+        let recompute = !dzStored && !d.isOne
+        parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+            for r in range {
+                let xr = x + r * C, dyr = dy + r * C, dxr = dx + r * C
+                @inline(__always) func step(_ c: Int, _ n: Int) {
+                    let full = n == 8
+                    @inline(__always) func ld(_ p: UnsafePointer<Float>) -> Vec { full ? load(p + c) : loadPartial(p + c, n) }
+                    let xc = ld(xr) - ld(mean)
+                    var dz = ld(dyr)
+                    if recompute { dz *= d(madd(xc, ld(a), ld(b))) }
+                    let g = ld(a) * (dz - ld(meanDz) - xc * ld(q))
+                    if full { put(g, dxr + c, accumulate: accumulate) } else { putPartial(g, dxr + c, n, accumulate: accumulate) }
+                }
+                var c = 0
+                while c + 8 <= C { step(c, 8); c += 8 }
+                if c < C { step(c, C - c) }
+            }
+        }
+    }
+}
+
+/// The moving-average update after a training step, as tf-keras 2.21 does it:
+///   moving_mean     <- moving_mean * momentum + batchMean * (1 - momentum)
+///   moving_variance <- moving_variance * momentum + v * (1 - momentum)
+/// with v = batchVariance * rows / (rows - 1) when `correctVariance` (tf-keras's fused path, in
+/// practice 4-D image inputs; see the measurements at the top of this file), v = batchVariance
+/// otherwise (2-D and 3-D inputs; and every Keras 3 model). `rows` is the count the statistics
+/// were taken over (N*H*W). The arithmetic follows each path's order: fused:
+/// (1 - f) * old + f * v with f = 1 - momentum; non-fused: old - (old - v) * (1 - momentum).
+public func batchNormUpdateMovingStatistics(movingMean: UnsafeMutablePointer<Float>,
+                                            movingVariance: UnsafeMutablePointer<Float>,
+                                            batchMean: UnsafePointer<Float>, batchVariance: UnsafePointer<Float>,
+                                            channels: Int, rows: Int, momentum: Double, correctVariance: Bool) {
+    let f = Float(1 - momentum)
+    if correctVariance {
+        // TensorFlow's fused kernel: rows / max(rows - 1, 1), in float.
+        let adjust = Float(rows) / Float(max(rows - 1, 1))
+        let keep = 1 - f
+        for c in 0..<channels {
+            movingMean[c] = keep * movingMean[c] + f * batchMean[c]
+            movingVariance[c] = keep * movingVariance[c] + f * (batchVariance[c] * adjust)
+        }
+    } else {
+        for c in 0..<channels {
+            movingMean[c] -= (movingMean[c] - batchMean[c]) * f
+            movingVariance[c] -= (movingVariance[c] - batchVariance[c]) * f
+        }
+    }
+}
