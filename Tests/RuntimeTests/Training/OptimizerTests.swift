@@ -7,7 +7,7 @@ import TestSupport
 @testable import Runtime
 
 /// Parameters and gradients in memory the optimizer can hold pointers to.
-final class ParameterStore {
+final class FixtureParameters {
     let names: [String]
     let counts: [Int]
     let values: [UnsafeMutablePointer<Float>]
@@ -85,9 +85,9 @@ struct OptimizerFixture {
     }
 
     /// A built optimizer for `config`, at the fixture's starting iteration.
-    func start(_ config: [String: Any], flavor: KerasFlavor) throws -> (Optimizer, ParameterStore) {
+    func start(_ config: [String: Any], flavor: KerasFlavor) throws -> (Optimizer, FixtureParameters) {
         let opt = makeOptimizer(config, flavor: flavor)
-        let store = ParameterStore(names: names, initial: initial)
+        let store = FixtureParameters(names: names, initial: initial)
         try opt.build(store.buffers)
         if let startIterations = config["start_iterations"] as? Int {
             var state = opt.state()
@@ -191,7 +191,7 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testRestoreRejectsMismatchedState() throws {
-        let store = ParameterStore(names: ["a", "b"], initial: [[1, 2, 3], [4]])
+        let store = FixtureParameters(names: ["a", "b"], initial: [[1, 2, 3], [4]])
         let adam = Adam()
         try adam.build(store.buffers)
         var state = adam.state()
@@ -206,7 +206,7 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try adam.restore(state))
         XCTAssertThrowsError(try Adam().restore(adam.state()), "restore before build")
         // A different parameter list is refused, and nothing is updated.
-        let other = ParameterStore(names: ["a", "c"], initial: [[1, 2, 3], [4]])
+        let other = FixtureParameters(names: ["a", "c"], initial: [[1, 2, 3], [4]])
         XCTAssertThrowsError(try adam.apply(other.buffers))
         XCTAssertEqual(adam.iterations, 0)
     }
@@ -221,7 +221,7 @@ final class OptimizerTests: XCTestCase {
 
     /// Weight decay skips excluded names (Keras's exclude_from_weight_decay(var_names=...)).
     func testWeightDecayExclusion() throws {
-        let store = ParameterStore(names: ["dense/kernel", "dense/bias"], initial: [[1, -2], [3]])
+        let store = FixtureParameters(names: ["dense/kernel", "dense/bias"], initial: [[1, -2], [3]])
         let sgd = SGD(learningRate: .constant(0.1), weightDecay: 0.5, weightDecayExcludes: ["bias"])
         try sgd.apply(store.buffers)  // zero gradients: only decay moves anything
         let wd: Float = 0.5, lr: Float = 0.1
@@ -247,7 +247,7 @@ final class OptimizerTests: XCTestCase {
             // tail tensor = the first 7 elements, vector tensor = those 7, then zeros.
             let vec = Array(values[0..<7]) + [Float](repeating: 0.5, count: 9)
             let vecG = Array(grads[0..<7]) + [Float](repeating: 0, count: 9)
-            let a = ParameterStore(names: ["v"], initial: [vec]), b = ParameterStore(names: ["t"], initial: [Array(values[0..<7])])
+            let a = FixtureParameters(names: ["v"], initial: [vec]), b = FixtureParameters(names: ["t"], initial: [Array(values[0..<7])])
             a.setGradients([vecG]); b.setGradients([Array(grads[0..<7])])
             let oa = make(), ob = make()
             for _ in 0..<3 { try oa.apply(a.buffers); try ob.apply(b.buffers) }
@@ -267,7 +267,7 @@ final class OptimizerTests: XCTestCase {
             let saved = RuntimeThreads.count
             RuntimeThreads.set(threads)
             defer { RuntimeThreads.set(saved) }
-            let store = ParameterStore(names: names, initial: initial)
+            let store = FixtureParameters(names: names, initial: initial)
             store.setGradients(grads)
             let opt = make()
             try opt.apply(store.buffers)

@@ -62,7 +62,7 @@ final class ScheduleTests: XCTestCase {
 
     /// The optimizer evaluates its schedule at `iterations` before each update.
     func testOptimizerUsesScheduleAtIterations() throws {
-        let store = ParameterStore(names: ["w"], initial: [[0]])
+        let store = FixtureParameters(names: ["w"], initial: [[0]])
         store.setGradients([[1]])
         let sgd = SGD(learningRate: .schedule(PiecewiseConstantDecay(boundaries: [0, 1], values: [1, 10, 100])))
         var seen: [Float] = []

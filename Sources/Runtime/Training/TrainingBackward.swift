@@ -1,0 +1,171 @@
+import Graph
+
+/// The backward pass of a TrainingPlan: from d loss / d logits back to every trainable weight.
+/// Gradients of values are written by the first consumer and accumulated by the others; weight
+/// gradients accumulate over the calls of a shared layer within the step.
+extension TrainingPlan {
+    func backward(logitsGradient: UnsafePointer<Float>) {
+        var written = [Bool](repeating: false, count: nodes.count)
+        var weightWritten = Set<Int>()
+        grads[split.logits].update(from: logitsGradient, count: nodes[split.logits].count)
+        written[split.logits] = true
+        for i in stride(from: split.logits, through: 0, by: -1) where written[i] {
+            backwardNode(i, &written, &weightWritten)
+        }
+    }
+
+    /// The gradient buffer of input `k` of node `i`, and whether to add into it; nil when the
+    /// input needs no gradient (a value from the frozen prefix).
+    private func inputGradient(_ i: Int, _ k: Int, _ written: inout [Bool]) -> (UnsafeMutablePointer<Float>, Bool)? {
+        let input = nodes[i].inputs[k]
+        if case .external = nodes[input].op { return nil }
+        defer { written[input] = true }
+        return (grads[input], written[input])
+    }
+
+    private func weightGradient(_ ref: Int, _ weightWritten: inout Set<Int>) -> (UnsafeMutablePointer<Float>, Bool)? {
+        guard let g = params.entry(ref).gradient else { return nil }
+        return (g, !weightWritten.insert(ref).inserted)
+    }
+
+    private func backwardNode(_ i: Int, _ written: inout [Bool], _ weightWritten: inout Set<Int>) {
+        let node = nodes[i]
+        let dy = UnsafePointer(grads[i])
+        let y = UnsafePointer(values[i])
+        let x = node.inputs.first.map { UnsafePointer(values[$0]) }
+        let inShape = node.inputs.first.map { nodes[$0].shape } ?? []
+        switch node.op {
+        case .external:
+            return
+        case .conv(let p, let k, let b):
+            let g = TrainingPlan.geometry(nodes, i, p)
+            if let b, let (db, acc) = weightGradient(b, &weightWritten) {
+                biasBackward(dOutput: dy, rows: node.count / g.outC, channels: g.outC, dBias: db, accumulate: acc)
+            }
+            if let (dk, acc) = weightGradient(k, &weightWritten) {
+                conv2dBackwardKernel(input: x!, dOutput: dy, geometry: g, dKernel: dk, accumulate: acc,
+                                     workspace: workspace, workspaceCount: workspaceCount)
+            }
+            if let (dx, acc) = inputGradient(i, 0, &written) {
+                conv2dBackwardInput(dOutput: dy, geometry: g, kernel: weight(k), dInput: dx, accumulate: acc,
+                                    workspace: workspace, workspaceCount: workspaceCount)
+            }
+        case .depthwise(let p, let m, let k, let b):
+            let g = TrainingPlan.geometry(nodes, i, p)
+            if let b, let (db, acc) = weightGradient(b, &weightWritten) {
+                biasBackward(dOutput: dy, rows: node.count / g.outC, channels: g.outC, dBias: db, accumulate: acc)
+            }
+            if let (dk, acc) = weightGradient(k, &weightWritten) {
+                depthwiseConv2dBackwardKernel(input: x!, dOutput: dy, geometry: g, multiplier: m, dKernel: dk,
+                                              accumulate: acc, workspace: workspace, workspaceCount: workspaceCount)
+            }
+            if let (dx, acc) = inputGradient(i, 0, &written) {
+                depthwiseConv2dBackwardInput(dOutput: dy, geometry: g, multiplier: m, kernel: weight(k), dInput: dx,
+                                             accumulate: acc)
+            }
+        case .dense(let fi, let fo, let k, let b):
+            let rows = node.count / fo
+            if let b, let (db, acc) = weightGradient(b, &weightWritten) {
+                biasBackward(dOutput: dy, rows: rows, channels: fo, dBias: db, accumulate: acc)
+            }
+            if let (dk, acc) = weightGradient(k, &weightWritten) {
+                denseBackwardKernel(input: x!, dOutput: dy, rows: rows, inFeatures: fi, outFeatures: fo, dKernel: dk,
+                                    accumulate: acc, workspace: workspace, workspaceCount: workspaceCount)
+            }
+            if let (dx, acc) = inputGradient(i, 0, &written) {
+                denseBackwardInput(dOutput: dy, rows: rows, inFeatures: fi, outFeatures: fo, kernel: weight(k),
+                                   dInput: dx, accumulate: acc)
+            }
+        case .batchNorm(let gamma, let beta, _, _, let eps, _, _):
+            let c = node.shape.last!
+            let stats = caches[i]!
+            let dGamma = gamma.flatMap { weightGradient($0, &weightWritten) }
+            let dBeta = beta.flatMap { weightGradient($0, &weightWritten) }
+            // The kernel takes one accumulate flag for dInput, dGamma and dBeta. They differ only for
+            // a BatchNormalization called twice in the model: then dInput is zeroed and everything
+            // accumulates.
+            let paramAcc = (dGamma?.1 ?? false) || (dBeta?.1 ?? false)
+            guard var (dx, acc) = inputGradient(i, 0, &written) ?? scratchGradient(inShape) else { return }
+            if paramAcc && !acc { dx.update(repeating: 0, count: nodes[node.inputs[0]].count); acc = true }
+            batchNormTrainingBackward(input: x!, rows: node.count / c, channels: c,
+                                      gamma: gamma.map { UnsafePointer(weight($0)) },
+                                      beta: beta.map { UnsafePointer(weight($0)) }, batchMean: stats,
+                                      batchVariance: stats + c, epsilon: eps, dOutput: dy, dInput: dx,
+                                      dGamma: dGamma?.0, dBeta: dBeta?.0, accumulate: acc)
+        case .affine(let scale, let shift):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            scale.withUnsafeBufferPointer { s in
+                shift.withUnsafeBufferPointer { t in
+                    channelAffineBackward(input: x!, rows: node.count / scale.count, channels: scale.count,
+                                          scale: s.baseAddress, shift: t.baseAddress, activation: .linear, dOutput: dy,
+                                          dInput: dx, dScale: nil, dShift: nil, accumulate: acc)
+                }
+            }
+        case .activation(let a):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            activationBackward(a, input: x!, dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
+        case .softmax(let axis):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            let s = node.shape
+            softmaxBackward(output: y, dOutput: dy, dInput: dx, outer: s[..<axis].reduce(1, *), axisLength: s[axis],
+                            inner: s[(axis + 1)...].reduce(1, *), accumulate: acc)
+        case .dropout(let rate, let noiseShape):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            if rate > 0 && lastForwardTraining {
+                applyDropoutMask(dy, mask: caches[i]!, dx, shape: node.shape,
+                                 maskShape: dropoutMaskShape(node.shape, noiseShape), accumulate: acc)
+            } else {
+                identityBackward(dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
+            }
+        case .pool(let kind, let ph, let pw, let sh, let sw, let pt, let pl):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            pool2dBackward(input: x, dOutput: dy, dInput: dx, geometry: poolGeometry(inShape, node.shape, ph, pw, sh, sw, pt, pl),
+                           kind: kind, accumulate: acc)
+        case .globalPool(let kind):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            globalPoolBackward(input: x, dOutput: dy, dInput: dx, batch: inShape[0], pixels: inShape[1] * inShape[2],
+                               channels: inShape[3], kind: kind, accumulate: acc)
+        case .pad(let t, _, let l, _):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            zeroPad2dBackward(dOutput: dy, dInput: dx, input: inShape, output: node.shape, top: t, left: l, accumulate: acc)
+        case .crop(let t, let l):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            crop2dBackward(dOutput: dy, dInput: dx, input: inShape, output: node.shape, top: t, left: l, accumulate: acc)
+        case .upsample(let fh, let fw, let interpolation):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            upsample2dBackward(dOutput: dy, dInput: dx, input: inShape, factorH: fh, factorW: fw,
+                               interpolation: interpolation, accumulate: acc)
+        case .transpose(let perm):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            transposeBackward(dOutput: dy, dInput: dx, shape: inShape, permutation: perm, accumulate: acc)
+        case .concat(let axis):
+            // Each input's gradient is written or added according to its own flag.
+            for k in node.inputs.indices {
+                guard let (dx, acc) = inputGradient(i, k, &written) else { continue }
+                var targets = [UnsafeMutablePointer<Float>?](repeating: nil, count: node.inputs.count)
+                targets[k] = dx
+                concatenateBackward(dOutput: dy, dInputs: targets, shapes: node.inputs.map { nodes[$0].shape },
+                                    axis: axis, accumulate: acc)
+            }
+        case .merge(let kind):
+            for k in node.inputs.indices {
+                guard let (dx, acc) = inputGradient(i, k, &written) else { continue }
+                var targets = [UnsafeMutablePointer<Float>?](repeating: nil, count: node.inputs.count)
+                targets[k] = dx
+                mergeBackward(inputs: node.inputs.map { UnsafePointer(values[$0]) }, shapes: node.inputs.map { nodes[$0].shape },
+                              outShape: node.shape, kind: kind, dOutput: dy, dInputs: targets, accumulate: acc)
+            }
+        case .view:
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            identityBackward(dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
+        }
+    }
+
+    /// A throwaway input gradient for layers whose own parameters need the backward pass although
+    /// their input does not (the first trainable layer after the frozen prefix).
+    private func scratchGradient(_ shape: [Int]) -> (UnsafeMutablePointer<Float>, Bool)? {
+        let n = shape.reduce(1, *)
+        guard n <= scratchCount else { return nil }
+        return (scratch, false)
+    }
+}

@@ -1,0 +1,203 @@
+import Graph
+
+/// A student compiled for training at one batch size: the frozen prefix as a fused inference plan,
+/// the trainable rest as TrainNodes with a value buffer and a gradient buffer each (kept for the
+/// whole step: the backward pass reads the forward's values), plus per-node caches (batch-norm
+/// statistics, dropout masks).
+final class TrainingPlan {
+    let split: TrainingSplit
+    let batch: Int
+    let prefix: CompiledPlan?
+    let params: ParameterStore
+    private(set) var values: [UnsafeMutablePointer<Float>] = []
+    private(set) var grads: [UnsafeMutablePointer<Float>] = []
+    /// Per node: batch mean and variance (batch norm) or the dropout mask.
+    private(set) var caches: [Int: UnsafeMutablePointer<Float>] = [:]
+    let workspace: UnsafeMutablePointer<Float>
+    let workspaceCount: Int
+    /// Somewhere to write an input gradient nobody reads (see `scratchGradient`).
+    let scratch: UnsafeMutablePointer<Float>
+    let scratchCount: Int
+    /// Whether the last forward pass ran in training mode (dropout masks are valid).
+    private(set) var lastForwardTraining = false
+
+    var nodes: [TrainNode] { split.nodes }
+
+    init(model: LoadedModel, params: ParameterStore, batch: Int) throws {
+        self.batch = batch
+        self.params = params
+        let graph = model.graph
+        let inputShapes = graph.inputs.map { graph.nodes[$0].outputShape }
+        split = try TrainingLowering.split(graph, params, batch: batch, inputShapes: inputShapes)
+        if split.boundary.isEmpty {
+            prefix = nil
+        } else {
+            var lowering = Lowering(graph: graph, weights: model.weights)
+            let lowered = try lowering.lower(outputs: split.boundary, inputShapes: inputShapes.map { [batch] + $0 })
+            var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
+            let fused = fusion.run()
+            prefix = CompiledPlan(nodes: fused.nodes, outputs: fused.outputs)
+        }
+        for node in split.nodes {
+            let n = max(1, node.count)
+            values.append(.allocate(capacity: n))
+            grads.append(.allocate(capacity: n))
+            values.last!.initialize(repeating: 0, count: n)
+            grads.last!.initialize(repeating: 0, count: n)
+        }
+        for (i, node) in split.nodes.enumerated() {
+            let size: Int
+            switch node.op {
+            case .batchNorm: size = 2 * node.shape.last!
+            case .dropout(_, let noise): size = dropoutMaskShape(node.shape, noise).reduce(1, *)
+            default: continue
+            }
+            caches[i] = .allocate(capacity: size)
+            caches[i]!.initialize(repeating: 0, count: size)
+        }
+        let trainNodes = split.nodes
+        workspaceCount = max(16, trainNodes.indices.map { TrainingPlan.workspaceNeeded(trainNodes, $0) }.max() ?? 0)
+        workspace = .allocate(capacity: workspaceCount)
+        workspace.initialize(repeating: 0, count: workspaceCount)
+        scratchCount = max(1, trainNodes.map(\.count).max() ?? 1)
+        scratch = .allocate(capacity: scratchCount)
+        scratch.initialize(repeating: 0, count: scratchCount)
+    }
+
+    deinit {
+        values.forEach { $0.deallocate() }
+        grads.forEach { $0.deallocate() }
+        caches.values.forEach { $0.deallocate() }
+        workspace.deallocate()
+        scratch.deallocate()
+    }
+
+    static func geometry(_ nodes: [TrainNode], _ i: Int, _ p: ConvParams) -> Conv2DGeometry {
+        let x = nodes[nodes[i].inputs[0]].shape, y = nodes[i].shape
+        return Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
+                              kernelH: p.kernelH, kernelW: p.kernelW, strideH: p.strideH, strideW: p.strideW,
+                              dilationH: p.dilationH, dilationW: p.dilationW, padTop: p.padTop, padLeft: p.padLeft)
+    }
+
+    static func workspaceNeeded(_ nodes: [TrainNode], _ i: Int) -> Int {
+        switch nodes[i].op {
+        case .conv(let p, _, _):
+            let g = geometry(nodes, i, p)
+            return max(conv2dWorkspaceCount(g), conv2dBackwardWorkspaceCount(g))
+        case .depthwise(let p, _, _, _):
+            return depthwiseConv2dBackwardKernelWorkspaceCount(geometry(nodes, i, p))
+        case .dense(let fi, let fo, _, _):
+            return denseBackwardKernelWorkspaceCount(inFeatures: fi, outFeatures: fo)
+        default:
+            return 0
+        }
+    }
+
+    func weight(_ i: Int) -> UnsafeMutablePointer<Float> { params.entry(i).values }
+
+    /// The forward pass. `training` selects batch statistics and dropout; `seed` and `step` make
+    /// dropout masks reproducible.
+    func forward(_ inputs: [Tensor], training: Bool, seed: UInt64, step: Int) {
+        lastForwardTraining = training
+        if let prefix {
+            let outs = prefix.run(inputs)
+            for (slot, t) in outs.enumerated() {
+                for (i, node) in nodes.enumerated() {
+                    if case .external(slot) = node.op {
+                        t.data.withUnsafeBufferPointer { values[i].update(from: $0.baseAddress!, count: node.count) }
+                    }
+                }
+            }
+        }
+        for i in nodes.indices { forwardNode(i, training: training, seed: seed, step: step) }
+    }
+
+    private func forwardNode(_ i: Int, training: Bool, seed: UInt64, step: Int) {
+        let node = nodes[i]
+        let out = values[i]
+        let x = node.inputs.first.map { UnsafePointer(values[$0]) }
+        let inShape = node.inputs.first.map { nodes[$0].shape } ?? []
+        switch node.op {
+        case .external:
+            return
+        case .conv(let p, let k, let b):
+            conv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), kernel: weight(k), output: out,
+                   epilogue: Epilogue(shift: b.map { UnsafePointer(weight($0)) }), workspace: workspace,
+                   workspaceCount: workspaceCount)
+        case .depthwise(let p, let m, let k, let b):
+            depthwiseConv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), multiplier: m, kernel: weight(k),
+                            output: out, epilogue: Epilogue(shift: b.map { UnsafePointer(weight($0)) }))
+        case .dense(let fi, let fo, let k, let b):
+            dense(input: x!, rows: node.count / fo, inFeatures: fi, kernel: weight(k), outFeatures: fo, output: out,
+                  epilogue: Epilogue(shift: b.map { UnsafePointer(weight($0)) }))
+        case .batchNorm(let gamma, let beta, let mean, let variance, let eps, let momentum, let bessel):
+            let c = node.shape.last!
+            let rows = node.count / c
+            if training {
+                let stats = caches[i]!
+                batchNormTrainingForward(input: x!, rows: rows, channels: c,
+                                         gamma: gamma.map { UnsafePointer(weight($0)) },
+                                         beta: beta.map { UnsafePointer(weight($0)) }, epsilon: eps,
+                                         output: out, batchMean: stats, batchVariance: stats + c)
+                batchNormUpdateMovingStatistics(movingMean: weight(mean), movingVariance: weight(variance),
+                                                batchMean: stats, batchVariance: stats + c, channels: c, rows: rows,
+                                                momentum: Double(momentum), correctVariance: bessel)
+            } else {
+                let (scale, shift) = foldBatchNorm(
+                    gamma: gamma.map { Array(UnsafeBufferPointer(start: weight($0), count: c)) } ?? Array(repeating: 1, count: c),
+                    beta: beta.map { Array(UnsafeBufferPointer(start: weight($0), count: c)) } ?? Array(repeating: 0, count: c),
+                    mean: Array(UnsafeBufferPointer(start: weight(mean), count: c)),
+                    variance: Array(UnsafeBufferPointer(start: weight(variance), count: c)), epsilon: eps)
+                channelAffine(x!, out, count: node.count, channels: c, scale: scale, shift: shift, activation: .linear)
+            }
+        case .affine(let scale, let shift):
+            channelAffine(x!, out, count: node.count, channels: scale.count, scale: scale, shift: shift, activation: .linear)
+        case .activation(let a):
+            out.update(from: x!, count: node.count)
+            applyActivation(a, out, count: node.count)
+        case .softmax(let axis):
+            out.update(from: x!, count: node.count)
+            let s = node.shape
+            softmax(out, outer: s[..<axis].reduce(1, *), axisLength: s[axis], inner: s[(axis + 1)...].reduce(1, *))
+        case .dropout(let rate, let noiseShape):
+            if training && rate > 0 {
+                let maskShape = dropoutMaskShape(node.shape, noiseShape)
+                dropoutMask(seed: seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15, step: UInt64(step), rate: rate,
+                            mask: caches[i]!, count: maskShape.reduce(1, *))
+                applyDropoutMask(x!, mask: caches[i]!, out, shape: node.shape, maskShape: maskShape, accumulate: false)
+            } else {
+                out.update(from: x!, count: node.count)
+            }
+        case .pool(let kind, let ph, let pw, let sh, let sw, let pt, let pl):
+            pool2d(x!, out, geometry: poolGeometry(inShape, node.shape, ph, pw, sh, sw, pt, pl), kind: kind)
+        case .globalPool(let kind):
+            globalPool(x!, out, batch: inShape[0], pixels: inShape[1] * inShape[2], channels: inShape[3], kind: kind)
+        case .pad(let t, _, let l, _):
+            zeroPad2d(x!, out, input: inShape, output: node.shape, top: t, left: l)
+        case .crop(let t, let l):
+            crop2d(x!, out, input: inShape, output: node.shape, top: t, left: l)
+        case .upsample(let fh, let fw, let interpolation):
+            upsample2d(x!, out, input: inShape, factorH: fh, factorW: fw, interpolation: interpolation)
+        case .transpose(let perm):
+            transpose(x!, out, shape: inShape, permutation: perm)
+        case .concat(let axis):
+            concatenate(node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, axis: axis)
+        case .merge(let kind):
+            merge(node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out,
+                  outShape: node.shape, kind: kind)
+        case .view:
+            out.update(from: x!, count: node.count)
+        }
+    }
+}
+
+func poolGeometry(_ x: [Int], _ y: [Int], _ ph: Int, _ pw: Int, _ sh: Int, _ sw: Int, _ pt: Int, _ pl: Int) -> Conv2DGeometry {
+    Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
+                   kernelH: ph, kernelW: pw, strideH: sh, strideW: sw, dilationH: 1, dilationW: 1, padTop: pt, padLeft: pl)
+}
+
+/// Keras's noise_shape (None entries follow the input) as the mask's shape, batch included.
+func dropoutMaskShape(_ shape: [Int], _ noise: [Int]?) -> [Int] {
+    guard let noise, noise.count == shape.count else { return shape }
+    return zip(shape, noise).map { $1 < 0 ? $0 : $1 }
+}
