@@ -1,0 +1,71 @@
+import Foundation
+import Graph
+import H5Model
+import TestSupport
+import XCTest
+@testable import Runtime
+
+final class DistillerTests: XCTestCase {
+    func load(_ name: String) throws -> (LoadedModel, Tensor) {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
+        let model = try LoadedModel.load(path: c.forms[0].model, archPath: c.forms[0].arch)
+        let io = try H5Arrays.read(path: c.path(c.io)!)
+        return (model, Tensor(shape: io["input"]!.shape, data: io["input"]!.floats))
+    }
+
+    /// Steps on one batch lower the loss; frozen weights stay bit-identical; trainable
+    /// BatchNormalization's moving statistics move, frozen ones do not.
+    func testDistillationStepsLearnAndRespectFrozenWeights() throws {
+        let (student, x) = try load("k2_seed_mini")
+        let (teacher, _) = try load("k2_effnet_block")
+        XCTAssertEqual(teacher.graph.nodes[teacher.graph.inputs[0]].outputShape.last, 3)
+        // The teacher takes 27x27 images; give it its own batch of the same images cropped.
+        let distiller = try Distiller(student: student, teacher: nil, optimizer: Adam(learningRate: .constant(1e-3)),
+                                      config: DistillConfig())
+        let classes = distiller.classes
+        var labels = [Float](repeating: 0, count: x.batch * classes)
+        for r in 0..<x.batch { labels[r * classes + r % classes] = 1 }
+        let before = distiller.params.entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) }
+        var losses: [Float] = []
+        for step in 0..<10 { losses.append(try distiller.step(x, labels: labels, index: step).total) }
+        XCTAssertLessThan(losses.last!, losses.first! * 0.9, "losses \(losses)")
+        var frozenChecked = 0, trainableMoved = 0, statsMoved = 0
+        for (e, old) in zip(distiller.params.entries, before) {
+            let now = Array(UnsafeBufferPointer(start: e.values, count: e.count))
+            let node = student.graph.uniqueLayers.first { $0.layerKey == e.layerKey }!
+            if e.trainable {
+                if now != old { trainableMoved += 1 }
+            } else if e.spec.name.hasPrefix("moving_") && node.trainable {
+                if now != old { statsMoved += 1 }
+            } else {
+                XCTAssertEqual(now, old, "\(e.layerKey)/\(e.spec.name) is frozen and must not change")
+                frozenChecked += 1
+            }
+        }
+        XCTAssertGreaterThan(frozenChecked, 10)
+        XCTAssertGreaterThan(trainableMoved, 3)
+        XCTAssertGreaterThan(statsMoved, 1)
+    }
+
+    func testUnfreezeFromTrainsOnlyFromThatLayer() throws {
+        let (student, _) = try load("k2_seed_mini")
+        var config = DistillConfig()
+        config.trainable = .unfreezeFrom("block2b_expand_conv")
+        let distiller = try Distiller(student: student, teacher: nil, optimizer: Adam(), config: config)
+        let start = try student.graph.findLayer("block2b_expand_conv")
+        for e in distiller.params.entries {
+            let node = student.graph.uniqueLayers.first { $0.layerKey == e.layerKey }!
+            XCTAssertEqual(e.trainable, node.id >= start && e.spec.trainableKind, "\(e.layerKey)/\(e.spec.name)")
+        }
+    }
+
+    func testTeacherAndStudentMustAgreeOnClasses() throws {
+        let (student, x) = try load("k2_seed_mini")
+        let (teacher, _) = try load("k2_mobilenetv2")
+        let distiller = try Distiller(student: student, teacher: teacher, optimizer: Adam(), config: DistillConfig())
+        let labels = [Float](repeating: 0, count: x.batch * distiller.classes)
+        XCTAssertThrowsError(try distiller.step(x, labels: labels, index: 0)) { error in
+            XCTAssertTrue(String(describing: error).contains("teacher"), "\(error)")
+        }
+    }
+}
