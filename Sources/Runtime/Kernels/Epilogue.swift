@@ -38,15 +38,22 @@ extension Epilogue {
     /// `ld` floats apart; column j is channel `channelOffset + j`.
     func apply(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, channelOffset: Int = 0) {
         if scale == nil && shift == nil && elementwise.kind == .linear { return }
+        apply(from: c, ldFrom: ld, to: c, ldTo: ld, rows: rows, cols: cols, channelOffset: channelOffset)
+    }
+
+    /// Reads a `rows` x `cols` block at `src`, writes the result to `dst` (which may be `src`).
+    func apply(from src: UnsafePointer<Float>, ldFrom: Int, to dst: UnsafeMutablePointer<Float>, ldTo: Int,
+               rows: Int, cols: Int, channelOffset: Int = 0) {
         withActivation(elementwise, EpilogueTileJob(
-            c: c, rows: rows, cols: cols, ld: ld,
+            src: src, lds: ldFrom, dst: dst, ldd: ldTo, rows: rows, cols: cols,
             scale: scale.map { $0 + channelOffset }, shift: shift.map { $0 + channelOffset }))
     }
 }
 
 private struct EpilogueTileJob: ActivationConsumer {
-    let c: UnsafeMutablePointer<Float>
-    let rows: Int, cols: Int, ld: Int
+    let src: UnsafePointer<Float>, lds: Int
+    let dst: UnsafeMutablePointer<Float>, ldd: Int
+    let rows: Int, cols: Int
     let scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?
 
     func run<A: VectorActivation>(_ act: A) {
@@ -62,16 +69,16 @@ private struct EpilogueTileJob: ActivationConsumer {
         }
 
         @inline(__always)
-        func rowsLoop(_ affine: (UnsafeMutablePointer<Float>, Int) -> Vec,
-                      tail: (UnsafeMutablePointer<Float>, Int, Int) -> Vec) {
+        func rowsLoop(_ affine: (UnsafePointer<Float>, Int) -> Vec,
+                      tail: (UnsafePointer<Float>, Int, Int) -> Vec) {
             for r in 0..<rows {
-                let p = c + r * ld
+                let p = src + r * lds, q = dst + r * ldd
                 var j = 0
                 while j + 8 <= cols {
-                    store(act(affine(p, j)), p + j)
+                    store(act(affine(p, j)), q + j)
                     j += 8
                 }
-                if j < cols { storePartial(act(tail(p, j, cols - j)), p + j, cols - j) }
+                if j < cols { storePartial(act(tail(p, j, cols - j)), q + j, cols - j) }
             }
         }
     }
