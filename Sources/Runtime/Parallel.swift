@@ -12,10 +12,12 @@ import Foundation
 public enum RuntimeThreads {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var value: Int = {
-        let n = max(1, ProcessInfo.processInfo.activeProcessorCount)
-        setBLASThreads(1)
-        return n
+        _ = blasPinned
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
+
+    /// Pins OpenBLAS to one thread the first time anything here or `sgemm` runs.
+    static let blasPinned: Bool = { setBLASThreads(1); return true }()
 
     /// Number of workers the kernels use (default: the active processor count).
     public static var count: Int {

@@ -18,11 +18,12 @@ public func dense(input: UnsafePointer<Float>, rows: Int, inFeatures: Int,
 @inline(__always)
 func gemmTileRows(n: Int) -> Int { max(64, min(1024, 32_768 / max(1, n))) }
 
-/// C[m, n] = A[m, k] · B[k, n] followed by `epilogue` (columns are channels, C's row stride ldc),
+/// C[m, n] = A[m, k] · B[k, n] followed by `epilogue` (columns are channels; lda, ldb, ldc are
+/// row strides),
 /// parallel over workers: by row tiles when there are enough rows, else by column blocks (batch-1
 /// dense layers, late small-spatial convs). Each worker calls single-threaded OpenBLAS on its part
 /// and applies the epilogue to the tile it just produced.
-func gemmWithEpilogue(m: Int, n: Int, k: Int,
+public func gemmWithEpilogue(m: Int, n: Int, k: Int,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       c: UnsafeMutablePointer<Float>, ldc: Int, epilogue: Epilogue,
                       threads: Int = RuntimeThreads.count) {

@@ -56,18 +56,70 @@ private struct DepthwiseJob: ActivationConsumer {
         let image = x + n * g.inH * g.inW * g.inC
         let iy0 = oy * g.strideH - g.padTop
         let outRow = y + (n * g.outH + oy) * g.outW * g.outC
-        for ox in 0..<g.outW {
-            let kx = (ox >= oxLo && ox < oxHi) ? 0..<g.kernelW
-                : Conv2DGeometry.validTaps(ox, stride: g.strideW, pad: g.padLeft, dilation: g.dilationW,
-                                           kernel: g.kernelW, size: g.inW)
+        // Interior strips of four pixels with the common kernel shapes run through `strip`
+        // (kernel width and stride as constants, so the input columns the four windows share
+        // are loaded once); everything else, pixel by pixel.
+        let stripKind = m == 1 && g.dilationW == 1 && (g.kernelW == 3 || g.kernelW == 5)
+            && (g.strideW == 1 || g.strideW == 2) ? g.kernelW * 10 + g.strideW : 0
+        var ox = 0
+        while ox < g.outW {
             let ix0 = ox * g.strideW - g.padLeft
             // Address of input (iy0, ix0, channel 0); taps add ky*dH rows and kx*dW columns.
             let origin = image + (iy0 * g.inW + ix0) * g.inC
-            if m == 1 {
-                pixel(origin, ky, kx, outRow + ox * g.outC, act)
-            } else {
-                pixelMultiplier(origin, ky, kx, outRow + ox * g.outC, act)
+            let out = outRow + ox * g.outC
+            if stripKind != 0 && ox >= oxLo && ox + 4 <= oxHi {
+                switch stripKind {
+                case 31: strip(origin, ky, out, act, kW: 3, sW: 1)
+                case 32: strip(origin, ky, out, act, kW: 3, sW: 2)
+                case 51: strip(origin, ky, out, act, kW: 5, sW: 1)
+                default: strip(origin, ky, out, act, kW: 5, sW: 2)
+                }
+                ox += 4
+                continue
             }
+            let kx = (ox >= oxLo && ox < oxHi) ? 0..<g.kernelW
+                : Conv2DGeometry.validTaps(ox, stride: g.strideW, pad: g.padLeft, dilation: g.dilationW,
+                                           kernel: g.kernelW, size: g.inW)
+            if m == 1 {
+                pixel(origin, ky, kx, out, act)
+            } else {
+                pixelMultiplier(origin, ky, kx, out, act)
+            }
+            ox += 1
+        }
+    }
+
+    /// Four adjacent interior output pixels, multiplier 1, dilation 1, 8 channels at a time.
+    /// With kW and sW constant after inlining, the tap loop unrolls and the loads of input columns
+    /// shared by neighbouring windows are merged: per kernel row, 3*sW + kW input loads and kW
+    /// weight loads feed 4*kW multiply-adds (instead of two loads for every one).
+    @inline(__always)
+    private func strip<A: VectorActivation>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>,
+                                            _ out: UnsafeMutablePointer<Float>, _ act: A, kW: Int, sW: Int) {
+        let C = g.inC
+        let rowStep = g.dilationH * g.inW * C
+        var c = 0
+        while c + 8 <= C {
+            var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec()
+            for i in ky {
+                let p = origin + i * rowStep + c
+                let q = w + i * kW * C + c
+                for t in 0..<kW {
+                    let wv = load(q + t * C)
+                    a0 = madd(load(p + t * C), wv, a0)
+                    a1 = madd(load(p + (sW + t) * C), wv, a1)
+                    a2 = madd(load(p + (2 * sW + t) * C), wv, a2)
+                    a3 = madd(load(p + (3 * sW + t) * C), wv, a3)
+                }
+            }
+            store(finish(a0, c, act), out + c)
+            store(finish(a1, c, act), out + C + c)
+            store(finish(a2, c, act), out + 2 * C + c)
+            store(finish(a3, c, act), out + 3 * C + c)
+            c += 8
+        }
+        if c < C {
+            for j in 0..<4 { pixel(origin + j * sW * C, ky, 0..<kW, out + j * C, act, from: c) }
         }
     }
 
@@ -79,14 +131,14 @@ private struct DepthwiseJob: ActivationConsumer {
         return act(v)
     }
 
-    /// One output pixel, multiplier 1: channels in blocks of 32, then 8, then a padded tail.
+    /// One output pixel, multiplier 1, channels `start..<C` in blocks of 32, then 8, then a padded tail.
     @inline(__always)
     private func pixel<A: VectorActivation>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>, _ kx: Range<Int>,
-                                            _ out: UnsafeMutablePointer<Float>, _ act: A) {
+                                            _ out: UnsafeMutablePointer<Float>, _ act: A, from start: Int = 0) {
         let C = g.inC
         let rowStep = g.dilationH * g.inW * C, colStep = g.dilationW * C
         let wRow = g.kernelW * C
-        var c = 0
+        var c = start
         while c + 32 <= C {
             var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec()
             for i in ky {
