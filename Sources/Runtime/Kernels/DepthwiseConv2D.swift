@@ -5,12 +5,13 @@
 //          input[.., c] * kernel[ky, kx, c, m]
 // Geometry: `Conv2DGeometry` with inC = C, outC = C*M.
 //
-// How it is fast: the loop runs per output pixel with the channels innermost and vectorised
-// (four 8-lane accumulators, then one, then a padded tail), so each tap is a contiguous load of
-// input and weights. Kernel-tap ranges are computed once per row (vertical) and once per pixel
-// only at the left/right borders; interior pixels run over all taps with no bounds tests.
-// Rows are split across workers; scale/shift and the activation are applied in registers
-// before the single store.
+// How it is fast: channels are innermost and vectorised, so each tap is a contiguous load of
+// input and weights. Interior pixels (every tap inside the input) of 3- and 5-wide kernels with
+// stride 1 or 2 go four at a time through `strip`, which loads each input column once for the
+// four windows; other pixels go one at a time (channel blocks of 32, then 8, then a padded tail).
+// Kernel-tap ranges are computed once per row (vertical) and only at the left/right borders
+// (horizontal), so interior pixels run with no bounds tests. Rows are split across workers;
+// scale/shift and the activation are applied in registers before the single store.
 import Graph
 
 /// DepthwiseConv2D: output = epilogue(depthwise(input, kernel)).

@@ -62,6 +62,8 @@ final class DepthwiseConv2DTests: XCTestCase {
             c("kernel wider than input", h: 3, w: 2, ch: 11, kh: 5, kw: 5, p: .same),
             c("1x1 C20", h: 4, w: 5, ch: 20, kh: 1, kw: 1, p: .valid),
             c("EfficientNet-like 5x5 s1 C144", n: 2, h: 15, w: 15, ch: 144, kh: 5, kw: 5, p: .same),
+            c("5x5 s2 valid wide C13 (strips + tail)", h: 9, w: 21, ch: 13, kh: 5, kw: 5, s: (2, 2), p: .valid),
+            c("3x3 s2 same wide C24 (strips)", n: 2, h: 6, w: 23, ch: 24, kh: 3, kw: 3, s: (2, 2), p: .same),
         ]
     }()
 

@@ -121,6 +121,12 @@ final class KernelThroughput: XCTestCase {
                    bytes: 4.0 * Double(g.inputCount + g.outputCount), t)
         }
 
+        // The cost of one parallelFor dispatch with an empty body.
+        if wanted("parallelFor") {
+            let t = bestTime { parallelFor(RuntimeThreads.count, minChunk: 1) { _, _ in } }
+            print(String(format: "BENCH parallelFor dispatch, %d workers: %.1f us", RuntimeThreads.count, t * 1e6))
+        }
+
         // Activation alone, in place over an EfficientNet-sized feature map.
         for (name, spec) in [("swish in place 114x114x96", ActivationSpec.swish), ("sigmoid in place 114x114x96", .sigmoid),
                              ("relu in place 114x114x96", .relu), ("gelu in place 114x114x96", ActivationSpec(.gelu))]
