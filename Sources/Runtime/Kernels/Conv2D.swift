@@ -37,13 +37,13 @@ public func conv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
         return
     }
     let k = g.kernelH * g.kernelW * g.inC
-    let tileRows = min(conv2dTileRows(g), pixels)
-    let slots = workspaceCount / (tileRows * k)
+    let maxRows = min(conv2dTileRows(g), pixels)
+    let slots = workspaceCount / (maxRows * k)
     guard let ws = workspace, slots >= 1 else {
-        preconditionFailure("conv2d workspace too small: \(workspaceCount) < \(tileRows * k)")
+        preconditionFailure("conv2d workspace too small: \(workspaceCount) < \(maxRows * k)")
     }
     let threads = min(RuntimeThreads.count, slots)
-    let tiles = (pixels + tileRows - 1) / tileRows
+    let (tileRows, tiles) = balancedTiles(pixels, maxRows: maxRows, workers: threads)
     let tail = epilogue.withoutSoftmax
 
     if tiles >= threads {

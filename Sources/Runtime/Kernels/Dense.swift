@@ -18,6 +18,16 @@ public func dense(input: UnsafePointer<Float>, rows: Int, inFeatures: Int,
 @inline(__always)
 func gemmTileRows(n: Int) -> Int { max(64, min(1024, 32_768 / max(1, n))) }
 
+/// Splits `count` rows into tiles of at most `maxRows`, their number rounded up to a multiple of
+/// `workers` when there are at least that many, so every worker gets the same number of tiles.
+@inline(__always)
+func balancedTiles(_ count: Int, maxRows: Int, workers: Int) -> (rows: Int, tiles: Int) {
+    var tiles = (count + maxRows - 1) / maxRows
+    if tiles >= workers && workers > 1 { tiles = (tiles + workers - 1) / workers * workers }
+    let rows = (count + tiles - 1) / max(1, tiles)
+    return (max(1, rows), (count + max(1, rows) - 1) / max(1, rows))
+}
+
 /// C[m, n] = A[m, k] · B[k, n] followed by `epilogue` (columns are channels; lda, ldb, ldc are
 /// row strides),
 /// parallel over workers: by row tiles when there are enough rows, else by column blocks (batch-1
@@ -29,8 +39,7 @@ public func gemmWithEpilogue(m: Int, n: Int, k: Int,
                       threads: Int = RuntimeThreads.count) {
     guard m > 0, n > 0 else { return }
     let tail = epilogue.withoutSoftmax
-    let tileRows = gemmTileRows(n: n)
-    let tiles = (m + tileRows - 1) / tileRows
+    let (tileRows, tiles) = balancedTiles(m, maxRows: gemmTileRows(n: n), workers: threads)
     let colBlocks = (n + 15) / 16
     // Below ~0.25 MFLOP a dispatch costs more than it saves.
     let tiny = m * n * k < 131_072
