@@ -70,10 +70,10 @@ private struct DepthwiseJob: ActivationConsumer {
             let out = outRow + ox * g.outC
             if stripKind != 0 && ox >= oxLo && ox + 4 <= oxHi {
                 switch stripKind {
-                case 31: strip(origin, ky, out, act, kW: 3, sW: 1)
-                case 32: strip(origin, ky, out, act, kW: 3, sW: 2)
-                case 51: strip(origin, ky, out, act, kW: 5, sW: 1)
-                default: strip(origin, ky, out, act, kW: 5, sW: 2)
+                case 31: strip(origin, ky, out, act, Taps3Stride1.self)
+                case 32: strip(origin, ky, out, act, Taps3Stride2.self)
+                case 51: strip(origin, ky, out, act, Taps5Stride1.self)
+                default: strip(origin, ky, out, act, Taps5Stride2.self)
                 }
                 ox += 4
                 continue
@@ -91,12 +91,14 @@ private struct DepthwiseJob: ActivationConsumer {
     }
 
     /// Four adjacent interior output pixels, multiplier 1, dilation 1, 8 channels at a time.
-    /// With kW and sW constant after inlining, the tap loop unrolls and the loads of input columns
-    /// shared by neighbouring windows are merged: per kernel row, 3*sW + kW input loads and kW
-    /// weight loads feed 4*kW multiply-adds (instead of two loads for every one).
+    /// Kernel width and stride come from the type `S`, so they are constants in each
+    /// specialisation: the tap loop unrolls and the loads of input columns shared by neighbouring
+    /// windows merge. Per kernel row, 3*sW + kW input loads and kW weight loads feed 4*kW
+    /// multiply-adds (instead of two loads for every one).
     @inline(__always)
-    private func strip<A: VectorActivation>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>,
-                                            _ out: UnsafeMutablePointer<Float>, _ act: A, kW: Int, sW: Int) {
+    private func strip<A: VectorActivation, S: StripShape>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>,
+                                                          _ out: UnsafeMutablePointer<Float>, _ act: A, _: S.Type) {
+        let kW = S.kernelW, sW = S.strideW
         let C = g.inC
         let rowStep = g.dilationH * g.inW * C
         var c = 0
@@ -213,3 +215,10 @@ private struct DepthwiseJob: ActivationConsumer {
         }
     }
 }
+
+/// Kernel width and stride of a `strip` specialisation, as compile-time constants.
+private protocol StripShape { static var kernelW: Int { get }; static var strideW: Int { get } }
+private enum Taps3Stride1: StripShape { static var kernelW: Int { 3 }; static var strideW: Int { 1 } }
+private enum Taps3Stride2: StripShape { static var kernelW: Int { 3 }; static var strideW: Int { 2 } }
+private enum Taps5Stride1: StripShape { static var kernelW: Int { 5 }; static var strideW: Int { 1 } }
+private enum Taps5Stride2: StripShape { static var kernelW: Int { 5 }; static var strideW: Int { 2 } }
