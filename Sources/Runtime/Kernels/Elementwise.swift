@@ -28,6 +28,7 @@ public func elementwise(_ op: BinaryOp, _ a: UnsafePointer<Float>, shape aShape:
         preconditionFailure("shapes \(aShape) and \(bShape) do not broadcast")
     }
     precondition(outShape.count <= 5, "elementwise supports rank <= 5")
+    if outShape.contains(0) { return }
     switch op {
     case .add: broadcastLoop(AddOp(), a, aShape, b, bShape, outShape, output)
     case .subtract: broadcastLoop(SubOp(), a, aShape, b, bShape, outShape, output)

@@ -64,6 +64,14 @@ final class ElementwiseTests: XCTestCase {
             }
         }
         XCTAssertNil(broadcastShape([2, 3], [4, 3]))
+        // An empty operand gives an empty result and touches nothing.
+        XCTAssertEqual(broadcastShape([0, 3], [1, 3]), [0, 3])
+        var untouched: [Float] = [42]
+        let one: [Float] = [1, 2, 3]
+        one.withUnsafeBufferPointer { p in untouched.withUnsafeMutableBufferPointer { o in
+            elementwise(.add, p.baseAddress!, shape: [0, 3], p.baseAddress!, shape: [1, 3], output: o.baseAddress!)
+        }}
+        XCTAssertEqual(untouched, [42])
     }
 
     func testLargeAddInPlaceAcrossWorkers() {
