@@ -70,13 +70,29 @@ final class EfficientNetChainThroughput: XCTestCase {
         var se0 = [Float](repeating: 0, count: n * 1152), se1 = se0, se2 = se0
         var pooled = [Float](repeating: 0, count: n * 1280), logits = [Float](repeating: 0, count: n * 1000)
 
+        func threadCPU() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+        }
+        // KERNEL_BENCH_PROFILE=1: thread CPU time per kind of layer (meaningful with one worker).
+        let profile = ProcessInfo.processInfo.environment["KERNEL_BENCH_PROFILE"] != nil
+        var spent: [String: Double] = [:]
+        func timed(_ what: String, _ body: () -> Void) {
+            guard profile else { body(); return }
+            let c0 = threadCPU()
+            body()
+            spent[what, default: 0] += threadCPU() - c0
+        }
         func forward() {
             do {
                 input.withUnsafeMutableBufferPointer { x in workspace.withUnsafeMutableBufferPointer { ws in
                     stem.w.withUnsafeBufferPointer { w in stem.scale.withUnsafeBufferPointer { s in stem.shift.withUnsafeBufferPointer { t in
+                        timed("stem") {
                         conv2d(input: x.baseAddress!, geometry: stemGeometry, kernel: w.baseAddress!, output: p[0],
                                epilogue: Epilogue(scale: s.baseAddress, shift: t.baseAddress, activation: .swish),
                                workspace: ws.baseAddress, workspaceCount: ws.count)
+                        }
                     }}}
                 }}
                 var cur = 0, h = 114
@@ -86,7 +102,7 @@ final class EfficientNetChainThroughput: XCTestCase {
                     var x = p[cur]
                     let expanded = p[others[0]], dwOut = p[others[1]], out = p[others[2]]
                     if let e = lw.expand {
-                        pointwise(UnsafePointer(x), n * h * h, b.cin, e, c, expanded, .swish)
+                        timed("expand 1x1") { pointwise(UnsafePointer(x), n * h * h, b.cin, e, c, expanded, .swish) }
                         x = expanded
                     }
                     // Keras: ZeroPadding2D(correct_pad) + valid for stride 2, same otherwise.
@@ -96,25 +112,32 @@ final class EfficientNetChainThroughput: XCTestCase {
                                            kernelH: b.k, kernelW: b.k, strideH: b.stride, strideW: b.stride,
                                            dilationH: 1, dilationW: 1, padTop: pad, padLeft: pad)
                     lw.dw.w.withUnsafeBufferPointer { w in lw.dw.scale.withUnsafeBufferPointer { s in lw.dw.shift.withUnsafeBufferPointer { t in
+                        timed("depthwise k\(b.k) s\(b.stride)") {
                         depthwiseConv2d(input: UnsafePointer(x), geometry: g, multiplier: 1, kernel: w.baseAddress!,
                                         output: dwOut, epilogue: Epilogue(scale: s.baseAddress, shift: t.baseAddress, activation: .swish))
+                        }
                     }}}
                     // Squeeze and excitation.
                     let se = max(1, b.cin / 4)
                     se0.withUnsafeMutableBufferPointer { s0 in se1.withUnsafeMutableBufferPointer { s1 in se2.withUnsafeMutableBufferPointer { s2 in
+                        timed("SE pool+dense") {
                         globalAveragePool(input: UnsafePointer(dwOut), batch: n, spatial: oh * oh, channels: c, output: s0.baseAddress!)
                         pointwise(UnsafePointer(s0.baseAddress!), n, c, lw.seReduce, se, s1.baseAddress!, .swish, bn: false)
                         pointwise(UnsafePointer(s1.baseAddress!), n, se, lw.seExpand, c, s2.baseAddress!, .sigmoid, bn: false)
+                        }
+                        timed("SE channelScale") {
                         channelScale(UnsafePointer(dwOut), batch: n, spatial: oh * oh, channels: c,
                                      scale: UnsafePointer(s2.baseAddress!), output: dwOut)
+                        }
                     }}}
-                    pointwise(UnsafePointer(dwOut), n * oh * oh, c, lw.project, b.cout, out, .linear)
-                    if b.stride == 1 && b.cin == b.cout {
+                    timed("project 1x1") { pointwise(UnsafePointer(dwOut), n * oh * oh, c, lw.project, b.cout, out, .linear) }
+                    if b.stride == 1 && b.cin == b.cout { timed("residual add") {
                         let shape = [n, oh, oh, b.cout]
                         elementwise(.add, UnsafePointer(out), shape: shape, UnsafePointer(p[cur]), shape: shape, output: out)
-                    }
+                    }}
                     cur = others[2]; h = oh
                 }
+                timed("top 1x1 + head") {
                 pointwise(UnsafePointer(p[cur]), n * h * h, 320, top, 1280, p[(cur + 1) % 4], .swish)
                 pooled.withUnsafeMutableBufferPointer { pp in logits.withUnsafeMutableBufferPointer { lp in
                     globalAveragePool(input: UnsafePointer(p[(cur + 1) % 4]), batch: n, spatial: h * h, channels: 1280,
@@ -122,14 +145,10 @@ final class EfficientNetChainThroughput: XCTestCase {
                     pointwise(UnsafePointer(pp.baseAddress!), n, 1280, classifier, 1000, lp.baseAddress!,
                               ActivationSpec(.softmax), bn: false)
                 }}
+                }
             }
         }
 
-        func threadCPU() -> Double {
-            var ts = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-        }
         forward()
         var best = Double.infinity, bestCPU = Double.infinity
         for _ in 0..<7 {
@@ -144,6 +163,10 @@ final class EfficientNetChainThroughput: XCTestCase {
         let cpu = RuntimeThreads.count == 1 ? String(format: " (thread CPU %.2f ms)", bestCPU * 1e3) : ""
         print(String(format: "BENCH EfficientNetB0 chain 228x228 batch %d, %d workers: %.2f ms/batch, %.1f images/s%@",
                      n, RuntimeThreads.count, best * 1e3, Double(n) / best, cpu as NSString))
+        let runs = 8.0   // forward() ran once to warm up and 7 times timed
+        for (what, t) in spent.sorted(by: { $0.value > $1.value }) {
+            print(String(format: "BENCH   %-22@ %7.3f ms/batch", what as NSString, t / runs * 1e3))
+        }
     }
 
     /// 1x1 conv / dense with BN scale+shift (or bias only) and activation.
