@@ -1,6 +1,8 @@
 // A throughput check to run by hand, not a test: it prints GFLOP/s and asserts nothing.
 //   KERNEL_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter KernelThroughput
-// (Skipped unless KERNEL_BENCH is set. KERNEL_BENCH_THREADS=n picks the worker count.)
+// (Skipped unless KERNEL_BENCH is set. KERNEL_BENCH_THREADS=n picks the worker count,
+// KERNEL_BENCH_ONLY=text the cases whose name contains it. With one worker the times are the
+// thread's CPU time, which other processes on a shared machine disturb less than wall time.)
 import Foundation
 import Dispatch
 import XCTest
@@ -121,10 +123,24 @@ final class KernelThroughput: XCTestCase {
                    bytes: 4.0 * Double(g.inputCount + g.outputCount), t)
         }
 
-        // The cost of one parallelFor dispatch with an empty body.
+        // What a parallel region costs: a few tens of us of work per worker (KERNEL_BENCH_SPIN
+        // iterations, default 20000) run split, against one worker's share run alone.
         if wanted("parallelFor") {
-            let t = bestTime { parallelFor(RuntimeThreads.count, minChunk: 1) { _, _ in } }
-            print(String(format: "BENCH parallelFor dispatch, %d workers: %.1f us", RuntimeThreads.count, t * 1e6))
+            let spinCount = env["KERNEL_BENCH_SPIN"].flatMap(Int.init) ?? 20_000
+            let workers = RuntimeThreads.count
+            var sink = [Float](repeating: 1, count: 4096 * workers)
+            let perChunk = sink.count / workers
+            func spin(_ p: UnsafeMutablePointer<Float>) {        // dependent arithmetic, no memory traffic
+                var v = load(p)
+                for _ in 0..<spinCount { v = madd(v, Vec(repeating: 0.999), Vec(repeating: 0.001)) }
+                store(v, p)
+            }
+            let t = sink.withUnsafeMutableBufferPointer { b in
+                bestTime { parallelFor(workers, minChunk: 1) { _, r in for i in r { spin(b.baseAddress! + i * perChunk) } } }
+            }
+            let one = sink.withUnsafeMutableBufferPointer { b in bestTime { spin(b.baseAddress!) } }
+            print(String(format: "BENCH parallelFor, %d workers x %.1f us of work: %.1f us (overhead %.1f us)",
+                         workers, one * 1e6, t * 1e6, (t - one) * 1e6))
         }
 
         // Activation alone, in place over an EfficientNet-sized feature map.
