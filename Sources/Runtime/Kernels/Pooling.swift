@@ -8,6 +8,17 @@
 
 public enum PoolKind: Sendable { case max, average }
 
+extension Conv2DGeometry {
+    /// The window geometry of MaxPooling2D / AveragePooling2D: Keras's `strides` default to the
+    /// pool size (pass nil for that), padding by the same TensorFlow rule as convolutions.
+    public static func pooling(batch: Int, inH: Int, inW: Int, channels: Int, poolH: Int, poolW: Int,
+                               strideH: Int? = nil, strideW: Int? = nil, padding: ConvPadding) -> Conv2DGeometry {
+        Conv2DGeometry(batch: batch, inH: inH, inW: inW, inC: channels, outC: channels,
+                       kernelH: poolH, kernelW: poolW, strideH: strideH ?? poolH, strideW: strideW ?? poolW,
+                       padding: padding)
+    }
+}
+
 /// MaxPooling2D / AveragePooling2D.
 public func pool2d(_ kind: PoolKind, input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
                    output: UnsafeMutablePointer<Float>) {

@@ -42,6 +42,14 @@ final class PoolingTests: XCTestCase {
         }
     }
 
+    func testPoolingGeometryDefaultsStridesToPoolSize() {
+        let g = Conv2DGeometry.pooling(batch: 1, inH: 7, inW: 8, channels: 3, poolH: 2, poolW: 3, padding: .valid)
+        XCTAssertEqual([g.strideH, g.strideW, g.outH, g.outW, g.outC], [2, 3, 3, 2, 3])
+        let s = Conv2DGeometry.pooling(batch: 1, inH: 7, inW: 8, channels: 3, poolH: 3, poolW: 3,
+                                       strideH: 2, strideW: 2, padding: .same)
+        XCTAssertEqual([s.outH, s.outW, s.padTop, s.padLeft], [4, 4, 1, 0])
+    }
+
     func testGlobalPools() {
         var rng = SeededRandom(13)
         for (n, s, c) in [(1, 1, 3), (2, 49, 13), (3, 300, 40), (1, 12996, 32)] {
