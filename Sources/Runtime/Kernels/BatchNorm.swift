@@ -40,7 +40,8 @@ public func channelAffine(input: UnsafePointer<Float>, count: Int, channels: Int
     }
     parallelFor(rows, minChunk: max(1, 16_384 / channels)) { _, r in
         e.apply(from: input + r.lowerBound * channels, ldFrom: channels,
-                to: output + r.lowerBound * channels, ldTo: channels, rows: r.count, cols: channels)
+                to: output + r.lowerBound * channels, ldTo: channels, rows: r.count, cols: channels,
+                outputOffset: r.lowerBound * channels)
     }
     if activation.kind == .softmax { softmax(output, outer: rows, axisLength: channels, inner: 1) }
 }

@@ -60,7 +60,7 @@ public func conv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
                 im2col(input, g, pixels: p0..<(p0 + rows), into: slot)
                 sgemm(m: rows, n: g.outC, k: k, a: slot, lda: k, b: kernel, ldb: g.outC,
                       c: output + p0 * g.outC, ldc: g.outC)
-                tail.apply(output + p0 * g.outC, rows: rows, cols: g.outC, ld: g.outC)
+                tail.apply(output + p0 * g.outC, rows: rows, cols: g.outC, ld: g.outC, outputOffset: p0 * g.outC)
             }
         }
         if epilogue.activation.kind == .softmax {

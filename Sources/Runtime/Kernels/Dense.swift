@@ -3,8 +3,8 @@
 // Layouts: input [rows, in] (rows = every leading axis of Keras's input flattened), kernel IO
 // [in, out], output [rows, out]; all row-major float32.
 
-/// Dense: output = act(input · kernel * scale + shift), scale/shift/activation from `epilogue`
-/// (bias is the shift). Softmax activation is applied over `out`.
+/// Dense: output = act(input · kernel * scale + shift + residual), all from `epilogue` (bias is
+/// the shift). Softmax activation is applied over `out`.
 public func dense(input: UnsafePointer<Float>, rows: Int, inFeatures: Int,
                   kernel: UnsafePointer<Float>, outFeatures: Int,
                   output: UnsafeMutablePointer<Float>, epilogue: Epilogue) {
@@ -48,7 +48,7 @@ public func gemmWithEpilogue(m: Int, n: Int, k: Int,
         for t in range {
             let r0 = t * tileRows, rows = min(tileRows, m - r0)
             sgemm(m: rows, n: n, k: k, a: a + r0 * lda, lda: lda, b: b, ldb: ldb, c: c + r0 * ldc, ldc: ldc)
-            tail.apply(c + r0 * ldc, rows: rows, cols: n, ld: ldc)
+            tail.apply(c + r0 * ldc, rows: rows, cols: n, ld: ldc, outputOffset: r0 * ldc)
         }
     }
     if threads <= 1 || tiny {
@@ -60,13 +60,13 @@ public func gemmWithEpilogue(m: Int, n: Int, k: Int,
         parallelFor(m, minChunk: 8, threads: threads) { _, r in
             sgemm(m: r.count, n: n, k: k, a: a + r.lowerBound * lda, lda: lda, b: b, ldb: ldb,
                   c: c + r.lowerBound * ldc, ldc: ldc)
-            tail.apply(c + r.lowerBound * ldc, rows: r.count, cols: n, ld: ldc)
+            tail.apply(c + r.lowerBound * ldc, rows: r.count, cols: n, ld: ldc, outputOffset: r.lowerBound * ldc)
         }
     } else {
         parallelFor(colBlocks, threads: threads) { _, r in
             let c0 = r.lowerBound * 16, cols = min(n, r.upperBound * 16) - c0
             sgemm(m: m, n: cols, k: k, a: a, lda: lda, b: b + c0, ldb: ldb, c: c + c0, ldc: ldc)
-            tail.apply(c + c0, rows: m, cols: cols, ld: ldc, channelOffset: c0)
+            tail.apply(c + c0, rows: m, cols: cols, ld: ldc, channelOffset: c0, outputOffset: c0)
         }
     }
     if epilogue.activation.kind == .softmax {

@@ -11,7 +11,7 @@
 // four windows; other pixels go one at a time (channel blocks of 32, then 8, then a padded tail).
 // Kernel-tap ranges are computed once per row (vertical) and only at the left/right borders
 // (horizontal), so interior pixels run with no bounds tests. Rows are split across workers;
-// scale/shift and the activation are applied in registers before the single store.
+// scale/shift, the residual and the activation are applied in registers before the single store.
 import Graph
 
 /// DepthwiseConv2D: output = epilogue(depthwise(input, kernel)).
@@ -23,7 +23,8 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
     withActivation(epilogue.elementwise, DepthwiseJob(
         x: input, g: g, m: multiplier, w: kernel, y: output,
         scale: epilogue.scale ?? kernel, hasScale: epilogue.scale != nil,
-        shift: epilogue.shift ?? kernel, hasShift: epilogue.shift != nil))
+        shift: epilogue.shift ?? kernel, hasShift: epilogue.shift != nil,
+        residual: epilogue.residual.map(UnsafePointer.init) ?? kernel, hasResidual: epilogue.residual != nil))
     if epilogue.activation.kind == .softmax {
         softmax(output, outer: g.outputPixels, axisLength: g.outC, inner: 1)
     }
@@ -36,6 +37,8 @@ private struct DepthwiseJob: ActivationConsumer {
     // bounds; the flags decide whether the loaded values are used.
     let scale: UnsafePointer<Float>, hasScale: Bool
     let shift: UnsafePointer<Float>, hasShift: Bool
+    // The residual's element i goes with output element i (y + i).
+    let residual: UnsafePointer<Float>, hasResidual: Bool
 
     func run<A: VectorActivation>(_ act: A) {
         let rows = g.batch * g.outH
@@ -115,10 +118,10 @@ private struct DepthwiseJob: ActivationConsumer {
                     a3 = madd(load(p + (3 * sW + t) * C), wv, a3)
                 }
             }
-            store(finish(a0, c, act), out + c)
-            store(finish(a1, c, act), out + C + c)
-            store(finish(a2, c, act), out + 2 * C + c)
-            store(finish(a3, c, act), out + 3 * C + c)
+            emit(a0, c, out + c, act)
+            emit(a1, c, out + C + c, act)
+            emit(a2, c, out + 2 * C + c, act)
+            emit(a3, c, out + 3 * C + c, act)
             c += 8
         }
         if c < C {
@@ -126,12 +129,25 @@ private struct DepthwiseJob: ActivationConsumer {
         }
     }
 
+    /// Applies the epilogue to the accumulators of channels c..c+7 and stores them at `dst`.
     @inline(__always)
-    private func finish<A: VectorActivation>(_ acc: Vec, _ c: Int, _ act: A) -> Vec {
+    private func emit<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>, _ act: A) {
         var v = acc
         if hasScale { v *= load(scale + c) }
         if hasShift { v += load(shift + c) }
-        return act(v)
+        if hasResidual { v += load(residual + (dst - y)) }
+        store(act(v), dst)
+    }
+
+    /// The same for the first `n` (< 8) lanes.
+    @inline(__always)
+    private func emitPartial<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>,
+                                                  _ n: Int, _ act: A) {
+        var v = acc
+        if hasScale { v *= loadPartial(scale + c, n) }
+        if hasShift { v += loadPartial(shift + c, n) }
+        if hasResidual { v += loadPartial(residual + (dst - y), n) }
+        storePartial(act(v), dst, n)
     }
 
     /// One output pixel, multiplier 1, channels `start..<C` in blocks of 32, then 8, then a padded tail.
@@ -155,10 +171,10 @@ private struct DepthwiseJob: ActivationConsumer {
                     p += colStep; q += C
                 }
             }
-            store(finish(a0, c, act), out + c)
-            store(finish(a1, c + 8, act), out + c + 8)
-            store(finish(a2, c + 16, act), out + c + 16)
-            store(finish(a3, c + 24, act), out + c + 24)
+            emit(a0, c, out + c, act)
+            emit(a1, c + 8, out + c + 8, act)
+            emit(a2, c + 16, out + c + 16, act)
+            emit(a3, c + 24, out + c + 24, act)
             c += 32
         }
         while c + 8 <= C {
@@ -168,7 +184,7 @@ private struct DepthwiseJob: ActivationConsumer {
                 var q = w + i * wRow + kx.lowerBound * C + c
                 for _ in kx { a = madd(load(p), load(q), a); p += colStep; q += C }
             }
-            store(finish(a, c, act), out + c)
+            emit(a, c, out + c, act)
             c += 8
         }
         if c < C {
@@ -179,10 +195,7 @@ private struct DepthwiseJob: ActivationConsumer {
                 var q = w + i * wRow + kx.lowerBound * C + c
                 for _ in kx { a = madd(loadPartial(p, n), loadPartial(q, n), a); p += colStep; q += C }
             }
-            var v = a
-            if hasScale { v *= loadPartial(scale + c, n) }
-            if hasShift { v += loadPartial(shift + c, n) }
-            storePartial(act(v), out + c, n)
+            emitPartial(a, c, out + c, n, act)
         }
     }
 
@@ -207,10 +220,7 @@ private struct DepthwiseJob: ActivationConsumer {
                     a = madd(xin, lanes == 8 ? load(q) : loadPartial(q, lanes), a)
                 }
             }
-            var v = a
-            if hasScale { v *= loadPartial(scale + j, lanes) }
-            if hasShift { v += loadPartial(shift + j, lanes) }
-            storePartial(act(v), out + j, lanes)
+            emitPartial(a, j, out + j, lanes, act)
             j += 8
         }
     }

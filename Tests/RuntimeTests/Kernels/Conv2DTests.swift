@@ -22,12 +22,12 @@ func referenceConv2D(_ x: [Float], _ g: Conv2DGeometry, _ w: [Float]) -> [Double
     return out
 }
 
-/// act(acc * scale[c] + shift[c]) in Double over [..., C]; softmax over C.
+/// act(acc * scale[c] + shift[c] + residual[i]) in Double over [..., C]; softmax over C.
 func referenceEpilogue(_ acc: [Double], channels: Int, scale: [Float]?, shift: [Float]?,
-                       _ act: ActivationSpec) -> [Double] {
+                       _ act: ActivationSpec, residual: [Float]? = nil) -> [Double] {
     var y = acc.indices.map { i -> Double in
         let c = i % channels
-        return acc[i] * Double(scale?[c] ?? 1) + Double(shift?[c] ?? 0)
+        return acc[i] * Double(scale?[c] ?? 1) + Double(shift?[c] ?? 0) + Double(residual?[i] ?? 0)
     }
     if act.kind == .softmax {
         for r in 0..<(y.count / channels) {
@@ -44,18 +44,19 @@ func referenceEpilogue(_ acc: [Double], channels: Int, scale: [Float]?, shift: [
 
 /// Runs conv2d with the workspace it asks for; pointers to the optional scale/shift arrays.
 func runConv2D(_ x: [Float], _ g: Conv2DGeometry, _ w: [Float], scale: [Float]?, shift: [Float]?,
-               _ act: ActivationSpec, workspaceThreads: Int = RuntimeThreads.count) -> [Float] {
+               _ act: ActivationSpec, residual: [Float]? = nil,
+               workspaceThreads: Int = RuntimeThreads.count) -> [Float] {
     var out = [Float](repeating: .nan, count: g.outputCount)
     var ws = [Float](repeating: .nan, count: conv2dWorkspaceCount(g, threads: workspaceThreads))
-    let s = scale ?? [], b = shift ?? []
+    let s = scale ?? [], b = shift ?? [], r = residual ?? []
     x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in
-    s.withUnsafeBufferPointer { sp in b.withUnsafeBufferPointer { bp in
+    s.withUnsafeBufferPointer { sp in b.withUnsafeBufferPointer { bp in r.withUnsafeBufferPointer { rp in
     out.withUnsafeMutableBufferPointer { op in ws.withUnsafeMutableBufferPointer { wsp in
         let e = Epilogue(scale: scale == nil ? nil : sp.baseAddress, shift: shift == nil ? nil : bp.baseAddress,
-                         activation: act)
+                         residual: residual == nil ? nil : rp.baseAddress, activation: act)
         conv2d(input: xp.baseAddress!, geometry: g, kernel: wp.baseAddress!, output: op.baseAddress!,
                epilogue: e, workspace: wsp.baseAddress, workspaceCount: wsp.count)
-    }}}}}}
+    }}}}}}}
     return out
 }
 
@@ -125,6 +126,11 @@ final class Conv2DTests: XCTestCase {
                 let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
                 assertClose(got, want, tolerance: 1e-4, "\(c.name) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
             }
+            // A skip connection added before the activation (ResNet: add, then relu).
+            let residual = rng.floats(g.outputCount)
+            let got = runConv2D(x, g, w, scale: scale, shift: shift, .relu, residual: residual)
+            let want = referenceEpilogue(acc, channels: g.outC, scale: scale, shift: shift, .relu, residual: residual)
+            assertClose(got, want, tolerance: 1e-4, "\(c.name) residual + relu")
         }
     }
 

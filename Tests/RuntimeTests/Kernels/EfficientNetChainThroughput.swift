@@ -1,7 +1,7 @@
 // Hand-run throughput check, not a test: EfficientNetB0's layer sequence at 228x228 (stem,
 // 16 MBConv blocks with squeeze-and-excitation, top conv, pooling, classifier) run through these
-// kernels with random weights, BN folded into scale/shift, activations fused, ZeroPadding2D of
-// the stride-2 blocks folded into the depthwise geometry. It bounds what an execution plan built
+// kernels with random weights, BN folded into scale/shift, activations and the skip Adds fused
+// into the epilogues, ZeroPadding2D of the stride-2 blocks folded into the depthwise geometry. It bounds what an execution plan built
 // on these kernels can reach (no graph overhead, no preprocessing).
 //   KERNEL_BENCH=1 [KERNEL_BENCH_THREADS=n] swift test -c release -Xswiftc -enable-testing \
 //       --filter EfficientNetChainThroughput
@@ -130,11 +130,11 @@ final class EfficientNetChainThroughput: XCTestCase {
                                      scale: UnsafePointer(s2.baseAddress!), output: dwOut)
                         }
                     }}}
-                    timed("project 1x1") { pointwise(UnsafePointer(dwOut), n * oh * oh, c, lw.project, b.cout, out, .linear) }
-                    if b.stride == 1 && b.cin == b.cout { timed("residual add") {
-                        let shape = [n, oh, oh, b.cout]
-                        elementwise(.add, UnsafePointer(out), shape: shape, UnsafePointer(p[cur]), shape: shape, output: out)
-                    }}
+                    // Project with BN, and the skip connection's Add fused into its epilogue.
+                    let skip = b.stride == 1 && b.cin == b.cout ? UnsafePointer(p[cur]) : nil
+                    timed("project 1x1 (+ add)") {
+                        pointwise(UnsafePointer(dwOut), n * oh * oh, c, lw.project, b.cout, out, .linear, residual: skip)
+                    }
                     cur = others[2]; h = oh
                 }
                 timed("top 1x1 + head") {
@@ -171,10 +171,12 @@ final class EfficientNetChainThroughput: XCTestCase {
 
     /// 1x1 conv / dense with BN scale+shift (or bias only) and activation.
     func pointwise(_ x: UnsafePointer<Float>, _ rows: Int, _ cin: Int, _ l: Layer, _ cout: Int,
-                   _ y: UnsafeMutablePointer<Float>, _ act: ActivationSpec, bn: Bool = true) {
+                   _ y: UnsafeMutablePointer<Float>, _ act: ActivationSpec, bn: Bool = true,
+                   residual: UnsafePointer<Float>? = nil) {
         l.w.withUnsafeBufferPointer { w in l.scale.withUnsafeBufferPointer { s in l.shift.withUnsafeBufferPointer { t in
             dense(input: x, rows: rows, inFeatures: cin, kernel: w.baseAddress!, outFeatures: cout, output: y,
-                  epilogue: Epilogue(scale: bn ? s.baseAddress : nil, shift: t.baseAddress, activation: act))
+                  epilogue: Epilogue(scale: bn ? s.baseAddress : nil, shift: t.baseAddress, residual: residual,
+                                     activation: act))
         }}}
     }
 }
