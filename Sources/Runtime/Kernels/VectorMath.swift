@@ -10,7 +10,7 @@
 // expressions (scalar vfmadd213ss and shuffles appear), which was slower than mul + add.
 
 /// The vector type of the kernels: one AVX register, or two SSE registers on a baseline build.
-public typealias Vec = SIMD8<Float>
+typealias Vec = SIMD8<Float>
 typealias IVec = SIMD8<Int32>
 
 @inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { a * b + c }
