@@ -8,15 +8,15 @@
 import Graph
 
 /// One element-wise activation over eight lanes.
-public protocol VectorActivation {
+protocol VectorActivation {
     func callAsFunction(_ x: Vec) -> Vec
     /// True for the identity, so a kernel can skip a pass.
     var isIdentity: Bool { get }
 }
-extension VectorActivation { public var isIdentity: Bool { false } }
+extension VectorActivation { var isIdentity: Bool { false } }
 
 /// A computation parameterised by an activation functor (see `withActivation`).
-public protocol ActivationConsumer {
+protocol ActivationConsumer {
     func run<A: VectorActivation>(_ activation: A)
 }
 
@@ -106,7 +106,7 @@ struct ExponentialActivation: VectorActivation {
 
 /// Runs `consumer` with the functor for `spec`. Softmax is not element-wise and traps here.
 @inline(__always)
-public func withActivation<C: ActivationConsumer>(_ spec: ActivationSpec, _ consumer: C) {
+func withActivation<C: ActivationConsumer>(_ spec: ActivationSpec, _ consumer: C) {
     switch spec.kind {
     case .linear: consumer.run(LinearActivation())
     case .relu, .relu6:

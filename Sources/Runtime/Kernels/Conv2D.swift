@@ -3,6 +3,7 @@
 //   kernel HWIO [kernelH, kernelW, inC, outC]  (Keras's layout; as a matrix [kH*kW*inC, outC])
 //   output [batch, outH, outW, outC]
 // 1x1/stride 1/unpadded: the NHWC input already is the [pixels, inC] matrix, so one product.
+// inC <= 4 (image stems): computed directly, see Conv2DDirect.swift.
 // Otherwise im2col: each output pixel's receptive field is copied as a row (ky, kx, ci order,
 // matching the kernel's rows; padding as zeros) into a per-worker workspace tile, then sgemm.
 // Tiles keep the workspace to a few MB whatever the image size.
@@ -15,16 +16,16 @@ func conv2dTileRows(_ g: Conv2DGeometry) -> Int {
     return max(64, min(1024, (1 << 19) / k))
 }
 
-/// Floats of workspace `conv2d` needs for `threads` workers (0 for the pointwise case).
+/// Floats of workspace `conv2d` needs for `threads` workers (0 for the pointwise and direct cases).
 public func conv2dWorkspaceCount(_ g: Conv2DGeometry, threads: Int = RuntimeThreads.count) -> Int {
-    if g.isPointwise { return 0 }
+    if g.isPointwise || conv2dIsDirect(g) { return 0 }
     let rows = min(conv2dTileRows(g), max(1, g.outputPixels))
     return max(1, threads) * rows * g.kernelH * g.kernelW * g.inC
 }
 
 /// Conv2D: output = epilogue(conv(input, kernel)). `workspace` holds `workspaceCount` floats,
 /// at least `conv2dWorkspaceCount(g, threads: 1)` (fewer than the default count just means fewer
-/// workers); it may be nil for the pointwise case.
+/// workers); it may be nil when that count is 0.
 public func conv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
                    kernel: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                    epilogue: Epilogue,
@@ -36,14 +37,18 @@ public func conv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
                          b: kernel, ldb: g.outC, c: output, ldc: g.outC, epilogue: epilogue)
         return
     }
+    if conv2dIsDirect(g) {
+        conv2dDirect(input: input, geometry: g, kernel: kernel, output: output, epilogue: epilogue)
+        return
+    }
     let k = g.kernelH * g.kernelW * g.inC
-    let tileRows = min(conv2dTileRows(g), pixels)
-    let slots = workspaceCount / (tileRows * k)
+    let maxRows = min(conv2dTileRows(g), pixels)
+    let slots = workspaceCount / (maxRows * k)
     guard let ws = workspace, slots >= 1 else {
-        preconditionFailure("conv2d workspace too small: \(workspaceCount) < \(tileRows * k)")
+        preconditionFailure("conv2d workspace too small: \(workspaceCount) < \(maxRows * k)")
     }
     let threads = min(RuntimeThreads.count, slots)
-    let tiles = (pixels + tileRows - 1) / tileRows
+    let (tileRows, tiles) = balancedTiles(pixels, maxRows: maxRows, workers: threads)
     let tail = epilogue.withoutSoftmax
 
     if tiles >= threads {
@@ -55,7 +60,7 @@ public func conv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
                 im2col(input, g, pixels: p0..<(p0 + rows), into: slot)
                 sgemm(m: rows, n: g.outC, k: k, a: slot, lda: k, b: kernel, ldb: g.outC,
                       c: output + p0 * g.outC, ldc: g.outC)
-                tail.apply(output + p0 * g.outC, rows: rows, cols: g.outC, ld: g.outC)
+                tail.apply(output + p0 * g.outC, rows: rows, cols: g.outC, ld: g.outC, outputOffset: p0 * g.outC)
             }
         }
         if epilogue.activation.kind == .softmax {

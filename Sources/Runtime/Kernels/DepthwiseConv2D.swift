@@ -5,12 +5,13 @@
 //          input[.., c] * kernel[ky, kx, c, m]
 // Geometry: `Conv2DGeometry` with inC = C, outC = C*M.
 //
-// How it is fast: the loop runs per output pixel with the channels innermost and vectorised
-// (four 8-lane accumulators, then one, then a padded tail), so each tap is a contiguous load of
-// input and weights. Kernel-tap ranges are computed once per row (vertical) and once per pixel
-// only at the left/right borders; interior pixels run over all taps with no bounds tests.
-// Rows are split across workers; scale/shift and the activation are applied in registers
-// before the single store.
+// How it is fast: channels are innermost and vectorised, so each tap is a contiguous load of
+// input and weights. Interior pixels (every tap inside the input) of 3- and 5-wide kernels with
+// stride 1 or 2 go four at a time through `strip`, which loads each input column once for the
+// four windows; other pixels go one at a time (channel blocks of 32, then 8, then a padded tail).
+// Kernel-tap ranges are computed once per row (vertical) and only at the left/right borders
+// (horizontal), so interior pixels run with no bounds tests. Rows are split across workers;
+// scale/shift, the residual and the activation are applied in registers before the single store.
 import Graph
 
 /// DepthwiseConv2D: output = epilogue(depthwise(input, kernel)).
@@ -22,7 +23,8 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
     withActivation(epilogue.elementwise, DepthwiseJob(
         x: input, g: g, m: multiplier, w: kernel, y: output,
         scale: epilogue.scale ?? kernel, hasScale: epilogue.scale != nil,
-        shift: epilogue.shift ?? kernel, hasShift: epilogue.shift != nil))
+        shift: epilogue.shift ?? kernel, hasShift: epilogue.shift != nil,
+        residual: epilogue.residual.map(UnsafePointer.init) ?? kernel, hasResidual: epilogue.residual != nil))
     if epilogue.activation.kind == .softmax {
         softmax(output, outer: g.outputPixels, axisLength: g.outC, inner: 1)
     }
@@ -35,6 +37,8 @@ private struct DepthwiseJob: ActivationConsumer {
     // bounds; the flags decide whether the loaded values are used.
     let scale: UnsafePointer<Float>, hasScale: Bool
     let shift: UnsafePointer<Float>, hasShift: Bool
+    // The residual's element i goes with output element i (y + i).
+    let residual: UnsafePointer<Float>, hasResidual: Bool
 
     func run<A: VectorActivation>(_ act: A) {
         let rows = g.batch * g.outH
@@ -56,37 +60,104 @@ private struct DepthwiseJob: ActivationConsumer {
         let image = x + n * g.inH * g.inW * g.inC
         let iy0 = oy * g.strideH - g.padTop
         let outRow = y + (n * g.outH + oy) * g.outW * g.outC
-        for ox in 0..<g.outW {
-            let kx = (ox >= oxLo && ox < oxHi) ? 0..<g.kernelW
-                : Conv2DGeometry.validTaps(ox, stride: g.strideW, pad: g.padLeft, dilation: g.dilationW,
-                                           kernel: g.kernelW, size: g.inW)
+        // Interior strips of four pixels with the common kernel shapes run through `strip`
+        // (kernel width and stride as constants, so the input columns the four windows share
+        // are loaded once); everything else, pixel by pixel.
+        let stripKind = m == 1 && g.dilationW == 1 && (g.kernelW == 3 || g.kernelW == 5)
+            && (g.strideW == 1 || g.strideW == 2) ? g.kernelW * 10 + g.strideW : 0
+        var ox = 0
+        while ox < g.outW {
             let ix0 = ox * g.strideW - g.padLeft
             // Address of input (iy0, ix0, channel 0); taps add ky*dH rows and kx*dW columns.
             let origin = image + (iy0 * g.inW + ix0) * g.inC
-            if m == 1 {
-                pixel(origin, ky, kx, outRow + ox * g.outC, act)
-            } else {
-                pixelMultiplier(origin, ky, kx, outRow + ox * g.outC, act)
+            let out = outRow + ox * g.outC
+            if stripKind != 0 && ox >= oxLo && ox + 4 <= oxHi {
+                switch stripKind {
+                case 31: strip(origin, ky, out, act, Taps3Stride1.self)
+                case 32: strip(origin, ky, out, act, Taps3Stride2.self)
+                case 51: strip(origin, ky, out, act, Taps5Stride1.self)
+                default: strip(origin, ky, out, act, Taps5Stride2.self)
+                }
+                ox += 4
+                continue
             }
+            let kx = (ox >= oxLo && ox < oxHi) ? 0..<g.kernelW
+                : Conv2DGeometry.validTaps(ox, stride: g.strideW, pad: g.padLeft, dilation: g.dilationW,
+                                           kernel: g.kernelW, size: g.inW)
+            if m == 1 {
+                pixel(origin, ky, kx, out, act)
+            } else {
+                pixelMultiplier(origin, ky, kx, out, act)
+            }
+            ox += 1
         }
     }
 
+    /// Four adjacent interior output pixels, multiplier 1, dilation 1, 8 channels at a time.
+    /// Kernel width and stride come from the type `S`, so they are constants in each
+    /// specialisation: the tap loop unrolls and the loads of input columns shared by neighbouring
+    /// windows merge. Per kernel row, 3*sW + kW input loads and kW weight loads feed 4*kW
+    /// multiply-adds (instead of two loads for every one).
     @inline(__always)
-    private func finish<A: VectorActivation>(_ acc: Vec, _ c: Int, _ act: A) -> Vec {
+    private func strip<A: VectorActivation, S: StripShape>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>,
+                                                          _ out: UnsafeMutablePointer<Float>, _ act: A, _: S.Type) {
+        let kW = S.kernelW, sW = S.strideW
+        let C = g.inC
+        let rowStep = g.dilationH * g.inW * C
+        var c = 0
+        while c + 8 <= C {
+            var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec()
+            for i in ky {
+                let p = origin + i * rowStep + c
+                let q = w + i * kW * C + c
+                for t in 0..<kW {
+                    let wv = load(q + t * C)
+                    a0 = madd(load(p + t * C), wv, a0)
+                    a1 = madd(load(p + (sW + t) * C), wv, a1)
+                    a2 = madd(load(p + (2 * sW + t) * C), wv, a2)
+                    a3 = madd(load(p + (3 * sW + t) * C), wv, a3)
+                }
+            }
+            emit(a0, c, out + c, act)
+            emit(a1, c, out + C + c, act)
+            emit(a2, c, out + 2 * C + c, act)
+            emit(a3, c, out + 3 * C + c, act)
+            c += 8
+        }
+        if c < C {
+            for j in 0..<4 { pixel(origin + j * sW * C, ky, 0..<kW, out + j * C, act, from: c) }
+        }
+    }
+
+    /// Applies the epilogue to the accumulators of channels c..c+7 and stores them at `dst`.
+    @inline(__always)
+    private func emit<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>, _ act: A) {
         var v = acc
         if hasScale { v *= load(scale + c) }
         if hasShift { v += load(shift + c) }
-        return act(v)
+        if hasResidual { v += load(residual + (dst - y)) }
+        store(act(v), dst)
     }
 
-    /// One output pixel, multiplier 1: channels in blocks of 32, then 8, then a padded tail.
+    /// The same for the first `n` (< 8) lanes.
+    @inline(__always)
+    private func emitPartial<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>,
+                                                  _ n: Int, _ act: A) {
+        var v = acc
+        if hasScale { v *= loadPartial(scale + c, n) }
+        if hasShift { v += loadPartial(shift + c, n) }
+        if hasResidual { v += loadPartial(residual + (dst - y), n) }
+        storePartial(act(v), dst, n)
+    }
+
+    /// One output pixel, multiplier 1, channels `start..<C` in blocks of 32, then 8, then a padded tail.
     @inline(__always)
     private func pixel<A: VectorActivation>(_ origin: UnsafePointer<Float>, _ ky: Range<Int>, _ kx: Range<Int>,
-                                            _ out: UnsafeMutablePointer<Float>, _ act: A) {
+                                            _ out: UnsafeMutablePointer<Float>, _ act: A, from start: Int = 0) {
         let C = g.inC
         let rowStep = g.dilationH * g.inW * C, colStep = g.dilationW * C
         let wRow = g.kernelW * C
-        var c = 0
+        var c = start
         while c + 32 <= C {
             var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec()
             for i in ky {
@@ -100,10 +171,10 @@ private struct DepthwiseJob: ActivationConsumer {
                     p += colStep; q += C
                 }
             }
-            store(finish(a0, c, act), out + c)
-            store(finish(a1, c + 8, act), out + c + 8)
-            store(finish(a2, c + 16, act), out + c + 16)
-            store(finish(a3, c + 24, act), out + c + 24)
+            emit(a0, c, out + c, act)
+            emit(a1, c + 8, out + c + 8, act)
+            emit(a2, c + 16, out + c + 16, act)
+            emit(a3, c + 24, out + c + 24, act)
             c += 32
         }
         while c + 8 <= C {
@@ -113,7 +184,7 @@ private struct DepthwiseJob: ActivationConsumer {
                 var q = w + i * wRow + kx.lowerBound * C + c
                 for _ in kx { a = madd(load(p), load(q), a); p += colStep; q += C }
             }
-            store(finish(a, c, act), out + c)
+            emit(a, c, out + c, act)
             c += 8
         }
         if c < C {
@@ -124,10 +195,7 @@ private struct DepthwiseJob: ActivationConsumer {
                 var q = w + i * wRow + kx.lowerBound * C + c
                 for _ in kx { a = madd(loadPartial(p, n), loadPartial(q, n), a); p += colStep; q += C }
             }
-            var v = a
-            if hasScale { v *= loadPartial(scale + c, n) }
-            if hasShift { v += loadPartial(shift + c, n) }
-            storePartial(act(v), out + c, n)
+            emitPartial(a, c, out + c, n, act)
         }
     }
 
@@ -152,11 +220,15 @@ private struct DepthwiseJob: ActivationConsumer {
                     a = madd(xin, lanes == 8 ? load(q) : loadPartial(q, lanes), a)
                 }
             }
-            var v = a
-            if hasScale { v *= loadPartial(scale + j, lanes) }
-            if hasShift { v += loadPartial(shift + j, lanes) }
-            storePartial(act(v), out + j, lanes)
+            emitPartial(a, j, out + j, lanes, act)
             j += 8
         }
     }
 }
+
+/// Kernel width and stride of a `strip` specialisation, as compile-time constants.
+private protocol StripShape { static var kernelW: Int { get }; static var strideW: Int { get } }
+private enum Taps3Stride1: StripShape { static var kernelW: Int { 3 }; static var strideW: Int { 1 } }
+private enum Taps3Stride2: StripShape { static var kernelW: Int { 3 }; static var strideW: Int { 2 } }
+private enum Taps5Stride1: StripShape { static var kernelW: Int { 5 }; static var strideW: Int { 1 } }
+private enum Taps5Stride2: StripShape { static var kernelW: Int { 5 }; static var strideW: Int { 2 } }

@@ -1,22 +1,30 @@
 // The epilogue every conv/dense kernel applies once per output element after accumulating:
-//     y = act(acc * scale[c] + shift[c])
-// with c the output channel (last axis). `scale` is a folded BatchNormalization's multiplier,
-// `shift` a bias and/or BN's offset; either may be absent. This is how BatchNormalization and the
-// layer's activation fuse into the producing kernel instead of costing a pass each over memory.
+//     y = act(acc * scale[c] + shift[c] + residual[i])
+// with c the output channel (last axis) and i the element's index in the output. `scale` is a
+// folded BatchNormalization's multiplier, `shift` a bias and/or BN's offset, `residual` a tensor
+// shaped like the output (the other input of a following Add: EfficientNet's and ResNet's skip
+// connections, where ResNet's relu comes after the add); any may be absent. This is how
+// BatchNormalization, Add and the activation fuse into the producing kernel instead of costing a
+// pass each over memory.
 import Graph
 
-/// Per-channel affine transform plus activation applied to a kernel's accumulators.
-/// The pointers are borrowed: they must stay valid for the kernel call (each has outC floats).
+/// Per-channel affine transform, optional residual and activation applied to a kernel's
+/// accumulators. The pointers are borrowed: they must stay valid for the kernel call.
 public struct Epilogue {
+    /// outC floats, or nil for 1.
     public var scale: UnsafePointer<Float>?
+    /// outC floats, or nil for 0.
     public var shift: UnsafePointer<Float>?
+    /// As many floats as the output, laid out like it; must not overlap the output.
+    public var residual: UnsafePointer<Float>?
     /// Any kind; softmax is applied over the output channels (Keras's axis -1) after the rest.
     public var activation: ActivationSpec
 
     public init(scale: UnsafePointer<Float>? = nil, shift: UnsafePointer<Float>? = nil,
-                activation: ActivationSpec = .linear) {
+                residual: UnsafePointer<Float>? = nil, activation: ActivationSpec = .linear) {
         self.scale = scale
         self.shift = shift
+        self.residual = residual
         self.activation = activation
     }
 
@@ -24,30 +32,43 @@ public struct Epilogue {
     public static var none: Epilogue { Epilogue() }
 
     /// True when applying it would change nothing.
-    public var isIdentity: Bool { scale == nil && shift == nil && activation.kind == .linear }
+    public var isIdentity: Bool { scale == nil && shift == nil && residual == nil && activation.kind == .linear }
 
     /// The element-wise activation (softmax is handled separately, over whole rows).
     var elementwise: ActivationSpec { activation.kind == .softmax ? .linear : activation }
 
     /// The epilogue without its softmax: what runs per tile before softmax runs on whole rows.
-    var withoutSoftmax: Epilogue { Epilogue(scale: scale, shift: shift, activation: elementwise) }
+    var withoutSoftmax: Epilogue { Epilogue(scale: scale, shift: shift, residual: residual, activation: elementwise) }
 }
 
 extension Epilogue {
     /// Applies the element-wise part in place to a `rows` x `cols` block at `c` whose rows are
-    /// `ld` floats apart; column j is channel `channelOffset + j`.
-    func apply(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, channelOffset: Int = 0) {
-        if scale == nil && shift == nil && elementwise.kind == .linear { return }
+    /// `ld` floats apart; column j is channel `channelOffset + j`; the block's first element is
+    /// element `outputOffset` of the output (where its residual is).
+    func apply(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, channelOffset: Int = 0,
+               outputOffset: Int) {
+        if scale == nil && shift == nil && residual == nil && elementwise.kind == .linear { return }
+        apply(from: c, ldFrom: ld, to: c, ldTo: ld, rows: rows, cols: cols, channelOffset: channelOffset,
+              outputOffset: outputOffset)
+    }
+
+    /// Reads a `rows` x `cols` block at `src`, writes the result to `dst` (which may be `src`).
+    func apply(from src: UnsafePointer<Float>, ldFrom: Int, to dst: UnsafeMutablePointer<Float>, ldTo: Int,
+               rows: Int, cols: Int, channelOffset: Int = 0, outputOffset: Int) {
         withActivation(elementwise, EpilogueTileJob(
-            c: c, rows: rows, cols: cols, ld: ld,
-            scale: scale.map { $0 + channelOffset }, shift: shift.map { $0 + channelOffset }))
+            src: src, lds: ldFrom, dst: dst, ldd: ldTo, rows: rows, cols: cols,
+            scale: scale.map { $0 + channelOffset }, shift: shift.map { $0 + channelOffset },
+            residual: residual.map { $0 + outputOffset }))
     }
 }
 
 private struct EpilogueTileJob: ActivationConsumer {
-    let c: UnsafeMutablePointer<Float>
-    let rows: Int, cols: Int, ld: Int
+    let src: UnsafePointer<Float>, lds: Int
+    let dst: UnsafeMutablePointer<Float>, ldd: Int
+    let rows: Int, cols: Int
     let scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?
+    /// At the block's first element, rows `ldd` apart like the destination.
+    let residual: UnsafePointer<Float>?
 
     func run<A: VectorActivation>(_ act: A) {
         // One loop per affine variant so none of them tests an optional per element.
@@ -62,16 +83,26 @@ private struct EpilogueTileJob: ActivationConsumer {
         }
 
         @inline(__always)
-        func rowsLoop(_ affine: (UnsafeMutablePointer<Float>, Int) -> Vec,
-                      tail: (UnsafeMutablePointer<Float>, Int, Int) -> Vec) {
+        func rowsLoop(_ affine: (UnsafePointer<Float>, Int) -> Vec,
+                      tail: (UnsafePointer<Float>, Int, Int) -> Vec) {
             for r in 0..<rows {
-                let p = c + r * ld
+                let p = src + r * lds, q = dst + r * ldd
                 var j = 0
+                if let res = residual.map({ $0 + r * ldd }) {
+                    while j + 8 <= cols {
+                        store(act(affine(p, j) + load(res + j)), q + j)
+                        j += 8
+                    }
+                    if j < cols {
+                        storePartial(act(tail(p, j, cols - j) + loadPartial(res + j, cols - j)), q + j, cols - j)
+                    }
+                    continue
+                }
                 while j + 8 <= cols {
-                    store(act(affine(p, j)), p + j)
+                    store(act(affine(p, j)), q + j)
                     j += 8
                 }
-                if j < cols { storePartial(act(tail(p, j, cols - j)), p + j, cols - j) }
+                if j < cols { storePartial(act(tail(p, j, cols - j)), q + j, cols - j) }
             }
         }
     }

@@ -16,6 +16,7 @@ public func sgemm(
     alpha: Float = 1, beta: Float = 0
 ) {
     guard m > 0, n > 0 else { return }
+    _ = RuntimeThreads.blasPinned      // OpenBLAS single-threaded before its first product
     if k == 0 {
         // BLAS would scale C by beta; do the same without calling it.
         for i in 0..<m {

@@ -10,7 +10,7 @@
 // expressions (scalar vfmadd213ss and shuffles appear), which was slower than mul + add.
 
 /// The vector type of the kernels: one AVX register, or two SSE registers on a baseline build.
-public typealias Vec = SIMD8<Float>
+typealias Vec = SIMD8<Float>
 typealias IVec = SIMD8<Int32>
 
 @inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { a * b + c }
@@ -50,7 +50,7 @@ typealias IVec = SIMD8<Int32>
 // MARK: transcendental functions
 
 /// e^x for x clamped to [-87.33, 88.3] (so 2^n stays a normal float): Cephes expf's range
-/// reduction x = n ln2 + r (ln2 split in two for exactness) and degree-6 polynomial; ~1 ulp.
+/// reduction x = n ln2 + r (ln2 split in two for exactness), then a polynomial; ~1 ulp.
 /// Callers that need exact overflow/underflow at the ends use `expFull`.
 @inline(__always) func expClamped(_ xIn: Vec) -> Vec {
     let x = vmin(vmax(xIn, -87.33654), 88.3)
@@ -60,12 +60,13 @@ typealias IVec = SIMD8<Int32>
     let n = t - magic
     var r = madd(n, -0.693_359_375, x)
     r = madd(n, 2.121_944_40e-4, r)
-    var p = Vec(repeating: 1.987_569_150_0e-4)
-    p = madd(p, r, 1.398_199_950_7e-3)
-    p = madd(p, r, 8.333_451_907_3e-3)
-    p = madd(p, r, 4.166_579_589_4e-2)
-    p = madd(p, r, 1.666_666_545_9e-1)
-    p = madd(p, r, 5.000_000_120_1e-1)
+    // e^r = 1 + r + r^2 P(r), P of degree 4 fitted (minimax on relative error, |r| <= ln2/2):
+    // 6.7e-8 relative in float, one multiply-add shorter than Cephes's degree 5.
+    var p = Vec(repeating: 1.381_456_735_543_906_7e-3)
+    p = madd(p, r, 8.368_730_545_043_945e-3)
+    p = madd(p, r, 4.166_838_899_254_799e-2)
+    p = madd(p, r, 1.666_652_113_199_234e-1)
+    p = madd(p, r, 4.999_999_403_953_552e-1)
     p = madd(p * r, r, r + 1)
     let scale = float(bits: ((bits(t) &- 0x4B40_0000) &+ 127) &<< 23)
     return p * scale

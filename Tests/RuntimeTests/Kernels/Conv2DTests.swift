@@ -22,12 +22,12 @@ func referenceConv2D(_ x: [Float], _ g: Conv2DGeometry, _ w: [Float]) -> [Double
     return out
 }
 
-/// act(acc * scale[c] + shift[c]) in Double over [..., C]; softmax over C.
+/// act(acc * scale[c] + shift[c] + residual[i]) in Double over [..., C]; softmax over C.
 func referenceEpilogue(_ acc: [Double], channels: Int, scale: [Float]?, shift: [Float]?,
-                       _ act: ActivationSpec) -> [Double] {
+                       _ act: ActivationSpec, residual: [Float]? = nil) -> [Double] {
     var y = acc.indices.map { i -> Double in
         let c = i % channels
-        return acc[i] * Double(scale?[c] ?? 1) + Double(shift?[c] ?? 0)
+        return acc[i] * Double(scale?[c] ?? 1) + Double(shift?[c] ?? 0) + Double(residual?[i] ?? 0)
     }
     if act.kind == .softmax {
         for r in 0..<(y.count / channels) {
@@ -44,18 +44,19 @@ func referenceEpilogue(_ acc: [Double], channels: Int, scale: [Float]?, shift: [
 
 /// Runs conv2d with the workspace it asks for; pointers to the optional scale/shift arrays.
 func runConv2D(_ x: [Float], _ g: Conv2DGeometry, _ w: [Float], scale: [Float]?, shift: [Float]?,
-               _ act: ActivationSpec, workspaceThreads: Int = RuntimeThreads.count) -> [Float] {
+               _ act: ActivationSpec, residual: [Float]? = nil,
+               workspaceThreads: Int = RuntimeThreads.count) -> [Float] {
     var out = [Float](repeating: .nan, count: g.outputCount)
     var ws = [Float](repeating: .nan, count: conv2dWorkspaceCount(g, threads: workspaceThreads))
-    let s = scale ?? [], b = shift ?? []
+    let s = scale ?? [], b = shift ?? [], r = residual ?? []
     x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in
-    s.withUnsafeBufferPointer { sp in b.withUnsafeBufferPointer { bp in
+    s.withUnsafeBufferPointer { sp in b.withUnsafeBufferPointer { bp in r.withUnsafeBufferPointer { rp in
     out.withUnsafeMutableBufferPointer { op in ws.withUnsafeMutableBufferPointer { wsp in
         let e = Epilogue(scale: scale == nil ? nil : sp.baseAddress, shift: shift == nil ? nil : bp.baseAddress,
-                         activation: act)
+                         residual: residual == nil ? nil : rp.baseAddress, activation: act)
         conv2d(input: xp.baseAddress!, geometry: g, kernel: wp.baseAddress!, output: op.baseAddress!,
                epilogue: e, workspace: wsp.baseAddress, workspaceCount: wsp.count)
-    }}}}}}
+    }}}}}}}
     return out
 }
 
@@ -104,7 +105,8 @@ final class Conv2DTests: XCTestCase {
             c("3x3 dilation 2 same", n: 2, h: 9, w: 10, ci: 5, co: 7, kh: 3, kw: 3, d: (2, 2), p: .same),
             c("2x4 even kernel same", h: 7, w: 9, ci: 3, co: 5, kh: 2, kw: 4, p: .same),
             c("1x1 stride 2", n: 2, h: 9, w: 8, ci: 6, co: 10, kh: 1, kw: 1, s: (2, 2), p: .valid),
-            c("stem-like 3x3 s2, many tiles", h: 71, w: 69, ci: 3, co: 16, kh: 3, kw: 3, s: (2, 2), p: .same),
+            c("stem-like 3x3 s2 (direct path), 32+8+5 channels", h: 71, w: 69, ci: 3, co: 45, kh: 3, kw: 3, s: (2, 2), p: .same),
+            c("direct path, 1 channel, dilated", n: 2, h: 12, w: 11, ci: 1, co: 32, kh: 3, kw: 3, d: (2, 2), p: .same),
             c("many row tiles", n: 2, h: 45, w: 47, ci: 8, co: 12, kh: 3, kw: 3, p: .same),
             c("small image, column split", h: 4, w: 5, ci: 32, co: 72, kh: 3, kw: 3, p: .same),
             c("kernel larger than input, same", h: 3, w: 2, ci: 2, co: 3, kh: 5, kw: 5, p: .same),
@@ -124,6 +126,11 @@ final class Conv2DTests: XCTestCase {
                 let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
                 assertClose(got, want, tolerance: 1e-4, "\(c.name) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
             }
+            // A skip connection added before the activation (ResNet: add, then relu).
+            let residual = rng.floats(g.outputCount)
+            let got = runConv2D(x, g, w, scale: scale, shift: shift, .relu, residual: residual)
+            let want = referenceEpilogue(acc, channels: g.outC, scale: scale, shift: shift, .relu, residual: residual)
+            assertClose(got, want, tolerance: 1e-4, "\(c.name) residual + relu")
         }
     }
 

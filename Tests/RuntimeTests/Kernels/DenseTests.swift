@@ -21,21 +21,24 @@ final class DenseTests: XCTestCase {
             let x = rng.floats(rows * inF), w = rng.floats(inF * outF), bias = rng.floats(outF)
             let scale = rng.floats(outF, 0.5, 2)
             let acc = referenceDense(x, rows: rows, inF: inF, w, outF: outF)
-            for (s, b, act) in [(nil, bias, ActivationSpec.linear), (nil, bias, ActivationSpec(.softmax)),
-                                (scale, bias, .relu6), (scale, nil, ActivationSpec(.tanh)),
-                                (nil, nil, ActivationSpec(.gelu))] as [([Float]?, [Float]?, ActivationSpec)] {
+            let residual = rng.floats(rows * outF)
+            for (s, b, r, act) in [(nil, bias, nil, ActivationSpec.linear), (nil, bias, nil, ActivationSpec(.softmax)),
+                                   (scale, bias, nil, .relu6), (scale, nil, nil, ActivationSpec(.tanh)),
+                                   (nil, nil, nil, ActivationSpec(.gelu)), (nil, bias, residual, .relu)]
+                    as [([Float]?, [Float]?, [Float]?, ActivationSpec)] {
                 var y = [Float](repeating: .nan, count: rows * outF)
-                let sv = s ?? [], bv = b ?? []
+                let sv = s ?? [], bv = b ?? [], rv = r ?? []
                 x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in
-                sv.withUnsafeBufferPointer { sp in bv.withUnsafeBufferPointer { bp in
+                sv.withUnsafeBufferPointer { sp in bv.withUnsafeBufferPointer { bp in rv.withUnsafeBufferPointer { rp in
                 y.withUnsafeMutableBufferPointer { yp in
                     dense(input: xp.baseAddress!, rows: rows, inFeatures: inF, kernel: wp.baseAddress!,
                           outFeatures: outF, output: yp.baseAddress!,
                           epilogue: Epilogue(scale: s == nil ? nil : sp.baseAddress,
-                                             shift: b == nil ? nil : bp.baseAddress, activation: act))
-                }}}}}
-                let want = referenceEpilogue(acc, channels: outF, scale: s, shift: b, act)
-                assertClose(y, want, tolerance: 1e-4 * Double(max(1, inF / 64)), "rows \(rows) in \(inF) out \(outF) \(act.kind)")
+                                             shift: b == nil ? nil : bp.baseAddress,
+                                             residual: r == nil ? nil : rp.baseAddress, activation: act))
+                }}}}}}
+                let want = referenceEpilogue(acc, channels: outF, scale: s, shift: b, act, residual: r)
+                assertClose(y, want, tolerance: 1e-4 * Double(max(1, inF / 64)), "rows \(rows) in \(inF) out \(outF) \(act.kind) residual:\(r != nil)")
             }
         }
     }

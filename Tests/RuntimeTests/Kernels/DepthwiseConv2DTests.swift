@@ -24,17 +24,18 @@ final class DepthwiseConv2DTests: XCTestCase {
     }
 
     func run(_ x: [Float], _ g: Conv2DGeometry, _ w: [Float], _ mult: Int,
-             scale: [Float]?, shift: [Float]?, _ act: ActivationSpec) -> [Float] {
+             scale: [Float]?, shift: [Float]?, _ act: ActivationSpec, residual: [Float]? = nil) -> [Float] {
         var out = [Float](repeating: .nan, count: g.outputCount)
-        let s = scale ?? [], b = shift ?? []
+        let s = scale ?? [], b = shift ?? [], r = residual ?? []
         x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in
-        s.withUnsafeBufferPointer { sp in b.withUnsafeBufferPointer { bp in
+        s.withUnsafeBufferPointer { sp in b.withUnsafeBufferPointer { bp in r.withUnsafeBufferPointer { rp in
         out.withUnsafeMutableBufferPointer { op in
             depthwiseConv2d(input: xp.baseAddress!, geometry: g, multiplier: mult, kernel: wp.baseAddress!,
                             output: op.baseAddress!,
                             epilogue: Epilogue(scale: scale == nil ? nil : sp.baseAddress,
-                                               shift: shift == nil ? nil : bp.baseAddress, activation: act))
-        }}}}}
+                                               shift: shift == nil ? nil : bp.baseAddress,
+                                               residual: residual == nil ? nil : rp.baseAddress, activation: act))
+        }}}}}}
         return out
     }
 
@@ -62,6 +63,8 @@ final class DepthwiseConv2DTests: XCTestCase {
             c("kernel wider than input", h: 3, w: 2, ch: 11, kh: 5, kw: 5, p: .same),
             c("1x1 C20", h: 4, w: 5, ch: 20, kh: 1, kw: 1, p: .valid),
             c("EfficientNet-like 5x5 s1 C144", n: 2, h: 15, w: 15, ch: 144, kh: 5, kw: 5, p: .same),
+            c("5x5 s2 valid wide C13 (strips + tail)", h: 9, w: 21, ch: 13, kh: 5, kw: 5, s: (2, 2), p: .valid),
+            c("3x3 s2 same wide C24 (strips)", n: 2, h: 6, w: 23, ch: 24, kh: 3, kw: 3, s: (2, 2), p: .same),
         ]
     }()
 
@@ -79,6 +82,10 @@ final class DepthwiseConv2DTests: XCTestCase {
                 let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
                 assertClose(got, want, tolerance: 1e-4, "\(c.name) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
             }
+            let residual = rng.floats(g.outputCount)
+            let got = run(x, g, w, c.mult, scale: scale, shift: shift, .relu, residual: residual)
+            let want = referenceEpilogue(acc, channels: g.outC, scale: scale, shift: shift, .relu, residual: residual)
+            assertClose(got, want, tolerance: 1e-4, "\(c.name) residual + relu")
         }
     }
 

@@ -1,6 +1,8 @@
 // A throughput check to run by hand, not a test: it prints GFLOP/s and asserts nothing.
 //   KERNEL_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter KernelThroughput
-// (Skipped unless KERNEL_BENCH is set. KERNEL_BENCH_THREADS=n picks the worker count.)
+// (Skipped unless KERNEL_BENCH is set. KERNEL_BENCH_THREADS=n picks the worker count,
+// KERNEL_BENCH_ONLY=text the cases whose name contains it. With one worker the times are the
+// thread's CPU time, which other processes on a shared machine disturb less than wall time.)
 import Foundation
 import Dispatch
 import XCTest
@@ -8,21 +10,36 @@ import Graph
 @testable import Runtime
 
 final class KernelThroughput: XCTestCase {
-    /// Best time per call in seconds over a few rounds of roughly 0.1 s each.
+    /// Best time per call in seconds over a few rounds of roughly 0.1 s each. With one worker the
+    /// kernels run on this thread, so its CPU time is used: other processes on a shared machine
+    /// then inflate the numbers less.
     func bestTime(_ body: () -> Void) -> Double {
+        let cpuTime = RuntimeThreads.count == 1
+        func now() -> Double {
+            if cpuTime {
+                var ts = timespec()
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+                return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+            }
+            return Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+        }
         body()
-        let t0 = DispatchTime.now().uptimeNanoseconds
+        let t0 = now()
         body()
-        let once = max(1e-7, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+        let once = max(1e-7, now() - t0)
         let reps = max(1, Int(0.1 / once))
         var best = Double.infinity
-        for _ in 0..<5 {
-            let s = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<7 {
+            let s = now()
             for _ in 0..<reps { body() }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - s) * 1e-9 / Double(reps))
+            best = min(best, (now() - s) / Double(reps))
         }
         return best
     }
+
+    /// KERNEL_BENCH_ONLY=text runs only the cases whose name contains it.
+    let only = ProcessInfo.processInfo.environment["KERNEL_BENCH_ONLY"]
+    func wanted(_ name: String) -> Bool { only.map { name.contains($0) } ?? true }
 
     func report(_ name: String, flops: Double, bytes: Double, _ t: Double) {
         print(String(format: "BENCH %-46@ %8.3f ms  %7.1f GFLOP/s  %6.1f GB/s", name as NSString,
@@ -54,7 +71,7 @@ final class KernelThroughput: XCTestCase {
             ("dw3x3 s1 57x57x144 batch 8", 8, 57, 144, 3, 1, .same, .swish),
             ("dw5x5 s1 29x29x240 batch 8", 8, 29, 240, 5, 1, .same, .swish),
         ]
-        for (name, n, hw, c, k, s, p, act) in dw {
+        for (name, n, hw, c, k, s, p, act) in dw where wanted(name) {
             let g = Conv2DGeometry(batch: n, inH: hw, inW: hw, inC: c, outC: c, kernelH: k, kernelW: k,
                                    strideH: s, strideW: s, padding: p)
             let x = rng.floats(g.inputCount), w = rng.floats(k * k * c)
@@ -87,7 +104,7 @@ final class KernelThroughput: XCTestCase {
             ("1x1 29x29 240->40 batch 8", 8, 29, 240, 40, 1, 1, .linear),
             ("1x1 8x8 1152->192 batch 8", 8, 8, 1152, 192, 1, 1, .linear),
         ]
-        for (name, n, hw, ci, co, k, s, act) in pw {
+        for (name, n, hw, ci, co, k, s, act) in pw where wanted(name) {
             let g = Conv2DGeometry(batch: n, inH: hw, inW: hw, inC: ci, outC: co, kernelH: k, kernelW: k,
                                    strideH: s, strideW: s, padding: .same)
             let x = rng.floats(g.inputCount), w = rng.floats(k * k * ci * co)
@@ -106,9 +123,30 @@ final class KernelThroughput: XCTestCase {
                    bytes: 4.0 * Double(g.inputCount + g.outputCount), t)
         }
 
+        // What a parallel region costs: a few tens of us of work per worker (KERNEL_BENCH_SPIN
+        // iterations, default 20000) run split, against one worker's share run alone.
+        if wanted("parallelFor") {
+            let spinCount = env["KERNEL_BENCH_SPIN"].flatMap(Int.init) ?? 20_000
+            let workers = RuntimeThreads.count
+            var sink = [Float](repeating: 1, count: 4096 * workers)
+            let perChunk = sink.count / workers
+            func spin(_ p: UnsafeMutablePointer<Float>) {        // dependent arithmetic, no memory traffic
+                var v = load(p)
+                for _ in 0..<spinCount { v = madd(v, Vec(repeating: 0.999), Vec(repeating: 0.001)) }
+                store(v, p)
+            }
+            let t = sink.withUnsafeMutableBufferPointer { b in
+                bestTime { parallelFor(workers, minChunk: 1) { _, r in for i in r { spin(b.baseAddress! + i * perChunk) } } }
+            }
+            let one = sink.withUnsafeMutableBufferPointer { b in bestTime { spin(b.baseAddress!) } }
+            print(String(format: "BENCH parallelFor, %d workers x %.1f us of work: %.1f us (overhead %.1f us)",
+                         workers, one * 1e6, t * 1e6, (t - one) * 1e6))
+        }
+
         // Activation alone, in place over an EfficientNet-sized feature map.
         for (name, spec) in [("swish in place 114x114x96", ActivationSpec.swish), ("sigmoid in place 114x114x96", .sigmoid),
-                             ("relu in place 114x114x96", .relu), ("gelu in place 114x114x96", ActivationSpec(.gelu))] {
+                             ("relu in place 114x114x96", .relu), ("gelu in place 114x114x96", ActivationSpec(.gelu))]
+                where wanted(name) {
             var x = rng.floats(114 * 114 * 96, -4, 4)
             let t = x.withUnsafeMutableBufferPointer { xp in bestTime { applyActivation(spec, xp.baseAddress!, count: xp.count) } }
             report(name, flops: Double(x.count), bytes: 8.0 * Double(x.count), t)   // "flops" = elements here
