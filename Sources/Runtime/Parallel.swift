@@ -64,6 +64,20 @@ public func parallelFor(_ count: Int, minChunk: Int = 1, threads: Int = RuntimeT
     }
 }
 
+/// Runs `body` once per worker on a fixed split of `0..<count` into at most `threads` contiguous
+/// chunks, chunk `w` on worker `w`. For reductions that write one partial result per worker and
+/// combine them in worker order: the result then does not depend on scheduling.
+public func parallelForStatic(_ count: Int, minChunk: Int = 1, threads: Int = RuntimeThreads.count,
+                              _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    let chunks = min(threads, max(1, count / max(1, minChunk)))
+    if chunks <= 1 {
+        body(0, 0..<count)
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: chunks) { w in body(w, chunkRange(count, chunks, w)) }
+}
+
 /// Hands out chunk numbers 0, 1, 2, ... to whichever worker asks next.
 private final class ChunkCounter: @unchecked Sendable {
     private let lock = NSLock()

@@ -14,15 +14,15 @@
 import Graph
 
 /// The derivative f'(x) of one element-wise activation over eight lanes.
-public protocol VectorActivationDerivative {
+protocol VectorActivationDerivative {
     func callAsFunction(_ x: Vec) -> Vec
     /// True when f' is 1 everywhere (linear), so a kernel can skip the multiply.
     var isOne: Bool { get }
 }
-extension VectorActivationDerivative { public var isOne: Bool { false } }
+extension VectorActivationDerivative { var isOne: Bool { false } }
 
 /// A computation parameterised by an activation's derivative (see `withActivationDerivative`).
-public protocol ActivationDerivativeConsumer {
+protocol ActivationDerivativeConsumer {
     func run<D: VectorActivationDerivative>(_ derivative: D)
 }
 
@@ -132,7 +132,7 @@ struct HardSiluDerivative: VectorActivationDerivative {
 /// Runs `consumer` with the derivative functor for `spec` (as a function of the input x).
 /// Softmax is not element-wise and traps here.
 @inline(__always)
-public func withActivationDerivative<C: ActivationDerivativeConsumer>(_ spec: ActivationSpec, _ consumer: C) {
+func withActivationDerivative<C: ActivationDerivativeConsumer>(_ spec: ActivationSpec, _ consumer: C) {
     switch spec.kind {
     case .linear: consumer.run(OneDerivative())
     case .relu, .relu6:
@@ -165,7 +165,7 @@ private struct BackwardJob: ActivationDerivativeConsumer {
     let x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>
     let count: Int, accumulate: Bool
     func run<D: VectorActivationDerivative>(_ d: D) {
-        parallelFor(count, minChunk: 1 << 15) { _, r in
+        parallelForStatic(count, minChunk: 1 << 15) { _, r in
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
                 put(load(dy + i) * d(load(x + i)), dx + i, accumulate: accumulate)

@@ -85,7 +85,7 @@ private func normalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Floa
         let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Int, C: Int
         let center: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
         func run<A: VectorActivation>(_ f: A) {
-            parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+            parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
                 for r in range {
                     let xr = x + r * C, yr = y + r * C
                     var c = 0
@@ -160,7 +160,7 @@ private struct BatchNormInputGradJob: ActivationDerivativeConsumer {
 
     func run<D: VectorActivationDerivative>(_ d: D) {
         let recompute = !dzStored && !d.isOne
-        parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+        parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
             for r in range {
                 let xr = x + r * C, dyr = dy + r * C, dxr = dx + r * C
                 @inline(__always) func step(_ c: Int, _ n: Int) {

@@ -65,7 +65,7 @@ func conv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry g: Conv2DGeomet
     let bandsPerImage = (g.outH + bandRows - 1) / bandRows
     for phase in 0..<2 {
         let perImage = (bandsPerImage - phase + 1) / 2     // bands phase, phase+2, ...
-        parallelFor(g.batch * perImage, threads: threads) { w, range in
+        parallelForStatic(g.batch * perImage, threads: threads) { w, range in
             let slot = ws + w * bandFloats
             for j in range {
                 let n = j / perImage, band = phase + 2 * (j % perImage)
@@ -141,7 +141,7 @@ func conv2dBackwardKernel(input: UnsafePointer<Float>, dOutput: UnsafePointer<Fl
     let threads = min(RuntimeThreads.count, tiles, 1 + max(0, workspaceCount - tileRows * k) / perWorker)
     // Worker 0 accumulates straight into dKernel; worker w > 0 into its own partial.
     let partials = ws + threads * tileRows * k
-    parallelFor(tiles, threads: threads) { w, range in
+    parallelForStatic(tiles, threads: threads) { w, range in
         let slot = ws + w * tileRows * k
         let dst = w == 0 ? dKernel : partials + (w - 1) * k * g.outC
         var first = true
@@ -156,7 +156,7 @@ func conv2dBackwardKernel(input: UnsafePointer<Float>, dOutput: UnsafePointer<Fl
     }
     let workers = min(threads, tiles)
     if workers > 1 {
-        parallelFor(k, minChunk: 64) { _, r in
+        parallelForStatic(k, minChunk: 64) { _, r in
             for w in 1..<workers {
                 let src = partials + (w - 1) * k * g.outC
                 addInto(dKernel + r.lowerBound * g.outC, src + r.lowerBound * g.outC, r.count * g.outC)

@@ -48,7 +48,7 @@ public func depthwiseConv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry
         return
     }
     let rowWork = g.inW * g.outC * g.kernelH * g.kernelW
-    parallelFor(g.batch * g.inH, minChunk: max(1, 32_768 / max(1, rowWork))) { _, range in
+    parallelForStatic(g.batch * g.inH, minChunk: max(1, 32_768 / max(1, rowWork))) { _, range in
         // Per pixel: the (dY offset, W offset) of every tap that read it; for M > 1 the per-output-
         // channel products before summing each channel's M of them.
         withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * g.kernelH * g.kernelW + 2 * g.kernelH) { buf in
@@ -146,7 +146,7 @@ public func depthwiseConv2dBackwardKernel(input: UnsafePointer<Float>, dOutput: 
     let chunks = rows > 0 ? min(threads, max(1, rows / max(1, 65_536 / max(1, rowWork)))) : 0
     if chunks == 0 || !accumulate { dKernel.update(repeating: 0, count: size) }
     guard chunks > 0 else { return }
-    parallelFor(rows, minChunk: max(1, 65_536 / max(1, rowWork)), threads: threads) { w, range in
+    parallelForStatic(rows, minChunk: max(1, 65_536 / max(1, rowWork)), threads: threads) { w, range in
         let dst = w == 0 ? dKernel : workspace! + (w - 1) * size
         if w > 0 { dst.update(repeating: 0, count: size) }
         for row in range { kernelGradRow(input, dOutput, g, m, n: row / g.outH, oy: row % g.outH, into: dst) }

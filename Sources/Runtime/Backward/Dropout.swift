@@ -36,7 +36,7 @@ public func dropoutMask(seed: UInt64, step: UInt64, rate: Float, mask: UnsafeMut
     precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
     let rng = DropoutRandom(seed: seed, step: step)
     let scale = 1 / (1 - rate)
-    parallelFor(count, minChunk: 1 << 15) { _, r in
+    parallelForStatic(count, minChunk: 1 << 15) { _, r in
         for i in r { mask[i] = rng.uniform(i) >= rate ? scale : 0 }
     }
 }
@@ -54,7 +54,7 @@ public func applyDropoutMask(_ x: UnsafePointer<Float>, mask: UnsafePointer<Floa
     // the full shape is inner = count. Other patterns fall back to per-element offsets.
     let rank = shape.count
     if shape == maskShape {
-        parallelFor(count, minChunk: 1 << 15) { _, r in
+        parallelForStatic(count, minChunk: 1 << 15) { _, r in
             var i = r.lowerBound
             while i + 8 <= r.upperBound { put(load(x + i) * load(mask + i), y + i, accumulate: accumulate); i += 8 }
             while i < r.upperBound { put(x[i] * mask[i], y + i, accumulate: accumulate); i += 1 }
@@ -69,7 +69,7 @@ public func applyDropoutMask(_ x: UnsafePointer<Float>, mask: UnsafePointer<Floa
     if middleShared {
         let outer = shape[..<lead].reduce(1, *), rep = shape[lead..<trail].reduce(1, *)
         let inner = shape[trail...].reduce(1, *)
-        parallelFor(outer * rep, minChunk: max(1, 16_384 / max(1, inner))) { _, rows in
+        parallelForStatic(outer * rep, minChunk: max(1, 16_384 / max(1, inner))) { _, rows in
             for row in rows {
                 let m = mask + (row / rep) * inner, src = x + row * inner, dst = y + row * inner
                 var i = 0

@@ -57,7 +57,7 @@ public func mergeBackward(inputs: [UnsafePointer<Float>], shapes: [[Int]], outSh
     // Inputs of the output's shape: element-wise, in parallel.
     let direct = dInputs.indices.filter { dInputs[$0] != nil && full[$0] }
     if !direct.isEmpty {
-        parallelFor(count, minChunk: 16_384) { _, range in
+        parallelForStatic(count, minChunk: 16_384) { _, range in
             for k in direct {
                 let dst = dInputs[k]!
                 for j in range { put(grad(k, j), dst + offset(k, j), accumulate: accumulate) }
@@ -104,7 +104,7 @@ public func channelScaleBackward(input x: UnsafePointer<Float>, scale s: UnsafeP
                 for p in range { row(p, acc) }
             }, finish: { putTotals($0, dScale + b * C, C, accumulate: accumulate) })
         } else {
-            parallelFor(pixels, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+            parallelForStatic(pixels, minChunk: max(1, 16_384 / max(1, C))) { _, range in
                 for p in range { row(p, nil) }
             }
         }

@@ -22,7 +22,7 @@ struct AffineBackwardJob: ActivationDerivativeConsumer {
                 for r in range { row(r, d, acc) }
             }, finish: finish)
         } else {
-            parallelFor(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, range in
+            parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, range in
                 for r in range { row(r, d, nil) }
             }
         }

@@ -30,7 +30,7 @@
 
 /// Zeroes `count` floats in parallel (a gradient about to be accumulated into).
 func zeroFill(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-    parallelFor(count, minChunk: 1 << 16) { _, r in (p + r.lowerBound).update(repeating: 0, count: r.count) }
+    parallelForStatic(count, minChunk: 1 << 16) { _, r in (p + r.lowerBound).update(repeating: 0, count: r.count) }
 }
 
 /// Writes or adds Double totals into a float gradient.
@@ -56,7 +56,7 @@ func channelReduce(rows: Int, channels: Int, sums: Int, minChunk: Int = 256,
         let part = partial.baseAddress!, scr = scratch.baseAddress!
         part.update(repeating: 0, count: threads * width)
         let chunks = rows > 0 ? min(threads, max(1, rows / max(1, minChunk))) : 0
-        parallelFor(rows, minChunk: max(1, minChunk), threads: threads) { w, range in
+        parallelForStatic(rows, minChunk: max(1, minChunk), threads: threads) { w, range in
             let acc = scr + w * width, total = part + w * width
             var r = range.lowerBound
             while r < range.upperBound {
@@ -102,7 +102,7 @@ func gemmSplitRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
     } else if m >= 16 * threads {
         let tile = max(16, min(256, m / threads))
         let tiles = (m + tile - 1) / tile
-        parallelFor(tiles, threads: threads) { _, r in
+        parallelForStatic(tiles, threads: threads) { _, r in
             for t in r {
                 let r0 = t * tile, rows = min(tile, m - r0)
                 sgemm(m: rows, n: n, k: k, a: a + r0 * lda, lda: lda, b: b, ldb: ldb, transB: transB,
@@ -111,7 +111,7 @@ func gemmSplitRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
         }
     } else {
         // Few rows: split the columns of C, i.e. the columns of op(B).
-        parallelFor(n, minChunk: 16, threads: threads) { _, r in
+        parallelForStatic(n, minChunk: 16, threads: threads) { _, r in
             let bPart = transB ? b + r.lowerBound * ldb : b + r.lowerBound
             sgemm(m: m, n: r.count, k: k, a: a, lda: lda, b: bPart, ldb: ldb, transB: transB,
                   c: c + r.lowerBound, ldc: ldc, beta: beta)
@@ -139,12 +139,12 @@ func gemmTransposedA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
     } else if kThreads == all && k >= 2048 {
         splitK(kThreads)
     } else if n >= 64 * all {
-        parallelFor(n, minChunk: 64, threads: all) { _, r in
+        parallelForStatic(n, minChunk: 64, threads: all) { _, r in
             sgemm(m: m, n: r.count, k: k, a: a, lda: lda, transA: true, b: b + r.lowerBound, ldb: ldb,
                   c: c + r.lowerBound, ldc: ldc, beta: beta)
         }
     } else if m >= 64 * all {
-        parallelFor(m, minChunk: 64, threads: all) { _, r in
+        parallelForStatic(m, minChunk: 64, threads: all) { _, r in
             sgemm(m: r.count, n: n, k: k, a: a + r.lowerBound, lda: lda, transA: true, b: b, ldb: ldb,
                   c: c + r.lowerBound * ldc, ldc: ldc, beta: beta)
         }
@@ -154,7 +154,7 @@ func gemmTransposedA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
 
     func splitK(_ threads: Int) {
         let chunks = min(threads, max(1, k / 64))
-        parallelFor(k, minChunk: 64, threads: chunks) { w, r in
+        parallelForStatic(k, minChunk: 64, threads: chunks) { w, r in
             let dst = w == 0 ? c : workspace! + (w - 1) * m * n
             sgemm(m: m, n: n, k: r.count, a: a + r.lowerBound * lda, lda: lda, transA: true,
                   b: b + r.lowerBound * ldb, ldb: ldb, c: dst, ldc: w == 0 ? ldc : n, beta: w == 0 ? beta : 0)

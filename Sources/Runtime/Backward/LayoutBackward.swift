@@ -7,7 +7,7 @@ import Graph
 /// Reshape, Flatten (and any layer whose gradient passes unchanged): dInput = dOutput.
 public func identityBackward(dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>, count: Int,
                              accumulate: Bool) {
-    parallelFor(count, minChunk: 1 << 16) { _, r in
+    parallelForStatic(count, minChunk: 1 << 16) { _, r in
         if accumulate { addInto(dInput + r.lowerBound, dOutput + r.lowerBound, r.count) }
         else { (dInput + r.lowerBound).update(from: dOutput + r.lowerBound, count: r.count) }
     }
@@ -17,7 +17,7 @@ public func identityBackward(dOutput: UnsafePointer<Float>, dInput: UnsafeMutabl
 @inline(__always)
 private func moveRows(batch: Int, rows: Int, rowCount: Int, accumulate: Bool,
                       src: (Int, Int) -> UnsafePointer<Float>, dst: (Int, Int) -> UnsafeMutablePointer<Float>) {
-    parallelFor(batch * rows, minChunk: max(1, 16_384 / max(1, rowCount))) { _, range in
+    parallelForStatic(batch * rows, minChunk: max(1, 16_384 / max(1, rowCount))) { _, range in
         for i in range {
             let b = i / rows, r = i % rows
             if accumulate { addInto(dst(b, r), src(b, r), rowCount) } else { dst(b, r).update(from: src(b, r), count: rowCount) }
@@ -52,7 +52,7 @@ public func upsample2dBackward(dOutput dy: UnsafePointer<Float>, dInput dx: Unsa
     let oh = h * factorH, ow = w * factorW
     switch interpolation {
     case .nearest:
-        parallelFor(n * h, minChunk: max(1, 4096 / max(1, w * c * factorH * factorW))) { _, rows in
+        parallelForStatic(n * h, minChunk: max(1, 4096 / max(1, w * c * factorH * factorW))) { _, rows in
             for row in rows {
                 let b = row / h, y = row % h
                 for x in 0..<w {
@@ -68,7 +68,7 @@ public func upsample2dBackward(dOutput dy: UnsafePointer<Float>, dInput dx: Unsa
         }
     case .bilinear:
         if !accumulate { zeroFill(dx, n * h * w * c) }
-        parallelFor(n) { _, images in
+        parallelForStatic(n) { _, images in
             for b in images {
                 for oy in 0..<oh {
                     let fy = max(0, (Float(oy) + 0.5) / Float(factorH) - 0.5)

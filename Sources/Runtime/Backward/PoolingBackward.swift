@@ -19,7 +19,7 @@ public func pool2dBackward(input x: UnsafePointer<Float>?, dOutput dy: UnsafePoi
     if !accumulate { zeroFill(dx, g.inputCount) }
     let threads = RuntimeThreads.count
     let slices = g.batch >= threads ? 1 : min(max(1, (g.inC + 7) / 8), threads)
-    parallelFor(g.batch * slices, threads: threads) { _, items in
+    parallelForStatic(g.batch * slices, threads: threads) { _, items in
         for item in items {
             let n = item / slices, s = item % slices
             // Channel slices in multiples of 8 lanes.
@@ -82,7 +82,7 @@ public func globalPoolBackward(input x: UnsafePointer<Float>?, dOutput dy: Unsaf
                                dInput dx: UnsafeMutablePointer<Float>, batch: Int, pixels: Int, channels C: Int,
                                kind: PoolKind, accumulate: Bool) {
     precondition(kind == .average || x != nil, "global max pooling backward needs the forward input")
-    parallelFor(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
+    parallelForStatic(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
         guard kind == .max else {
             let inv = 1 / Float(max(1, pixels))
             for r in rows {

@@ -24,7 +24,7 @@ public func logSoftmaxBackward(output y: UnsafePointer<Float>, dOutput: UnsafePo
 private func axisBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                           _ outer: Int, _ n: Int, _ inner: Int, _ accumulate: Bool, log: Bool) {
     guard outer > 0, n > 0, inner > 0 else { return }
-    parallelFor(outer, minChunk: max(1, 16_384 / (n * inner))) { _, range in
+    parallelForStatic(outer, minChunk: max(1, 16_384 / (n * inner))) { _, range in
         for o in range {
             for i in 0..<inner {
                 let base = o * n * inner + i

@@ -1,3 +1,4 @@
+import Graph
 // Pooling over NHWC.
 //   pool2d: input [N, inH, inW, C] -> output [N, outH, outW, C]; geometry from Conv2DGeometry with
 //           kernel = pool_size, outC = inC, dilation 1 (Keras's strides default to pool_size:
@@ -6,7 +7,7 @@
 // TensorFlow semantics under `same` padding: max ignores the padding; average divides by the
 // number of real (non-padding) elements in each window, not by the window size.
 
-public enum PoolKind: Sendable { case max, average }
+// `PoolKind` (max, average) is Graph's, shared with the layer specs.
 
 extension Conv2DGeometry {
     /// The window geometry of MaxPooling2D / AveragePooling2D: Keras's `strides` default to the

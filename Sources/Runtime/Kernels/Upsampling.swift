@@ -1,3 +1,4 @@
+import Graph
 // UpSampling2D over NHWC: [N, H, W, C] -> [N, H*sizeH, W*sizeW, C].
 // nearest: each input pixel repeated sizeH x sizeW times.
 // bilinear: TensorFlow's resize_bilinear with half_pixel_centers=True, which is what Keras's
@@ -7,10 +8,10 @@
 //   lower = max(floor(in), 0), upper = min(ceil(in), inSize - 1), lerp = in - floor(in);
 //   top = tl + (tr - tl) * xLerp, bottom = bl + (br - bl) * xLerp, out = top + (bottom - top) * yLerp.
 
-public enum UpsamplingInterpolation: String, Sendable { case nearest, bilinear }
+// `Interpolation` (nearest, bilinear) is Graph's, shared with the layer specs.
 
 public func upsampling2d(input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
-                         sizeH: Int, sizeW: Int, interpolation: UpsamplingInterpolation,
+                         sizeH: Int, sizeW: Int, interpolation: Interpolation,
                          output: UnsafeMutablePointer<Float>) {
     let outH = height * sizeH, outW = width * sizeW, c = channels
     guard batch > 0, outH > 0, outW > 0, c > 0 else { return }

@@ -9,35 +9,32 @@ extension CompiledPlan {
         switch node.op {
         case .affine(_, _, let act):
             let scale = constant(0), shift = constant(1), c = y.last!
-            return { channelAffine(ins[0], out, count: n, channels: c, scale: scale, shift: shift, activation: act) }
+            return { DataOps.affine(ins[0], out, count: n, scale: scale, shift: shift, channels: c, activation: act) }
         case .pool(let kind, let ph, let pw, let sh, let sw, let pt, let pl):
             let x = inShapes[0]
-            let g = Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
-                                   kernelH: ph, kernelW: pw, strideH: sh, strideW: sw, dilationH: 1, dilationW: 1,
-                                   padTop: pt, padLeft: pl)
-            return { pool2d(ins[0], out, geometry: g, kind: kind) }
+            return { DataOps.pool(kind, poolH: ph, poolW: pw, strideH: sh, strideW: sw, padTop: pt, padLeft: pl, ins[0], x, out, y) }
         case .globalPool(let kind):
             let x = inShapes[0]
-            return { globalPool(ins[0], out, batch: x[0], pixels: x[1] * x[2], channels: x[3], kind: kind) }
-        case .pad(let t, _, let l, _):
+            return { DataOps.globalPool(kind, ins[0], x, out) }
+        case .pad(let t, let b, let l, let r):
             let x = inShapes[0]
-            return { zeroPad2d(ins[0], out, input: x, output: y, top: t, left: l) }
+            return { DataOps.pad(top: t, bottom: b, left: l, right: r, ins[0], x, out) }
         case .crop(let t, let l):
             let x = inShapes[0]
-            return { crop2d(ins[0], out, input: x, output: y, top: t, left: l) }
+            return { DataOps.crop(top: t, left: l, ins[0], x, out, y) }
         case .upsample(let fh, let fw, let interpolation):
             let x = inShapes[0]
-            return { upsample2d(ins[0], out, input: x, factorH: fh, factorW: fw, interpolation: interpolation) }
+            return { DataOps.upsample(sizeH: fh, sizeW: fw, interpolation, ins[0], x, out) }
         case .transpose(let perm):
             let x = inShapes[0]
-            return { transpose(ins[0], out, shape: x, permutation: perm) }
+            return { transpose(input: ins[0], shape: x, perm: perm, output: out) }
         case .concat(let axis):
-            return { concatenate(ins, inShapes, out, axis: axis) }
+            return { DataOps.concat(axis: axis, ins, inShapes, out) }
         case .merge(let kind):
-            return { merge(ins, inShapes, out, outShape: y, kind: kind) }
+            return { DataOps.merge(kind, ins, inShapes, out, y) }
         case .channelScale:
             let x = inShapes[0]
-            return { channelScale(ins[0], scale: ins[1], out, batch: x[0], pixels: x[1] * x[2], channels: x[3]) }
+            return { channelScale(ins[0], batch: x[0], spatial: x[1] * x[2], channels: x[3], scale: ins[1], output: out) }
         default:
             preconditionFailure("no data step for \(node.op)")
         }

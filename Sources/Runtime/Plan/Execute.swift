@@ -31,14 +31,17 @@ extension CompiledPlan {
             let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)
             let ws = workspace, wsCount = workspaceCount
+            let residual = p.residual ? ins.last : nil
             return { conv2d(input: ins[0], geometry: g, kernel: kernel, output: out,
-                            epilogue: Epilogue(shift: bias, activation: act), workspace: ws, workspaceCount: wsCount) }
+                            epilogue: Epilogue(shift: bias, residual: residual, activation: act),
+                            workspace: ws, workspaceCount: wsCount) }
         case .scaledPointwise(let p, _, let shift, let act):
             var g = CompiledPlan.geometry(nodes, i, p)
             let batch = g.batch, cin = g.inC, cout = g.outC, pixels = g.inH * g.inW
             g.batch = 1
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)
             let scaled = workspace
+            let residual = p.residual ? ins.last : nil
             return {
                 for b in 0..<batch {
                     let s = ins[1] + b * cin
@@ -48,7 +51,8 @@ extension CompiledPlan {
                         for co in 0..<cout { dst[co] = src[co] * factor }
                     }
                     conv2d(input: ins[0] + b * pixels * cin, geometry: g, kernel: scaled, output: out + b * pixels * cout,
-                           epilogue: Epilogue(shift: bias, activation: act), workspace: nil, workspaceCount: 0)
+                           epilogue: Epilogue(shift: bias, residual: residual.map { $0 + b * pixels * cout }, activation: act),
+                           workspace: nil, workspaceCount: 0)
                 }
             }
         case .depthwise(let p, let m, _, let shift, let act):

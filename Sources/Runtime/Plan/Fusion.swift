@@ -18,7 +18,36 @@ struct Fusion {
     mutating func run() -> (nodes: [PlanNode], outputs: [Int]) {
         for i in nodes.indices { fuseIntoProducer(i) }
         for i in nodes.indices where forward[i] == nil { foldChannelScale(i) }
+        for i in nodes.indices where forward[i] == nil { foldResidualAdd(i) }
+        // An activation after a folded Add (ResNet's add-then-relu) now has a fusable producer.
+        for i in nodes.indices where forward[i] == nil { fuseIntoProducer(i) }
         return compact()
+    }
+
+    /// Add(conv(x), r) with the convolution used only there becomes the convolution with r as a
+    /// residual in its epilogue, placed where the Add was (so r has been computed by then).
+    private mutating func foldResidualAdd(_ i: Int) {
+        guard case .merge(.add) = nodes[i].op, nodes[i].inputs.count == 2 else { return }
+        let ins = nodes[i].inputs.map(resolve)
+        guard nodes[ins[0]].shape == nodes[ins[1]].shape else { return }
+        for k in 0..<2 {
+            let c = ins[k], other = ins[1 - k]
+            guard c != other, !isOutput(c), consumers(of: c) == [i] else { continue }
+            switch nodes[c].op {
+            case .conv(var p, let kernel, let shift, let act) where act.isIdentity && !p.residual:
+                p.residual = true
+                nodes[i].op = .conv(p, kernel: kernel, shift: shift, act: act)
+            case .scaledPointwise(var p, let kernel, let shift, let act) where act.isIdentity && !p.residual:
+                p.residual = true
+                nodes[i].op = .scaledPointwise(p, kernel: kernel, shift: shift, act: act)
+            default:
+                continue
+            }
+            nodes[i].inputs = nodes[c].inputs + [other]
+            nodes[i].layer = nodes[c].layer + "+" + nodes[i].layer
+            forward[c] = i
+            return
+        }
     }
 
     /// channelScale(x, s) feeding only a pointwise conv becomes that conv with scaled weights.
@@ -69,7 +98,7 @@ struct Fusion {
             nodes[i].inputs = producer.inputs
             forward[p] = producer.inputs[0]
             return
-        case (.conv(let params, let k, let s, let a), .affine(let scale, let shift, let act)) where a.isIdentity:
+        case (.conv(let params, let k, let s, let a), .affine(let scale, let shift, let act)) where a.isIdentity && !params.residual:
             let (k2, s2) = scaleColumns(k, s, scale, shift)
             nodes[p].op = .conv(params, kernel: k2, shift: s2, act: act)
         case (.depthwise(let params, let m, let k, let s, let a), .affine(let scale, let shift, let act)) where a.isIdentity:

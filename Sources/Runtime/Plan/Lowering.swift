@@ -95,10 +95,11 @@ struct Lowering {
             return try splitSoftmax(s.activation, d, shape, name)
         case .batchNorm(let s):
             let c = inShape.last!
-            let gamma = s.scale ? try weight("gamma", node) : Array(repeating: 1, count: c)
-            let beta = s.center ? try weight("beta", node) : Array(repeating: 0, count: c)
-            let (scale, shift) = foldBatchNorm(gamma: gamma, beta: beta, mean: try weight("moving_mean", node),
-                                               variance: try weight("moving_variance", node), epsilon: s.epsilon)
+            _ = c
+            let (scale, shift) = foldBatchNorm(gamma: s.scale ? try weight("gamma", node) : nil,
+                                               beta: s.center ? try weight("beta", node) : nil,
+                                               movingMean: try weight("moving_mean", node),
+                                               movingVariance: try weight("moving_variance", node), epsilon: s.epsilon)
             return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
         case .normalization(let mean, let variance, let invert):
             let c = inShape.last!
@@ -212,19 +213,6 @@ func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> R
     if values.count == channels { return values }
     if values.count == 1 { return Array(repeating: values[0], count: channels) }
     throw fail("\(values.count) values for \(channels) channels")
-}
-
-/// Inference batch normalization as y = x * scale + shift.
-func foldBatchNorm(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], epsilon: Float)
-    -> (scale: [Float], shift: [Float]) {
-    var scale = [Float](repeating: 0, count: gamma.count)
-    var shift = [Float](repeating: 0, count: gamma.count)
-    for c in 0..<gamma.count {
-        let s = Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot()
-        scale[c] = Float(s)
-        shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
-    }
-    return (scale, shift)
 }
 
 extension ActivationSpec {

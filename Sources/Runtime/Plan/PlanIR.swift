@@ -43,6 +43,9 @@ struct ConvParams: Equatable {
     var dilationH: Int, dilationW: Int
     var padTop: Int, padLeft: Int
     var outChannels: Int
+    /// The node's last input is added to the result before the activation (a following Add
+    /// folded into the convolution's epilogue).
+    var residual = false
 }
 
 /// One value-producing step of the plan.

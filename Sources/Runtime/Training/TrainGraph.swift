@@ -146,13 +146,10 @@ enum TrainingLowering {
             }
             // A frozen BatchNormalization runs in inference mode, as in Keras.
             let c = inShape.last!
-            func values(_ i: Int?, _ fill: Float) -> [Float] {
-                guard let i else { return Array(repeating: fill, count: c) }
-                return Array(UnsafeBufferPointer(start: params.entry(i).values, count: c))
-            }
+            func values(_ i: Int) -> [Float] { Array(UnsafeBufferPointer(start: params.entry(i).values, count: c)) }
             let (scale, shiftValues) = foldBatchNorm(
-                gamma: values(s.scale ? try ref("gamma") : nil, 1), beta: values(s.center ? try ref("beta") : nil, 0),
-                mean: values(mean, 0), variance: values(variance, 1), epsilon: s.epsilon)
+                gamma: s.scale ? values(try ref("gamma")) : nil, beta: s.center ? values(try ref("beta")) : nil,
+                movingMean: values(mean), movingVariance: values(variance), epsilon: s.epsilon)
             return append(.affine(scale: scale, shift: shiftValues), ins, shape)
         case .normalization, .rescaling:
             // Constant per-channel affines: reuse the inference lowering's arithmetic.

@@ -144,14 +144,14 @@ final class TrainingPlan {
                                                 momentum: Double(momentum), correctVariance: bessel)
             } else {
                 let (scale, shift) = foldBatchNorm(
-                    gamma: gamma.map { Array(UnsafeBufferPointer(start: weight($0), count: c)) } ?? Array(repeating: 1, count: c),
-                    beta: beta.map { Array(UnsafeBufferPointer(start: weight($0), count: c)) } ?? Array(repeating: 0, count: c),
-                    mean: Array(UnsafeBufferPointer(start: weight(mean), count: c)),
-                    variance: Array(UnsafeBufferPointer(start: weight(variance), count: c)), epsilon: eps)
-                channelAffine(x!, out, count: node.count, channels: c, scale: scale, shift: shift, activation: .linear)
+                    gamma: gamma.map { Array(UnsafeBufferPointer(start: weight($0), count: c)) },
+                    beta: beta.map { Array(UnsafeBufferPointer(start: weight($0), count: c)) },
+                    movingMean: Array(UnsafeBufferPointer(start: weight(mean), count: c)),
+                    movingVariance: Array(UnsafeBufferPointer(start: weight(variance), count: c)), epsilon: eps)
+                DataOps.affine(x!, out, count: node.count, scale: scale, shift: shift, channels: c)
             }
         case .affine(let scale, let shift):
-            channelAffine(x!, out, count: node.count, channels: scale.count, scale: scale, shift: shift, activation: .linear)
+            DataOps.affine(x!, out, count: node.count, scale: scale, shift: shift, channels: scale.count)
         case .activation(let a):
             out.update(from: x!, count: node.count)
             applyActivation(a, out, count: node.count)
@@ -169,22 +169,21 @@ final class TrainingPlan {
                 out.update(from: x!, count: node.count)
             }
         case .pool(let kind, let ph, let pw, let sh, let sw, let pt, let pl):
-            pool2d(x!, out, geometry: poolGeometry(inShape, node.shape, ph, pw, sh, sw, pt, pl), kind: kind)
+            DataOps.pool(kind, poolH: ph, poolW: pw, strideH: sh, strideW: sw, padTop: pt, padLeft: pl, x!, inShape, out, node.shape)
         case .globalPool(let kind):
-            globalPool(x!, out, batch: inShape[0], pixels: inShape[1] * inShape[2], channels: inShape[3], kind: kind)
-        case .pad(let t, _, let l, _):
-            zeroPad2d(x!, out, input: inShape, output: node.shape, top: t, left: l)
+            DataOps.globalPool(kind, x!, inShape, out)
+        case .pad(let t, let b, let l, let r):
+            DataOps.pad(top: t, bottom: b, left: l, right: r, x!, inShape, out)
         case .crop(let t, let l):
-            crop2d(x!, out, input: inShape, output: node.shape, top: t, left: l)
+            DataOps.crop(top: t, left: l, x!, inShape, out, node.shape)
         case .upsample(let fh, let fw, let interpolation):
-            upsample2d(x!, out, input: inShape, factorH: fh, factorW: fw, interpolation: interpolation)
+            DataOps.upsample(sizeH: fh, sizeW: fw, interpolation, x!, inShape, out)
         case .transpose(let perm):
-            transpose(x!, out, shape: inShape, permutation: perm)
+            transpose(input: x!, shape: inShape, perm: perm, output: out)
         case .concat(let axis):
-            concatenate(node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, axis: axis)
+            DataOps.concat(axis: axis, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out)
         case .merge(let kind):
-            merge(node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out,
-                  outShape: node.shape, kind: kind)
+            DataOps.merge(kind, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)
         case .view:
             out.update(from: x!, count: node.count)
         }

@@ -12,7 +12,7 @@ final class ElementwiseBackwardTests: BackwardTestCase {
     func forward(_ xs: [[Float]], _ shapes: [[Int]], _ out: [Int], _ kind: MergeKind) -> [Float] {
         let bufs = xs.map { Buf($0) }
         let y = Buf(count: out.reduce(1, *))
-        merge(bufs.map { $0.c }, shapes, y.p, outShape: out, kind: kind)
+        DataOps.merge(kind, bufs.map { $0.c }, shapes, y.p, out)
         return y.array
     }
 
@@ -76,7 +76,7 @@ final class ElementwiseBackwardTests: BackwardTestCase {
             let x = rng.floats(batch * pixels * c), s = rng.floats(batch * c), w = rng.floats(x.count)
             func loss(_ x: [Float], _ s: [Float]) -> Double {
                 let y = Buf(count: x.count)
-                channelScale(Buf(x).c, scale: Buf(s).c, y.p, batch: batch, pixels: pixels, channels: c)
+                channelScale(Buf(x).c, batch: batch, spatial: pixels, channels: c, scale: Buf(s).c, output: y.p)
                 return weightedSum(y.array, w)
             }
             let dx = Buf(count: x.count), ds = Buf(count: s.count)
@@ -97,7 +97,7 @@ final class ElementwiseBackwardTests: BackwardTestCase {
         let x = rng.floats(rows * c), scale = rng.floats(c, 0.5, 2), shift = rng.floats(c), w = rng.floats(rows * c)
         func loss(_ x: [Float], _ s: [Float], _ b: [Float]) -> Double {
             let y = Buf(count: x.count)
-            channelAffine(Buf(x).c, y.p, count: x.count, channels: c, scale: Buf(s).c, shift: Buf(b).c, activation: .linear)
+            channelAffine(input: Buf(x).c, count: x.count, channels: c, scale: Buf(s).c, shift: Buf(b).c, output: y.p)
             return weightedSum(y.array, w)
         }
         let dx = Buf(count: x.count), ds = Buf(count: c), db = Buf(count: c)

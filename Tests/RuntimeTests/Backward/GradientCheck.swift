@@ -9,6 +9,7 @@
 // analytic gradient. With a Double forward the truncation error is O(h²) and rounding ~1e-12,
 // so the remaining difference is the float kernel's own rounding; tolerances are stated
 // relative to the gradient's largest magnitude.
+import Graph
 import Foundation
 import XCTest
 @testable import Runtime

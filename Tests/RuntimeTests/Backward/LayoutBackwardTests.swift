@@ -28,17 +28,17 @@ final class LayoutBackwardTests: BackwardTestCase {
         let s = [2, 5, 6, 3]
         let padded = [2, 5 + 1 + 2, 6 + 3 + 0, 3]
         check("zero pad", inCount: s.reduce(1, *), outCount: padded.reduce(1, *), seed: 1,
-              forward: { zeroPad2d($0, $1, input: s, output: padded, top: 1, left: 3) },
+              forward: { DataOps.pad(top: 1, bottom: 2, left: 3, right: 0, $0, s, $1) },
               backward: { zeroPad2dBackward(dOutput: $0, dInput: $1, input: s, output: padded, top: 1, left: 3, accumulate: $2) })
         let cropped = [2, 3, 3, 3]
         check("crop", inCount: s.reduce(1, *), outCount: cropped.reduce(1, *), seed: 2,
-              forward: { crop2d($0, $1, input: s, output: cropped, top: 1, left: 2) },
+              forward: { DataOps.crop(top: 1, left: 2, $0, s, $1, cropped) },
               backward: { crop2dBackward(dOutput: $0, dInput: $1, input: s, output: cropped, top: 1, left: 2, accumulate: $2) })
         for interpolation in Interpolation.allCases {
             for (fh, fw) in [(2, 2), (3, 2)] {
                 check("upsample \(interpolation) \(fh)x\(fw)", inCount: s.reduce(1, *),
                       outCount: s[0] * s[1] * fh * s[2] * fw * s[3], seed: 3,
-                      forward: { upsample2d($0, $1, input: s, factorH: fh, factorW: fw, interpolation: interpolation) },
+                      forward: { DataOps.upsample(sizeH: fh, sizeW: fw, interpolation, $0, s, $1) },
                       backward: { upsample2dBackward(dOutput: $0, dInput: $1, input: s, factorH: fh, factorW: fw,
                                                      interpolation: interpolation, accumulate: $2) })
             }
@@ -49,7 +49,7 @@ final class LayoutBackwardTests: BackwardTestCase {
         let shape = [2, 3, 4, 5]
         for perm in [[0, 2, 1, 3], [0, 3, 1, 2], [3, 2, 1, 0]] {
             check("transpose \(perm)", inCount: 120, outCount: 120, seed: 4,
-                  forward: { transpose($0, $1, shape: shape, permutation: perm) },
+                  forward: { transpose(input: $0, shape: shape, perm: perm, output: $1) },
                   backward: { transposeBackward(dOutput: $0, dInput: $1, shape: shape, permutation: perm, accumulate: $2) })
         }
         check("identity", inCount: 77, outCount: 77, seed: 5,
@@ -68,7 +68,7 @@ final class LayoutBackwardTests: BackwardTestCase {
                 var inputs = xs
                 inputs[k] = xk
                 let y = Buf(count: out.reduce(1, *))
-                concatenate(inputs.map { Buf($0).c }, shapes, y.p, axis: 2)
+                DataOps.concat(axis: 2, inputs.map { Buf($0).c }, shapes, y.p)
                 return weightedSum(y.array, w)
             }
         }

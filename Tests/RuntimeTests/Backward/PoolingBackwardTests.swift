@@ -11,7 +11,7 @@ import TestSupport
 final class PoolingBackwardTests: BackwardTestCase {
     func pool(_ x: [Float], _ g: Conv2DGeometry, _ kind: PoolKind) -> [Float] {
         let y = Buf(count: g.outputCount)
-        pool2d(Buf(x).c, y.p, geometry: g, kind: kind)
+        pool2d(kind, input: Buf(x).c, geometry: g, output: y.p)
         return y.array
     }
 
@@ -78,7 +78,7 @@ final class PoolingBackwardTests: BackwardTestCase {
                                channels: c, kind: kind, accumulate: false)
             checkGradient("global \(kind)", at: x, analytic: dx.array, h: kind == .max ? 1e-3 : 0.5, tolerance: 1e-5) {
                 let y = Buf(count: batch * c)
-                globalPool(Buf($0).c, y.p, batch: batch, pixels: pixels, channels: c, kind: kind)
+                DataOps.globalPool(kind, Buf($0).c, [batch, pixels, 1, c], y.p)
                 return weightedSum(y.array, w)
             }
         }

@@ -1,3 +1,4 @@
+import Graph
 import XCTest
 import TestSupport
 @testable import Runtime

@@ -1,3 +1,4 @@
+import Graph
 import XCTest
 import Foundation
 import TestSupport
@@ -5,7 +6,7 @@ import TestSupport
 
 final class UpsamplingTests: XCTestCase {
     func run(_ x: [Float], _ n: Int, _ h: Int, _ w: Int, _ c: Int, _ sh: Int, _ sw: Int,
-             _ mode: UpsamplingInterpolation) -> [Float] {
+             _ mode: Interpolation) -> [Float] {
         var y = [Float](repeating: .nan, count: n * h * sh * w * sw * c)
         x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
             upsampling2d(input: xp.baseAddress!, batch: n, height: h, width: w, channels: c, sizeH: sh, sizeW: sw,
