@@ -27,25 +27,48 @@ public enum H5Arrays {
         try withHDF5 {
             let root = try H5File.open(path).root()
             var out: [String: H5Array] = [:]
-            try collect(root, prefix: "", into: &out)
+            try walk(root, prefix: "") { name, dataset in
+                let (shape, values) = try dataset.read()
+                out[name] = H5Array(shape: shape, values: values)
+            }
             return out
         }
     }
 
     /// The root attributes that hold one value (strings, numbers).
     public static func attributes(path: String) throws -> [String: H5Scalar] {
+        try withHDF5 { try scalars(of: H5File.open(path).root()) }
+    }
+
+    /// The one-value attributes of every dataset, by dataset path.
+    public static func datasetAttributes(path: String) throws -> [String: [String: H5Scalar]] {
         try withHDF5 {
-            let root = try H5File.open(path).root()
-            var out: [String: H5Scalar] = [:]
-            for name in try root.attributeNames() {
-                switch try root.readAttribute(name) {
-                case .strings(let s) where s.count == 1: out[name] = .string(s[0])
-                case .floats(let f) where f.count == 1: out[name] = .number(f[0])
-                case .integers(let i) where i.count == 1: out[name] = .integer(i[0])
-                default: continue
-                }
-            }
+            var out: [String: [String: H5Scalar]] = [:]
+            try walk(H5File.open(path).root(), prefix: "") { name, dataset in out[name] = try scalars(of: dataset) }
             return out
+        }
+    }
+
+    private static func scalars(of object: H5Object) throws -> [String: H5Scalar] {
+        var out: [String: H5Scalar] = [:]
+        for name in try object.attributeNames() {
+            switch try object.readAttribute(name) {
+            case .strings(let s) where s.count == 1: out[name] = .string(s[0])
+            case .floats(let f) where f.count == 1: out[name] = .number(f[0])
+            case .integers(let i) where i.count == 1: out[name] = .integer(i[0])
+            default: continue
+            }
+        }
+        return out
+    }
+
+    private static func walk(_ group: H5Group, prefix: String, _ visit: (String, H5Dataset) throws -> Void) throws {
+        for name in try group.childNames() {
+            switch try group.child(name) {
+            case .group(let g)?: try walk(g, prefix: prefix + name + "/", visit)
+            case .dataset(let d)?: try visit(prefix + name, d)
+            case nil: continue
+            }
         }
     }
 
@@ -64,15 +87,4 @@ public enum H5Arrays {
         }
     }
 
-    private static func collect(_ group: H5Group, prefix: String, into out: inout [String: H5Array]) throws {
-        for name in try group.childNames() {
-            switch try group.child(name) {
-            case .group(let g)?: try collect(g, prefix: prefix + name + "/", into: &out)
-            case .dataset(let d)?:
-                let (shape, values) = try d.read()
-                out[prefix + name] = H5Array(shape: shape, values: values)
-            case nil: continue
-            }
-        }
-    }
 }
