@@ -5,5 +5,5 @@ struct Distillctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distillctl",
         abstract: "Run Keras models fast on a CPU, distil them into students, and write Keras files back.",
-        subcommands: [SummaryCommand.self, VerifyCommand.self])
+        subcommands: [SummaryCommand.self, VerifyCommand.self, ConvertCommand.self])
 }

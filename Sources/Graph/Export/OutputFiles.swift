@@ -14,7 +14,8 @@ public func ensureDistinctOutputs(_ outputs: [String], inputs: [String]) throws 
     }
 }
 
-func sameFile(_ a: String, _ b: String) -> Bool {
+/// Whether two paths name the same file (or would, once created).
+public func sameFile(_ a: String, _ b: String) -> Bool {
     var sa = stat(), sb = stat()
     if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
     func resolved(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
