@@ -101,6 +101,28 @@ final class ExportTests: XCTestCase {
         XCTAssertTrue(k2.contains("[[\"encoder\", 1, 0, {}], [\"encoder\", 2, 0, {}]]"), "tf-keras numbers them from 1")
     }
 
+    /// Keras 3 numbers a nested Functional's calls from 1 in `output_layers` (Keras 3.15 writes
+    /// `[["enc", 1, 0], ["enc", 2, 0]]` for outputs `[enc(a), enc(b)]`) but from 0 in calls. The
+    /// siamese fixture with its outputs replaced by the encoder's two calls: the outputs must be
+    /// what `diff` subtracts, when read and after writing for either version.
+    func testOutputsTakenStraightFromANestedFunctional() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k3_nested_functional" })
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: c.path(c.arch)!))) as? [String: Any])
+        var config = try XCTUnwrap(root["config"] as? [String: Any])
+        config["output_layers"] = [["encoder", 1, 0], ["encoder", 2, 0]]
+        root["config"] = config
+        let folder = try ExportFolder()
+        try JSONSerialization.data(withJSONObject: root).write(to: folder.url.appendingPathComponent("arch.json"))
+        let model = try LoadedModel.load(path: c.path(c.model)!, archPath: folder.path("arch.json"))
+        let diff = try XCTUnwrap(model.graph.nodes.first { $0.name == "diff" })
+        XCTAssertEqual(model.graph.outputs, diff.inputs)
+        XCTAssertEqual(diff.inputs.count, 2)
+        for target in [KerasTarget.keras2, .keras3] {
+            try model.exportFile(target: target).write(to: folder.path("out.h5"))
+            assertSameModel(try LoadedModel.load(path: folder.path("out.h5")), model, "target \(target.rawValue)")
+        }
+    }
+
     /// Numbers are written back as Keras wrote them (Foundation's Linux parser would misround
     /// Rescaling's 1/255 = 0.00392156862745098).
     func testNumbersAreWrittenAsKerasWroteThem() throws {

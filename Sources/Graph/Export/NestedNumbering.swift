@@ -6,16 +6,18 @@
 ///   `output_layers` alike. A reference to node 0 is never resolved and the loader loops forever.
 /// - Keras 3 (`keras/src/models/functional.py`): `inbound_nodes` index `_inbound_nodes`
 ///   directly, so the first call is 0 (node 1 of a once-called model: "disconnected nodes");
-///   but `get_tensor`, used for `input_layers` / `output_layers`, subtracts 1 for a Functional.
+///   but `input_layers` / `output_layers` number a nested Functional's calls from 1 (`get_config`
+///   counts a built-in node, `get_tensor` subtracts it), a nested Sequential's from 0.
 /// So a Functional whose layers call a nested model cannot be written for both; its outputs may
 /// (both number a nested Functional's calls from 1 there).
 struct NestedNumbering {
     enum Use { case call, modelIO }
 
     private struct Nested {
-        var sourceOffset: Int     // what the source config adds to the call ordinal
+        var sourceOffset: Int     // what the source config adds to the call ordinal (Keras 2)
         var keras2Offset: Int
-        var isFunctional: Bool
+        var isFunctional: Bool    // as exported (Functional or Model, not Sequential)
+        var sourceIsFunctional: Bool
     }
 
     let model: String
@@ -31,19 +33,20 @@ struct NestedNumbering {
 
     /// `source` is the entry as read (numbered as GraphBuilder reads it), `exported` as written.
     mutating func addNestedModel(_ name: String, source: [String: Any], exported: [String: Any]) {
-        let className = exported["class_name"] as? String ?? ""
-        let isFunctional = className != "Sequential"
+        let isFunctional = exported["class_name"] as? String != "Sequential"
         nested[name] = Nested(
             sourceOffset: sourceMajor < 3 && startsWithInputLayer(source) ? 1 : 0,
             // A Functional's first tracked layer is always an InputLayer (the deepest layer).
             keras2Offset: isFunctional || startsWithInputLayer(exported) ? 1 : 0,
-            isFunctional: isFunctional)
+            isFunctional: isFunctional,
+            sourceIsFunctional: source["class_name"] as? String != "Sequential")
     }
 
     /// The reference renumbered for the target; references to other layers are unchanged.
     func exported(_ ref: TensorRef, use: Use, by user: String) throws -> TensorRef {
         guard let info = nested[ref.layer] else { return ref }
-        let call = ref.node - info.sourceOffset
+        // As GraphBuilder reads the source: Keras 2 per `sourceOffset`, Keras 3 by use.
+        let call = ref.node - (sourceMajor < 3 ? info.sourceOffset : (use == .modelIO && info.sourceIsFunctional ? 1 : 0))
         guard call >= 0 else {
             throw GraphError("model '\(model)': \(user) refers to node \(ref.node) of nested model '\(ref.layer)', which is not one of its calls")
         }
