@@ -226,9 +226,15 @@ struct GraphBuilder {
             let missing = e.calls[done[i]].map(\.layer).filter { l in !values.keys.contains { $0.hasPrefix(l + "#") } }
             throw GraphError("model '\(name)': layer '\(e.name)' waits for '\(missing.first ?? "?")', which is never computed")
         }
+        // Keras 3 numbers a nested Functional's calls from 1 in input_layers/output_layers (its
+        // get_config counts a built-in node there; `get_tensor` subtracts it), from 0 in calls.
+        let functionalNames = Set(entries.filter { $0.cls == "Functional" || $0.cls == "Model" }.map(\.name))
+        func modelIONode(_ ref: TensorRef) -> Int {
+            kerasMajor >= 3 && functionalNames.contains(ref.layer) ? ref.node - 1 : ref.node
+        }
         var outputs: [Int] = []
         for ref in outputRefs {
-            guard let produced = values[key(ref.layer, ref.node)], ref.tensor < produced.count else {
+            guard let produced = values[key(ref.layer, modelIONode(ref))], ref.tensor < produced.count else {
                 throw GraphError("model '\(name)': output layer '\(ref.layer)' is never computed")
             }
             outputs.append(produced[ref.tensor])

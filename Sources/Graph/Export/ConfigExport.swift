@@ -1,0 +1,224 @@
+import Foundation
+
+/// Rewrites a model config of either Keras schema (as `ModelConfigParser` reads it) into the
+/// legacy-h5 schema the target Keras loads (reference §3, §4.4; what each loader accepts was
+/// checked with fixtures/check_export.py):
+/// - entries are `{"class_name", "config"}` plus `name`/`inbound_nodes` inside a Functional; no
+///   `module`/`registered_name`/`build_config`, so Keras 3 takes its legacy path, which is the one
+///   that also reads Keras 2 forms (tf-keras 2.21 puts `module` on nested-Functional entries,
+///   which sends Keras 3 down its strict path and fails on `axis: [3]`);
+/// - calls are Keras 2 lists `[[layer, node, tensor, kwargs], ...]` (Keras 3's `args`/`kwargs`
+///   dicts are tf-keras-unreadable); a single model input/output is a bare triple (a one-element
+///   list makes Keras 3 return a list, which the next layer of a Sequential cannot take);
+/// - a Sequential whose first layer carries `batch_input_shape` gets the InputLayer Keras 2
+///   would add (Keras 3 turns that key into an `input_shape` that still holds the batch axis);
+/// - calls of a nested model are numbered for the target (see `NestedNumbering`).
+struct ConfigExporter {
+    let graph: ModelGraph
+    let weights: WeightStore
+    let target: KerasTarget
+    private let nodesByKey: [String: GraphNode]
+    /// Layer keys of Normalization layers whose statistics moved from weights into the config.
+    private(set) var foldedNormalizations: Set<String> = []
+    private(set) var notes: [String] = []
+
+    init(graph: ModelGraph, weights: WeightStore, target: KerasTarget) {
+        self.graph = graph
+        self.weights = weights
+        self.target = target
+        nodesByKey = Dictionary(graph.nodes.map { ($0.layerKey, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// `root` is `{"class_name", "config", ...}` as in `model_config` or `model.to_json()`.
+    mutating func export(root: [String: Any]) throws -> [String: Any] {
+        try exportModel(root, scope: [])
+    }
+
+    private mutating func exportModel(_ entry: [String: Any], scope: [String]) throws -> [String: Any] {
+        let className = entry["class_name"] as? String ?? "?"
+        let name = modelName(entry) ?? (className == "Sequential" ? "sequential" : "model")
+        let source = entry["config"]
+        var config: [String: Any] = ["name": name]
+        if let trainable = (source as? [String: Any])?["trainable"] as? NSNumber, isJSONBool(trainable) {
+            // A frozen model freezes all its layers in Keras; if some layer inside was unfrozen
+            // since (e.g. by fine-tuning), the model must be written trainable for that to hold.
+            let unfrozen = graph.nodes.contains { $0.trainable && $0.scope.starts(with: scope) }
+            config["trainable"] = NSNumber(value: trainable.boolValue || unfrozen)
+        }
+        switch className {
+        case "Sequential":
+            // Keras 2.0 wrote a Sequential's config as the bare list of its layers.
+            let layers = source as? [Any] ?? (source as? [String: Any])?["layers"] as? [Any] ?? []
+            config["layers"] = try exportSequentialLayers(layers, model: name, scope: scope)
+            if let shape = (source as? [String: Any])?["build_input_shape"], !(shape is NSNull) {
+                config["build_input_shape"] = shape
+            }
+        case "Functional", "Model":
+            guard let c = source as? [String: Any] else {
+                throw GraphError("model '\(name)' (\(className)): config is not an object")
+            }
+            try exportFunctional(c, model: name, scope: scope, into: &config)
+        default:
+            throw GraphError("model '\(name)': unsupported model class '\(className)'")
+        }
+        return ["class_name": className, "config": config]
+    }
+
+    private mutating func exportSequentialLayers(_ layers: [Any], model: String, scope: [String]) throws -> [Any] {
+        var out: [Any] = []
+        for (index, item) in layers.enumerated() {
+            guard let entry = item as? [String: Any], let className = entry["class_name"] as? String else {
+                throw GraphError("Sequential model '\(model)': layer #\(index) has no class_name")
+            }
+            if index == 0, className != "InputLayer", !modelClassNames.contains(className),
+               let input = syntheticInputLayer(entry) {
+                out.append(input)
+            }
+            out.append(try exportEntry(entry, className: className, scope: scope))
+        }
+        return out
+    }
+
+    /// The InputLayer Keras 2's `Sequential.add` creates for a first layer with
+    /// `batch_input_shape` (named `<layer>_input`, as GraphBuilder names it too).
+    private func syntheticInputLayer(_ entry: [String: Any]) -> [String: Any]? {
+        guard let config = entry["config"] as? [String: Any], let shape = config["batch_input_shape"] as? [Any],
+              let name = config["name"] as? String else { return nil }
+        return ["class_name": "InputLayer",
+                "config": ["batch_input_shape": shape, "dtype": dtypeName(config["dtype"]) ?? "float32",
+                           "sparse": NSNumber(value: false), "ragged": NSNumber(value: false),
+                           "name": name + "_input"] as [String: Any]]
+    }
+
+    private mutating func exportFunctional(_ c: [String: Any], model: String, scope: [String],
+                                           into config: inout [String: Any]) throws {
+        guard let layers = c["layers"] as? [Any] else {
+            throw GraphError("model '\(model)' (Functional): config has no layers")
+        }
+        var exported: [[String: Any]] = []
+        var sources: [(name: String, entry: [String: Any])] = []
+        var numbering = NestedNumbering(model: model, target: target, sourceMajor: graph.kerasMajor)
+        for (index, item) in layers.enumerated() {
+            guard let entry = item as? [String: Any], let className = entry["class_name"] as? String else {
+                throw GraphError("model '\(model)': layer #\(index) has no class_name")
+            }
+            let layerConfig = entry["config"] as? [String: Any] ?? [:]
+            guard let name = entry["name"] as? String ?? layerConfig["name"] as? String else {
+                throw GraphError("model '\(model)': layer #\(index) (\(className)) has no name")
+            }
+            let out = try exportEntry(entry, className: className, scope: scope)
+            if modelClassNames.contains(className) { numbering.addNestedModel(name, source: entry, exported: out) }
+            exported.append(out)
+            sources.append((name, entry))
+        }
+        // Calls can only be numbered once every nested model of this Functional is known.
+        for i in exported.indices {
+            exported[i]["name"] = sources[i].name
+            exported[i]["inbound_nodes"] = try exportCalls(sources[i].entry["inbound_nodes"], layer: sources[i].name,
+                                                           numbering: numbering)
+        }
+        config["layers"] = exported
+        let inputs = try tensorRefs(c["input_layers"], what: "input_layers of model '\(model)'")
+        let outputs = try tensorRefs(c["output_layers"], what: "output_layers of model '\(model)'")
+        config["input_layers"] = try refList(inputs.map { try numbering.exported($0, use: .modelIO, by: "its inputs") })
+        config["output_layers"] = try refList(outputs.map { try numbering.exported($0, use: .modelIO, by: "its outputs") })
+    }
+
+    private mutating func exportEntry(_ entry: [String: Any], className: String, scope: [String]) throws -> [String: Any] {
+        let source = entry["config"] as? [String: Any] ?? [:]
+        let name = entry["name"] as? String ?? source["name"] as? String ?? "?"
+        if modelClassNames.contains(className) { return try exportModel(entry, scope: scope + [name]) }
+        let key = (scope + [name]).joined(separator: "/")
+        let layer = LayerConfigExporter(className: className, name: name, node: nodesByKey[key], target: target,
+                                        sourceMajor: graph.kerasMajor, nested: !scope.isEmpty, weights: weights)
+        let (config, folded) = try layer.export(source)
+        if folded {
+            foldedNormalizations.insert(key)
+            notes.append("Normalization '\(key)': its mean and variance are written into its config instead of as "
+                         + "weights, because Keras 3 does not finalize a Normalization inside a nested model after "
+                         + "loading .h5 weights (it would normalize with mean 0, variance 1)")
+        }
+        return ["class_name": className, "config": config]
+    }
+
+    /// `inbound_nodes` as Keras 2 lists; Keras 3's `{"args", "kwargs"}` calls are converted.
+    private func exportCalls(_ value: Any?, layer: String, numbering: NestedNumbering) throws -> [Any] {
+        guard let value, !(value is NSNull) else { return [] }
+        guard let calls = value as? [Any] else { throw GraphError("layer '\(layer)': inbound_nodes is not a list") }
+        return try calls.map { call -> [Any] in
+            let (refs, kwargs) = try callInputs(call, layer: layer)
+            return try refs.map { ref -> [Any] in
+                let out = try numbering.exported(ref, use: .call, by: "layer '\(layer)'")
+                return [out.layer, NSNumber(value: out.node), NSNumber(value: out.tensor), kwargs]
+            }
+        }
+    }
+
+    private func callInputs(_ call: Any, layer: String) throws -> ([TensorRef], [String: Any]) {
+        if let dict = call as? [String: Any] {
+            let args = dict["args"] as? [Any] ?? []
+            // Input tensors only: one tensor, or one list of tensors (merge layers).
+            let tensors = args.count == 1 ? (args[0] as? [Any] ?? [args[0]]) : args
+            let refs = try tensors.map { item -> TensorRef in
+                guard let ref = kerasTensorRef(item) else {
+                    throw GraphError("layer '\(layer)': a call argument is not an input tensor, which this writer does not convert")
+                }
+                return ref
+            }
+            return (refs, try callKwargs(dict["kwargs"], layer: layer))
+        }
+        guard let inputs = call as? [Any] else { throw GraphError("layer '\(layer)': an inbound node is not a list") }
+        var kwargs: [String: Any] = [:]
+        let refs = try inputs.map { input -> TensorRef in
+            guard let list = input as? [Any], let ref = try tensorRefs(list, what: "layer '\(layer)'").first else {
+                throw GraphError("layer '\(layer)': inbound tensor \(input) is not [name, node, tensor, kwargs]")
+            }
+            if list.count > 3 { kwargs = try callKwargs(list[3], layer: layer) }
+            return ref
+        }
+        return (refs, kwargs)
+    }
+
+    /// Call keyword arguments, minus null ones (`{"mask": null}` from Keras 3 is the default, and
+    /// tf-keras layers without masking do not take `mask`).
+    private func callKwargs(_ value: Any?, layer: String) throws -> [String: Any] {
+        guard let dict = value as? [String: Any] else { return [:] }
+        var out: [String: Any] = [:]
+        for (key, item) in dict where !(item is NSNull) {
+            if containsKerasTensor(item) {
+                throw GraphError("layer '\(layer)': a tensor passed as keyword argument '\(key)' is not supported")
+            }
+            out[key] = item
+        }
+        return out
+    }
+}
+
+/// A single input/output as a bare triple, several as a list of triples.
+private func refList(_ refs: [TensorRef]) throws -> Any {
+    let triples: [Any] = refs.map { [$0.layer, NSNumber(value: $0.node), NSNumber(value: $0.tensor)] as [Any] }
+    return triples.count == 1 ? triples[0] : triples
+}
+
+private func kerasTensorRef(_ value: Any) -> TensorRef? {
+    guard let dict = value as? [String: Any], dict["class_name"] as? String == "__keras_tensor__",
+          let config = dict["config"] as? [String: Any], let history = config["keras_history"] as? [Any],
+          let refs = try? tensorRefs(history, what: ""), refs.count == 1 else { return nil }
+    return refs[0]
+}
+
+private func containsKerasTensor(_ value: Any) -> Bool {
+    if kerasTensorRef(value) != nil { return true }
+    if let list = value as? [Any] { return list.contains(where: containsKerasTensor) }
+    if let dict = value as? [String: Any] { return dict.values.contains(where: containsKerasTensor) }
+    return false
+}
+
+/// `dtype` as a plain name: Keras 3 writes a DTypePolicy object, tf-keras reads names.
+func dtypeName(_ value: Any?) -> String? {
+    if let name = value as? String { return name }
+    if let dict = value as? [String: Any], let config = dict["config"] as? [String: Any] {
+        return config["name"] as? String
+    }
+    return nil
+}

@@ -1,0 +1,74 @@
+import Foundation
+import H5Model
+
+/// A model ready to be written as Keras files: the `.h5` contents and the architecture JSON.
+public struct KerasExport: Sendable {
+    /// A full-model file (`model_config` + `model_weights`), or a weights-only file.
+    public var file: KerasH5File
+    /// What `model.to_json()` gives, for `model_from_json` (Python) / `model_from_json()` (R).
+    public var architectureJSON: String
+    public var target: KerasTarget
+    /// Changes beyond the schema that a user should know about (one sentence each).
+    public var notes: [String]
+
+    public var isWeightsOnly: Bool { !file.isFullModel }
+
+    /// Writes the `.h5` file and, when `architecturePath` is given, the JSON. Both appear
+    /// complete or not at all: the JSON is staged beside its target before the `.h5` is written
+    /// (atomically, by H5Model) and renamed into place after; any failure leaves neither behind.
+    public func write(to path: String, architecturePath: String? = nil) throws {
+        guard let architecturePath else { return try file.write(to: path) }
+        try ensureDistinctOutputs([path, architecturePath], inputs: [])
+        let staged = try StagedFile(contents: Data((architectureJSON + "\n").utf8), for: architecturePath)
+        do {
+            try file.write(to: path)
+        } catch {
+            staged.discard()
+            throw error
+        }
+        try staged.commit()
+    }
+}
+
+/// Turns a loaded (or trained) model back into Keras files.
+public enum KerasExporter {
+    /// `config`: the model config JSON the graph was parsed from (`model_config` or `to_json()`
+    /// text, either Keras schema). `weights`: the values to write, e.g. a student's trained
+    /// weights; every weight of every layer of `graph` must be present.
+    public static func export(config: String, graph: ModelGraph, weights: WeightStore, weightsOnly: Bool,
+                              target: KerasTarget = .both, backend: String = "tensorflow") throws -> KerasExport {
+        guard let root = try JSONReader.parse(config, source: "model config") as? [String: Any] else {
+            throw GraphError("model config: not a Keras model config (not a JSON object)")
+        }
+        var configs = ConfigExporter(graph: graph, weights: weights, target: target)
+        let exported = try configs.export(root: root)
+        let version = target.fileKerasVersion
+        let group = try WeightsGroupBuilder(graph: graph, store: weights, omitted: configs.foldedNormalizations)
+            .build(exportedRoot: exported, kerasVersion: version, backend: backend)
+        let file = KerasH5File(modelConfig: weightsOnly ? nil : try JSONText.string(exported), trainingConfig: nil,
+                               kerasVersion: weightsOnly ? nil : version, backend: weightsOnly ? nil : backend,
+                               weights: group)
+        return KerasExport(file: file, architectureJSON: try architectureJSON(exported, version: version, backend: backend),
+                           target: target, notes: configs.notes)
+    }
+
+    /// `to_json()`'s shape. `module: "keras"` is what lets Keras 3's `model_from_json` (which
+    /// resolves classes through the public API) find the class; `keras.Functional` is not public
+    /// there, `keras.Model` is, and both versions build a Functional from a `Model` config.
+    static func architectureJSON(_ exported: [String: Any], version: String, backend: String) throws -> String {
+        let className = exported["class_name"] as? String == "Sequential" ? "Sequential" : "Model"
+        return try JSONText.string(["module": "keras", "class_name": className, "config": exported["config"] ?? [:],
+                                    "keras_version": version, "backend": backend])
+    }
+}
+
+extension LoadedModel {
+    /// This model (with its current weights) as Keras files for `target`.
+    public func exportFile(weightsOnly: Bool = false, target: KerasTarget = .both) throws -> KerasExport {
+        guard !configJSON.isEmpty else {
+            throw GraphError("model '\(graph.name)': no model config to write (the model was not loaded from a file)")
+        }
+        return try KerasExporter.export(config: configJSON, graph: graph, weights: weights,
+                                        weightsOnly: weightsOnly, target: target)
+    }
+}
