@@ -31,14 +31,24 @@ public final class InferenceSession {
         try checkInputs(inputs)
         let n = inputs[0].batch
         var parts: [[Tensor]] = []
-        for start in stride(from: 0, to: n, by: batchSize) {
-            let range = start..<min(start + batchSize, n)
+        let step = min(batchSize, try microBatch(for: inputs))
+        for start in stride(from: 0, to: n, by: step) {
+            let range = start..<min(start + step, n)
             parts.append(try runBatch(inputs.map { n == range.count ? $0 : $0.slice(batch: range) }))
         }
         if parts.count == 1 { return parts[0] }
         return parts[0].indices.map { k in
             Tensor(shape: [n] + parts[0][k].shape.dropFirst(), data: parts.flatMap { $0[k].data })
         }
+    }
+
+    /// Images per pass through the plan. A large image's activations (EfficientNet at 228x228:
+    /// 5 MB in its biggest layer) overflow the caches at batch 8 and run slower per image than one
+    /// at a time, so such inputs go through a batch-1 plan item by item; small ones in one pass.
+    func microBatch(for inputs: [Tensor]) throws -> Int {
+        let single = try plan(for: inputs.map { [1] + $0.shape.dropFirst() })
+        let largest = single.nodes.map(\.count).max() ?? 0
+        return largest * MemoryLayout<Float>.size > 1 << 20 ? 1 : Int.max
     }
 
     func runBatch(_ inputs: [Tensor]) throws -> [Tensor] {
