@@ -6,10 +6,7 @@ import Graph
 enum DataOps {
     static func pool(_ kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int,
                      _ x: UnsafePointer<Float>, _ s: [Int], _ y: UnsafeMutablePointer<Float>, _ o: [Int]) {
-        let g = Conv2DGeometry(batch: s[0], inH: s[1], inW: s[2], inC: s[3], outH: o[1], outW: o[2], outC: o[3],
-                               kernelH: poolH, kernelW: poolW, strideH: strideH, strideW: strideW,
-                               dilationH: 1, dilationW: 1, padTop: padTop, padLeft: padLeft)
-        pool2d(kind, input: x, geometry: g, output: y)
+        pool2d(kind, input: x, geometry: poolGeometry(s, o, poolH, poolW, strideH, strideW, padTop, padLeft), output: y)
     }
 
     static func globalPool(_ kind: PoolKind, _ x: UnsafePointer<Float>, _ s: [Int], _ y: UnsafeMutablePointer<Float>) {
@@ -78,6 +75,12 @@ enum DataOps {
         channelAffine(input: x, count: count, channels: channels, scale: scale, shift: shift, activation: activation,
                       output: y)
     }
+}
+
+/// The geometry of a pooling window over NHWC input `x` and output `y` (batch included).
+func poolGeometry(_ x: [Int], _ y: [Int], _ ph: Int, _ pw: Int, _ sh: Int, _ sw: Int, _ pt: Int, _ pl: Int) -> Conv2DGeometry {
+    ConvParams(kernelH: ph, kernelW: pw, strideH: sh, strideW: sw, dilationH: 1, dilationW: 1, padTop: pt, padLeft: pl,
+               outChannels: y[3]).geometry(input: x, output: y)
 }
 
 /// log(softmax(x)) along an axis, as x - max - log(sum(exp(x - max))): tiny probabilities keep

@@ -4,10 +4,7 @@ import Graph
 /// constants and buffers resolved once at compile time.
 extension CompiledPlan {
     static func geometry(_ nodes: [PlanNode], _ i: Int, _ p: ConvParams) -> Conv2DGeometry {
-        let x = nodes[nodes[i].inputs[0]].shape, y = nodes[i].shape
-        return Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
-                              kernelH: p.kernelH, kernelW: p.kernelW, strideH: p.strideH, strideW: p.strideW,
-                              dilationH: p.dilationH, dilationW: p.dilationW, padTop: p.padTop, padLeft: p.padLeft)
+        p.geometry(input: nodes[nodes[i].inputs[0]].shape, output: nodes[i].shape)
     }
 
     static func workspaceNeeded(_ nodes: [PlanNode], _ i: Int) -> Int {

@@ -46,6 +46,13 @@ struct ConvParams: Equatable {
     /// The node's last input is added to the result before the activation (a following Add
     /// folded into the convolution's epilogue).
     var residual = false
+
+    /// The kernels' geometry for NHWC input and output shapes (batch included).
+    func geometry(input x: [Int], output y: [Int]) -> Conv2DGeometry {
+        Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
+                       kernelH: kernelH, kernelW: kernelW, strideH: strideH, strideW: strideW,
+                       dilationH: dilationH, dilationW: dilationW, padTop: padTop, padLeft: padLeft)
+    }
 }
 
 /// One value-producing step of the plan.

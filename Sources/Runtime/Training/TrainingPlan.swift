@@ -73,10 +73,7 @@ final class TrainingPlan {
     }
 
     static func geometry(_ nodes: [TrainNode], _ i: Int, _ p: ConvParams) -> Conv2DGeometry {
-        let x = nodes[nodes[i].inputs[0]].shape, y = nodes[i].shape
-        return Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
-                              kernelH: p.kernelH, kernelW: p.kernelW, strideH: p.strideH, strideW: p.strideW,
-                              dilationH: p.dilationH, dilationW: p.dilationW, padTop: p.padTop, padLeft: p.padLeft)
+        p.geometry(input: nodes[nodes[i].inputs[0]].shape, output: nodes[i].shape)
     }
 
     static func workspaceNeeded(_ nodes: [TrainNode], _ i: Int) -> Int {
@@ -188,11 +185,6 @@ final class TrainingPlan {
             out.update(from: x!, count: node.count)
         }
     }
-}
-
-func poolGeometry(_ x: [Int], _ y: [Int], _ ph: Int, _ pw: Int, _ sh: Int, _ sw: Int, _ pt: Int, _ pl: Int) -> Conv2DGeometry {
-    Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],
-                   kernelH: ph, kernelW: pw, strideH: sh, strideW: sw, dilationH: 1, dilationW: 1, padTop: pt, padLeft: pl)
 }
 
 /// Keras's noise_shape (None entries follow the input) as the mask's shape, batch included.
