@@ -134,7 +134,7 @@ final class ExportTests: XCTestCase {
     func testOutputOverAnInputIsRefused() throws {
         let folder = try ExportFolder()
         let input = folder.path("model.h5")
-        FileManager.default.createFile(atPath: input, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: input, contents: Data("x".utf8))
         try FileManager.default.createSymbolicLink(atPath: folder.path("link.h5"), withDestinationPath: input)
         for output in [input, folder.path("link.h5"), folder.url.path + "/./model.h5"] {
             let message = errorText { try ensureDistinctOutputs([output], inputs: [input]) }
@@ -149,7 +149,7 @@ final class ExportTests: XCTestCase {
     func testUnwritableFolderLeavesNothingBehind() throws {
         let folder = try ExportFolder()
         let export = try load("k2_dense_2d").exportFile(weightsOnly: true)
-        FileManager.default.createFile(atPath: folder.path("file"), contents: Data())
+        _ = FileManager.default.createFile(atPath: folder.path("file"), contents: Data())
         let bad = folder.path("file") + "/sub"       // a folder below a regular file: never writable
         for (h5, json) in [(bad + "/w.h5", folder.path("w.json")), (folder.path("w.h5"), bad + "/w.json")] {
             let message = try XCTUnwrap(errorText { try export.write(to: h5, architecturePath: json) })

@@ -17,7 +17,7 @@ final class JSONTextTests: XCTestCase {
                        "[1.001e-05, 12345678901234, -0.5, 1E+300, -0, NaN]")
         XCTAssertEqual(try roundTrip(#"{"a": {"b": [[], {}]}, "s": "x\u00e9\"y"}"#), #"{"a": {"b": [[], {}]}, "s": "x\u00e9\"y"}"#)
         // New floats (e.g. Normalization statistics) parse back to the same double, bit for bit.
-        for value in [0.1, 1.0 / 3.0, Double(Float(0.229)), 5e-324, 1.7976931348623157e308] {
+        for value in [0.1, 1.0 / 3.0, Double(Float(0.229)), Double.leastNonzeroMagnitude, Double.greatestFiniteMagnitude] {
             let text = try JSONText.string([NSNumber(value: value)])
             let back = try XCTUnwrap(JSONReader.parse(text, source: "test") as? [Any])
             XCTAssertEqual((back[0] as? JSONDecimal)?.value.bitPattern, value.bitPattern, text)

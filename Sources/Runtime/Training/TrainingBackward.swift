@@ -85,7 +85,7 @@ extension TrainingPlan {
             // a BatchNormalization called twice in the model: then dInput is zeroed and everything
             // accumulates.
             let paramAcc = (dGamma?.1 ?? false) || (dBeta?.1 ?? false)
-            guard var (dx, acc) = inputGradient(i, 0, &written) ?? scratchGradient(inShape) else { return }
+            guard case (let dx, var acc)? = inputGradient(i, 0, &written) ?? scratchGradient(inShape) else { return }
             if paramAcc && !acc { dx.update(repeating: 0, count: nodes[node.inputs[0]].count); acc = true }
             batchNormTrainingBackward(input: x!, rows: node.count / c, channels: c,
                                       gamma: gamma.map { UnsafePointer(weight($0)) },
