@@ -183,6 +183,9 @@ def main(argv=None):
                                None if teacher is None else logits_model(keras, teacher),
                                a.alpha, a.temperature)
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate=a.learning_rate))
+    # Reseed right before fit: the shuffling order then depends on the seed and the row count only,
+    # not on what was built before, so (a) and (b) see the same batches for the same seed.
+    keras.utils.set_random_seed(a.seed)
     t_fit = time.time()
     hist = distiller.fit(xtr, ytr, batch_size=a.batch_size, epochs=a.epochs, shuffle=True,
                          validation_data=(xva, yva), validation_batch_size=256,
