@@ -17,6 +17,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Validation images, as --train; evaluated in full after every epoch.")
     var val: String?
 
+    @Option(help: "Held-out images, as --train: the student's (and teacher's) accuracy on them is printed at the end.")
+    var test: String?
+
     @Option(help: "Folder the CSVs' file names are relative to (default: each CSV's folder).")
     var images: String?
 
@@ -119,8 +122,18 @@ struct TrainingOptions: ParsableArguments {
         }, epochEnded: { _ in
             if let history { try writeAtomically(EpochRecord.csv(checked.history), to: history) }
         })
-        try distiller.trainedModel().exportFile(weightsOnly: false).write(to: output)
+        let trained = distiller.trainedModel()
+        try trained.exportFile(weightsOnly: false).write(to: output)
         print("wrote \(output)")
+        if let test {
+            let testSet = try ImageDataset.load(test, options: datasetOptions(classNames: trainSet.classNames))
+            if let teacher {
+                let a = try accuracy(of: InferenceSession(model: teacher), on: testSet, batchSize: batchSize)
+                print(String(format: "teacher test accuracy %.4f", a))
+            }
+            let a = try accuracy(of: InferenceSession(model: trained), on: testSet, batchSize: batchSize)
+            print(String(format: "student test accuracy %.4f (%d images)", a, testSet.count))
+        }
     }
 }
 

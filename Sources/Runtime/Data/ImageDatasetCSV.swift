@@ -22,7 +22,8 @@ extension ImageDataset {
         }
         let place = { (i: Int) in "\(path) line \(i + 2) (\(files[i].name))" }
 
-        let spec = resolvedLabelSpec(options.labels, header: table.header, classNames: options.classNames)
+        let spec = resolvedLabelSpec(options.labels, header: table.header, classNames: options.classNames,
+                                     xColumn: options.xColumn)
         var classes: [String], labels: [Float], hasLabel: [Bool]
         switch spec {
         case .oneHot(let columns):
@@ -44,10 +45,15 @@ extension ImageDataset {
         return ImageDataset(source: path, files: files, classNames: classes, labels: labels, hasLabel: hasLabel)
     }
 
-    static func resolvedLabelSpec(_ spec: LabelSpec, header: [String], classNames: [String]?) -> LabelSpec {
+    /// `.automatic`: a `label` column; else the given class names as one-hot columns; else every
+    /// column but the file-name one (the seed's CSV: image_id, CBB, CBSD, CGM, CMD, Healthy).
+    static func resolvedLabelSpec(_ spec: LabelSpec, header: [String], classNames: [String]?,
+                                  xColumn: String = "image_id") -> LabelSpec {
         guard spec == .automatic else { return spec }
         if header.contains("label") { return .column("label") }
         if let names = classNames, !names.isEmpty, names.allSatisfy(header.contains) { return .oneHot(names) }
+        let others = header.filter { $0 != xColumn && !$0.isEmpty }
+        if others.count >= 2 && classNames == nil { return .oneHot(others) }
         return .unlabelled
     }
 

@@ -90,6 +90,9 @@ public final class Distiller {
     public func step(_ x: Tensor, labels: [Float], index: Int) throws -> StepResult {
         let plan = try self.plan(batch: x.batch)
         let k = classes
+        guard labels.count == x.batch * k else {
+            throw RuntimeError("labels for \(labels.count / max(1, x.batch)) classes, the student has \(k) outputs")
+        }
         let teacherLogits = try teacher.map { try $0.run([x], batchSize: x.batch)[0] }
         plan.forward([x], training: true, seed: config.seed, step: index)
         let logitsNode = plan.split.logits
@@ -130,6 +133,9 @@ public final class Distiller {
     /// Loss (cross-entropy on logits against the labels) and accuracy on a batch, inference mode.
     public func evaluate(_ x: Tensor, labels: [Float]) throws -> StepResult {
         let plan = try self.plan(batch: x.batch)
+        guard labels.count == x.batch * classes else {
+            throw RuntimeError("labels for \(labels.count / max(1, x.batch)) classes, the student has \(classes) outputs")
+        }
         plan.forward([x], training: false, seed: config.seed, step: 0)
         let node = plan.split.logits
         let s = UnsafeBufferPointer(start: plan.values[node], count: plan.nodes[node].count)

@@ -36,7 +36,8 @@ public final class TrainingRun {
         self.train = train
         self.validation = validation
         self.options = options
-        guard train.classCount == distiller.classes || train.labelledCount == 0 else {
+        // A wholly unlabelled set (no class columns) teaches through the soft loss alone.
+        guard train.classCount == distiller.classes || (train.classCount == 0 && distiller.teacher != nil) else {
             throw RuntimeError("\(train.source): \(train.classCount) classes, but the student has \(distiller.classes) outputs")
         }
     }
@@ -69,7 +70,9 @@ public final class TrainingRun {
             let stream = loader.epoch(epoch)
             var batchIndex = 0
             while let batch = try stream.next() {
-                let r = try distiller.step(batch.images, labels: batch.labels.data, index: step)
+                let labels = train.classCount == 0 ? [Float](repeating: 0, count: batch.count * distiller.classes)
+                                                   : batch.labels.data
+                let r = try distiller.step(batch.images, labels: labels, index: step)
                 step += 1
                 batchIndex += 1
                 sums.loss += Double(r.total) * Double(r.rows)
@@ -144,4 +147,29 @@ extension EpochRecord {
         }
         return ([header] + rows).joined(separator: "\n") + "\n"
     }
+}
+
+/// Accuracy of any model (e.g. the teacher) on a labelled dataset: argmax of its outputs against
+/// the labels, images loaded as for training but never augmented.
+public func accuracy(of session: InferenceSession, on dataset: ImageDataset, batchSize: Int = 32) throws -> Double {
+    let shape = session.inputShapes[0]
+    guard shape.count == 3 else { throw RuntimeError("accuracy needs an image model; the input is \(shape)") }
+    let loader = try BatchLoader(dataset: dataset, options: LoaderOptions(height: shape[0], width: shape[1], channels: shape[2],
+                                                                          batchSize: batchSize, shuffle: false))
+    var correct = 0, counted = 0
+    let stream = loader.epoch(0)
+    while let batch = try stream.next() {
+        let out = try session.run([batch.images], batchSize: batchSize)[0]
+        let k = dataset.classCount
+        guard out.itemCount == k else {
+            throw RuntimeError("\(dataset.source): \(k) classes, the model gives \(out.itemCount) outputs")
+        }
+        let r = out.data.withUnsafeBufferPointer {
+            Metrics.correctPredictions(outputs: $0, targets: .distribution(batch.labels.data), classes: k)
+        }
+        correct += r.correct
+        counted += r.counted
+    }
+    guard counted > 0 else { throw RuntimeError("\(dataset.source): no labelled images") }
+    return Double(correct) / Double(counted)
 }
