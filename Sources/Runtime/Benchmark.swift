@@ -1,4 +1,5 @@
 import Foundation
+import Graph
 
 /// Timing of a model, as `distillctl bench` reports it. A measurement, never an assertion.
 public struct BenchmarkResult: Sendable {
@@ -67,5 +68,26 @@ public enum Benchmark {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Int(usage.ru_maxrss) * 1024
+    }
+}
+
+extension Benchmark {
+    /// Times distillation steps of `student` taught by `teacher` (teacher forward in inference
+    /// mode, student forward and backward in training mode, Adam) on random batches.
+    public static func distillation(teacher: LoadedModel, student: LoadedModel, config: DistillConfig,
+                                    batchSize: Int, iterations: Int, warmup: Int = 2) throws -> BenchmarkResult {
+        let distiller = try Distiller(student: student, teacher: teacher, optimizer: Adam(), config: config)
+        let session = try InferenceSession(model: student)
+        let x = inputs(for: session, batchSize: batchSize)[0]
+        var labels = [Float](repeating: 0, count: batchSize * distiller.classes)
+        for r in 0..<batchSize { labels[r * distiller.classes + r % distiller.classes] = 1 }
+        for i in 0..<warmup { _ = try distiller.step(x, labels: labels, index: i) }
+        var latencies: [Double] = []
+        for i in 0..<max(1, iterations) {
+            let start = DispatchTimeNanos.now()
+            _ = try distiller.step(x, labels: labels, index: warmup + i)
+            latencies.append(Double(DispatchTimeNanos.now() - start) / 1e9)
+        }
+        return BenchmarkResult(batchSize: batchSize, latencies: latencies, peakBytes: peakResidentBytes())
     }
 }

@@ -26,10 +26,25 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print where the time goes, per kind of operation.")
     var profile = false
 
+    @Flag(help: "Time distillation steps instead (MODEL teaches a copy of itself: teacher forward, student forward and backward, Adam).")
+    var train = false
+
+    @Option(help: "With --train: train only from this layer on (default: the model's trainable flags).")
+    var unfreezeFrom: String?
+
     func run() throws {
         try reportingErrors {
             if let threads { RuntimeThreads.set(threads) }
             let model = try modelOptions.load()
+            if train {
+                var config = DistillConfig()
+                if let unfreezeFrom { config.trainable = .unfreezeFrom(unfreezeFrom) }
+                let result = try Benchmark.distillation(teacher: model, student: model, config: config,
+                                                        batchSize: batchSize, iterations: iterations)
+                print(result.report.replacingOccurrences(of: "img/s", with: "img/s in distillation steps"))
+                print(String(format: "%.3f s per step", result.percentile(0.5)))
+                return
+            }
             let session = try InferenceSession(model: model)
             let result = try Benchmark.inference(session: session, batchSize: batchSize, iterations: iterations)
             print(result.report)

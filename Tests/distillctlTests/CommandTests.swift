@@ -101,4 +101,18 @@ final class CommandTests: XCTestCase {
         let bad = try CLI.run(["verify", c.path(c.model)!, "--fixture", other.path(other.io)!])
         assertCleanFailure(bad, mentions: [other.path(other.io)!])
     }
+
+    /// `bench` runs (its figures are measurements, not checked here): inference and --train.
+    func testBenchRunsForInferenceAndTraining() throws {
+        let c = try fixture("k2_seed_mini")
+        let inference = try CLI.run(["bench", c.path(c.model)!, "--batch-size", "2", "--iterations", "2"])
+        XCTAssertEqual(inference.status, 0, inference.stderr)
+        XCTAssertTrue(inference.stdout.contains(" img/s (batch 2"), inference.stdout)
+        let train = try CLI.run(["bench", c.path(c.model)!, "--train", "--batch-size", "2", "--iterations", "2",
+                                 "--unfreeze-from", "block2b_expand_conv"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stdout.contains("s per step"), train.stdout)
+        let bad = try CLI.run(["bench", c.path(c.model)!, "--train", "--unfreeze-from", "no_such_layer"])
+        assertCleanFailure(bad, mentions: ["no_such_layer"])
+    }
 }
