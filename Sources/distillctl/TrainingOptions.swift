@@ -17,6 +17,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Validation images, as --train; evaluated in full after every epoch.")
     var val: String?
 
+    @Option(help: "A folder of unlabelled images added to the training set: they teach through the soft loss alone (distill only).")
+    var unlabeled: String?
+
     @Option(help: "Held-out images, as --train: the student's (and teacher's) accuracy on them is printed at the end.")
     var test: String?
 
@@ -88,9 +91,13 @@ struct TrainingOptions: ParsableArguments {
     func run(teacher: LoadedModel?, alpha: Double, temperature: Double) throws {
         if let threads { RuntimeThreads.set(threads) }
         try ensureDistinctOutputs([output] + (history.map { [$0] } ?? []),
-                                  inputs: [student, studentArch, train, val].compactMap { $0 })
+                                  inputs: [student, studentArch, train, val, test].compactMap { $0 })
         let studentModel = try LoadedModel.load(path: student, archPath: studentArch)
-        let trainSet = try ImageDataset.load(train, options: datasetOptions(classNames: nil))
+        var trainSet = try ImageDataset.load(train, options: datasetOptions(classNames: nil))
+        if let unlabeled {
+            guard teacher != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
+            trainSet = try trainSet.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: trainSet.classNames))
+        }
         let valSet = try val.map { try trainSet.validationSplit($0, options: datasetOptions(classNames: trainSet.classNames)) }
         var config = DistillConfig()
         config.alpha = alpha

@@ -115,4 +115,34 @@ final class CommandTests: XCTestCase {
         let bad = try CLI.run(["bench", c.path(c.model)!, "--train", "--unfreeze-from", "no_such_layer"])
         assertCleanFailure(bad, mentions: ["no_such_layer"])
     }
+
+    /// The bundled example, one epoch: --unlabeled adds a folder of images that have no label, the
+    /// student is written and its test accuracy printed; `train` refuses unlabelled images.
+    func testDistillWithUnlabelledImagesWritesAStudent() throws {
+        let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+        let extra = temp.appendingPathComponent("unlabelled")
+        try FileManager.default.createDirectory(at: extra, withIntermediateDirectories: true)
+        let names = try String(contentsOf: example.appendingPathComponent("data/unlabelled.csv"), encoding: .utf8)
+            .split(separator: "\n").dropFirst().prefix(50).map { String($0.split(separator: ",")[0]) }
+        for n in names {
+            try FileManager.default.copyItem(at: example.appendingPathComponent("data/images/\(n)"), to: extra.appendingPathComponent(n))
+        }
+        let out = temp.appendingPathComponent("student.h5").path
+        let common = ["--student", example.appendingPathComponent("student.h5").path,
+                      "--train", example.appendingPathComponent("data/train.csv").path,
+                      "--test", example.appendingPathComponent("data/test.csv").path,
+                      "--images", example.appendingPathComponent("data/images").path, "--unlabeled", extra.path,
+                      "--output", out, "--epochs", "1", "--batch-size", "64"]
+        let r = try CLI.run(["distill", "--teacher", example.appendingPathComponent("teacher.h5").path] + common)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("on 3050 images"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("student test accuracy"), r.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out))
+        let s = try CLI.run(["summary", out])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        try FileManager.default.removeItem(atPath: out)
+        let t = try CLI.run(["train"] + common)
+        assertCleanFailure(t, mentions: ["--unlabeled needs a teacher"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
 }

@@ -231,3 +231,17 @@ extension ImageDataset {
         return out.sorted()
     }
 }
+
+extension ImageDataset {
+    /// This split followed by `other`'s images, all under this split's classes: e.g. a folder of
+    /// unlabelled images (`distill --unlabeled DIR`), which teach through the soft loss alone.
+    public func appending(_ other: ImageDataset) throws -> ImageDataset {
+        guard other.labelledCount == 0 || other.classNames == classNames else {
+            throw RuntimeError("\(other.source): its classes \(other.classNames) differ from \(source)'s \(classNames)")
+        }
+        let k = classNames.count
+        let otherLabels = other.labelledCount == 0 ? [Float](repeating: 0, count: other.count * k) : other.labels
+        return ImageDataset(source: source, files: files + other.files, classNames: classNames,
+                            labels: labels + otherLabels, hasLabel: hasLabel + other.hasLabel)
+    }
+}
