@@ -286,7 +286,7 @@ struct GraphBuilder {
     }
 
     mutating func recordTopLevel(name: String, className: String, from start: Int, outputs: [Int]) {
-        let ids = Array(start..<max(nodes.count, start + 1)).filter { $0 < nodes.count }
+        let ids = Array(start..<max(start, nodes.count))
         if let i = topLevel.firstIndex(where: { $0.name == name }) {
             topLevel[i].nodeIDs += ids
             topLevel[i].outputNodeIDs = outputs

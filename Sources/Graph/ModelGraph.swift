@@ -62,7 +62,7 @@ public struct ModelGraph: Sendable {
             let n = nodes[id]
             guard seen.insert(n.layerKey).inserted else { continue }
             for w in n.weights {
-                if n.trainable && w.trainableKind { trainable += w.count } else { frozen += w.count }
+                if n.isTrainable(w) { trainable += w.count } else { frozen += w.count }
             }
         }
         return (trainable + frozen, trainable, frozen)

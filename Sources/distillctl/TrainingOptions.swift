@@ -113,12 +113,10 @@ struct TrainingOptions: ParsableArguments {
         options.seed = seed
         options.augment = try augmentConfig()
         options.skipBadImages = skipBadImages
-        let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
-        let checkedTrain = try run.preflight(trainSet)
-        let checkedVal = try valSet.map { try run.preflight($0) }
-        let checked = try TrainingRun(distiller: distiller, train: checkedTrain, validation: checkedVal, options: options)
+        let checked = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
+            .checkingImages()
         let terminal = isatty(STDOUT_FILENO) != 0
-        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(checkedTrain.count) images\(teacher == nil ? "" : String(format: ", alpha %.3g, temperature %.3g", alpha, temperature))")
+        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(checked.train.count) images\(teacher == nil ? "" : String(format: ", alpha %.3g, temperature %.3g", alpha, temperature))")
         try checked.run(report: { line in
             if line.hasPrefix("epoch") && line.contains("ETA") {
                 if terminal { print("\r" + line, terminator: ""); fflush(stdout) }

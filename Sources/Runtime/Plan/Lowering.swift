@@ -94,8 +94,6 @@ struct Lowering {
                                   shift: bias, act: s.activation.withoutSoftmax), ins, shape, name)
             return try splitSoftmax(s.activation, d, shape, name)
         case .batchNorm(let s):
-            let c = inShape.last!
-            _ = c
             let (scale, shift) = foldBatchNorm(gamma: s.scale ? try weight("gamma", node) : nil,
                                                beta: s.center ? try weight("beta", node) : nil,
                                                movingMean: try weight("moving_mean", node),

@@ -48,8 +48,14 @@ public final class TrainingRun {
         return (s[0], s[1], s[2])
     }
 
-    /// Decodes every image once; throws with the list of bad files, or drops them when skipping.
-    public func preflight(_ dataset: ImageDataset) throws -> ImageDataset {
+    /// The same run over data whose images all decode: every image is decoded once up front; bad
+    /// ones stop the run with their list, or are left out with `skipBadImages`.
+    public func checkingImages() throws -> TrainingRun {
+        try TrainingRun(distiller: distiller, train: preflight(train), validation: validation.map(preflight),
+                        options: options)
+    }
+
+    func preflight(_ dataset: ImageDataset) throws -> ImageDataset {
         let (h, w, c) = imageShape
         let bad = preflightCheck(dataset, height: h, width: w, channels: c)
         guard !bad.isEmpty else { return dataset }
