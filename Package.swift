@@ -56,6 +56,6 @@ let package = Package(
         .testTarget(name: "H5ModelTests", dependencies: ["H5Model", "TestSupport"]),
         .testTarget(name: "GraphTests", dependencies: ["Graph", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
-        .testTarget(name: "distillctlTests", dependencies: ["distillctl", "TestSupport"]),
+        .testTarget(name: "distillctlTests", dependencies: ["distillctl", "Runtime", "TestSupport"]),
     ]
 )
