@@ -29,6 +29,17 @@ public struct H5Attachment: Equatable, Sendable {
         }
     }
 
+    /// Writes an HDF5 file holding only this attachment, atomically.
+    public func writeFile(to path: String) throws {
+        try withHDF5 {
+            try replaceAtomically(path) { temporaryPath in
+                let file = try H5File.create(temporaryPath, displayPath: path)
+                try write(into: file.root())
+                try file.close()
+            }
+        }
+    }
+
     /// The attachment `group` of the file at `path`, or nil when the file has none.
     public static func read(path: String, group: String) throws -> H5Attachment? {
         try withHDF5 {

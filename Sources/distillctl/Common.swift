@@ -16,7 +16,14 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// Runs a command body; any error becomes one line on stderr and exit code 1.
+/// The ranks of the running command (a single process unless started by mpirun).
+enum ActiveRun {
+    nonisolated(unsafe) static var collective: any Collective = SingleProcess()
+}
+
+/// Runs a command body; any error becomes one line on stderr and exit code 1. Under mpirun, an
+/// error on any rank ends every rank (MPI_Abort): the others would wait for it forever. An error
+/// that every rank meets alike (training stopped on a NaN) is printed by rank 0 alone.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -24,7 +31,18 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw exit
     } catch {
         let text = String(describing: error).split(separator: "\n").joined(separator: " ")
-        FileHandle.standardError.write(Data("distillctl: error: \(text)\n".utf8))
-        throw ExitCode(1)
+        let collective = ActiveRun.collective
+        guard collective.isDistributed else {
+            FileHandle.standardError.write(Data("distillctl: error: \(text)\n".utf8))
+            throw ExitCode(1)
+        }
+        if collective.isRoot || !(error is TrainingStopped) {
+            FileHandle.standardError.write(Data("distillctl: error: rank \(collective.rank) of \(collective.size): \(text)\n".utf8))
+        }
+        if error is TrainingStopped {
+            // Every rank stopped at the same step: end together, rank 0's message said it all.
+            throw ExitCode(1)
+        }
+        collective.abort(code: 1)
     }
 }

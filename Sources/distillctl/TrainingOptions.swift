@@ -54,8 +54,11 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Leave out images that cannot be decoded (listed and counted) instead of stopping before the first step.")
     var skipBadImages = false
 
-    @Option(help: "Threads (default: all cores).")
+    @Option(help: "Threads (default: all cores; under mpirun, the cores shared among the ranks on each machine).")
     var threads: Int?
+
+    @Flag(help: "Under mpirun: batch-normalization statistics over every rank's images (default: each rank's own, as Horovod).")
+    var syncBatchnorm = false
 
     @OptionGroup(title: "Optimizer") var optimizer: OptimizerOptions
     @OptionGroup(title: "Checkpoints, history and stopping") var outputs: RunOutputOptions
@@ -88,8 +91,16 @@ struct TrainingOptions: ParsableArguments {
     var interruptDirectory: String { outputs.checkpointDir ?? (output as NSString).deletingPathExtension + "-checkpoint" }
 
     /// Loads the data, trains, writes the student and the history. `teacher` nil: plain training.
-    func run(teacher: LoadedModel?, alpha: Double, temperature: Double) throws {
-        if let threads { RuntimeThreads.set(threads) }
+    func run(teacher: LoadedModel?, teacherCache: TeacherCache? = nil, alpha: Double, temperature: Double) throws {
+        let collective = try Distributed.detect()
+        ActiveRun.collective = collective
+        if let threads {
+            RuntimeThreads.set(threads)
+        } else if collective.isDistributed {
+            RuntimeThreads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / Distributed.localRanks()))
+        }
+        // Rank 0 alone speaks and writes; the others only compute.
+        if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
         let written = [output, outputs.history, outputs.plot].compactMap { $0 }
         try ensureDistinctOutputs(written, inputs: [student, studentArch, train, val, test].compactMap { $0 })
         var studentModel = try LoadedModel.load(path: student, archPath: studentArch)
@@ -133,8 +144,11 @@ struct TrainingOptions: ParsableArguments {
         config.trainable = selection
         config.frozen = Set(freeze)
         let batchesPerEpoch = (trainSet.count + batchSize - 1) / batchSize
-        let distiller = try Distiller(student: studentModel, teacher: teacher,
+        let distiller = try Distiller(student: studentModel, teacher: teacherCache == nil ? teacher : nil,
                                       optimizer: optimizer.make(batchesPerEpoch: batchesPerEpoch, epochs: epochs), config: config)
+        distiller.collective = collective
+        distiller.syncBatchNorm = syncBatchnorm
+        distiller.teacherCacheIdentity = teacherCache?.teacher
         var options = TrainingRunOptions()
         options.epochs = epochs
         options.batchSize = batchSize
@@ -146,6 +160,7 @@ struct TrainingOptions: ParsableArguments {
         options.interruptDirectory = interruptDirectory
         options.historyPath = outputs.history
         options.plotPath = outputs.plot
+        options.teacherCache = teacherCache
         options.monitor = outputs.monitor
         options.monitorMode = outputs.monitorMode
         let monitor = outputs.monitor ?? (valSet == nil ? "loss" : "val_loss")
@@ -165,7 +180,9 @@ struct TrainingOptions: ParsableArguments {
             print("resuming from \(path): epoch \(p.epoch + 1), batch \(p.batch + 1) (step \(run.state.step + 1))")
         }
         let terminal = isatty(STDOUT_FILENO) != 0
-        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(teacher == nil ? "" : String(format: ", alpha %.3g, temperature %.3g", alpha, temperature)); \(optimizer.describe)")
+        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(distiller.distilling ? String(format: ", alpha %.3g, temperature %.3g", alpha, temperature) : ""); \(optimizer.describe)"
+              + (collective.isDistributed ? "; \(collective.size) ranks, \(batchSize) images per step in all\(syncBatchnorm ? ", batch norm synchronised" : "")" : "")
+              + (teacherCache != nil ? "; teacher logits from the cache" : ""))
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
         Interruption.install()
         var announced = false
@@ -182,8 +199,11 @@ struct TrainingOptions: ParsableArguments {
             throw ExitCode(130)
         }
         let trained = distiller.trainedModel()
-        try trained.exportFile(weightsOnly: false).write(to: output)
-        print("wrote \(output)")
+        if collective.isRoot {
+            try trained.exportFile(weightsOnly: false).write(to: output)
+            print("wrote \(output)")
+        }
+        guard collective.isRoot else { return }
         if let test {
             let testSet = try ImageDataset.load(test, options: datasetOptions(classNames: trainSet.classNames))
             if let teacher {
@@ -212,7 +232,10 @@ struct DistillCommand: ParsableCommand {
         """)
 
     @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch.")
-    var teacher: String
+    var teacher: String?
+
+    @Option(help: "The teacher's logits from `distillctl teacher-cache`, used instead of running the teacher (no augmentation). With --teacher too, the cache must be that teacher's.")
+    var teacherCache: String?
 
     @Option(help: "Architecture JSON for a weights-only teacher.")
     var teacherArch: String?
@@ -226,14 +249,23 @@ struct DistillCommand: ParsableCommand {
     @OptionGroup var options: TrainingOptions
 
     func validate() throws {
+        guard teacher != nil || teacherCache != nil else { throw ValidationError("give --teacher, or --teacher-cache") }
+        if teacherCache != nil && options.augment != nil {
+            throw ValidationError("--teacher-cache holds the logits of the images as they are: it cannot be combined with --augment")
+        }
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1]") }
         guard temperature > 0 else { throw ValidationError("--temperature must be positive") }
     }
 
     func run() throws {
         try reportingErrors {
-            let teacherModel = try LoadedModel.load(path: teacher, archPath: teacherArch)
-            try options.run(teacher: teacherModel, alpha: alpha, temperature: temperature)
+            let teacherModel = try teacher.map { try LoadedModel.load(path: $0, archPath: teacherArch) }
+            let cache = try teacherCache.map { try TeacherCache.read(path: $0) }
+            // With both, the cache must be this teacher's (the teacher then only gives its test accuracy).
+            if let cache, let teacherModel, cache.teacher != TeacherCache.identity(of: teacherModel) {
+                throw ValidationError("\(teacherCache!): the cache was made by another teacher (\(cache.teacher)), not \(teacher!)")
+            }
+            try options.run(teacher: teacherModel, teacherCache: cache, alpha: alpha, temperature: temperature)
         }
     }
 }

@@ -23,15 +23,28 @@
 // the same check gave |v - biased rule| = 7e-8 (4-D) and 6e-8 (2-D), so pass false for its models.
 import Graph
 
+/// Synchronised batch normalization across data-parallel ranks (`--sync-batchnorm`): the batch
+/// statistics, and the two sums of the backward pass, are over every rank's rows.
+public protocol BatchNormSync: AnyObject {
+    /// Replaces this rank's mean and biased variance (over `rows` rows) with those over all ranks'
+    /// rows; returns the total row count.
+    func combine(mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>, channels: Int, rows: Int) -> Int
+    /// Sums `count` doubles over all ranks, in place.
+    func sum(_ values: UnsafeMutablePointer<Double>, count: Int)
+}
+
 /// Training-mode forward: y = f(gamma * (x - mean) / sqrt(var + eps) + beta) with the batch's own
 /// statistics, which it also returns (batchMean, batchVariance: C floats each, the variance
-/// biased). gamma/beta nil: scale/center off. y may be x itself. Overwrites its outputs.
+/// biased). gamma/beta nil: scale/center off. y may be x itself. Overwrites its outputs. With
+/// `sync`, the statistics are those of every rank's rows. Returns the rows they were taken over.
+@discardableResult
 public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, channels: Int,
                                      gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?,
                                      epsilon: Float, activation: ActivationSpec = .linear,
                                      output y: UnsafeMutablePointer<Float>,
                                      batchMean: UnsafeMutablePointer<Float>,
-                                     batchVariance: UnsafeMutablePointer<Float>) {
+                                     batchVariance: UnsafeMutablePointer<Float>,
+                                     sync: BatchNormSync? = nil) -> Int {
     let C = channels, n = Double(max(1, rows))
     // One pass of shifted sums: S1 = Σ (x - s), S2 = Σ (x - s)², mean = s + S1/n,
     // var = S2/n - (S1/n)². The shift s is the mean of the first 128 rows, so (mean - s)² is
@@ -53,6 +66,7 @@ public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, c
             }
         })
     }
+    let total = sync?.combine(mean: batchMean, variance: batchVariance, channels: C, rows: rows) ?? rows
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * C) { buf in
         let a = buf.baseAddress!, b = a + C
         for c in 0..<C {
@@ -61,6 +75,7 @@ public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, c
         }
         normalize(x, y, rows: rows, channels: C, center: batchMean, scale: a, shift: b, activation: activation)
     }
+    return total
 }
 
 /// acc[c] += x[c] - s[c] and acc[C + c] += (x[c] - s[c])² over one row.
@@ -116,8 +131,8 @@ public func batchNormTrainingBackward(input x: UnsafePointer<Float>, rows: Int, 
                                       epsilon: Float, activation: ActivationSpec = .linear,
                                       dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>,
                                       dGamma: UnsafeMutablePointer<Float>?, dBeta: UnsafeMutablePointer<Float>?,
-                                      accumulate: Bool) {
-    let C = channels, n = Double(max(1, rows))
+                                      accumulate: Bool, sync: BatchNormSync? = nil) {
+    let C = channels, localRows = Double(max(1, rows))
     // When f' is not 1, the first pass stores dz in dInput so the second need not re-evaluate f'
     // (an exp for swish); impossible when accumulating into dInput.
     let storeDz = !accumulate && !activation.isIdentity
@@ -133,13 +148,25 @@ public func batchNormTrainingBackward(input x: UnsafePointer<Float>, rows: Int, 
         // Pass 1: Σ dz and Σ dz * (x - mean), optionally storing dz.
         affineBackward(x: x, rows: rows, channels: C, a: a, b: b, center: batchMean, dxScale: ones,
                        activation: activation, dy: dOutput, dx: storeDz ? dInput : nil, accumulate: false,
-                       sums: { t in
+                       sums: { local in
+            // Synchronised: the sums (and the row count) over every rank.
+            let merged = UnsafeMutablePointer<Double>.allocate(capacity: 2 * C + 1)
+            defer { merged.deallocate() }
+            var t = local, n = localRows
+            if let sync {
+                merged.update(from: local, count: 2 * C)
+                merged[2 * C] = Double(rows)
+                sync.sum(merged, count: 2 * C + 1)
+                t = UnsafePointer(merged)
+                n = max(1, merged[2 * C])
+            }
             for c in 0..<C {
                 let sumDz = t[c], sumDzXhat = t[C + c] * Double(invStd[c])
                 meanDz[c] = Float(sumDz / n)
                 q[c] = Float(sumDzXhat / n * Double(invStd[c]))     // xhat * dGamma / n = (x - mean) * q
-                if let dBeta { put(Float(sumDz), dBeta + c, accumulate: accumulate) }
-                if let dGamma { put(Float(sumDzXhat), dGamma + c, accumulate: accumulate) }
+                // dGamma and dBeta are this rank's own part: the gradient sum over ranks adds them up.
+                if let dBeta { put(Float(local[c]), dBeta + c, accumulate: accumulate) }
+                if let dGamma { put(Float(local[C + c] * Double(invStd[c])), dGamma + c, accumulate: accumulate) }
             }
         })
         // Pass 2: dx = a * (dz - mean(dz) - (x - mean) * q).

@@ -31,13 +31,16 @@ public struct DropoutRandom: Sendable {
 }
 
 /// Writes a dropout mask of `count` elements (the noise shape's element count): 1 / (1 - rate)
-/// where u_i >= rate (kept, as tf.nn.dropout decides), 0 elsewhere. rate in [0, 1).
-public func dropoutMask(seed: UInt64, step: UInt64, rate: Float, mask: UnsafeMutablePointer<Float>, count: Int) {
+/// where u_i >= rate (kept, as tf.nn.dropout decides), 0 elsewhere. rate in [0, 1). `offset`
+/// numbers the elements from there (a data-parallel rank's share of a larger batch gets the mask
+/// rows the whole batch would have).
+public func dropoutMask(seed: UInt64, step: UInt64, rate: Float, mask: UnsafeMutablePointer<Float>, count: Int,
+                        offset: Int = 0) {
     precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
     let rng = DropoutRandom(seed: seed, step: step)
     let scale = 1 / (1 - rate)
     parallelForStatic(count, minChunk: 1 << 15) { _, r in
-        for i in r { mask[i] = rng.uniform(i) >= rate ? scale : 0 }
+        for i in r { mask[i] = rng.uniform(i + offset) >= rate ? scale : 0 }
     }
 }
 

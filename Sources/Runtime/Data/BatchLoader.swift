@@ -45,6 +45,10 @@ public struct LoaderOptions: Sendable {
     /// training step keeps the other cores).
     public var decodeThreads = 1
     public var interpolation: Interpolation = .nearest
+    /// Data parallelism: this process loads only its share of every batch, rows
+    /// [n * rank / ranks, n * (rank + 1) / ranks) of the batch's n.
+    public var shardRank = 0
+    public var shardCount = 1
 
     public init(height: Int, width: Int, channels: Int = 3, batchSize: Int, shuffle: Bool, seed: UInt64 = 0,
                 augment: AugmentConfig? = nil) {
@@ -72,6 +76,9 @@ public struct Batch: Sendable {
     public var hasLabel: [Bool]
     /// Images of this batch left out under `.skip`.
     public var skipped: [BadImage]
+    /// Under sharding: the whole batch's size and where this share starts in it.
+    public var globalCount = 0
+    public var globalOffset = 0
 
     public var count: Int { items.count }
 }
@@ -108,7 +115,10 @@ public final class BatchLoader: Sendable {
     /// Batch `batch` of epoch `epoch`, built on the calling thread. Throws the first bad image's
     /// `ImageError` under `.fail`; under `.skip` the batch may be smaller, even empty.
     public func makeBatch(epoch: Int, batch: Int) throws -> Batch {
-        let items = schedule.items(epoch: epoch, batch: batch)
+        let all = schedule.items(epoch: epoch, batch: batch)
+        let lo = all.count * options.shardRank / options.shardCount
+        let hi = all.count * (options.shardRank + 1) / options.shardCount
+        let items = Array(all[lo..<hi])
         let (h, w, c) = (options.height, options.width, options.channels)
         let size = h * w * c
         var pixels = [Float](repeating: 0, count: items.count * size)
@@ -152,11 +162,14 @@ public final class BatchLoader: Sendable {
         var labels: [Float] = []
         labels.reserveCapacity(kept.count * k)
         for i in kept { labels.append(contentsOf: dataset.labelRow(i)) }
-        return Batch(epoch: epoch, index: batch, items: kept,
-                     images: Tensor(shape: [kept.count, h, w, c], data: pixels),
-                     labels: Tensor(shape: [kept.count, k], data: labels),
-                     hasLabel: kept.map { dataset.hasLabel[$0] },
-                     skipped: failures.compactMap { $0 })
+        var out = Batch(epoch: epoch, index: batch, items: kept,
+                        images: Tensor(shape: [kept.count, h, w, c], data: pixels),
+                        labels: Tensor(shape: [kept.count, k], data: labels),
+                        hasLabel: kept.map { dataset.hasLabel[$0] },
+                        skipped: failures.compactMap { $0 })
+        out.globalCount = all.count
+        out.globalOffset = lo
+        return out
     }
 
     /// Decodes item `item` into `slot`, augmenting it for `epoch`; returns the failure, if any.

@@ -37,9 +37,15 @@ public struct DistillationLoss: Sendable, Equatable {
 extension Losses {
     /// Distillation loss for a batch of student and teacher logits [batch, classes]. `labels`
     /// nil means no row is labelled. Writes d total / d student logits into `gradient` if given.
+    ///
+    /// `normalizers` (data parallelism): the labelled rows and rows of the whole batch of which this
+    /// is a share; the hard and soft terms (and gradients) are then this share's part of the whole
+    /// batch's means (summed over the shares, they are the whole batch's), and `total` is left
+    /// for the caller to form from the sums.
     public static func distillation(student: UnsafeBufferPointer<Float>, teacher: UnsafeBufferPointer<Float>,
                                     labels: ClassTargets?, classes: Int, alpha: Double, temperature: Double,
-                                    gradient: UnsafeMutableBufferPointer<Float>? = nil) -> DistillationLoss {
+                                    gradient: UnsafeMutableBufferPointer<Float>? = nil,
+                                    normalizers: (labelled: Int, rows: Int)? = nil) -> DistillationLoss {
         precondition(classes > 0 && student.count % classes == 0, "student output is not [batch, \(classes)]")
         precondition(teacher.count == student.count, "teacher and student outputs differ in size")
         precondition(temperature > 0 && temperature.isFinite, "temperature must be positive")
@@ -49,9 +55,11 @@ extension Losses {
         let isLabelled = labelledRows(labels, n, classes)
         let labelledCount = isLabelled.lazy.filter { $0 }.count
         guard n > 0 else { return DistillationLoss(total: 0, hard: nil, soft: 0, labelled: 0, batch: 0) }
+        let rowsNormalizer = Double(normalizers?.rows ?? n)
+        let labelledNormalizer = normalizers?.labelled ?? labelledCount
 
         // Soft term over every row.
-        let softWeight = (1 - alpha) * temperature / Double(n)  // (1-alpha) * T^2 / n * (1/T)
+        let softWeight = (1 - alpha) * temperature / rowsNormalizer  // (1-alpha) * T^2 / n * (1/T)
         var klSum = 0.0
         var ps = [Double](repeating: 0, count: classes), pt = ps
         for r in 0..<n {
@@ -76,12 +84,12 @@ extension Losses {
                 }
             }
         }
-        let soft = temperature * temperature * klSum / Double(n)
+        let soft = temperature * temperature * klSum / rowsNormalizer
 
         // Hard term over the labelled rows.
         var hard: Double? = nil
         if labelledCount > 0 {
-            let scale = 1 / Double(labelledCount)
+            let scale = 1 / Double(labelledNormalizer)
             var sum = 0.0
             var rowGradient = [Float](repeating: 0, count: classes)
             for r in 0..<n where isLabelled[r] {

@@ -1,3 +1,4 @@
+import Foundation
 import Graph
 
 /// Which of the student's layers train.
@@ -58,6 +59,14 @@ public final class Distiller {
     public let config: DistillConfig
     private var plans: [Int: TrainingPlan] = [:]
     private let buffers: [ParameterBuffer]
+    /// The ranks of a data-parallel run (a single process by default). Every rank runs `step` on
+    /// its share of the same batch; gradients are summed over ranks in one fused buffer.
+    public var collective: any Collective = SingleProcess()
+    /// Batch normalization statistics over all ranks (`--sync-batchnorm`) instead of per rank.
+    public var syncBatchNorm = false
+    /// Teacher logits come from a cache (`--teacher-cache`) instead of a teacher model.
+    public var teacherCacheIdentity: String?
+    private var fused: [Float] = []
 
     public init(student: LoadedModel, teacher: LoadedModel?, optimizer: Optimizer, config: DistillConfig) throws {
         self.student = student
@@ -81,26 +90,48 @@ public final class Distiller {
     func plan(batch: Int) throws -> TrainingPlan {
         if let p = plans[batch] { return p }
         let p = try TrainingPlan(model: student, params: params, batch: batch)
+        if syncBatchNorm && collective.isDistributed { p.batchNormSync = CollectiveBatchNormSync(collective) }
         plans[batch] = p
         return p
     }
 
+    /// Whether a teacher (a model or a cache of its logits) teaches.
+    public var distilling: Bool { teacher != nil || teacherCacheIdentity != nil }
+
     /// The teacher as a checkpoint records it (its name and parameter count).
     public var teacherIdentity: String? {
-        teacherModel.map { "\($0.graph.name) (\($0.graph.parameterCounts().total) parameters)" }
+        teacherCacheIdentity ?? teacherModel.map { TeacherCache.identity(of: $0) }
     }
 
     /// Classes of the student's output.
     public var classes: Int { student.graph.nodes[student.graph.outputs[0]].outputShape.last ?? 1 }
 
-    /// One step on a batch: `labels` one-hot rows (all zero for an unlabelled image).
-    public func step(_ x: Tensor, labels: [Float], index: Int) throws -> StepResult {
+    /// The teacher's logits for a batch: the cached ones when given, else the teacher's.
+    func teacherLogits(_ x: Tensor, cached: [Float]?) throws -> Tensor? {
+        if let cached {
+            guard cached.count == x.batch * classes else {
+                throw RuntimeError("the teacher cache gives \(cached.count / max(1, x.batch)) outputs per image, the student \(classes)")
+            }
+            return Tensor(shape: [x.batch, classes], data: cached)
+        }
+        return try teacher.map { try $0.run([x], batchSize: x.batch)[0] }
+    }
+
+    /// One step on a batch: `labels` one-hot rows (all zero for an unlabelled image). In a
+    /// data-parallel run, `x` is this rank's share of a batch of `share.global` rows starting at
+    /// row `share.offset`, and the result is the whole batch's.
+    public func step(_ x: Tensor, labels: [Float], index: Int, teacherLogits cached: [Float]? = nil,
+                     share: (offset: Int, global: Int)? = nil) throws -> StepResult {
+        if collective.isDistributed {
+            return try distributedStep(x, labels: labels, index: index, cached: cached,
+                                       share: share ?? (0, x.batch * collective.size))
+        }
         let plan = try self.plan(batch: x.batch)
         let k = classes
         guard labels.count == x.batch * k else {
             throw RuntimeError("labels for \(labels.count / max(1, x.batch)) classes, the student has \(k) outputs")
         }
-        let teacherLogits = try teacher.map { try $0.run([x], batchSize: x.batch)[0] }
+        let teacherLogits = try self.teacherLogits(x, cached: cached)
         plan.forward([x], training: true, seed: config.seed, step: index)
         let logitsNode = plan.split.logits
         let n = plan.nodes[logitsNode].count
@@ -133,6 +164,90 @@ public final class Distiller {
         result.counted = accuracy.counted
         params.zeroGradients()
         gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
+        if let bad = buffers.first(where: { hasNonFinite($0.gradient, $0.count) }) {
+            throw TrainingDiverged(step: index, reason: "the gradient of \(bad.name) became infinite or NaN")
+        }
+        try optimizer.apply(buffers)
+        if let bad = buffers.first(where: { hasNonFinite($0.value, $0.count) }) {
+            throw TrainingDiverged(step: index, reason: "the weights exploded (\(bad.name) became infinite or NaN)")
+        }
+        return result
+    }
+
+    /// The data-parallel step. One sum over ranks gives the whole batch's row and labelled-row
+    /// counts; each rank's loss terms and logits gradients are then its rows' part of the whole
+    /// batch's means (the same per-row arithmetic as one process on the whole batch), so the sum
+    /// over ranks of the parameter gradients is the whole batch's gradient. That sum is one fused
+    /// buffer of every trainable gradient (Horovod's tensor fusion); every rank applies the same
+    /// update. The reported figures are summed over ranks too.
+    func distributedStep(_ x: Tensor, labels: [Float], index: Int, cached: [Float]?,
+                         share: (offset: Int, global: Int)) throws -> StepResult {
+        let k = classes, rows = x.batch
+        guard labels.count == rows * k else {
+            throw RuntimeError("labels for \(labels.count / max(1, rows)) classes, the student has \(k) outputs")
+        }
+        let targets = ClassTargets.distribution(labels)
+        var counts = [Double(Losses.labelledRows(targets, rows, k).filter { $0 }.count), Double(rows)]
+        try collective.allReduceSum(&counts)
+        let labelled = Int(counts[0]), total = Int(counts[1])
+        var gradient = [Float](repeating: 0, count: rows * k)
+        // [hard part, soft part, cross-entropy part, correct, counted]
+        var stats = [Double](repeating: 0, count: 5)
+        var plan: TrainingPlan? = nil
+        if rows > 0 {
+            let p = try self.plan(batch: rows)
+            plan = p
+            let teacherLogits = try self.teacherLogits(x, cached: cached)
+            p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share.offset)
+            let node = p.split.logits
+            let s = UnsafeBufferPointer(start: p.values[node], count: rows * k)
+            if let t = teacherLogits {
+                guard t.count == rows * k else {
+                    throw RuntimeError("the teacher gives \(t.itemCount) outputs per image, the student \(k)")
+                }
+                let loss = t.data.withUnsafeBufferPointer { tp in
+                    gradient.withUnsafeMutableBufferPointer { g in
+                        Losses.distillation(student: s, teacher: tp, labels: targets, classes: k, alpha: config.alpha,
+                                            temperature: config.temperature, gradient: g,
+                                            normalizers: (labelled, total))
+                    }
+                }
+                stats[0] = Double(loss.hard ?? 0)
+                stats[1] = Double(loss.soft)
+            } else {
+                stats[2] = Double(gradient.withUnsafeMutableBufferPointer { g in
+                    Losses.crossentropy(logits: s, targets: targets, classes: k, gradient: g, normalizer: total)
+                })
+            }
+            let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: k)
+            stats[3] = Double(accuracy.correct)
+            stats[4] = Double(accuracy.counted)
+        }
+        try collective.allReduceSum(&stats)
+        var result: StepResult
+        if distilling {
+            let hard = labelled > 0 ? stats[0] : nil
+            let loss = hard.map { config.alpha * $0 + (1 - config.alpha) * stats[1] } ?? (1 - config.alpha) * stats[1]
+            result = StepResult(total: Float(loss), hard: hard.map(Float.init), soft: Float(stats[1]), correct: 0, counted: 0,
+                                rows: total)
+        } else {
+            result = StepResult(total: Float(stats[2]), hard: Float(stats[2]), soft: nil, correct: 0, counted: 0, rows: total)
+        }
+        result.correct = Int(stats[3])
+        result.counted = Int(stats[4])
+        guard result.total.isFinite else { throw TrainingDiverged(step: index, reason: "the loss became \(result.total)") }
+        params.zeroGradients()
+        if let plan { gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) } }
+        // One sum over ranks for every trainable gradient (Horovod's tensor fusion).
+        let count = buffers.reduce(0) { $0 + $1.count }
+        if fused.count != count { fused = [Float](repeating: 0, count: count) }
+        try fused.withUnsafeMutableBufferPointer { f in
+            var at = 0
+            for b in buffers { (f.baseAddress! + at).update(from: b.gradient, count: b.count); at += b.count }
+            try collective.allReduceSum(f.baseAddress!, count: count)
+            at = 0
+            for b in buffers { UnsafeMutablePointer(mutating: b.gradient).update(from: f.baseAddress! + at, count: b.count); at += b.count }
+        }
         if let bad = buffers.first(where: { hasNonFinite($0.gradient, $0.count) }) {
             throw TrainingDiverged(step: index, reason: "the gradient of \(bad.name) became infinite or NaN")
         }
@@ -188,3 +303,41 @@ func hasNonFinite(_ p: UnsafePointer<Float>, _ count: Int) -> Bool {
 }
 
 func hasNonFinite(_ p: UnsafeMutablePointer<Float>, _ count: Int) -> Bool { hasNonFinite(UnsafePointer(p), count) }
+
+/// Synchronised batch norm over the ranks of a collective.
+final class CollectiveBatchNormSync: BatchNormSync {
+    let collective: any Collective
+    init(_ collective: any Collective) { self.collective = collective }
+
+    func combine(mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>, channels C: Int, rows: Int) -> Int {
+        // Global mean = sum(n_r mean_r) / N, then global variance = sum(n_r (var_r + (mean_r - mean)^2)) / N.
+        var first = [Double](repeating: 0, count: C + 1)
+        for c in 0..<C { first[c] = Double(rows) * Double(mean[c]) }
+        first[C] = Double(rows)
+        sum(&first)
+        let n = max(1, first[C])
+        var second = [Double](repeating: 0, count: C)
+        for c in 0..<C {
+            let m = first[c] / n, d = Double(mean[c]) - m
+            second[c] = Double(rows) * (Double(variance[c]) + d * d)
+        }
+        sum(&second)
+        for c in 0..<C {
+            mean[c] = Float(first[c] / n)
+            variance[c] = Float(second[c] / n)
+        }
+        return Int(first[C])
+    }
+
+    func sum(_ values: UnsafeMutablePointer<Double>, count: Int) {
+        do { try collective.allReduceSum(values, count: count) } catch {
+            FileHandle.standardError.write(Data("distillctl: error: rank \(collective.rank): \(error)\n".utf8))
+            collective.abort(code: 1)
+        }
+    }
+
+    private func sum(_ values: inout [Double]) {
+        let n = values.count
+        values.withUnsafeMutableBufferPointer { sum($0.baseAddress!, count: n) }
+    }
+}

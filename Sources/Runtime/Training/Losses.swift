@@ -104,12 +104,14 @@ public enum Losses {
 
     /// `CategoricalCrossentropy(from_logits=True)` / `SparseCategoricalCrossentropy(from_logits=True)`.
     /// Writes d loss / d logits into `gradient` if given.
+    /// `normalizer` (data parallelism): the rows of the whole batch this is a share of; the loss
+    /// and gradient are then this share's part of the whole batch's mean.
     public static func crossentropy(logits z: UnsafeBufferPointer<Float>, targets: ClassTargets, classes: Int,
-                                    gradient: UnsafeMutableBufferPointer<Float>? = nil) -> Float {
+                                    gradient: UnsafeMutableBufferPointer<Float>? = nil, normalizer: Int? = nil) -> Float {
         let n = checkShapes(z.count, classes, targets, gradient?.count)
         guard n > 0 else { return 0 }
         var total = 0.0
-        let scale = 1 / Double(n)
+        let scale = 1 / Double(normalizer ?? n)
         for r in 0..<n {
             let row = z.baseAddress! + r * classes
             let g = gradient.map { $0.baseAddress! + r * classes }

@@ -139,7 +139,11 @@ enum TrainingLowering {
             return activate(d, s.activation)
         case .batchNorm(let s):
             let mean = try ref("moving_mean"), variance = try ref("moving_variance")
-            if node.trainable {
+            // Training mode when its gamma/beta train (a layer frozen by --freeze, --unfreeze-from or
+            // --trainable-head is not, whatever its config says); without either, its config's flag.
+            let own = [s.scale ? "gamma" : nil, s.center ? "beta" : nil].compactMap { $0 }
+                .compactMap { params.find(node, $0) }.map { params.entry($0).trainable }
+            if own.isEmpty ? node.trainable : own.contains(true) {
                 return append(.batchNorm(gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
                                          movingMean: mean, movingVariance: variance, epsilon: s.epsilon,
                                          momentum: s.momentum, besselForMoving: inShape.count == 4), ins, shape)

@@ -91,7 +91,7 @@ extension TrainingPlan {
                                       gamma: gamma.map { UnsafePointer(weight($0)) },
                                       beta: beta.map { UnsafePointer(weight($0)) }, batchMean: stats,
                                       batchVariance: stats + c, epsilon: eps, dOutput: dy, dInput: dx,
-                                      dGamma: dGamma?.0, dBeta: dBeta?.0, accumulate: acc)
+                                      dGamma: dGamma?.0, dBeta: dBeta?.0, accumulate: acc, sync: batchNormSync)
         case .affine(let scale, let shift):
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             scale.withUnsafeBufferPointer { s in

@@ -20,6 +20,10 @@ final class TrainingPlan {
     let scratchCount: Int
     /// Whether the last forward pass ran in training mode (dropout masks are valid).
     private(set) var lastForwardTraining = false
+    /// Data parallelism: batch-norm statistics over every rank (`--sync-batchnorm`), and where
+    /// this rank's rows start in the whole batch (dropout masks follow the global row).
+    var batchNormSync: BatchNormSync?
+    private var rowOffset = 0
 
     var nodes: [TrainNode] { split.nodes }
 
@@ -94,8 +98,9 @@ final class TrainingPlan {
 
     /// The forward pass. `training` selects batch statistics and dropout; `seed` and `step` make
     /// dropout masks reproducible.
-    func forward(_ inputs: [Tensor], training: Bool, seed: UInt64, step: Int) {
+    func forward(_ inputs: [Tensor], training: Bool, seed: UInt64, step: Int, rowOffset: Int = 0) {
         lastForwardTraining = training
+        self.rowOffset = rowOffset
         if let prefix {
             let outs = prefix.run(inputs)
             for (slot, t) in outs.enumerated() {
@@ -132,12 +137,13 @@ final class TrainingPlan {
             let rows = node.count / c
             if training {
                 let stats = caches[i]!
-                batchNormTrainingForward(input: x!, rows: rows, channels: c,
-                                         gamma: gamma.map { UnsafePointer(weight($0)) },
-                                         beta: beta.map { UnsafePointer(weight($0)) }, epsilon: eps,
-                                         output: out, batchMean: stats, batchVariance: stats + c)
+                let total = batchNormTrainingForward(input: x!, rows: rows, channels: c,
+                                                     gamma: gamma.map { UnsafePointer(weight($0)) },
+                                                     beta: beta.map { UnsafePointer(weight($0)) }, epsilon: eps,
+                                                     output: out, batchMean: stats, batchVariance: stats + c,
+                                                     sync: batchNormSync)
                 batchNormUpdateMovingStatistics(movingMean: weight(mean), movingVariance: weight(variance),
-                                                batchMean: stats, batchVariance: stats + c, channels: c, rows: rows,
+                                                batchMean: stats, batchVariance: stats + c, channels: c, rows: total,
                                                 momentum: Double(momentum), correctVariance: bessel)
             } else {
                 let (scale, shift) = foldBatchNorm(
@@ -159,8 +165,12 @@ final class TrainingPlan {
         case .dropout(let rate, let noiseShape):
             if training && rate > 0 {
                 let maskShape = dropoutMaskShape(node.shape, noiseShape)
+                let count = maskShape.reduce(1, *)
+                // A mask with a batch axis: this rank's rows are rows rowOffset... of the whole batch.
+                let batchAxisFollows = noiseShape.map { $0.count != node.shape.count || $0[0] < 0 } ?? true
+                let perRow = batchAxisFollows && count > 0 ? count / maskShape[0] : 0
                 dropoutMask(seed: seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15, step: UInt64(step), rate: rate,
-                            mask: caches[i]!, count: maskShape.reduce(1, *))
+                            mask: caches[i]!, count: count, offset: rowOffset * perRow)
                 applyDropoutMask(x!, mask: caches[i]!, out, shape: node.shape, maskShape: maskShape, accumulate: false)
             } else {
                 out.update(from: x!, count: node.count)

@@ -35,6 +35,8 @@ public struct TrainingRunOptions: Sendable {
     public var reduceLROnPlateau: ReduceLROnPlateau? = nil
     public var historyPath: String? = nil
     public var plotPath: String? = nil
+    /// The teacher's logits from `distillctl teacher-cache` instead of running the teacher.
+    public var teacherCache: TeacherCache? = nil
     public init() {}
 }
 
@@ -79,7 +81,7 @@ public final class TrainingRun {
         self.validation = validation
         self.options = options
         // A wholly unlabelled set (no class columns) teaches through the soft loss alone.
-        guard train.classCount == distiller.classes || (train.classCount == 0 && distiller.teacher != nil) else {
+        guard train.classCount == distiller.classes || (train.classCount == 0 && distiller.distilling) else {
             throw RuntimeError("\(train.source): \(train.classCount) classes, but the student has \(distiller.classes) outputs")
         }
         let monitor = options.monitor ?? (validation == nil ? "loss" : "val_loss")
@@ -89,19 +91,33 @@ public final class TrainingRun {
         if monitor.hasPrefix("val_") && validation == nil {
             throw RuntimeError("cannot monitor '\(monitor)' without a validation set (--val)")
         }
-        if monitor == "soft_loss" && distiller.teacher == nil {
+        if monitor == "soft_loss" && !distiller.distilling {
             throw RuntimeError("cannot monitor 'soft_loss' without a teacher")
         }
+        let distilling = distiller.distilling
         state = RunState(identity: RunIdentity(
-            kind: distiller.teacher == nil ? "train" : "distill", dataFingerprint: String(train.fingerprint, radix: 16),
+            kind: distilling ? "distill" : "train", dataFingerprint: String(train.fingerprint, radix: 16),
             images: train.count, batchSize: options.batchSize, seed: options.seed, augment: options.augmentText,
-            alpha: distiller.teacher == nil ? nil : distiller.config.alpha,
-            temperature: distiller.teacher == nil ? nil : distiller.config.temperature,
+            alpha: distilling ? distiller.config.alpha : nil,
+            temperature: distilling ? distiller.config.temperature : nil,
             teacher: distiller.teacherIdentity))
+        if let cache = options.teacherCache {
+            guard options.augment == nil || options.augment!.isIdentity else {
+                throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with --augment")
+            }
+            guard cache.classes == distiller.classes else {
+                throw RuntimeError("the teacher cache has \(cache.classes) classes, the student \(distiller.classes)")
+            }
+            cacheRows = try cache.rows(for: train, source: train.source)
+        }
         state.earlyStopping = options.earlyStopping
         state.reduceLR = options.reduceLROnPlateau
         if options.checkpointDirectory != nil { state.best = BestValue(monitor: monitor, mode: options.monitorMode) }
     }
+
+    /// Per training item, its row in the teacher cache.
+    private var cacheRows: [Int] = []
+    var collective: any Collective { distiller.collective }
 
     /// The metric best.h5, early stopping and reduce-on-plateau watch.
     public var monitor: String { options.monitor ?? (validation == nil ? "loss" : "val_loss") }
@@ -193,9 +209,17 @@ public final class TrainingRun {
         var loaderOptions = LoaderOptions(height: h, width: w, channels: c, batchSize: options.batchSize, shuffle: true,
                                           seed: options.seed, augment: options.augment)
         loaderOptions.badImages = options.skipBadImages ? .skip : .fail
+        loaderOptions.shardRank = collective.rank
+        loaderOptions.shardCount = collective.size
         let loader = try BatchLoader(dataset: train, options: loaderOptions)
         let batches = loader.batchesPerEpoch
-        if let dir = options.checkpointDirectory { try makeDirectory(dir) }
+        if let dir = options.checkpointDirectory, collective.isRoot { try makeDirectory(dir) }
+        // Every rank must agree to stop: a Ctrl-C seen by any rank stops them all at the same step.
+        func agreedInterrupt() throws -> Bool {
+            var flag = [interrupted() ? 1.0 : 0]
+            try collective.allReduceSum(&flag)
+            return flag[0] > 0
+        }
         while state.position.epoch < options.epochs {
             let epoch = state.position.epoch
             let start = Date()
@@ -205,8 +229,18 @@ public final class TrainingRun {
             while let batch = try stream.next() {
                 let labels = train.classCount == 0 ? [Float](repeating: 0, count: batch.count * distiller.classes)
                                                    : batch.labels.data
+                var cached: [Float]? = nil
+                if let cache = options.teacherCache {
+                    let k = cache.classes
+                    var rows = [Float](); rows.reserveCapacity(batch.count * k)
+                    for item in batch.items { let r = cacheRows[item]; rows += cache.logits[r * k ..< (r + 1) * k] }
+                    cached = rows
+                }
                 let r: StepResult
-                do { r = try distiller.step(batch.images, labels: labels, index: state.step) } catch let e as TrainingDiverged {
+                do {
+                    r = try distiller.step(batch.images, labels: labels, index: state.step, teacherLogits: cached,
+                                           share: (batch.globalOffset, batch.globalCount))
+                } catch let e as TrainingDiverged {
                     throw TrainingStopped(message: "training stopped: \(e.reason) in epoch \(epoch + 1), batch \(batch.index + 1) of \(batches) (step \(e.step + 1)); "
                                           + lastGoodCheckpointText())
                 }
@@ -216,12 +250,12 @@ public final class TrainingRun {
                 reporter?.batchEnded(state.position.batch, of: batches,
                                      secondsPerBatch: Date().timeIntervalSince(start) / Double(max(1, state.position.batch - resumedAt)),
                                      logs: runningLogs())
-                if state.position.batch < batches, interrupted() {
+                if state.position.batch < batches, try agreedInterrupt() {
                     return .interrupted(checkpoint: try saveInterrupted())
                 }
             }
             var record = EpochRecord(epoch: epoch, loss: state.sums.meanLoss, hardLoss: state.sums.meanHard,
-                                     softLoss: distiller.teacher == nil ? nil : state.sums.meanSoft,
+                                     softLoss: distiller.distilling ? state.sums.meanSoft : nil,
                                      accuracy: state.sums.accuracy, valLoss: nil, valAccuracy: nil, seconds: 0)
             if let validation {
                 let (loss, accuracy) = try evaluate(validation)
@@ -240,7 +274,7 @@ public final class TrainingRun {
                                + (state.earlyStopping!.restoreBestWeights ? "; weights of epoch \(state.earlyStopping!.bestEpoch + 1) restored" : ""))
                 return outcome
             }
-            if state.position.epoch < options.epochs, interrupted() {
+            if state.position.epoch < options.epochs, try agreedInterrupt() {
                 return .interrupted(checkpoint: try saveInterrupted())
             }
         }
@@ -251,8 +285,9 @@ public final class TrainingRun {
     /// checkpoints, reduce-on-plateau, early stopping.
     func epochEnded(_ record: EpochRecord) throws -> RunOutcome {
         let value = record.metric(monitor)
-        if let path = options.historyPath { try writeAtomically(EpochRecord.csv(state.history), to: path) }
-        if let path = options.plotPath { try writeAtomically(TrainingPlot.svg(state.history), to: path) }
+        let root = collective.isRoot
+        if let path = options.historyPath, root { try writeAtomically(EpochRecord.csv(state.history), to: path) }
+        if let path = options.plotPath, root { try writeAtomically(TrainingPlot.svg(state.history), to: path) }
         var stop = false
         if var early = state.earlyStopping, let value {
             let (improved, shouldStop) = early.epochEnded(record.epoch, monitored: value)
@@ -267,9 +302,9 @@ public final class TrainingRun {
         if let dir = options.checkpointDirectory {
             if var best = state.best, let value, best.update(record.epoch, value) {
                 state.best = best
-                try checkpoint().write(to: (dir as NSString).appendingPathComponent("best.h5"))
+                if root { try checkpoint().write(to: (dir as NSString).appendingPathComponent("best.h5")) }
             }
-            try checkpoint().write(to: (dir as NSString).appendingPathComponent("last.h5"))
+            if root { try checkpoint().write(to: (dir as NSString).appendingPathComponent("last.h5")) }
         }
         // As Keras: the checkpoints hold the epoch's own weights; the best ones come back at the end.
         if stop, state.earlyStopping!.restoreBestWeights, let bestWeights { distiller.params.restore(bestWeights) }
@@ -283,9 +318,11 @@ public final class TrainingRun {
         guard let dir = options.checkpointDirectory ?? options.interruptDirectory else {
             throw RuntimeError("interrupted; no checkpoint folder to save to")
         }
-        try makeDirectory(dir)
         let path = (dir as NSString).appendingPathComponent("last.h5")
-        try checkpoint().write(to: path)
+        if collective.isRoot {
+            try makeDirectory(dir)
+            try checkpoint().write(to: path)
+        }
         return path
     }
 
@@ -298,8 +335,8 @@ public final class TrainingRun {
 
     func runningLogs() -> [(String, Double)] {
         var logs = [("loss", state.sums.meanLoss)]
-        if let v = state.sums.meanHard, distiller.teacher != nil { logs.append(("hard_loss", v)) }
-        if distiller.teacher != nil { logs.append(("soft_loss", state.sums.meanSoft)) }
+        if let v = state.sums.meanHard, distiller.distilling { logs.append(("hard_loss", v)) }
+        if distiller.distilling { logs.append(("soft_loss", state.sums.meanSoft)) }
         if let v = state.sums.accuracy { logs.append(("accuracy", v)) }
         return logs
     }
@@ -307,18 +344,23 @@ public final class TrainingRun {
     /// Cross-entropy and accuracy of the student over a whole dataset, in order, inference mode.
     public func evaluate(_ dataset: ImageDataset) throws -> (loss: Double, accuracy: Double?) {
         let (h, w, c) = imageShape
-        let loader = try BatchLoader(dataset: dataset, options: LoaderOptions(height: h, width: w, channels: c,
-                                                                              batchSize: options.batchSize, shuffle: false))
-        var loss = 0.0, rows = 0, correct = 0, counted = 0
+        var options = LoaderOptions(height: h, width: w, channels: c, batchSize: self.options.batchSize, shuffle: false)
+        options.shardRank = collective.rank
+        options.shardCount = collective.size
+        let loader = try BatchLoader(dataset: dataset, options: options)
+        // [loss sum, rows, correct, counted], summed over ranks (each evaluates its share).
+        var sums = [Double](repeating: 0, count: 4)
         let stream = loader.epoch(0)
         while let batch = try stream.next() {
+            guard batch.count > 0 else { continue }
             let r = try distiller.evaluate(batch.images, labels: batch.labels.data)
-            loss += Double(r.total) * Double(r.rows)
-            rows += r.rows
-            correct += r.correct
-            counted += r.counted
+            sums[0] += Double(r.total) * Double(r.rows)
+            sums[1] += Double(r.rows)
+            sums[2] += Double(r.correct)
+            sums[3] += Double(r.counted)
         }
-        return (loss / Double(max(1, rows)), counted > 0 ? Double(correct) / Double(counted) : nil)
+        try collective.allReduceSum(&sums)
+        return (sums[0] / max(1, sums[1]), sums[3] > 0 ? sums[2] / sums[3] : nil)
     }
 }
 

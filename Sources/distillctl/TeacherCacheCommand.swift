@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Graph
+import Runtime
+
+struct TeacherCacheCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "teacher-cache",
+        abstract: "Run the teacher once over the training images and keep its logits for distill --teacher-cache.",
+        discussion: """
+        The images are loaded as for training, without augmentation (a cache cannot follow random
+        augmentation; distill refuses --augment with a cache). The file records the teacher (name,
+        parameter count, a hash of its weights) and every image's name and size; distill rejects it
+        for changed images. Under mpirun, the ranks share the images and rank 0 writes the file.
+        """)
+
+    @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch.")
+    var teacher: String
+
+    @Option(help: "Architecture JSON for a weights-only teacher.")
+    var teacherArch: String?
+
+    @Option(help: "Training images, as distill's --train: a CSV or a folder per class.")
+    var train: String
+
+    @Option(help: "A folder of unlabelled images, as distill's --unlabeled.")
+    var unlabeled: String?
+
+    @Option(help: "Folder the CSV's file names are relative to (default: the CSV's folder).")
+    var images: String?
+
+    @Option(help: "CSV column naming the image files.")
+    var xCol: String = "image_id"
+
+    @Option(help: "Comma-separated one-hot label columns, as distill's --y-cols.")
+    var yCols: String?
+
+    @Option(help: "Where to write the cache (HDF5).")
+    var output: String
+
+    @Option(help: "Images per teacher run.") var batchSize: Int = 32
+    @Option(help: "Threads (default: all cores, shared among the ranks under mpirun).") var threads: Int?
+
+    func run() throws {
+        try reportingErrors {
+            let collective = try Distributed.detect()
+            ActiveRun.collective = collective
+            if let threads {
+                RuntimeThreads.set(threads)
+            } else if collective.isDistributed {
+                RuntimeThreads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / Distributed.localRanks()))
+            }
+            guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+            try ensureDistinctOutputs([output], inputs: [teacher, teacherArch, train].compactMap { $0 })
+            let model = try LoadedModel.load(path: teacher, archPath: teacherArch)
+            var options = DatasetOptions()
+            options.xColumn = xCol
+            options.imageDirectory = images
+            if let yCols { options.labels = .oneHot(yCols.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
+            var dataset = try ImageDataset.load(train, options: options)
+            if let unlabeled {
+                dataset = try dataset.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: dataset.classNames))
+            }
+            let start = Date()
+            let cache = try TeacherCache.compute(teacher: model, dataset: dataset, batchSize: batchSize, collective: collective)
+            guard collective.isRoot else { return }
+            try cache.write(to: output)
+            print(String(format: "wrote %@: %d images x %d logits of %@ (%.1f s%@)", output, cache.images.count, cache.classes,
+                         cache.teacher, Date().timeIntervalSince(start),
+                         collective.isDistributed ? " on \(collective.size) ranks" : ""))
+        }
+    }
+}
