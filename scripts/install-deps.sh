@@ -2,7 +2,7 @@
 # Installs the Debian packages distillctl builds against, and (with --python) the Python virtual
 # environment with real Keras used by the Keras checks. Safe to run repeatedly.
 set -euo pipefail
-packages=(libhdf5-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev pkg-config hdf5-tools dataset-fashion-mnist)
+packages=(libhdf5-dev zlib1g-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev pkg-config hdf5-tools dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

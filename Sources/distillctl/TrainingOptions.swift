@@ -128,7 +128,7 @@ struct TrainingOptions: ParsableArguments {
             if let history { try writeAtomically(EpochRecord.csv(checked.history), to: history) }
         })
         let trained = distiller.trainedModel()
-        try trained.exportFile(weightsOnly: false).write(to: output)
+        try trained.writeKerasFile(to: output)
         print("wrote \(output)")
         if let test {
             let testSet = try ImageDataset.load(test, options: datasetOptions(classNames: trainSet.classNames))
