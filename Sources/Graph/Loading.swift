@@ -25,6 +25,10 @@ public enum KerasFileFormat: String, Sendable, CustomStringConvertible {
         return .legacyH5
     }
 
+    /// Which Keras a file of this format is written for unless told otherwise: the legacy layout
+    /// for both (the point of writing it), Keras 3's own formats for Keras 3.
+    public var defaultTarget: KerasTarget { self == .legacyH5 ? .both : .keras3 }
+
     public var description: String {
         switch self {
         case .legacyH5: return "legacy .h5"

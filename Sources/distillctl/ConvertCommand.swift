@@ -16,7 +16,7 @@ struct ConvertCommand: ParsableCommand {
 
         MODEL may be in any of these formats (told by content, not by name), so convert moves a model between them: a Keras 2 .h5 to a Keras 3 .keras and back.
 
-        The config uses the schema both tf-keras 2.21 and Keras 3 load. What that schema cannot express for both is refused with the reason: a nested model called inside a Functional model (the versions number its calls differently), hard_sigmoid (its formula differs between versions), Keras 3-only activations. --keras 2 or --keras 3 then writes the model for that version only. The .keras and .weights.h5 formats are Keras 3's: --keras 2 refuses them. The written model is uncompiled (no optimizer state).
+        The config uses the schema both tf-keras 2.21 and Keras 3 load. What that schema cannot express for both is refused with the reason: a nested model called inside a Functional model (the versions number its calls differently), hard_sigmoid (its formula differs between versions), Keras 3-only activations. --keras 2 or --keras 3 then writes the model for that version only. The .keras and .weights.h5 formats are Keras 3's: they are written for Keras 3 (--keras 3) unless --keras both asks for a config tf-keras can read too; --keras 2 refuses them. The written model is uncompiled (no optimizer state).
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -30,8 +30,8 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Where to write the architecture JSON (default with --weights-only: OUT with extension .json).")
     var archOutput: String?
 
-    @Option(help: "Which Keras must load the file: both, 2 (tf-keras / R keras) or 3 (Keras 3 / R keras3).")
-    var keras: KerasTarget = .both
+    @Option(help: "Which Keras must load the file: both, 2 (tf-keras / R keras) or 3 (Keras 3 / R keras3). Default: both for .h5, 3 for .keras and .weights.h5 (Keras 3's own formats).")
+    var keras: KerasTarget?
 
     func run() throws {
         try reportingErrors {
@@ -49,7 +49,7 @@ struct ConvertCommand: ParsableCommand {
                 throw ValidationError("a .keras archive holds the whole model; for weights only name the output OUT.weights.h5")
             }
             let model = try modelOptions.load()
-            let written = try model.writeKerasFile(to: output, weightsOnly: weightsOnly, target: keras,
+            let written = try model.writeKerasFile(to: output, weightsOnly: weightsOnly, target: keras ?? format.defaultTarget,
                                                    architecturePath: archPath)
             let what = weightsOnly ? "weights only" : "full model"
             print("wrote \(output) (\(written.format), \(what), \(written.layerCount) layers, \(written.weightCount) weights, "

@@ -59,11 +59,13 @@ extension LoadedModel {
     /// (`KerasFileFormat.forOutput`): `.keras` a Keras 3 archive (full model), `.weights.h5`
     /// Keras 3's weights layout (weights only), anything else the legacy HDF5 layout as
     /// `exportFile` makes it. `architecturePath`, when given, also receives the `to_json()`
-    /// architecture. Every file appears complete or not at all.
+    /// architecture. `target` defaults to the format's (`KerasFileFormat.defaultTarget`: both
+    /// Kerases for .h5, Keras 3 for its own formats). Every file appears complete or not at all.
     @discardableResult
-    public func writeKerasFile(to path: String, weightsOnly: Bool = false, target: KerasTarget = .both,
+    public func writeKerasFile(to path: String, weightsOnly: Bool = false, target: KerasTarget? = nil,
                                architecturePath: String? = nil) throws -> KerasWriteResult {
         let format = KerasFileFormat.forOutput(path: path)
+        let target = target ?? format.defaultTarget
         switch format {
         case .legacyH5:
             let export = try exportFile(weightsOnly: weightsOnly, target: target)
