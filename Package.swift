@@ -57,7 +57,9 @@ let package = Package(
 
         // Shared by the test targets: assertClose and the fixtures folder.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "H5ModelTests", dependencies: ["H5Model", "TestSupport"]),
+        .testTarget(name: "H5ModelTests", dependencies: [
+            "H5Model", "TestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+        ]),
         .testTarget(name: "GraphTests", dependencies: ["Graph", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
         .testTarget(name: "distillctlTests", dependencies: ["distillctl", "TestSupport"]),

@@ -60,7 +60,9 @@ public struct LoadedModel: Sendable {
         case .kerasArchive:
             let archive = try KerasArchive.read(path: path)
             let (graph, config, source) = try parseConfig(archPath: archPath, fileConfig: archive.config,
-                                                          fileConfigSource: "\(path) (config.json)", major: 3, path: path)
+                                                          fileConfigSource: "\(path) (config.json)",
+                                                          // tf-keras >= 2.13 writes .keras archives too.
+                                                          major: archive.kerasVersion.flatMap(majorVersion) ?? 3, path: path)
             return try bindKeras3(archive.weights, graph: graph, config: config, configSource: source, path: path,
                                   kerasVersion: archive.kerasVersion, format: .kerasArchive)
         case .keras3Weights:
