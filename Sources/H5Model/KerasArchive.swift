@@ -54,17 +54,12 @@ public struct KerasArchive: Sendable {
         } catch {
             throw H5ModelError("\(path): not a readable .keras archive (corrupt or truncated zip: \(zipReason(error)))")
         }
-        guard let configBytes = try entryData(archive, configEntry, path: path, required: true) else {
-            fatalError("unreachable: a required entry is returned or thrown")
-        }
-        guard let config = String(data: configBytes, encoding: .utf8) else {
+        guard let config = String(data: try entryData(archive, configEntry, path: path), encoding: .utf8) else {
             throw H5ModelError("\(path): entry '\(configEntry)' is not UTF-8 text")
         }
-        let metadata = try entryData(archive, metadataEntry, path: path, required: false)
-            .map { String(decoding: $0, as: UTF8.self) }
-        guard let weightBytes = try entryData(archive, weightsEntry, path: path, required: true) else {
-            fatalError("unreachable: a required entry is returned or thrown")
-        }
+        let metadata = archive[metadataEntry] == nil ? nil
+            : String(decoding: try entryData(archive, metadataEntry, path: path), as: UTF8.self)
+        let weightBytes = try entryData(archive, weightsEntry, path: path)
         // HDF5 reads files: the entry goes to a private temporary file for the time of reading.
         let weights = try withTemporaryFile(suffix: ".weights.h5") { temporary in
             do {
@@ -77,16 +72,15 @@ public struct KerasArchive: Sendable {
         return KerasArchive(config: config, metadata: metadata, weights: weights)
     }
 
-    private static func entryData(_ archive: Archive, _ name: String, path: String, required: Bool) throws -> Data? {
+    private static func entryData(_ archive: Archive, _ name: String, path: String) throws -> Data {
         guard let entry = archive[name] else {
-            guard required else { return nil }
             let names = archive.map(\.path)
             throw H5ModelError("\(path): not a Keras 3 .keras archive: it has no '\(name)' entry (it holds: "
                                + (names.isEmpty ? "nothing" : names.prefix(5).joined(separator: ", ")) + (names.count > 5 ? ", ..." : "") + ")")
         }
         // Keras's own guard against decompression bombs (`_reject_zip_bomb`): over 4 GiB and
         // over 100 times the stored size.
-        if entry.uncompressedSize > 1 << 32, entry.uncompressedSize > 100 * entry.compressedSize {
+        if entry.uncompressedSize > 1 << 32, entry.uncompressedSize / 100 > entry.compressedSize {
             throw H5ModelError("\(path): entry '\(name)' declares \(entry.uncompressedSize) bytes from \(entry.compressedSize) stored; refused")
         }
         var data = Data()
