@@ -62,6 +62,6 @@ let package = Package(
         ]),
         .testTarget(name: "GraphTests", dependencies: ["Graph", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
-        .testTarget(name: "distillctlTests", dependencies: ["distillctl", "TestSupport"]),
+        .testTarget(name: "distillctlTests", dependencies: ["distillctl", "Runtime", "TestSupport"]),
     ]
 )

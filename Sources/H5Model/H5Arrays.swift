@@ -62,7 +62,7 @@ public enum H5Arrays {
         return out
     }
 
-    private static func walk(_ group: H5Group, prefix: String, _ visit: (String, H5Dataset) throws -> Void) throws {
+    static func walk(_ group: H5Group, prefix: String, _ visit: (String, H5Dataset) throws -> Void) throws {
         for name in try group.childNames() {
             switch try group.child(name) {
             case .group(let g)?: try walk(g, prefix: prefix + name + "/", visit)

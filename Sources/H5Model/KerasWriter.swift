@@ -15,11 +15,18 @@ extension KerasH5File {
     /// `layer_names`, `weight_names`, `keras_version`, `backend` fixed-length NULLPAD ASCII, which
     /// every Keras reads back as bytes (TF <= 2.4 cannot decode variable-length ones under h5py 3).
     public func write(to path: String) throws {
+        try write(to: path, attachment: nil)
+    }
+
+    /// As `write(to:)`, with `attachment` (when given) stored in the same file, so the two appear
+    /// together or not at all.
+    public func write(to path: String, attachment: H5Attachment?) throws {
         try checkConsistency(path)
         try withHDF5 {
             try replaceAtomically(path) { temporaryPath in
                 let file = try H5File.create(temporaryPath, displayPath: path)
                 try writeContents(file)   // every handle but the file's dies in here
+                try attachment?.write(into: file.root())
                 try file.close()
             }
         }

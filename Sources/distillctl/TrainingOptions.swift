@@ -37,7 +37,6 @@ struct TrainingOptions: ParsableArguments {
 
     @Option(help: "Epochs.") var epochs: Int = 10
     @Option(help: "Images per step; the last partial batch of an epoch is used too.") var batchSize: Int = 8
-    @Option(help: "Adam's learning rate.") var learningRate: Double = 1e-3
     @Option(help: "Seed for shuffling, augmentation and dropout.") var seed: UInt64 = 0
 
     @Option(help: "Train only from this layer on (R's unfreeze_weights(from = LAYER)); earlier layers are frozen.")
@@ -55,16 +54,14 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Leave out images that cannot be decoded (listed and counted) instead of stopping before the first step.")
     var skipBadImages = false
 
-    @Option(help: "Per-epoch history as CSV (Keras CSVLogger's layout).")
-    var history: String?
-
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
 
+    @OptionGroup(title: "Optimizer") var optimizer: OptimizerOptions
+    @OptionGroup(title: "Checkpoints, history and stopping") var outputs: RunOutputOptions
+
     func validate() throws {
-        guard epochs > 0, batchSize > 0, learningRate > 0 else {
-            throw ValidationError("--epochs, --batch-size and --learning-rate must be positive")
-        }
+        guard epochs > 0, batchSize > 0 else { throw ValidationError("--epochs and --batch-size must be positive") }
         if unfreezeFrom != nil && trainableHead { throw ValidationError("give --unfreeze-from or --trainable-head, not both") }
     }
 
@@ -87,46 +84,103 @@ struct TrainingOptions: ParsableArguments {
         return augment == "seed" ? .seedExample : try AugmentConfig.parse(augment)
     }
 
+    /// Where a Ctrl-C checkpoint goes without --checkpoint-dir: beside the output.
+    var interruptDirectory: String { outputs.checkpointDir ?? (output as NSString).deletingPathExtension + "-checkpoint" }
+
     /// Loads the data, trains, writes the student and the history. `teacher` nil: plain training.
     func run(teacher: LoadedModel?, alpha: Double, temperature: Double) throws {
         if let threads { RuntimeThreads.set(threads) }
-        try ensureDistinctOutputs([output] + (history.map { [$0] } ?? []),
-                                  inputs: [student, studentArch, train, val, test].compactMap { $0 })
-        let studentModel = try LoadedModel.load(path: student, archPath: studentArch)
+        let written = [output, outputs.history, outputs.plot].compactMap { $0 }
+        try ensureDistinctOutputs(written, inputs: [student, studentArch, train, val, test].compactMap { $0 })
+        var studentModel = try LoadedModel.load(path: student, archPath: studentArch)
+        var resumeFrom: (TrainingCheckpoint, String)? = nil
+        if outputs.resume, let dir = outputs.checkpointDir {
+            let path = (dir as NSString).appendingPathComponent("last.h5")
+            let checkpoint = try TrainingCheckpoint.read(path: path)
+            guard checkpoint.model.graph.uniqueLayers.map(\.layerKey) == studentModel.graph.uniqueLayers.map(\.layerKey) else {
+                throw ValidationError("\(path): the checkpoint holds another model than --student \(student)")
+            }
+            // The checkpoint's weights replace the student's; a nested Normalization's constants
+            // (written into the checkpoint's config rather than as weights) stay the student's.
+            studentModel.weights.byLayer.merge(checkpoint.model.weights.byLayer) { $1 }
+            resumeFrom = (checkpoint, path)
+        }
         var trainSet = try ImageDataset.load(train, options: datasetOptions(classNames: nil))
         if let unlabeled {
             guard teacher != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
             trainSet = try trainSet.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: trainSet.classNames))
         }
-        let valSet = try val.map { try trainSet.validationSplit($0, options: datasetOptions(classNames: trainSet.classNames)) }
+        var valSet = try val.map { try trainSet.validationSplit($0, options: datasetOptions(classNames: trainSet.classNames)) }
+        // Every image is decoded once before the first step: bad ones stop the run here, listed,
+        // or are left out with --skip-bad-images.
+        let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
+        guard inputShape.count == 3 else { throw ValidationError("\(student): the student's input is \(inputShape), not an image") }
+        for (name, set) in [("training", Optional(trainSet)), ("validation", valSet)] {
+            guard let set else { continue }
+            let (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
+                                                             skipBad: skipBadImages)
+            if !left.isEmpty {
+                print("left out \(left.count) \(name) image\(left.count == 1 ? "" : "s") that cannot be loaded: "
+                      + left.prefix(5).map { "\($0.file.path) (\($0.reason))" }.joined(separator: "; ")
+                      + (left.count > 5 ? "; and \(left.count - 5) more" : ""))
+            }
+            if name == "training" { trainSet = checked } else { valSet = checked }
+        }
         var config = DistillConfig()
         config.alpha = alpha
         config.temperature = temperature
         config.seed = seed
         config.trainable = selection
         config.frozen = Set(freeze)
+        let batchesPerEpoch = (trainSet.count + batchSize - 1) / batchSize
         let distiller = try Distiller(student: studentModel, teacher: teacher,
-                                      optimizer: Adam(learningRate: .constant(learningRate)), config: config)
+                                      optimizer: optimizer.make(batchesPerEpoch: batchesPerEpoch, epochs: epochs), config: config)
         var options = TrainingRunOptions()
         options.epochs = epochs
         options.batchSize = batchSize
         options.seed = seed
         options.augment = try augmentConfig()
+        options.augmentText = augment
         options.skipBadImages = skipBadImages
-        let checked = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
-            .checkingImages()
+        options.checkpointDirectory = outputs.checkpointDir
+        options.interruptDirectory = interruptDirectory
+        options.historyPath = outputs.history
+        options.plotPath = outputs.plot
+        options.monitor = outputs.monitor
+        options.monitorMode = outputs.monitorMode
+        let monitor = outputs.monitor ?? (valSet == nil ? "loss" : "val_loss")
+        if let patience = outputs.earlyStoppingPatience {
+            options.earlyStopping = try EarlyStopping(monitor: monitor, patience: patience, minDelta: outputs.minDelta,
+                                                      mode: outputs.monitorMode, restoreBestWeights: outputs.restoreBestWeights)
+        }
+        if let patience = optimizer.reduceLrPatience {
+            options.reduceLROnPlateau = try ReduceLROnPlateau(monitor: monitor, factor: optimizer.reduceLrFactor, patience: patience,
+                                                              mode: outputs.monitorMode == .auto ? .auto : (outputs.monitorMode == .max ? .max : .min),
+                                                              minLearningRate: optimizer.minLr)
+        }
+        let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
+        if let (checkpoint, path) = resumeFrom {
+            try run.resume(from: checkpoint, path: path)
+            let p = run.state.position
+            print("resuming from \(path): epoch \(p.epoch + 1), batch \(p.batch + 1) (step \(run.state.step + 1))")
+        }
         let terminal = isatty(STDOUT_FILENO) != 0
-        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(checked.train.count) images\(teacher == nil ? "" : String(format: ", alpha %.3g, temperature %.3g", alpha, temperature))")
-        try checked.run(report: { line in
-            if line.hasPrefix("epoch") && line.contains("ETA") {
-                if terminal { print("\r" + line, terminator: ""); fflush(stdout) }
-            } else {
-                if terminal { print("\r", terminator: "") }
-                print(line)
-            }
-        }, epochEnded: { _ in
-            if let history { try writeAtomically(EpochRecord.csv(checked.history), to: history) }
+        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(teacher == nil ? "" : String(format: ", alpha %.3g, temperature %.3g", alpha, temperature)); \(optimizer.describe)")
+        let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
+        Interruption.install()
+        var announced = false
+        let outcome = try run.run(reporter: progress, interrupted: {
+            guard Interruption.isRequested else { return false }
+            if !announced { announced = true; if terminal { print("") } }
+            return true
         })
+        if case .interrupted(let path) = outcome {
+            let p = run.state.position
+            let dir = (path as NSString).deletingLastPathComponent
+            print("interrupted in epoch \(p.epoch + 1) after batch \(p.batch): saved \(path); \(output) was not written. "
+                  + "Continue with the same command and --resume --checkpoint-dir \(dir)")
+            throw ExitCode(130)
+        }
         let trained = distiller.trainedModel()
         try trained.writeKerasFile(to: output)
         print("wrote \(output)")
@@ -152,7 +206,9 @@ struct DistillCommand: ParsableCommand {
         loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label
         teach through the soft term alone. Teacher: inference mode. Student: training mode (trainable
         BatchNormalization uses batch statistics and updates its moving statistics; frozen ones run in
-        inference mode, as in Keras). Optimizer: Adam (Keras defaults but --learning-rate).
+        inference mode, as in Keras). Optimizer: Adam with Keras's defaults unless --optimizer says otherwise.
+        A NaN or infinite loss, gradient or weight stops the run (exit 1) naming the epoch, batch and step;
+        the last checkpoint stays as it was. Ctrl-C saves a checkpoint that --resume continues from (exit 130).
         """)
 
     @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch.")

@@ -52,6 +52,7 @@ public struct StepResult: Sendable {
 public final class Distiller {
     public let student: LoadedModel
     public let teacher: InferenceSession?
+    let teacherModel: LoadedModel?
     public let params: ParameterStore
     public let optimizer: Optimizer
     public let config: DistillConfig
@@ -74,6 +75,7 @@ public final class Distiller {
         guard !buffers.isEmpty else { throw RuntimeError("the student '\(graph.name)' has no trainable weights with these settings") }
         try optimizer.build(buffers)
         self.teacher = try teacher.map { try InferenceSession(model: $0, logits: true) }
+        self.teacherModel = teacher
     }
 
     func plan(batch: Int) throws -> TrainingPlan {
@@ -81,6 +83,11 @@ public final class Distiller {
         let p = try TrainingPlan(model: student, params: params, batch: batch)
         plans[batch] = p
         return p
+    }
+
+    /// The teacher as a checkpoint records it (its name and parameter count).
+    public var teacherIdentity: String? {
+        teacherModel.map { "\($0.graph.name) (\($0.graph.parameterCounts().total) parameters)" }
     }
 
     /// Classes of the student's output.
@@ -119,14 +126,20 @@ public final class Distiller {
             result = StepResult(total: loss, hard: loss, soft: nil, correct: 0, counted: 0, rows: x.batch)
         }
         guard result.total.isFinite else {
-            throw RuntimeError("the loss became \(result.total) at step \(index)")
+            throw TrainingDiverged(step: index, reason: "the loss became \(result.total)")
         }
         let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: k)
         result.correct = accuracy.correct
         result.counted = accuracy.counted
         params.zeroGradients()
         gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
+        if let bad = buffers.first(where: { hasNonFinite($0.gradient, $0.count) }) {
+            throw TrainingDiverged(step: index, reason: "the gradient of \(bad.name) became infinite or NaN")
+        }
         try optimizer.apply(buffers)
+        if let bad = buffers.first(where: { hasNonFinite($0.value, $0.count) }) {
+            throw TrainingDiverged(step: index, reason: "the weights exploded (\(bad.name) became infinite or NaN)")
+        }
         return result
     }
 
@@ -152,3 +165,26 @@ public final class Distiller {
         return model
     }
 }
+
+/// Training stopped because the numbers stopped being numbers: a non-finite loss (checked before
+/// the update, so the weights are still the last good ones), gradient or weight.
+public struct TrainingDiverged: Error, CustomStringConvertible, Sendable {
+    public var step: Int
+    public var reason: String
+    public var description: String { "\(reason) at step \(step + 1)" }
+}
+
+/// Whether any of `count` floats is infinite or NaN (x * 0 is 0 for every finite x, NaN otherwise).
+func hasNonFinite(_ p: UnsafePointer<Float>, _ count: Int) -> Bool {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) * 0
+        i += 8
+    }
+    var tail: Float = 0
+    while i < count { tail += p[i] * 0; i += 1 }
+    return !(acc.sum() + tail).isFinite
+}
+
+func hasNonFinite(_ p: UnsafeMutablePointer<Float>, _ count: Int) -> Bool { hasNonFinite(UnsafePointer(p), count) }

@@ -61,6 +61,18 @@ public final class ParameterStore {
         for e in entries { e.gradient?.update(repeating: 0, count: e.count) }
     }
 
+    /// A copy of every weight (trainable or not, as Keras's get_weights), for `restore`.
+    public func snapshot() -> [[Float]] { entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) } }
+
+    /// Puts back a `snapshot()` (Keras's set_weights).
+    public func restore(_ snapshot: [[Float]]) {
+        precondition(snapshot.count == entries.count, "a snapshot of another parameter store")
+        for (e, values) in zip(entries, snapshot) {
+            precondition(values.count == e.count)
+            if e.count > 0 { values.withUnsafeBufferPointer { e.values.update(from: $0.baseAddress!, count: e.count) } }
+        }
+    }
+
     /// The weights as a WeightStore (same names and order as the loaded model), e.g. for export.
     /// Integer weights (Normalization's count) keep their stored type.
     public func weightStore(like original: WeightStore) -> WeightStore {

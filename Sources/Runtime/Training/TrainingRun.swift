@@ -2,7 +2,7 @@ import Foundation
 
 /// One epoch's figures, each computed over that epoch only (the seed's R loop never reset its
 /// accuracy metric, so its "epoch accuracy" was a running mean).
-public struct EpochRecord: Sendable, Equatable {
+public struct EpochRecord: Sendable, Equatable, Codable {
     public var epoch: Int
     public var loss: Double
     public var hardLoss: Double?
@@ -11,6 +11,8 @@ public struct EpochRecord: Sendable, Equatable {
     public var valLoss: Double?
     public var valAccuracy: Double?
     public var seconds: Double
+    /// The learning rate the epoch ended with.
+    public var learningRate: Double?
 }
 
 public struct TrainingRunOptions: Sendable {
@@ -18,18 +20,58 @@ public struct TrainingRunOptions: Sendable {
     public var batchSize = 8
     public var seed: UInt64 = 0
     public var augment: AugmentConfig? = nil
+    /// The `--augment` text, recorded in checkpoints so a resume uses the same.
+    public var augmentText: String? = nil
     public var skipBadImages = false
+    /// Where `last.h5` (every epoch) and `best.h5` (when `monitor` improves) go.
+    public var checkpointDirectory: String? = nil
+    /// Where a Ctrl-C checkpoint goes when there is no `checkpointDirectory`.
+    public var interruptDirectory: String? = nil
+    /// The metric for best.h5, early stopping and reduce-on-plateau (default: val_loss, or loss
+    /// without a validation set).
+    public var monitor: String? = nil
+    public var monitorMode: MonitorMode = .auto
+    public var earlyStopping: EarlyStopping? = nil
+    public var reduceLROnPlateau: ReduceLROnPlateau? = nil
+    public var historyPath: String? = nil
+    public var plotPath: String? = nil
     public init() {}
 }
 
+/// How a run ended (errors aside).
+public enum RunOutcome: Sendable, Equatable {
+    case completed
+    /// Early stopping after this epoch (0-based).
+    case stoppedEarly(epoch: Int)
+    /// Ctrl-C: the checkpoint written.
+    case interrupted(checkpoint: String)
+}
+
+/// What the epoch loop tells its user; the command line draws a Keras-style progress bar.
+public protocol TrainingReporter: AnyObject {
+    func epochBegan(_ epoch: Int, of epochs: Int, batches: Int)
+    /// `secondsPerBatch`: the mean over the batches this process has run in the epoch (for ETA).
+    func batchEnded(_ batch: Int, of batches: Int, secondsPerBatch: Double, logs: [(String, Double)])
+    func epochEnded(_ record: EpochRecord, batches: Int)
+    func note(_ text: String)
+}
+
+/// Training stopped on a non-finite loss, gradient or weight: what, where, and which checkpoint
+/// is the last good one.
+public struct TrainingStopped: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
 /// The epoch loop: shuffled batches (the last partial one included) through the distiller, the
-/// validation set in full after each epoch, and a record per epoch.
+/// validation set in full after each epoch, a record per epoch, checkpoints, callbacks.
 public final class TrainingRun {
     public let distiller: Distiller
     public let train: ImageDataset
     public let validation: ImageDataset?
     public let options: TrainingRunOptions
-    public private(set) var history: [EpochRecord] = []
+    public private(set) var state: RunState
+    public var history: [EpochRecord] { state.history }
 
     public init(distiller: Distiller, train: ImageDataset, validation: ImageDataset?, options: TrainingRunOptions) throws {
         self.distiller = distiller
@@ -40,7 +82,29 @@ public final class TrainingRun {
         guard train.classCount == distiller.classes || (train.classCount == 0 && distiller.teacher != nil) else {
             throw RuntimeError("\(train.source): \(train.classCount) classes, but the student has \(distiller.classes) outputs")
         }
+        let monitor = options.monitor ?? (validation == nil ? "loss" : "val_loss")
+        guard EpochRecord.metricNames.contains(monitor) else {
+            throw RuntimeError("cannot monitor '\(monitor)': the metrics are \(EpochRecord.metricNames.joined(separator: ", "))")
+        }
+        if monitor.hasPrefix("val_") && validation == nil {
+            throw RuntimeError("cannot monitor '\(monitor)' without a validation set (--val)")
+        }
+        if monitor == "soft_loss" && distiller.teacher == nil {
+            throw RuntimeError("cannot monitor 'soft_loss' without a teacher")
+        }
+        state = RunState(identity: RunIdentity(
+            kind: distiller.teacher == nil ? "train" : "distill", dataFingerprint: String(train.fingerprint, radix: 16),
+            images: train.count, batchSize: options.batchSize, seed: options.seed, augment: options.augmentText,
+            alpha: distiller.teacher == nil ? nil : distiller.config.alpha,
+            temperature: distiller.teacher == nil ? nil : distiller.config.temperature,
+            teacher: distiller.teacherIdentity))
+        state.earlyStopping = options.earlyStopping
+        state.reduceLR = options.reduceLROnPlateau
+        if options.checkpointDirectory != nil { state.best = BestValue(monitor: monitor, mode: options.monitorMode) }
     }
+
+    /// The metric best.h5, early stopping and reduce-on-plateau watch.
+    public var monitor: String { options.monitor ?? (validation == nil ? "loss" : "val_loss") }
 
     /// The student's input (height, width, channels).
     var imageShape: (Int, Int, Int) {
@@ -51,61 +115,193 @@ public final class TrainingRun {
     /// The same run over data whose images all decode: every image is decoded once up front; bad
     /// ones stop the run with their list, or are left out with `skipBadImages`.
     public func checkingImages() throws -> TrainingRun {
-        try TrainingRun(distiller: distiller, train: preflight(train), validation: validation.map(preflight),
-                        options: options)
-    }
-
-    func preflight(_ dataset: ImageDataset) throws -> ImageDataset {
         let (h, w, c) = imageShape
-        let bad = preflightCheck(dataset, height: h, width: w, channels: c)
-        guard !bad.isEmpty else { return dataset }
-        guard options.skipBadImages else { throw RuntimeError(badImagesMessage(bad, source: dataset.source)) }
-        return try dataset.removing(paths: Set(bad.map(\.file.path)))
+        let checkedTrain = try Self.checkImages(train, height: h, width: w, channels: c, skipBad: options.skipBadImages).dataset
+        let checkedVal = try validation.map {
+            try Self.checkImages($0, height: h, width: w, channels: c, skipBad: options.skipBadImages).dataset
+        }
+        return try TrainingRun(distiller: distiller, train: checkedTrain, validation: checkedVal, options: options)
     }
 
-    public func run(report: (String) -> Void, epochEnded: (EpochRecord) throws -> Void = { _ in }) throws {
+    /// Decodes every image of `dataset` once: with bad ones, an error listing them, or (`skipBad`)
+    /// the dataset without them and their list.
+    public static func checkImages(_ dataset: ImageDataset, height: Int, width: Int, channels: Int,
+                                   skipBad: Bool) throws -> (dataset: ImageDataset, left: [BadImage]) {
+        let bad = preflightCheck(dataset, height: height, width: width, channels: channels)
+        guard !bad.isEmpty else { return (dataset, []) }
+        guard skipBad else { throw RuntimeError(badImagesMessage(bad, source: dataset.source)) }
+        return (try dataset.removing(paths: Set(bad.map(\.file.path))), bad)
+    }
+
+    // MARK: checkpoints
+
+    public var lastCheckpointPath: String? { options.checkpointDirectory.map { ($0 as NSString).appendingPathComponent("last.h5") } }
+    public var bestCheckpointPath: String? { options.checkpointDirectory.map { ($0 as NSString).appendingPathComponent("best.h5") } }
+
+    /// Continues from `checkpoint` (read with `TrainingCheckpoint.read`; the distiller must have been
+    /// made from the checkpoint's weights): same data, batch size, seed, augmentation, loss and
+    /// trainable weights, or an error saying what differs.
+    public func resume(from checkpoint: TrainingCheckpoint, path: String) throws {
+        let saved = checkpoint.state.identity, now = state.identity
+        var differences: [String] = []
+        if saved.kind != now.kind { differences.append("it was made by '\(saved.kind)', this is '\(now.kind)'") }
+        if saved.dataFingerprint != now.dataFingerprint || saved.images != now.images {
+            differences.append("the training images differ (\(saved.images) then, \(now.images) now)")
+        }
+        if saved.batchSize != now.batchSize { differences.append("--batch-size was \(saved.batchSize)") }
+        if saved.seed != now.seed { differences.append("--seed was \(saved.seed)") }
+        if saved.augment != now.augment { differences.append("--augment was \(saved.augment.map { "'\($0)'" } ?? "off")") }
+        if saved.alpha != now.alpha || saved.temperature != now.temperature {
+            differences.append("--alpha/--temperature were \(saved.alpha.map { "\($0)" } ?? "-")/\(saved.temperature.map { "\($0)" } ?? "-")")
+        }
+        if saved.teacher != now.teacher { differences.append("the teacher was \(saved.teacher ?? "none")") }
+        guard differences.isEmpty else {
+            throw RuntimeError("\(path): cannot resume: " + differences.joined(separator: "; "))
+        }
+        do { try distiller.optimizer.restore(checkpoint.optimizer) } catch {
+            throw RuntimeError("\(path): cannot resume: the optimizer state does not fit this run (\(error)); "
+                               + "the optimizer and the trainable layers must be those of the checkpointed run")
+        }
+        var restored = checkpoint.state
+        // Callbacks: the checkpoint's state when the run still asks for them, the options' when new.
+        if let e = options.earlyStopping {
+            if let s = restored.earlyStopping, s.monitor == e.monitor, s.patience == e.patience,
+               s.minDelta == e.minDelta, s.mode == e.mode, s.restoreBestWeights == e.restoreBestWeights {
+                restored.earlyStopping = s
+            } else { restored.earlyStopping = e }
+        } else { restored.earlyStopping = nil }
+        if let r = options.reduceLROnPlateau {
+            if let s = restored.reduceLR, s.monitor == r.monitor, s.factor == r.factor, s.patience == r.patience {
+                restored.reduceLR = s
+            } else { restored.reduceLR = r }
+        } else { restored.reduceLR = nil }
+        if let b = state.best, restored.best?.monitor != b.monitor || restored.best?.mode != b.mode { restored.best = b }
+        if state.best == nil { restored.best = nil }
+        state = restored
+    }
+
+    func checkpoint() -> TrainingCheckpoint {
+        TrainingCheckpoint(model: distiller.trainedModel(), state: state, optimizer: distiller.optimizer.state())
+    }
+
+    // MARK: the loop
+
+    /// Trains from the current position (the start, or where `resume` left it) to `epochs`.
+    /// `interrupted` is asked after every step: true saves a checkpoint and returns.
+    public func run(reporter: TrainingReporter?, interrupted: () -> Bool = { false }) throws -> RunOutcome {
         let (h, w, c) = imageShape
         var loaderOptions = LoaderOptions(height: h, width: w, channels: c, batchSize: options.batchSize, shuffle: true,
                                           seed: options.seed, augment: options.augment)
         loaderOptions.badImages = options.skipBadImages ? .skip : .fail
         let loader = try BatchLoader(dataset: train, options: loaderOptions)
-        var step = 0
-        for epoch in 0..<options.epochs {
+        let batches = loader.batchesPerEpoch
+        if let dir = options.checkpointDirectory { try makeDirectory(dir) }
+        while state.position.epoch < options.epochs {
+            let epoch = state.position.epoch
             let start = Date()
-            var sums = (loss: 0.0, hard: 0.0, soft: 0.0, rows: 0, hardRows: 0, correct: 0, counted: 0)
-            let stream = loader.epoch(epoch)
-            var batchIndex = 0
+            let resumedAt = state.position.batch
+            reporter?.epochBegan(epoch, of: options.epochs, batches: batches)
+            let stream = loader.epoch(epoch, from: state.position.batch)
             while let batch = try stream.next() {
                 let labels = train.classCount == 0 ? [Float](repeating: 0, count: batch.count * distiller.classes)
                                                    : batch.labels.data
-                let r = try distiller.step(batch.images, labels: labels, index: step)
-                step += 1
-                batchIndex += 1
-                sums.loss += Double(r.total) * Double(r.rows)
-                sums.soft += Double(r.soft ?? 0) * Double(r.rows)
-                if let hard = r.hard, r.counted > 0 { sums.hard += Double(hard) * Double(r.counted); sums.hardRows += r.counted }
-                sums.rows += r.rows
-                sums.correct += r.correct
-                sums.counted += r.counted
-                report(progressLine(epoch: epoch, batch: batchIndex, of: loader.batchesPerEpoch, start: start,
-                                    loss: sums.loss / Double(max(1, sums.rows))))
+                let r: StepResult
+                do { r = try distiller.step(batch.images, labels: labels, index: state.step) } catch let e as TrainingDiverged {
+                    throw TrainingStopped(message: "training stopped: \(e.reason) in epoch \(epoch + 1), batch \(batch.index + 1) of \(batches) (step \(e.step + 1)); "
+                                          + lastGoodCheckpointText())
+                }
+                state.step += 1
+                state.position.batch = batch.index + 1
+                state.sums.add(r)
+                reporter?.batchEnded(state.position.batch, of: batches,
+                                     secondsPerBatch: Date().timeIntervalSince(start) / Double(max(1, state.position.batch - resumedAt)),
+                                     logs: runningLogs())
+                if state.position.batch < batches, interrupted() {
+                    return .interrupted(checkpoint: try saveInterrupted())
+                }
             }
-            var record = EpochRecord(
-                epoch: epoch, loss: sums.loss / Double(max(1, sums.rows)),
-                hardLoss: sums.hardRows > 0 ? sums.hard / Double(sums.hardRows) : nil,
-                softLoss: distiller.teacher == nil ? nil : sums.soft / Double(max(1, sums.rows)),
-                accuracy: sums.counted > 0 ? Double(sums.correct) / Double(sums.counted) : nil,
-                valLoss: nil, valAccuracy: nil, seconds: 0)
+            var record = EpochRecord(epoch: epoch, loss: state.sums.meanLoss, hardLoss: state.sums.meanHard,
+                                     softLoss: distiller.teacher == nil ? nil : state.sums.meanSoft,
+                                     accuracy: state.sums.accuracy, valLoss: nil, valAccuracy: nil, seconds: 0)
             if let validation {
                 let (loss, accuracy) = try evaluate(validation)
                 record.valLoss = loss
                 record.valAccuracy = accuracy
             }
             record.seconds = Date().timeIntervalSince(start)
-            history.append(record)
-            report(epochLine(record))
-            try epochEnded(record)
+            record.learningRate = Double(distiller.optimizer.learningRate)
+            state.history.append(record)
+            state.position = DataPosition(epoch: epoch + 1, batch: 0)
+            state.sums = EpochSums()
+            let outcome = try epochEnded(record)
+            reporter?.epochEnded(record, batches: batches)
+            if case .stoppedEarly = outcome {
+                reporter?.note("early stopping: \(monitor) has not improved for \(state.earlyStopping!.patience) epochs"
+                               + (state.earlyStopping!.restoreBestWeights ? "; weights of epoch \(state.earlyStopping!.bestEpoch + 1) restored" : ""))
+                return outcome
+            }
+            if state.position.epoch < options.epochs, interrupted() {
+                return .interrupted(checkpoint: try saveInterrupted())
+            }
         }
+        return .completed
+    }
+
+    /// The callbacks, in the order Keras users list them: history and plot, best and last
+    /// checkpoints, reduce-on-plateau, early stopping.
+    func epochEnded(_ record: EpochRecord) throws -> RunOutcome {
+        let value = record.metric(monitor)
+        if let path = options.historyPath { try writeAtomically(EpochRecord.csv(state.history), to: path) }
+        if let path = options.plotPath { try writeAtomically(TrainingPlot.svg(state.history), to: path) }
+        var stop = false
+        if var early = state.earlyStopping, let value {
+            let (improved, shouldStop) = early.epochEnded(record.epoch, monitored: value)
+            state.earlyStopping = early
+            if improved && early.restoreBestWeights { bestWeights = distiller.params.snapshot() }
+            stop = shouldStop
+        }
+        if var plateau = state.reduceLR, let value {
+            try plateau.epochEnded(monitored: value, optimizer: distiller.optimizer)
+            state.reduceLR = plateau
+        }
+        if let dir = options.checkpointDirectory {
+            if var best = state.best, let value, best.update(record.epoch, value) {
+                state.best = best
+                try checkpoint().write(to: (dir as NSString).appendingPathComponent("best.h5"))
+            }
+            try checkpoint().write(to: (dir as NSString).appendingPathComponent("last.h5"))
+        }
+        // As Keras: the checkpoints hold the epoch's own weights; the best ones come back at the end.
+        if stop, state.earlyStopping!.restoreBestWeights, let bestWeights { distiller.params.restore(bestWeights) }
+        return stop ? .stoppedEarly(epoch: record.epoch) : .completed
+    }
+
+    /// Weights of the best epoch so far, kept for early stopping's restore_best_weights.
+    private var bestWeights: [[Float]]?
+
+    func saveInterrupted() throws -> String {
+        guard let dir = options.checkpointDirectory ?? options.interruptDirectory else {
+            throw RuntimeError("interrupted; no checkpoint folder to save to")
+        }
+        try makeDirectory(dir)
+        let path = (dir as NSString).appendingPathComponent("last.h5")
+        try checkpoint().write(to: path)
+        return path
+    }
+
+    func lastGoodCheckpointText() -> String {
+        guard let path = lastCheckpointPath, FileManager.default.fileExists(atPath: path) else {
+            return "no checkpoint was written yet (use --checkpoint-dir to keep one every epoch); nothing else was written"
+        }
+        return "the last good checkpoint is \(path) (epoch \(state.history.count)); nothing else was written"
+    }
+
+    func runningLogs() -> [(String, Double)] {
+        var logs = [("loss", state.sums.meanLoss)]
+        if let v = state.sums.meanHard, distiller.teacher != nil { logs.append(("hard_loss", v)) }
+        if distiller.teacher != nil { logs.append(("soft_loss", state.sums.meanSoft)) }
+        if let v = state.sums.accuracy { logs.append(("accuracy", v)) }
+        return logs
     }
 
     /// Cross-entropy and accuracy of the student over a whole dataset, in order, inference mode.
@@ -124,32 +320,22 @@ public final class TrainingRun {
         }
         return (loss / Double(max(1, rows)), counted > 0 ? Double(correct) / Double(counted) : nil)
     }
+}
 
-    func progressLine(epoch: Int, batch: Int, of total: Int, start: Date, loss: Double) -> String {
-        let elapsed = Date().timeIntervalSince(start)
-        let eta = elapsed / Double(batch) * Double(total - batch)
-        return String(format: "epoch %d/%d  %d/%d  loss %.4f  ETA %.0fs", epoch + 1, options.epochs, batch, total, loss, eta)
-    }
-
-    func epochLine(_ r: EpochRecord) -> String {
-        var parts = [String(format: "epoch %d/%d  %.1fs  loss %.4f", r.epoch + 1, options.epochs, r.seconds, r.loss)]
-        if let v = r.hardLoss { parts.append(String(format: "hard %.4f", v)) }
-        if let v = r.softLoss { parts.append(String(format: "soft %.4f", v)) }
-        if let v = r.accuracy { parts.append(String(format: "accuracy %.4f", v)) }
-        if let v = r.valLoss { parts.append(String(format: "val_loss %.4f", v)) }
-        if let v = r.valAccuracy { parts.append(String(format: "val_accuracy %.4f", v)) }
-        return parts.joined(separator: "  ")
+func makeDirectory(_ path: String) throws {
+    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+        throw RuntimeError("\(path): cannot create the checkpoint folder (\(error.localizedDescription))")
     }
 }
 
 extension EpochRecord {
     /// Keras CSVLogger's layout: `epoch` then the metric names sorted; empty where not measured.
     public static func csv(_ records: [EpochRecord]) -> String {
-        let header = "epoch,accuracy,hard_loss,loss,soft_loss,val_accuracy,val_loss"
+        let header = "epoch,accuracy,hard_loss,learning_rate,loss,soft_loss,val_accuracy,val_loss"
         func f(_ v: Double?) -> String { v.map { String(format: "%.8g", $0) } ?? "" }
         let rows = records.map { r in
-            [String(r.epoch), f(r.accuracy), f(r.hardLoss), f(r.loss), f(r.softLoss), f(r.valAccuracy), f(r.valLoss)]
-                .joined(separator: ",")
+            [String(r.epoch), f(r.accuracy), f(r.hardLoss), f(r.learningRate), f(r.loss), f(r.softLoss),
+             f(r.valAccuracy), f(r.valLoss)].joined(separator: ",")
         }
         return ([header] + rows).joined(separator: "\n") + "\n"
     }
