@@ -16,7 +16,7 @@ struct ConvertCommand: ParsableCommand {
 
         MODEL may be in any of these formats (told by content, not by name), so convert moves a model between them: a Keras 2 .h5 to a Keras 3 .keras and back.
 
-        The config uses the schema both tf-keras 2.21 and Keras 3 load. What that schema cannot express for both is refused with the reason: a nested model called inside a Functional model (the versions number its calls differently), hard_sigmoid (its formula differs between versions), Keras 3-only activations. --keras 2 or --keras 3 then writes the model for that version only. The .keras and .weights.h5 formats are Keras 3's: they are written for Keras 3 (--keras 3) unless --keras both asks for a config tf-keras can read too; --keras 2 refuses them. The written model is uncompiled (no optimizer state).
+        For .h5 (--keras both, its default) the config uses the schema both tf-keras 2.21 and Keras 3 load. What that schema cannot express for both is refused with the reason: a nested model called inside a Functional model (the versions number its calls differently), hard_sigmoid (its formula differs between versions), Keras 3-only activations. --keras 2 or --keras 3 then writes the model for that version only. The .keras and .weights.h5 formats are Keras 3's: they are written for Keras 3 (--keras 3) unless --keras both asks for a config tf-keras can read too; --keras 2 refuses them. The written model is uncompiled (no optimizer state).
         """)
 
     @OptionGroup var modelOptions: ModelOptions
