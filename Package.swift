@@ -26,6 +26,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
+        // Keras 3's .keras archives are zip files (zlib through pkg-config on Linux).
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libhdf5-dev, libopenblas-dev,
@@ -42,7 +44,9 @@ let package = Package(
         .target(name: "CJPEGShim", dependencies: ["CJPEG"], path: "Sources/CJPEGShim",
                 cSettings: [.unsafeFlags(["-O2"])]),
 
-        .target(name: "H5Model", dependencies: ["CHDF5"], swiftSettings: optimise),
+        .target(name: "H5Model", dependencies: [
+            "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+        ], swiftSettings: optimise),
         .target(name: "Graph", dependencies: ["H5Model"], swiftSettings: optimise),
         .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CJPEGShim", "CPNG", "SwiftCSV"],
                 swiftSettings: optimise + kernelCPU),
@@ -53,7 +57,9 @@ let package = Package(
 
         // Shared by the test targets: assertClose and the fixtures folder.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "H5ModelTests", dependencies: ["H5Model", "TestSupport"]),
+        .testTarget(name: "H5ModelTests", dependencies: [
+            "H5Model", "TestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+        ]),
         .testTarget(name: "GraphTests", dependencies: ["Graph", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
         .testTarget(name: "distillctlTests", dependencies: ["distillctl", "Runtime", "TestSupport"]),

@@ -123,11 +123,14 @@ final class H5File {
     }
     deinit { if isOpen { _ = H5Fclose(id) } }
 
-    static func open(_ path: String) throws -> H5File {
-        let size = try checkHDF5Signature(path)
+    /// `displayPath` names the file in messages (e.g. an entry of a `.keras` archive that was
+    /// extracted to a temporary file).
+    static func open(_ path: String, displayPath: String? = nil) throws -> H5File {
+        let shown = displayPath ?? path
+        let size = try checkHDF5Signature(path, displayPath: shown)
         let id = try h5check(H5Fopen(path, dctl_h5f_acc_rdonly(), dctl_h5p_default()),
-                             "\(path): cannot open as HDF5")
-        return H5File(id: id, displayPath: path, byteCount: size)
+                             "\(shown): cannot open as HDF5")
+        return H5File(id: id, displayPath: shown, byteCount: size)
     }
 
     /// A new file with HDF5's default (earliest) format, as h5py writes: superblock 0, old-style groups.
@@ -157,15 +160,15 @@ final class H5File {
 /// Checks a file before HDF5 sees it, so each failure gets its own message: missing, not a regular
 /// file, empty, or no HDF5 signature (at offset 0 or a user-block offset 512, 1024, 2048, ...).
 /// Returns the file size.
-private func checkHDF5Signature(_ path: String) throws -> Int {
+private func checkHDF5Signature(_ actualPath: String, displayPath path: String) throws -> Int {
     var info = stat()
-    guard stat(path, &info) == 0 else {
+    guard stat(actualPath, &info) == 0 else {
         throw H5ModelError("\(path): cannot open: \(String(cString: strerror(errno)))")
     }
     guard info.st_mode & S_IFMT == S_IFREG else { throw H5ModelError("\(path): not a regular file") }
     let size = Int(info.st_size)
     guard size > 0 else { throw H5ModelError("\(path): empty file (0 bytes), not an HDF5 file") }
-    guard let handle = FileHandle(forReadingAtPath: path) else {
+    guard let handle = FileHandle(forReadingAtPath: actualPath) else {
         throw H5ModelError("\(path): cannot open: \(String(cString: strerror(errno)))")
     }
     defer { try? handle.close() }

@@ -5,7 +5,7 @@ import Runtime
 
 /// The model arguments every command takes: a full-model file, or weights + `--arch`.
 struct ModelOptions: ParsableArguments {
-    @Argument(help: "A Keras .h5/.hdf5 file: a full model, or weights only together with --arch.")
+    @Argument(help: "A Keras file: a full model (.h5/.hdf5, Keras 3 .keras), or weights only (.h5, Keras 3 .weights.h5) together with --arch. The format is told by content.")
     var model: String
 
     @Option(name: .long, help: "Architecture JSON from model.to_json() (Python) or model_to_json() (R).")

@@ -200,7 +200,7 @@ struct TrainingOptions: ParsableArguments {
         }
         let trained = distiller.trainedModel()
         if collective.isRoot {
-            try trained.exportFile(weightsOnly: false).write(to: output)
+            try trained.writeKerasFile(to: output)
             print("wrote \(output)")
         }
         guard collective.isRoot else { return }

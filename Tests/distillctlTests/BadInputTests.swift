@@ -78,4 +78,56 @@ final class BadInputTests: XCTestCase {
                               "--output", x])
         assertCleanFailure(r1, mentions: ["npy_i8.npy"])
     }
+
+    // MARK: Keras 3 formats (.keras, .weights.h5)
+
+    func testKerasArchiveWithoutConfigNamesTheEntry() throws {
+        let c = try fixture("k3n_cnn")
+        let path = try write("model.keras", Keras3BadFiles.archive(c) { Keras3BadFiles.renameEntry(&$0, from: "config.json", to: "config.jsox") })
+        assertCleanFailure(try CLI.run(["summary", path]), mentions: [path, "no 'config.json' entry", "config.jsox"])
+    }
+
+    func testTruncatedKerasArchive() throws {
+        let c = try fixture("k3n_cnn")
+        let path = try write("model.keras", Keras3BadFiles.archive(c) { $0 = $0.prefix($0.count / 2) })
+        assertCleanFailure(try CLI.run(["summary", path]), mentions: [path, "corrupt or truncated zip"])
+    }
+
+    func testCorruptEntryInKerasArchive() throws {
+        // One byte of config.json's stored text changed: its CRC-32 no longer matches.
+        let c = try fixture("k3n_cnn")
+        let path = try write("model.keras", Keras3BadFiles.archive(c) { data in
+            let at = try XCTUnwrap(data.range(of: Data("\"class_name\": \"Sequential\"".utf8)))
+            data[at.lowerBound + 1] = UInt8(ascii: "k")
+        })
+        assertCleanFailure(try CLI.run(["summary", path]), mentions: [path, "entry 'config.json'", "corrupt"])
+    }
+
+    func testKeras3WeightsMissingALayerNamesLayerAndGroup() throws {
+        let c = try fixture("k3n_cnn")
+        let path = temp.appendingPathComponent("model.weights.h5").path
+        try Keras3BadFiles.weightsWithout(c, path: "layers/dense_1", to: path)
+        let r = try CLI.run(["summary", path, "--arch", c.path(c.arch)!])
+        assertCleanFailure(r, mentions: [path, "no variables for layer 'probs'", "layers/dense_1/vars"])
+    }
+
+    func testKeras3WeightsOfTheWrongShapeNameLayerAndVariable() throws {
+        // k3n_cnn's weights against its architecture with 5 classes instead of 4.
+        let c = try fixture("k3n_cnn")
+        let text = try String(contentsOfFile: c.path(c.arch)!, encoding: .utf8)
+        let edited = text.replacingOccurrences(of: "\"units\": 4", with: "\"units\": 5")
+        XCTAssertNotEqual(text, edited)
+        let arch = try write("arch.json", Data(edited.utf8))
+        let r = try CLI.run(["summary", c.path(c.weights)!, "--arch", arch])
+        assertCleanFailure(r, mentions: [c.path(c.weights)!, "layer 'probs'", "'layers/dense_1/vars/0' (kernel)",
+                                         "has shape (16, 4)", "expects (16, 5)"])
+    }
+
+    func testConvertToKerasOverAnUnwritableFolderLeavesNothing() throws {
+        let c = try fixture("k3n_cnn")
+        let out = temp.appendingPathComponent("missing/student.keras").path
+        let r = try CLI.run(["convert", c.path(c.model)!, "--output", out])
+        assertCleanFailure(r, mentions: [out, "does not exist"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temp.path), [])
+    }
 }

@@ -145,4 +145,35 @@ final class CommandTests: XCTestCase {
         assertCleanFailure(t, mentions: ["--unlabeled needs a teacher"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
+
+    /// Keras 3's formats through every command that reads or writes a model: the example's teacher
+    /// as .keras, its student as .weights.h5 + JSON, distilled into a .keras student.
+    func testDistillReadsAndWritesKeras3Formats() throws {
+        let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+        let teacher = temp.appendingPathComponent("teacher.keras").path
+        let student = temp.appendingPathComponent("student.weights.h5").path
+        let c1 = try CLI.run(["convert", example.appendingPathComponent("teacher.h5").path, "--output", teacher])
+        XCTAssertEqual(c1.status, 0, c1.stderr)
+        XCTAssertTrue(c1.stdout.hasPrefix("wrote \(teacher) (.keras archive, full model"), c1.stdout)
+        let c2 = try CLI.run(["convert", example.appendingPathComponent("student.h5").path, "--output", student])
+        XCTAssertEqual(c2.status, 0, c2.stderr)
+        XCTAssertTrue(c2.stdout.contains("(Keras 3 .weights.h5, weights only"), c2.stdout)
+        let arch = temp.appendingPathComponent("student.json").path
+        XCTAssertTrue(c2.stdout.contains("wrote \(arch) (architecture JSON)"), c2.stdout)
+        // The same model in either format: the same summary.
+        let a = try CLI.run(["summary", example.appendingPathComponent("teacher.h5").path])
+        let b = try CLI.run(["summary", teacher])
+        XCTAssertEqual(a.stdout, b.stdout)
+        let out = temp.appendingPathComponent("distilled.keras").path
+        let r = try CLI.run(["distill", "--teacher", teacher, "--student", student, "--student-arch", arch,
+                             "--train", example.appendingPathComponent("data/train.csv").path,
+                             "--images", example.appendingPathComponent("data/images").path,
+                             "--output", out, "--epochs", "1", "--batch-size", "64"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let s = try CLI.run(["summary", out])
+        let original = try CLI.run(["summary", student, "--arch", arch])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertEqual(s.stdout.split(separator: "\n").suffix(4), original.stdout.split(separator: "\n").suffix(4),
+                       "the written student has the student's parameter counts")
+    }
 }

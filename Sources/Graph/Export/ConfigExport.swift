@@ -22,10 +22,15 @@ struct ConfigExporter {
     private(set) var foldedNormalizations: Set<String> = []
     private(set) var notes: [String] = []
 
-    init(graph: ModelGraph, weights: WeightStore, target: KerasTarget) {
+    /// Whether nested Normalization statistics move into the config (for Keras 3 loading a
+    /// legacy .h5). The Keras 3 formats load them as variables and finalize them, so they stay.
+    let foldsNormalizations: Bool
+
+    init(graph: ModelGraph, weights: WeightStore, target: KerasTarget, foldsNormalizations: Bool = true) {
         self.graph = graph
         self.weights = weights
         self.target = target
+        self.foldsNormalizations = foldsNormalizations
         nodesByKey = Dictionary(graph.nodes.map { ($0.layerKey, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
@@ -130,7 +135,8 @@ struct ConfigExporter {
         if modelClassNames.contains(className) { return try exportModel(entry, scope: scope + [name]) }
         let key = (scope + [name]).joined(separator: "/")
         let layer = LayerConfigExporter(className: className, name: name, node: nodesByKey[key], target: target,
-                                        sourceMajor: graph.kerasMajor, nested: !scope.isEmpty, weights: weights)
+                                        sourceMajor: graph.kerasMajor, nested: !scope.isEmpty, weights: weights,
+                                        foldsNormalization: foldsNormalizations)
         let (config, folded) = try layer.export(source)
         if folded {
             foldedNormalizations.insert(key)

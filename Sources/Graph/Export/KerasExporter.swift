@@ -17,16 +17,9 @@ public struct KerasExport: Sendable {
     /// complete or not at all: the JSON is staged beside its target before the `.h5` is written
     /// (atomically, by H5Model) and renamed into place after; any failure leaves neither behind.
     public func write(to path: String, architecturePath: String? = nil) throws {
-        guard let architecturePath else { return try file.write(to: path) }
-        try ensureDistinctOutputs([path, architecturePath], inputs: [])
-        let staged = try StagedFile(contents: Data((architectureJSON + "\n").utf8), for: architecturePath)
-        do {
+        try writeStaged(path, architecturePath: architecturePath, architectureJSON: architectureJSON) {
             try file.write(to: path)
-        } catch {
-            staged.discard()
-            throw error
         }
-        try staged.commit()
     }
 }
 

@@ -30,6 +30,7 @@ struct LayerConfigExporter {
     let sourceMajor: Int
     let nested: Bool
     let weights: WeightStore
+    let foldsNormalization: Bool
 
     var context: String { "layer '\(name)' of class '\(className)'" }
 
@@ -108,7 +109,7 @@ struct LayerConfigExporter {
     }
 
     private func foldNormalization(_ c: inout [String: Any]) throws -> Bool {
-        guard className == "Normalization", nested, target.loadsInKeras3, let node,
+        guard foldsNormalization, className == "Normalization", nested, target.loadsInKeras3, let node,
               case .normalization(nil, _, _) = node.op else { return false }
         guard let mean = weights.weight("mean", of: node), let variance = weights.weight("variance", of: node) else {
             throw GraphError("\(context): the model has no values for its mean and variance")
