@@ -5,7 +5,7 @@ import Runtime
 
 /// The data and schedule options `distill` and `train` share.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "The student: a full-model .h5, or a weights-only file with --student-arch.")
+    @Option(help: "The student: a full model (.h5 or .keras), or a weights-only file (.h5 or .weights.h5) with --student-arch.")
     var student: String
 
     @Option(help: "Architecture JSON for a weights-only student.")
@@ -32,7 +32,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Comma-separated one-hot label columns (default: every column but --x-col, or a 'label' column).")
     var yCols: String?
 
-    @Option(help: "Where to write the trained student (a full-model Keras .h5).")
+    @Option(help: "Where to write the trained student, a full model: STUDENT.keras (Keras 3) or STUDENT.h5 (tf-keras and Keras 3).")
     var output: String
 
     @Option(help: "Epochs.") var epochs: Int = 10
@@ -65,6 +65,9 @@ struct TrainingOptions: ParsableArguments {
 
     func validate() throws {
         guard epochs > 0, batchSize > 0 else { throw ValidationError("--epochs and --batch-size must be positive") }
+        if output.lowercased().hasSuffix(".weights.h5") {
+            throw ValidationError("--output \(output): the student is written as a full model; name it .keras or .h5 (convert makes weights-only files)")
+        }
         if unfreezeFrom != nil && trainableHead { throw ValidationError("give --unfreeze-from or --trainable-head, not both") }
     }
 
@@ -219,7 +222,7 @@ struct TrainingOptions: ParsableArguments {
 struct DistillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
-        abstract: "Distil a teacher into a student on your images and write the student as a Keras .h5.",
+        abstract: "Distil a teacher into a student on your images and write the student as a Keras file (.h5 or .keras).",
         discussion: """
         Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)),
         on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label
@@ -231,7 +234,7 @@ struct DistillCommand: ParsableCommand {
         the last checkpoint stays as it was. Ctrl-C saves a checkpoint that --resume continues from (exit 130).
         """)
 
-    @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch.")
+    @Option(help: "The teacher: a full model (.h5 or .keras), or a weights-only file (.h5 or .weights.h5) with --teacher-arch.")
     var teacher: String?
 
     @Option(help: "The teacher's logits from `distillctl teacher-cache`, used instead of running the teacher (no augmentation). With --teacher too, the cache must be that teacher's.")
