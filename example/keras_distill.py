@@ -71,12 +71,14 @@ def parse_args(argv=None):
 
 def load_split(keras, data, name):
     """(x, y): x float32 0-255 (n, 28, 28, 1) via load_img + img_to_array; y one-hot, zeros when unlabelled."""
-    import pandas as pd
-    df = pd.read_csv(os.path.join(data, f"{name}.csv"))
+    import csv
+    with open(os.path.join(data, f"{name}.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
     images = os.path.join(data, "images")
-    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(os.path.join(images, f), color_mode="grayscale"))
-                  for f in df["image_id"]]).astype("float32")
-    y = df[CLASSES].fillna(0).to_numpy(dtype="float32")
+    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(os.path.join(images, r["image_id"]), color_mode="grayscale"))
+                  for r in rows]).astype("float32")
+    # An unlabelled row has every class cell empty: zeros, as pandas' fillna(0) gave.
+    y = np.array([[float(r[c]) if r[c] not in ("", "NA") else 0.0 for c in CLASSES] for r in rows], dtype="float32")
     return x, y
 
 
