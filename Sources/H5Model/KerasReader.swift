@@ -4,8 +4,27 @@ extension KerasH5File {
     /// Reads a full-model file (`model.save("x.h5")`: root `model_config`, group `model_weights`)
     /// or a weights-only file (`save_weights("x.h5")`: root `layer_names`). `optimizer_weights`
     /// and `top_level_model_weights` are ignored. Every failure is one line naming file and object.
+    ///
+    /// The file is read first in a forked child (see IsolatedRead): a file that crashes or hangs
+    /// libhdf5 there becomes an error here.
     public static func read(path: String) throws -> KerasH5File {
         try withHDF5 {
+            guard IsolatedRead.enabled else { return try readInProcess(path: path) }
+            switch IsolatedRead.probe({ _ = try readInProcess(path: path) }) {
+            case .ok, .swiftTrap:   // a trap is our bug: let it show itself here, not as a file error
+                return try readInProcess(path: path)
+            case .failed(let message):
+                throw H5ModelError(message)
+            case .crashed(let what):
+                throw H5ModelError("\(path): corrupt HDF5 file: \(what)")
+            }
+        }
+    }
+
+    /// The read itself; the caller holds the HDF5 lock (the forked child must not take it again:
+    /// a recursive lock's owner is the parent's thread, which the child does not have).
+    static func readInProcess(path: String) throws -> KerasH5File {
+        do {
             let file = try H5File.open(path)
             let root = try file.root()
             // Keras's own rule (load_weights): `layer_names` at the root makes the root the weights

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Fuzzes the model reader with libFuzzer for SECONDS in all (default 90): two thirds on model files
+# (mutated .h5 -> KerasH5File.read -> config parse -> weight binding), one third on architecture
+# JSON (ModelConfigParser.parse). Coverage-guided on the Swift code (libhdf5 itself is Debian's
+# uninstrumented build), AddressSanitizer on, and every input must finish within -timeout seconds,
+# allocate at most -malloc_limit_mb in one go and keep the process under -rss_limit_mb.
+#
+#   scripts/fuzz.sh [SECONDS]
+#
+# Prints "fuzz: N iterations, C crashes" and exits non-zero on any crash, hang or memory finding;
+# the input that caused it is kept in fixtures/fuzz/crashes/ (replay it with
+# `.build-fuzz/debug/FuzzH5 h5 --replay FILE`, or run the binary on it for the sanitizer report).
+# Builds in .build-fuzz (never touches .build). The growing corpus lives in .build-fuzz/corpus/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+total=${1:-90}
+(( total >= 3 )) || { echo "fuzz: SECONDS must be at least 3" >&2; exit 2; }
+json_time=$(( total / 3 ))
+h5_time=$(( total - json_time ))
+
+rt=$(dirname "$(command -v swiftc)")/../lib/clang
+fuzzer_lib=$(ls "$rt"/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a 2>/dev/null | head -n 1)
+if [[ -z "$fuzzer_lib" ]]; then
+    echo "fuzz: libclang_rt.fuzzer_no_main not found under $rt" >&2
+    exit 1
+fi
+
+echo "fuzz: building FuzzH5 with libFuzzer and AddressSanitizer (.build-fuzz)"
+# Debug configuration on purpose: bounds and overflow checks stay on (the release settings use
+# -Ounchecked), so a Swift-side bug traps instead of corrupting memory quietly.
+# -sanitize=fuzzer goes to the frontend only (coverage instrumentation): the driver's
+# -sanitize=fuzzer would link libFuzzer's main(), which SwiftPM's `--defsym main=...` collides with.
+build_start=$SECONDS
+swift build --scratch-path .build-fuzz --product FuzzH5 \
+    -Xswiftc -sanitize=address -Xswiftc -Xfrontend -Xswiftc -sanitize=fuzzer \
+    -Xlinker --whole-archive -Xlinker "$fuzzer_lib" -Xlinker --no-whole-archive -Xlinker -lstdc++ \
+    2>&1 | grep -v -e "Cannot export local symbol" -e "^\[" || true
+binary=.build-fuzz/debug/FuzzH5
+[[ -x "$binary" ]] || { echo "fuzz: build failed" >&2; exit 1; }
+echo "fuzz: built in $(( SECONDS - build_start )) s"
+
+export SWIFT_BACKTRACE=enable=no                 # let libFuzzer and ASan report crashes
+# allocator_may_return_null: a huge malloc inside libhdf5 fails as glibc's would (HDF5 then reports
+# an error) instead of ASan stopping the process; -malloc_limit_mb still catches large ones.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
+# A hang inside libhdf5 ends the reader's isolated child after this many seconds (replays below).
+export DISTILLCTL_HDF5_TIMEOUT=3
+
+findings=.build-fuzz/findings
+iterations=0
+crashes=0
+contained_total=0
+for mode in h5 json; do
+    seconds=$h5_time
+    [[ $mode == json ]] && seconds=$json_time
+    work=.build-fuzz/corpus/$mode
+    mkdir -p "$work"
+    rm -rf "$findings/$mode"; mkdir -p "$findings/$mode"
+    log=.build-fuzz/fuzz-$mode.log
+    corpora=("$work" "fixtures/fuzz/seeds/$mode")
+    [[ -d fixtures/fuzz/finds/$mode ]] && corpora+=("fixtures/fuzz/finds/$mode")
+    # libFuzzer stops at a finding (libhdf5 has crashes and hangs of its own); it is restarted on
+    # the grown corpus until the time is up. The reader's isolated child is off here, so every
+    # libhdf5 crash shows at full speed; the replays below put it back.
+    : > "$log"
+    runs=0
+    deadline=$(( SECONDS + seconds ))
+    while (( deadline - SECONDS >= 1 )); do
+        DISTILLCTL_NO_ISOLATION=1 "$binary" "$mode" -max_total_time=$(( deadline - SECONDS )) -timeout=3 \
+            -rss_limit_mb=2048 -malloc_limit_mb=512 -dict="fixtures/fuzz/$mode.dict" \
+            -artifact_prefix="$findings/$mode/" -print_final_stats=1 -close_fd_mask=1 \
+            "${corpora[@]}" > "$log.run" 2>&1 || true
+        cat "$log.run" >> "$log"
+        # A finding that sits in the working corpus (libhdf5's out-of-bounds reads do not crash
+        # every time) would stop every restart while the corpus loads: drop it from there.
+        for f in "$findings/$mode"/*; do [[ -e "$f" ]] && rm -f "$work/${f##*-}"; done
+        n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log.run" | tail -n 1)
+        runs=$(( runs + ${n:-0} ))
+        grep -q -e "^stat::" -e "Test unit written" "$log.run" || break   # did not run at all
+    done
+    rm -f "$log.run"
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
+    # Each finding replayed as distillctl reads a file (isolated child on): a clean one-line error
+    # that names libhdf5's crash or hang means contained; anything else is a crash of ours.
+    found=0
+    contained=0
+    for f in "$findings/$mode"/*; do
+        [[ -e "$f" ]] || continue
+        out=$(timeout 60 "$binary" "$mode" --replay "$f" 2>/dev/null) && status=0 || status=$?
+        if (( status == 0 )) && [[ $mode == h5 && "$out" == *": corrupt HDF5 file: libhdf5 "* ]]; then
+            contained=$(( contained + 1 ))
+        else
+            found=$(( found + 1 ))
+            mkdir -p fixtures/fuzz/crashes
+            cp "$f" "fixtures/fuzz/crashes/$mode-$(basename "$f")"
+            echo "    crash: fixtures/fuzz/crashes/$mode-$(basename "$f") (replay: exit $status: ${out:0:300})"
+        fi
+    done
+    echo "fuzz: $mode: $runs iterations in $seconds s, $cov, $found crashes," \
+         "$contained libhdf5 crashes or hangs contained by the isolated read (inputs in $findings/$mode; log $log)"
+    iterations=$(( iterations + runs ))
+    crashes=$(( crashes + found ))
+    contained_total=$(( contained_total + contained ))
+done
+echo "fuzz: $iterations iterations, $crashes crashes ($contained_total libhdf5 crashes or hangs contained)"
+(( crashes == 0 ))
