@@ -43,8 +43,9 @@ export SWIFT_BACKTRACE=enable=no                 # let libFuzzer and ASan report
 # allocator_may_return_null: a huge malloc inside libhdf5 fails as glibc's would (HDF5 then reports
 # an error) instead of ASan stopping the process; -malloc_limit_mb still catches large ones.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
-# A hang inside libhdf5 ends the reader's isolated child after this many seconds (replays below).
-export DISTILLCTL_HDF5_TIMEOUT=3
+# A hang inside libhdf5 ends the reader's isolated child after this many seconds in the replays
+# below (the inputs are small: reading one takes milliseconds).
+export DISTILLCTL_HDF5_TIMEOUT=1
 
 findings=.build-fuzz/findings
 iterations=0
@@ -80,27 +81,44 @@ for mode in h5 json; do
     done
     rm -f "$log.run"
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
-    # Each finding replayed as distillctl reads a file (isolated child on): a clean one-line error
-    # that names libhdf5's crash or hang means contained; anything else is a crash of ours.
+    # Each finding is libhdf5's own when the first frame of its report outside the sanitizer,
+    # libFuzzer and libc is in libhdf5 (a crash, a hang or a huge malloc there), and when
+    # replaying it as distillctl reads a file (isolated child on) gives one clean error line:
+    # then the reader contained it. Anything else is a crash of ours.
     found=0
     contained=0
     for f in "$findings/$mode"/*; do
         [[ -e "$f" ]] || continue
+        where=$(python3 - "$log" "$f" <<'PY'
+import re, sys
+# libFuzzer stops at a finding, so each run of the log (from its "Dictionary:" line) has at most
+# one: its report is the run's stack (before the unit's line, or after it for a timeout).
+log, unit = open(sys.argv[1], errors="replace").read().split("\n"), sys.argv[2]
+end = max((i for i, l in enumerate(log) if "Test unit written to " + unit in l), default=0)
+start = max((i for i in range(end + 1) if log[i].startswith("Dictionary:")), default=0)
+stop = next((i for i in range(end + 1, len(log)) if log[i].startswith("Dictionary:")), len(log))
+skip = ("compiler-rt", "fuzzer::", "__sanitizer", "__asan", "libc.so", "LLVMFuzzer", "libclang_rt")
+frames = [l for l in log[start:stop] if re.match(r"\s+#\d+ 0x", l) and not any(k in l for k in skip)]
+if not any("Test unit written to " + unit in l for l in log):
+    frames = []
+print("libhdf5" if frames and "libhdf5" in frames[0] else (frames[0].strip() if frames else "no report"))
+PY
+)
         out=$(timeout 60 "$binary" "$mode" --replay "$f" 2>/dev/null) && status=0 || status=$?
-        if (( status == 0 )) && [[ $mode == h5 && "$out" == *": corrupt HDF5 file: libhdf5 "* ]]; then
+        if [[ $where == libhdf5 ]] && (( status == 0 )) && [[ "$out" == *": error: "* && "$out" != *$'\n'* ]]; then
             contained=$(( contained + 1 ))
         else
             found=$(( found + 1 ))
             mkdir -p fixtures/fuzz/crashes
             cp "$f" "fixtures/fuzz/crashes/$mode-$(basename "$f")"
-            echo "    crash: fixtures/fuzz/crashes/$mode-$(basename "$f") (replay: exit $status: ${out:0:300})"
+            echo "    crash: fixtures/fuzz/crashes/$mode-$(basename "$f") (top frame: ${where:0:200}; replay: exit $status: ${out:0:300})"
         fi
     done
     echo "fuzz: $mode: $runs iterations in $seconds s, $cov, $found crashes," \
-         "$contained libhdf5 crashes or hangs contained by the isolated read (inputs in $findings/$mode; log $log)"
+         "$contained libhdf5 crashes, hangs or huge mallocs contained by the isolated read (inputs in $findings/$mode; log $log)"
     iterations=$(( iterations + runs ))
     crashes=$(( crashes + found ))
     contained_total=$(( contained_total + contained ))
 done
-echo "fuzz: $iterations iterations, $crashes crashes ($contained_total libhdf5 crashes or hangs contained)"
+echo "fuzz: $iterations iterations, $crashes crashes ($contained_total libhdf5 crashes, hangs or huge mallocs contained)"
 (( crashes == 0 ))

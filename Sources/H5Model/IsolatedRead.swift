@@ -23,7 +23,7 @@ enum IsolatedRead {
     /// Runs `body` in a forked child. The child reports an error's message through a pipe and
     /// exits; it never returns here. fork() copies only this thread: glibc re-initialises malloc
     /// in the child, and the caller holds the HDF5 lock, so no other thread is inside libhdf5.
-    static func probe(_ body: () throws -> Void) -> Outcome {
+    static func probe(timeout: Double = IsolatedRead.timeout, _ body: () throws -> Void) -> Outcome {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return .ok }   // no pipe: read in-process as before
         let pid = fork()
@@ -31,6 +31,11 @@ enum IsolatedRead {
             close(fds[0])
             signal(SIGPIPE, SIG_IGN)
             alarm(UInt32(min(timeout + 5, 1e6)))   // outlives no parent: ends itself after the deadline
+            // Die quietly: the parent reports the crash in one line. (Swift's backtracer, or a
+            // sanitizer's handler, would print its report from here; no core file either.)
+            for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP] { signal(sig, SIG_DFL) }
+            var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+            setrlimit(Int32(RLIMIT_CORE.rawValue), &noCore)
             var code: Int32 = 0
             do { try body() } catch {
                 let message = Array(String(describing: error).utf8)
@@ -42,7 +47,7 @@ enum IsolatedRead {
         close(fds[1])
         defer { close(fds[0]) }
         guard pid > 0 else { return .ok }            // fork failed: read in-process as before
-        let (message, finished) = readAll(fds[0], pid: pid)
+        let (message, finished) = readAll(fds[0], timeout: timeout)
         var status: Int32 = 0
         if !finished {
             kill(pid, SIGKILL)
@@ -64,7 +69,7 @@ enum IsolatedRead {
     }
 
     /// Everything the child writes, until it closes the pipe (exits) or `timeout` passes.
-    private static func readAll(_ fd: Int32, pid: pid_t) -> (bytes: [UInt8], finished: Bool) {
+    private static func readAll(_ fd: Int32, timeout: Double) -> (bytes: [UInt8], finished: Bool) {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         let deadline = Date().addingTimeInterval(timeout)
