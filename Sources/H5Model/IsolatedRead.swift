@@ -20,6 +20,20 @@ enum IsolatedRead {
     /// Set DISTILLCTL_NO_ISOLATION=1 to read in-process only (debugging the reader).
     static let enabled = ProcessInfo.processInfo.environment["DISTILLCTL_NO_ISOLATION"] == nil
 
+    /// `read` run in a forked child first, then (if the child got through) here: a crash or hang
+    /// of libhdf5 on `path` becomes one error line naming the file. Call it holding the HDF5 lock.
+    static func guarded<T>(path: String, _ read: () throws -> T) throws -> T {
+        guard enabled else { return try read() }
+        switch probe({ _ = try read() }) {
+        case .ok, .swiftTrap:   // a trap is our bug: let it show itself here, not as a file error
+            return try read()
+        case .failed(let message):
+            throw H5ModelError(message)
+        case .crashed(let what):
+            throw H5ModelError("\(path): corrupt HDF5 file: \(what)")
+        }
+    }
+
     /// Runs `body` in a forked child. The child reports an error's message through a pipe and
     /// exits; it never returns here. fork() copies only this thread: glibc re-initialises malloc
     /// in the child, and the caller holds the HDF5 lock, so no other thread is inside libhdf5.

@@ -215,6 +215,19 @@ extension BadInputTests {
         assertCleanFailure(r, mentions: [weights + ": layer '\(name)' needs weight '", "not found in group '\(name)'"])
     }
 
+    /// Files the fuzzer made on which Debian's libhdf5 segfaults or loops for ever
+    /// (fixtures/fuzz/README.md): one line, and the process that reports it lives.
+    func testFilesThatCrashOrHangLibHDF5() throws {
+        let segv = fixturesDirectory.appendingPathComponent("fuzz/regressions/libhdf5_H5HG_read_segv.h5").path
+        assertCleanFailure(try CLI.run(["summary", segv]),
+                           mentions: [segv + ": corrupt HDF5 file: libhdf5 crashed reading it (signal 11, Segmentation fault)"])
+        let hang = fixturesDirectory.appendingPathComponent("fuzz/regressions/libhdf5_H5HG_hang.h5").path
+        setenv("DISTILLCTL_HDF5_TIMEOUT", "2", 1)
+        defer { unsetenv("DISTILLCTL_HDF5_TIMEOUT") }
+        assertCleanFailure(try CLI.run(["summary", hang]),
+                           mentions: [hang + ": corrupt HDF5 file: libhdf5 did not finish reading it within 2 s"])
+    }
+
     func testArchitectureThatIsNotJSON() throws {
         let c = try fixture("k2_dense_2d")
         let arch = try write("arch.json", Data("{\"class_name\": \"Sequential\", \"config\": ".utf8))
