@@ -58,8 +58,11 @@ for mode in h5 json; do
     mkdir -p "$work"
     rm -rf "$findings/$mode"; mkdir -p "$findings/$mode"
     log=.build-fuzz/fuzz-$mode.log
-    corpora=("$work" "fixtures/fuzz/seeds/$mode")
-    [[ -d fixtures/fuzz/finds/$mode ]] && corpora+=("fixtures/fuzz/finds/$mode")
+    # The committed corpus (seeds and minimised finds) is copied into the working one, so an input
+    # that turns out to crash libhdf5 can be dropped from there (below) without touching git.
+    cp -n fixtures/fuzz/seeds/$mode/* "$work"/
+    [[ -d fixtures/fuzz/finds/$mode ]] && cp -n fixtures/fuzz/finds/$mode/* "$work"/
+    corpora=("$work")
     # libFuzzer stops at a finding (libhdf5 has crashes and hangs of its own); it is restarted on
     # the grown corpus until the time is up. The reader's isolated child is off here, so every
     # libhdf5 crash shows at full speed; the replays below put it back.
