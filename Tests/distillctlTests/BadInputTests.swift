@@ -415,6 +415,8 @@ extension BadInputTests {
 
         let (skip, _) = try train(csv, ["--skip-bad-images"])
         XCTAssertEqual(skip.status, 0, skip.stderr)
+        XCTAssertTrue(skip.stdout.contains("left out 2 training images that cannot be loaded: "), skip.stdout)
+        for v in victims { XCTAssertTrue(skip.stdout.contains(folder.appendingPathComponent(v).path), skip.stdout) }
         XCTAssertTrue(skip.stdout.contains("on 6 images"), skip.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out))
     }
