@@ -114,7 +114,7 @@ func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) th
         return LayerSignature(output: [n], weights: [])
     case .permute(let dims):
         let x = try single()
-        guard dims.sorted() == Array(1...x.count) else { throw fail("dims \(dims) is not a permutation of 1...\(x.count)") }
+        guard !x.isEmpty, dims.sorted() == Array(1...x.count) else { throw fail("dims \(dims) is not a permutation of the input's \(x.count) axes \(fmt(x))") }
         return LayerSignature(output: dims.map { x[$0 - 1] }, weights: [])
     case .merge:
         guard inputs.count >= 2 || inputs.count == 1 else { throw fail("expects at least one input") }

@@ -8,7 +8,9 @@ import XCTest
 final class FuzzRegressionTests: XCTestCase {
     func parseError(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let path = fixturesDirectory.appendingPathComponent("fuzz/regressions/\(name)").path
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        // As a model file's model_config reaches the parser: decoded leniently (fuzzer outputs
+        // need not be UTF-8).
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
         do {
             _ = try ModelConfigParser.parse(json: text, source: path)
             XCTFail("\(name) parsed", file: file, line: line)
@@ -33,6 +35,13 @@ final class FuzzRegressionTests: XCTestCase {
     func testNegativeTensorIndexIsRefused() throws {
         XCTAssertEqual(try parseError("inbound_tensor_minus_one.json"),
                        "model 'multi_io': layer 'gap' uses output -1 of 'conv', which has 1")
+    }
+
+    /// A Permute reached with a rank-0 input (the fuzzer had mangled the InputLayer's "config"
+    /// key): `1...0` trapped.
+    func testPermuteOfAScalarIsRefused() throws {
+        XCTAssertEqual(try parseError("permute_of_a_scalar.json"),
+                       "layer 'permute_hw' of class 'Permute': dims [2, 1, 3] is not a permutation of the input's 0 axes (None)")
     }
 
     /// Sizes past 2^40 values are refused before any count overflows (found while fixing the above:
