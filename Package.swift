@@ -50,6 +50,10 @@ let package = Package(
         .target(name: "Graph", dependencies: ["H5Model"], swiftSettings: optimise),
         .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CJPEGShim", "CPNG", "SwiftCSV"],
                 swiftSettings: optimise + kernelCPU),
+        // The fuzzing harness (scripts/fuzz.sh builds it with libFuzzer in .build-fuzz); the C part
+        // reaches libFuzzer's driver only when it is linked in.
+        .target(name: "CFuzzDriver", path: "Sources/CFuzzDriver"),
+        .executableTarget(name: "FuzzH5", dependencies: ["CFuzzDriver", "H5Model", "Graph"]),
         .executableTarget(name: "distillctl", dependencies: [
             "H5Model", "Graph", "Runtime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

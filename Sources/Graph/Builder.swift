@@ -207,7 +207,7 @@ struct GraphBuilder {
                 var ready = true
                 for ref in call {
                     guard let produced = values[key(ref.layer, ref.node)] else { ready = false; break }
-                    guard ref.tensor < produced.count else {
+                    guard produced.indices.contains(ref.tensor) else {
                         throw GraphError("model '\(name)': layer '\(e.name)' uses output \(ref.tensor) of '\(ref.layer)', which has \(produced.count)")
                     }
                     ins.append(produced[ref.tensor])
@@ -234,7 +234,7 @@ struct GraphBuilder {
         }
         var outputs: [Int] = []
         for ref in outputRefs {
-            guard let produced = values[key(ref.layer, modelIONode(ref))], ref.tensor < produced.count else {
+            guard let produced = values[key(ref.layer, modelIONode(ref))], produced.indices.contains(ref.tensor) else {
                 throw GraphError("model '\(name)': output layer '\(ref.layer)' is never computed")
             }
             outputs.append(produced[ref.tensor])
@@ -270,6 +270,7 @@ struct GraphBuilder {
         let op = try parser(config, ParseContext(kerasMajor: kerasMajor))
         let shapes = inputs.map { nodes[$0].outputShape }
         let sig = try signature(of: op, inputs: shapes, fail: { config.fail($0) })
+        try checkPlausible(sig, fail: { config.fail($0) })
         let ownTrainable = try config.bool("trainable", default: true)
         // A layer called again reuses its weights: the node shares the layer key.
         let id = addNode(name: name, className: className, scope: scope, op: op, inputs: inputs,
@@ -307,8 +308,10 @@ struct GraphBuilder {
     func shapeList(_ list: [Any], layer: String) throws -> [Int] {
         try list.map { item in
             if item is NSNull { return -1 }
-            guard let n = number(item) else { throw GraphError("layer '\(layer)': input shape \(list) is not a list of integers") }
-            return Int(n)
+            guard let n = number(item).flatMap(integral), n >= 0 else {
+                throw GraphError("layer '\(layer)': input shape \(list) is not a list of sizes (integers >= 0 or null)")
+            }
+            return n
         }
     }
 }

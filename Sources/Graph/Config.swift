@@ -43,9 +43,9 @@ struct LayerConfig {
             if let def { return def }
             throw fail("config has no '\(key)'")
         }
-        if let n = number(dict[key]!) { return Int(n) }
-        if let list = dict[key] as? [Any], list.count == 1, let n = number(list[0]) { return Int(n) }
-        throw fail("'\(key)' is not an integer")
+        if let n = number(dict[key]!).flatMap(integral) { return n }
+        if let list = dict[key] as? [Any], list.count == 1, let n = number(list[0]).flatMap(integral) { return n }
+        throw fail("'\(key)' is not an integer (or is beyond \(configIntegerLimit))")
     }
 
     func double(_ key: String, default def: Double? = nil) throws -> Double {
@@ -88,9 +88,9 @@ struct LayerConfig {
             throw fail("config has no '\(key)'")
         }
         let value = dict[key]!
-        if let n = number(value) { return Array(repeating: Int(n), count: count) }
+        if let n = number(value).flatMap(integral) { return Array(repeating: n, count: count) }
         if let list = value as? [Any] {
-            let values = list.compactMap(number).map { Int($0) }
+            let values = list.compactMap { number($0).flatMap(integral) }
             if values.count == list.count {
                 if values.count == count { return values }
                 if values.count == 1 { return Array(repeating: values[0], count: count) }
@@ -104,9 +104,23 @@ struct LayerConfig {
         guard let list = dict[key] as? [Any] else { throw fail("'\(key)' is not a list") }
         return try list.map { item in
             if item is NSNull { return -1 }
-            guard let n = number(item) else { throw fail("'\(key)' has a non-integer entry") }
-            return Int(n)
+            guard let n = number(item).flatMap(integral) else { throw fail("'\(key)' has a non-integer entry") }
+            return n
         }
+    }
+
+    /// A size (filters, units, kernel_size, strides, ...): a positive integer.
+    func size(_ key: String, default def: Int? = nil) throws -> Int {
+        let n = try int(key, default: def)
+        guard n >= 1 else { throw fail("'\(key)' is \(n), expected a positive integer") }
+        return n
+    }
+
+    /// `ints` whose entries must all be positive (kernel sizes, strides, dilation, pool sizes).
+    func sizes(_ key: String, count: Int, default def: [Int]? = nil) throws -> [Int] {
+        let values = try ints(key, count: count, default: def)
+        guard values.allSatisfy({ $0 >= 1 }) else { throw fail("'\(key)' is \(values), expected positive integers") }
+        return values
     }
 
     /// A number or a list of numbers.
@@ -127,6 +141,16 @@ struct LayerConfig {
 func isJSONBool(_ value: Any) -> Bool {
     guard let n = value as? NSNumber else { return false }
     return String(cString: n.objCType) == "c"
+}
+
+/// The largest integer a config may hold: far beyond any real layer size, and small enough that
+/// shape arithmetic on a few such numbers cannot overflow (a fuzzed 1e300 must be an error, not a trap).
+let configIntegerLimit = 1 << 31
+
+/// An integral JSON number within +-configIntegerLimit, else nil.
+func integral(_ value: Double) -> Int? {
+    guard value.isFinite, value == value.rounded(), abs(value) <= Double(configIntegerLimit) else { return nil }
+    return Int(value)
 }
 
 func number(_ value: Any) -> Double? {

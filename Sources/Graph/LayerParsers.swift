@@ -50,7 +50,7 @@ let layerParsers: [String: LayerParser] = [
         guard let kind = Interpolation(rawValue: interp) else {
             throw c.fail("interpolation '\(interp)' is not supported (nearest, bilinear)")
         }
-        return .upsampling2d(size: try c.ints("size", count: 2), interpolation: kind)
+        return .upsampling2d(size: try c.sizes("size", count: 2), interpolation: kind)
     },
     "Reshape": { c, _ in .reshape(target: try c.intList("target_shape")) },
     "Flatten": { c, _ in try checkChannelsLast(c); return .flatten },
@@ -97,12 +97,12 @@ func activationOp(_ spec: ActivationSpec) throws -> LayerOp {
 func parseConv2D(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     try checkChannelsLast(c)
     return .conv2d(Conv2DSpec(
-        filters: try c.int("filters"),
-        kernel: try c.ints("kernel_size", count: 2),
-        strides: try c.ints("strides", count: 2, default: [1, 1]),
-        dilation: try c.ints("dilation_rate", count: 2, default: [1, 1]),
+        filters: try c.size("filters"),
+        kernel: try c.sizes("kernel_size", count: 2),
+        strides: try c.sizes("strides", count: 2, default: [1, 1]),
+        dilation: try c.sizes("dilation_rate", count: 2, default: [1, 1]),
         padding: try parsePadding(c),
-        groups: try c.int("groups", default: 1),
+        groups: try c.size("groups", default: 1),
         useBias: try c.bool("use_bias", default: true),
         activation: try parseActivation(c, key: "activation", ctx)))
 }
@@ -110,11 +110,11 @@ func parseConv2D(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
 func parseDepthwise(_ c: LayerConfig, _ ctx: ParseContext) throws -> DepthwiseSpec {
     try checkChannelsLast(c)
     return DepthwiseSpec(
-        kernel: try c.ints("kernel_size", count: 2),
-        strides: try c.ints("strides", count: 2, default: [1, 1]),
-        dilation: try c.ints("dilation_rate", count: 2, default: [1, 1]),
+        kernel: try c.sizes("kernel_size", count: 2),
+        strides: try c.sizes("strides", count: 2, default: [1, 1]),
+        dilation: try c.sizes("dilation_rate", count: 2, default: [1, 1]),
         padding: try parsePadding(c),
-        depthMultiplier: try c.int("depth_multiplier", default: 1),
+        depthMultiplier: try c.size("depth_multiplier", default: 1),
         useBias: try c.bool("use_bias", default: true),
         activation: try parseActivation(c, key: "activation", ctx))
 }
@@ -125,12 +125,12 @@ func parseSeparable(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     let act = dw.activation
     dw.useBias = false
     dw.activation = .linear
-    return .separableConv2d(SeparableSpec(depthwise: dw, filters: try c.int("filters"),
+    return .separableConv2d(SeparableSpec(depthwise: dw, filters: try c.size("filters"),
                                           useBias: useBias, activation: act))
 }
 
 func parseDense(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
-    .dense(DenseSpec(units: try c.int("units"), useBias: try c.bool("use_bias", default: true),
+    .dense(DenseSpec(units: try c.size("units"), useBias: try c.bool("use_bias", default: true),
                      activation: try parseActivation(c, key: "activation", ctx)))
 }
 
@@ -166,8 +166,8 @@ func parseDropout(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
 
 func parsePool(_ c: LayerConfig, _ kind: PoolKind) throws -> Pool2DSpec {
     try checkChannelsLast(c)
-    let size = try c.ints("pool_size", count: 2, default: [2, 2])
-    return Pool2DSpec(kind: kind, poolSize: size, strides: try c.ints("strides", count: 2, default: size),
+    let size = try c.sizes("pool_size", count: 2, default: [2, 2])
+    return Pool2DSpec(kind: kind, poolSize: size, strides: try c.sizes("strides", count: 2, default: size),
                       padding: try parsePadding(c))
 }
 
@@ -176,15 +176,18 @@ func pairs(_ c: LayerConfig, _ key: String) throws -> [Int] {
     try checkChannelsLast(c)
     guard c.has(key) else { throw c.fail("config has no '\(key)'") }
     let value = c.dict[key]!
-    if let n = number(value) { return Array(repeating: Int(n), count: 4) }
+    var amounts: [Int]?
+    if let n = number(value).flatMap(integral) { amounts = Array(repeating: n, count: 4) }
     if let list = value as? [Any], list.count == 2 {
-        if let a = number(list[0]), let b = number(list[1]) { return [Int(a), Int(a), Int(b), Int(b)] }
+        if let a = number(list[0]).flatMap(integral), let b = number(list[1]).flatMap(integral) { amounts = [a, a, b, b] }
         if let a = list[0] as? [Any], let b = list[1] as? [Any], a.count == 2, b.count == 2 {
-            let flat = (a + b).compactMap(number).map { Int($0) }
-            if flat.count == 4 { return flat }
+            let flat = (a + b).compactMap { number($0).flatMap(integral) }
+            if flat.count == 4 { amounts = flat }
         }
     }
-    throw c.fail("'\(key)' is not an int, a pair or a pair of pairs")
+    guard let amounts else { throw c.fail("'\(key)' is not an int, a pair or a pair of pairs") }
+    guard amounts.allSatisfy({ $0 >= 0 }) else { throw c.fail("'\(key)' is \(amounts), expected integers >= 0") }
+    return amounts
 }
 
 func parseNormalization(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
@@ -202,7 +205,10 @@ func parseNormalization(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp
 extension LayerConfig {
     /// Normalization's `axis` may be an int in Keras 3; intList handles lists only.
     func intList(_ key: String, allowScalar: Bool) throws -> [Int] {
-        if let n = dict[key].flatMap(number) { return [Int(n)] }
+        if let n = dict[key].flatMap(number) {
+            guard let i = integral(n) else { throw fail("'\(key)' is not an integer") }
+            return [i]
+        }
         return try intList(key)
     }
 }

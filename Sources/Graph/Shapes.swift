@@ -109,10 +109,12 @@ func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) th
         return LayerSignature(output: try reshapeTarget(target, input: x, fail: fail), weights: [])
     case .flatten:
         let x = try single()
-        return LayerSignature(output: [x.contains(-1) ? -1 : x.reduce(1, *)], weights: [])
+        if x.contains(-1) { return LayerSignature(output: [-1], weights: []) }
+        guard let n = checkedProduct(x) else { throw fail("flattens \(fmt(x)), too many values") }
+        return LayerSignature(output: [n], weights: [])
     case .permute(let dims):
         let x = try single()
-        guard dims.sorted() == Array(1...x.count) else { throw fail("dims \(dims) is not a permutation of 1...\(x.count)") }
+        guard !x.isEmpty, dims.sorted() == Array(1...x.count) else { throw fail("dims \(dims) is not a permutation of the input's \(x.count) axes \(fmt(x))") }
         return LayerSignature(output: dims.map { x[$0 - 1] }, weights: [])
     case .merge:
         guard inputs.count >= 2 || inputs.count == 1 else { throw fail("expects at least one input") }
@@ -138,6 +140,33 @@ func depthwiseOutput(_ s: DepthwiseSpec, _ x: [Int]) -> [Int] {
      x[2] * s.depthMultiplier]
 }
 
+/// The most values one layer output (batch excluded) or one weight may have: 2^40, thousands of
+/// times any real model's, and far enough below Int.max that sums of such counts cannot overflow.
+let shapeElementLimit = 1 << 40
+
+/// The product of `dims`, or nil when it overflows or passes `shapeElementLimit`.
+func checkedProduct(_ dims: [Int]) -> Int? {
+    var total = 1
+    for d in dims {
+        let (p, overflow) = total.multipliedReportingOverflow(by: d)
+        guard !overflow, abs(p) <= shapeElementLimit else { return nil }
+        total = p
+    }
+    return total
+}
+
+/// A layer whose config makes an absurd output or weight (a fuzzed `units: 2147483648` after a
+/// Flatten of a huge input) is refused here, before any count or allocation overflows.
+func checkPlausible(_ sig: LayerSignature, fail: (String) -> GraphError) throws {
+    let known = sig.output.filter { $0 >= 0 }
+    guard sig.output.allSatisfy({ $0 >= -1 }), checkedProduct(known) != nil else {
+        throw fail("output shape \(fmt(sig.output)) is not plausible (negative, or more than 2^40 values)")
+    }
+    for w in sig.weights where w.shape.contains(where: { $0 < 0 }) || checkedProduct(w.shape) == nil {
+        throw fail("weight '\(w.name)' of shape \(fmtShape(w.shape)) is not plausible (negative, or more than 2^40 values)")
+    }
+}
+
 private func add(_ a: Int, _ b: Int) -> Int { a < 0 ? -1 : a + b }
 private func mul(_ a: Int, _ b: Int) -> Int { a < 0 ? -1 : a * b }
 
@@ -156,9 +185,11 @@ func resolveAxis(_ axis: Int, rank: Int, fail: (String) -> GraphError) throws ->
 func reshapeTarget(_ target: [Int], input: [Int], fail: (String) -> GraphError) throws -> [Int] {
     let unknown = target.filter { $0 == -1 }.count
     guard unknown <= 1 else { throw fail("target_shape \(target) has more than one -1") }
+    guard target.allSatisfy({ $0 >= -1 }) else { throw fail("target_shape \(target) has a negative size") }
     if input.contains(-1) { return target }
-    let total = input.reduce(1, *)
-    let known = target.filter { $0 != -1 }.reduce(1, *)
+    guard let total = checkedProduct(input), let known = checkedProduct(target.filter { $0 != -1 }) else {
+        throw fail("cannot reshape \(fmt(input)) to \(target): too many values")
+    }
     if unknown == 1 {
         guard known > 0, total % known == 0 else { throw fail("cannot reshape \(fmt(input)) to \(target)") }
         return target.map { $0 == -1 ? total / known : $0 }

@@ -22,8 +22,8 @@ func tensorRefs(_ value: Any?, what: String) throws -> [TensorRef] {
 
 private func triple(_ value: Any) -> TensorRef? {
     guard let list = value as? [Any], list.count >= 3, let name = list[0] as? String,
-          let node = number(list[1]), let tensor = number(list[2]) else { return nil }
-    return TensorRef(layer: name, node: Int(node), tensor: Int(tensor))
+          let node = number(list[1]).flatMap(integral), let tensor = number(list[2]).flatMap(integral) else { return nil }
+    return TensorRef(layer: name, node: node, tensor: tensor)
 }
 
 /// A layer entry's `inbound_nodes`: one element per call, each the list of input tensors.

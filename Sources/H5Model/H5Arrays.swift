@@ -22,17 +22,20 @@ public enum H5Scalar: Equatable, Sendable {
 }
 
 public enum H5Arrays {
-    /// Every dataset in the file, by path (groups walked recursively).
+    /// Every dataset in the file, by path (groups walked recursively). Read first in a forked
+    /// child, as model files are (`verify --fixture` reads a user's file here).
     public static func read(path: String) throws -> [String: H5Array] {
-        try withHDF5 {
-            let root = try H5File.open(path).root()
-            var out: [String: H5Array] = [:]
-            try walk(root, prefix: "") { name, dataset in
-                let (shape, values) = try dataset.read()
-                out[name] = H5Array(shape: shape, values: values)
-            }
-            return out
+        try withHDF5 { try IsolatedRead.guarded(path: path) { try readInProcess(path: path) } }
+    }
+
+    static func readInProcess(path: String) throws -> [String: H5Array] {
+        let root = try H5File.open(path).root()
+        var out: [String: H5Array] = [:]
+        try walk(root, prefix: "") { name, dataset in
+            let (shape, values) = try dataset.read()
+            out[name] = H5Array(shape: shape, values: values)
         }
+        return out
     }
 
     /// The root attributes that hold one value (strings, numbers).

@@ -40,20 +40,25 @@ public struct Keras3Weights: Equatable, Sendable {
     /// a `layers` or `vars` group and neither `layer_names` nor `model_weights`.
     public static func isKeras3Layout(path: String) throws -> Bool {
         try withHDF5 {
-            let root = try H5File.open(path).root()
-            if try root.hasStringList("layer_names") || root.group("model_weights") != nil { return false }
-            return try root.group("layers") != nil || root.group("vars") != nil
+            try IsolatedRead.guarded(path: path) {
+                let root = try H5File.open(path).root()
+                if try root.hasStringList("layer_names") || root.group("model_weights") != nil { return false }
+                return try root.group("layers") != nil || root.group("vars") != nil
+            }
         }
     }
 
     /// Reads every `vars` group. `displayPath` names the file in messages (the archive entry when
     /// the file was extracted from a `.keras`).
     public static func read(path: String, displayPath: String? = nil) throws -> Keras3Weights {
+        // Read first in a forked child, as legacy files are (IsolatedRead): libhdf5 may crash on a corrupt file.
         try withHDF5 {
-            let file = try H5File.open(path, displayPath: displayPath ?? path)
-            var entries: [Entry] = []
-            try collect(try file.root(), path: "", into: &entries)
-            return Keras3Weights(entries: entries)
+            try IsolatedRead.guarded(path: displayPath ?? path) {
+                let file = try H5File.open(path, displayPath: displayPath ?? path)
+                var entries: [Entry] = []
+                try collect(try file.root(), path: "", into: &entries)
+                return Keras3Weights(entries: entries)
+            }
         }
     }
 

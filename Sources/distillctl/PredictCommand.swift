@@ -59,11 +59,25 @@ struct PredictCommand: ParsableCommand {
             let session = try InferenceSession(model: model, outputLayers: outputLayer.map { [$0] })
             if let input {
                 let x = try NpyArray.read(path: input)
+                try checkShape(x.shape, of: input, against: session.inputShapes)
                 let result = try session.run([Tensor(shape: x.shape, data: x.values)], batchSize: batchSize)[0]
                 try NpyArray(shape: result.shape, values: result.data).write(path: output)
             } else if let images {
                 try predictImages(session: session, source: images)
             }
+        }
+    }
+
+    /// The .npy's shape against the model's input, so the message names the file.
+    private func checkShape(_ shape: [Int], of path: String, against inputs: [[Int]]) throws {
+        guard inputs.count == 1 else {
+            throw RuntimeError("\(path): the model takes \(inputs.count) inputs; --input gives one")
+        }
+        let want = inputs[0], got = Array(shape.dropFirst())
+        let tuple = { (dims: [String]) in "(" + dims.joined(separator: ", ") + (dims.count == 1 ? ",)" : ")") }
+        guard shape.first ?? 0 > 0, got.count == want.count, zip(got, want).allSatisfy({ $1 < 0 || $0 == $1 }) else {
+            throw RuntimeError("\(path): shape \(tuple(shape.map(String.init))), the model expects "
+                               + tuple(["batch"] + want.map { $0 < 0 ? "any" : String($0) }))
         }
     }
 

@@ -1,0 +1,103 @@
+// A corrupt file can crash libhdf5 itself (Debian's 1.10.8 trusts some on-disk indices and sizes:
+// fixtures/fuzz/README.md lists what fuzzing found). Swift cannot catch a segfault in C, so a file
+// is first read once in a forked child: if the library crashes or hangs there, the user gets one
+// line naming the file instead of a dead process.
+import Foundation
+
+enum IsolatedRead {
+    /// What the child's read came to.
+    enum Outcome: Equatable {
+        case ok
+        case failed(String)          // the read threw: its message
+        case crashed(String)         // the child died (signal, sanitizer exit) or hung: a description
+        case swiftTrap               // a Swift runtime trap: a bug of ours, not of the file
+    }
+
+    /// Seconds the child may take (DISTILLCTL_HDF5_TIMEOUT overrides it; the fuzzer sets a few).
+    /// Reading the seed's 16 MB model takes well under one.
+    static let timeout = ProcessInfo.processInfo.environment["DISTILLCTL_HDF5_TIMEOUT"].flatMap(Double.init) ?? 120
+
+    /// Set DISTILLCTL_NO_ISOLATION=1 to read in-process only (debugging the reader).
+    static let enabled = ProcessInfo.processInfo.environment["DISTILLCTL_NO_ISOLATION"] == nil
+
+    /// `read` run in a forked child first, then (if the child got through) here: a crash or hang
+    /// of libhdf5 on `path` becomes one error line naming the file. Call it holding the HDF5 lock.
+    static func guarded<T>(path: String, _ read: () throws -> T) throws -> T {
+        guard enabled else { return try read() }
+        switch probe({ _ = try read() }) {
+        case .ok, .swiftTrap:   // a trap is our bug: let it show itself here, not as a file error
+            return try read()
+        case .failed(let message):
+            throw H5ModelError(message)
+        case .crashed(let what):
+            throw H5ModelError("\(path): corrupt HDF5 file: \(what)")
+        }
+    }
+
+    /// Runs `body` in a forked child. The child reports an error's message through a pipe and
+    /// exits; it never returns here. fork() copies only this thread: glibc re-initialises malloc
+    /// in the child, and the caller holds the HDF5 lock, so no other thread is inside libhdf5.
+    static func probe(timeout: Double = IsolatedRead.timeout, _ body: () throws -> Void) -> Outcome {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return .ok }   // no pipe: read in-process as before
+        let pid = fork()
+        if pid == 0 {
+            close(fds[0])
+            signal(SIGPIPE, SIG_IGN)
+            alarm(UInt32(min(timeout + 5, 1e6)))   // outlives no parent: ends itself after the deadline
+            // Die quietly: the parent reports the crash in one line. (Swift's backtracer, or a
+            // sanitizer's handler, would print its report from here; no core file either.)
+            for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP] { signal(sig, SIG_DFL) }
+            var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+            setrlimit(Int32(RLIMIT_CORE.rawValue), &noCore)
+            var code: Int32 = 0
+            do { try body() } catch {
+                let message = Array(String(describing: error).utf8)
+                _ = message.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+                code = 3
+            }
+            _exit(code)
+        }
+        close(fds[1])
+        defer { close(fds[0]) }
+        guard pid > 0 else { return .ok }            // fork failed: read in-process as before
+        let (message, finished) = readAll(fds[0], timeout: timeout)
+        var status: Int32 = 0
+        if !finished {
+            kill(pid, SIGKILL)
+            _ = waitpid(pid, &status, 0)
+            return .crashed("libhdf5 did not finish reading it within \(Int(timeout)) s")
+        }
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signalled = status & 0x7f != 0 && status & 0x7f != 0x7f
+        if signalled {
+            let sig = status & 0x7f
+            if sig == SIGILL || sig == SIGTRAP { return .swiftTrap }
+            return .crashed("libhdf5 crashed reading it (signal \(sig), \(String(cString: strsignal(sig))))")
+        }
+        switch (status >> 8) & 0xff {
+        case 0: return .ok
+        case 3: return .failed(String(decoding: message, as: UTF8.self))
+        case let code: return .crashed("libhdf5 stopped the reading process (exit status \(code))")
+        }
+    }
+
+    /// Everything the child writes, until it closes the pipe (exits) or `timeout` passes.
+    private static func readAll(_ fd: Int32, timeout: Double) -> (bytes: [UInt8], finished: Bool) {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { return (bytes, false) }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&p, 1, Int32(min(left, 1) * 1000))
+            if ready < 0 && errno != EINTR { return (bytes, true) }
+            if ready <= 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return (bytes, true) }
+            bytes += buffer[..<n]
+        }
+    }
+}
