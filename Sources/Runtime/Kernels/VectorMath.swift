@@ -5,15 +5,24 @@
 // Why hand-written: Swift's SIMD `clamped`, `rounded`, float<->int conversions and
 // `addingProduct` compile to per-lane library calls unless the target CPU has the instruction,
 // so everything here is built from +, *, /, compares, selects and integer bit operations, which
-// map to single vector instructions. `madd` is a multiply then an add, not a fused multiply-add:
-// SIMD8's `addingProduct` is a per-lane loop that LLVM re-vectorises only partly inside long
-// expressions (scalar vfmadd213ss and shuffles appear), which was slower than mul + add.
+// map to single vector instructions. `madd` is the FMA instruction where the build targets a CPU
+// with it (KERNEL_FMA, set in Package.swift with -target-cpu haswell), through clang's intrinsic
+// (one vfmadd231ps: half the instructions of mul + add, one rounding); elsewhere a multiply then
+// an add. Not SIMD8's `addingProduct`: that is a per-lane loop LLVM re-vectorises only partly
+// inside long expressions (scalar vfmadd213ss and shuffles appear).
+#if KERNEL_FMA
+import _Builtin_intrinsics.intel
+#endif
 
 /// The vector type of the kernels: one AVX register, or two SSE registers on a baseline build.
 typealias Vec = SIMD8<Float>
 typealias IVec = SIMD8<Int32>
 
+#if KERNEL_FMA
+@inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { _mm256_fmadd_ps(a, b, c) }
+#else
 @inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { a * b + c }
+#endif
 @inline(__always) func madd(_ a: Vec, _ b: Float, _ c: Vec) -> Vec { madd(a, Vec(repeating: b), c) }
 @inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Float) -> Vec { madd(a, b, Vec(repeating: c)) }
 @inline(__always) func madd(_ a: Vec, _ b: Float, _ c: Float) -> Vec { madd(a, Vec(repeating: b), Vec(repeating: c)) }
