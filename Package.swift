@@ -7,9 +7,9 @@ let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(conf
 // baseline x86-64 (SSE2): each SIMD8 operation becomes two 4-lane instructions and depthwise
 // convolution and the activations run 1.5-2.5x slower. Haswell = AVX2 + FMA, which every
 // x86-64 server of the last decade has. (The manifest is compiled for the host, so this follows
-// the machine that builds.)
+// the machine that builds.) KERNEL_FMA lets VectorMath use the FMA instruction Haswell brings.
 #if arch(x86_64)
-let kernelCPU: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let kernelCPU: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .define("KERNEL_FMA")]
 #else
 let kernelCPU: [SwiftSetting] = []
 #endif

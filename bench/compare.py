@@ -2,7 +2,11 @@
 
 Runtimes are alternated in rounds (never timed in long blocks one after another), each in its own
 process; the median images/s over the rounds is reported with distillctl's ratio to each peer.
+Then distillation steps of the seed's setup (teacher forward, student forward and backward, Adam),
+head only and unfrozen from block5a_expand_conv, distillctl's `bench --train` next to TensorFlow's
+`tf.function` step, alternated the same way.
     python bench/compare.py [--model M.h5] [--rounds 2] [--iterations 20] [--threads 2]
+                            [--train-batch 8] [--train-iterations 10] [--no-inference] [--no-train]
 """
 import argparse
 import json
@@ -28,6 +32,23 @@ def distillctl(model, batch, iterations, threads):
     return {"runtime": "distillctl", "batch": batch, "img_s": img_s, "p50_ms": p50, "p90_ms": p90, "peak_mb": peak}
 
 
+def distillctl_train(model, batch, iterations, threads, unfreeze_from):
+    setup = ["--unfreeze-from", unfreeze_from] if unfreeze_from else ["--head-only"]
+    out = subprocess.run([os.path.join(ROOT, ".build/release/distillctl"), "bench", model, "--train", "--batch-size",
+                          str(batch), "--iterations", str(iterations), "--threads", str(threads)] + setup,
+                         check=True, capture_output=True, text=True).stdout
+    return {"runtime": "distillctl", "s_step": float(re.search(r"([\d.]+) s per step", out).group(1)),
+            "peak_mb": float(re.search(r"peak memory ([\d.]+) MiB", out).group(1)),
+            "trainable": int(re.search(r"trainable parameters (\d+)", out).group(1))}
+
+
+def tensorflow_train(model, batch, iterations, threads, unfreeze_from):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "peers.py"), "train", model, str(batch), str(iterations),
+                          str(threads)] + ([unfreeze_from] if unfreeze_from else []),
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def peer(name, model, workdir, batch, iterations, threads):
     out = subprocess.run([sys.executable, os.path.join(HERE, "peers.py"), "run", name, model, workdir, str(batch),
                           str(iterations), str(threads)], check=True, capture_output=True, text=True).stdout
@@ -42,6 +63,27 @@ def cpu_name():
         return platform.processor()
 
 
+def cpu_features():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(re.search(r"flags\s*:\s*(.*)", f.read()).group(1).split())
+    except (OSError, AttributeError):
+        return "unknown"
+    return ", ".join(name for flag, name in [("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"),
+                                             ("avx512_bf16", "AVX-512 BF16")] if flag in flags)
+
+
+def versions():
+    from importlib.metadata import version, PackageNotFoundError
+    out = []
+    for package in ["tensorflow-cpu", "tf-keras", "tf2onnx", "onnxruntime", "openvino"]:
+        try:
+            out.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "fixtures/cases/k2_seed_effnetb0/model.h5"))
@@ -49,28 +91,43 @@ def main():
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--train-iterations", type=int, default=10)
+    ap.add_argument("--no-inference", dest="inference", action="store_false")
+    ap.add_argument("--no-train", dest="train", action="store_false")
     args = ap.parse_args()
-    workdir = os.path.expanduser("~/.cache/distillctl/bench-models")
+    args.workdir = workdir = os.path.expanduser("~/.cache/distillctl/bench-models")
     stamp = os.path.join(workdir, "source")
-    if not os.path.exists(stamp) or open(stamp).read() != os.path.abspath(args.model):
+    if args.inference and (not os.path.exists(stamp) or open(stamp).read() != os.path.abspath(args.model)):
         subprocess.run([sys.executable, os.path.join(HERE, "peers.py"), "prepare", args.model, workdir], check=True)
         with open(stamp, "w") as f:
             f.write(os.path.abspath(args.model))
+    print(f"machine: {cpu_name()} ({cpu_features()}), {os.cpu_count()} cores, {args.threads} threads; "
+          f"model {os.path.relpath(args.model, ROOT)}")
+    print(f"peers: {versions()}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    if args.inference:
+        inference(args)
+    if args.train:
+        training(args)
+
+
+def inference(args):
     results = {}
-    for batch in map(int, args.batches.split(",")):
+    batches = list(map(int, args.batches.split(",")))
+    for batch in batches:
         for r in range(args.rounds):
             order = ["distillctl"] + PEERS if r % 2 == 0 else PEERS[::-1] + ["distillctl"]
             for name in order:
                 res = (distillctl(args.model, batch, args.iterations, args.threads) if name == "distillctl"
-                       else peer(name, args.model, workdir, batch, args.iterations, args.threads))
+                       else peer(name, args.model, args.workdir, batch, args.iterations, args.threads))
                 results.setdefault((name, batch), []).append(res)
                 print(f"  round {r + 1} batch {batch} {name:12s} {res['img_s']:7.1f} img/s  peak {res['peak_mb']:.0f} MiB",
                       file=sys.stderr)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {args.threads} threads; model {os.path.relpath(args.model, ROOT)}")
-    print(f"median of {args.rounds} rounds x {args.iterations} iterations\n")
+    print(f"Inference: median of {args.rounds} rounds x {args.iterations} iterations\n")
     print("| runtime | batch | img/s | latency p50 ms | peak MiB | distillctl / runtime |")
     print("|---|---|---|---|---|---|")
-    for batch in map(int, args.batches.split(",")):
+    for batch in batches:
         ours = statistics.median(x["img_s"] for x in results[("distillctl", batch)])
         for name in ["distillctl"] + PEERS:
             rs = results[(name, batch)]
@@ -78,7 +135,34 @@ def main():
             p50 = statistics.median(x["p50_ms"] for x in rs)
             peak = max(x["peak_mb"] for x in rs)
             print(f"| {name} | {batch} | {img_s:.1f} | {p50:.1f} | {peak:.0f} | {ours / img_s:.2f}x |")
+    print()
 
+
+def training(args):
+    setups = [None, "block5a_expand_conv"]
+    results = {}
+    for r in range(args.rounds):
+        for unfreeze in setups:
+            order = ["distillctl", "tensorflow"] if r % 2 == 0 else ["tensorflow", "distillctl"]
+            for name in order:
+                run = distillctl_train if name == "distillctl" else tensorflow_train
+                res = run(args.model, args.train_batch, args.train_iterations, args.threads, unfreeze)
+                results.setdefault((name, unfreeze), []).append(res)
+                print(f"  round {r + 1} train {unfreeze or 'head only'} {name:12s} {res['s_step']:.3f} s/step  "
+                      f"peak {res['peak_mb']:.0f} MiB  trainable {res['trainable']}", file=sys.stderr)
+    print(f"Distillation step, batch {args.train_batch} (teacher forward, student forward and backward, Adam): "
+          f"median of {args.rounds} rounds x {args.train_iterations} steps\n")
+    print("| runtime | trainable | parameters | s per step | peak MiB | TensorFlow time / distillctl time |")
+    print("|---|---|---|---|---|---|")
+    for unfreeze in setups:
+        tf_step = statistics.median(x["s_step"] for x in results[("tensorflow", unfreeze)])
+        for name in ["distillctl", "tensorflow"]:
+            rs = results[(name, unfreeze)]
+            step = statistics.median(x["s_step"] for x in rs)
+            peak = max(x["peak_mb"] for x in rs)
+            label = f"from {unfreeze}" if unfreeze else "head only"
+            print(f"| {name} | {label} | {rs[0]['trainable']} | {step:.3f} | {peak:.0f} | {tf_step / step:.2f}x |")
+    print()
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@ OpenVINO and TFLite (XNNPACK), each timed in its own process so peak memory is i
 
     python peers.py prepare MODEL.h5 WORKDIR           # writes WORKDIR/model.onnx, model_b{1,8}.tflite
     python peers.py run RUNTIME MODEL.h5 WORKDIR BATCH ITERATIONS THREADS   # prints one JSON line
+    python peers.py train MODEL.h5 BATCH ITERATIONS THREADS [UNFREEZE_FROM]     # TensorFlow distillation steps
 """
 import json
 import os
@@ -106,10 +107,69 @@ def run(name, model_path, workdir, batch, iterations, threads):
                       "peak_mb": peak_mb}))
 
 
+def train(model_path, batch, iterations, threads, unfreeze_from=None):
+    """TensorFlow's distillation step of the seed's setup, compiled with `tf.function`: the teacher
+    (frozen) forward in inference mode, the student forward in training mode and backward, the
+    distillation loss as distillctl's (alpha weights the hard cross-entropy; KL(softmax(t/T) ||
+    softmax(s/T)) * T^2 on logits recovered from the softmax outputs), Adam. The student's base is
+    frozen (head only) or unfrozen from UNFREEZE_FROM as R's unfreeze_weights does."""
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    _, teacher = load_keras(model_path)
+    _, student = load_keras(model_path)
+    teacher.trainable = False
+    base = student.layers[0]
+    base.trainable = False
+    if unfreeze_from:
+        base.trainable = True
+        names = [layer.name for layer in base.layers]
+        start = names.index(unfreeze_from)
+        for i, layer in enumerate(base.layers):
+            layer.trainable = i >= start
+    optimizer = tf.keras.optimizers.Adam()
+    alpha, temperature = 0.9, 3.0
+
+    def logits(p):
+        return tf.math.log(tf.clip_by_value(p, 1e-7, 1.0))
+
+    @tf.function
+    def step(x, y):
+        t = teacher(x, training=False)
+        with tf.GradientTape() as tape:
+            s = student(x, training=True)
+            hard = tf.reduce_mean(tf.keras.losses.categorical_crossentropy(y, s))
+            pt = tf.nn.softmax(logits(t) / temperature)
+            log_ps = tf.nn.log_softmax(logits(s) / temperature)
+            soft = tf.reduce_mean(tf.reduce_sum(pt * (tf.math.log(tf.clip_by_value(pt, 1e-12, 1.0)) - log_ps), -1))
+            loss = alpha * hard + (1 - alpha) * soft * temperature ** 2
+        variables = student.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    x = tf.constant(random_batch(student.input_shape[1:], batch))
+    classes = student.output_shape[-1]
+    y = tf.one_hot([i % classes for i in range(batch)], classes)
+    for _ in range(2):
+        step(x, y).numpy()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        step(x, y).numpy()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"runtime": "tensorflow", "batch": batch, "unfreeze_from": unfreeze_from,
+                      "trainable": int(sum(int(tf.size(v)) for v in student.trainable_variables)),
+                      "s_step": times[len(times) // 2], "peak_mb": peak_mb}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "prepare":
         prepare(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "run":
         run(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))
+    elif sys.argv[1] == "train":
+        train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] if len(sys.argv) > 6 else None)
     else:
         raise SystemExit(__doc__)

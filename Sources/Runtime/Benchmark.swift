@@ -6,6 +6,8 @@ public struct BenchmarkResult: Sendable {
     public var batchSize: Int
     public var latencies: [Double]      // seconds per batch
     public var peakBytes: Int
+    /// Trainable parameters of a timed distillation step (nil for inference).
+    public var trainableParameters: Int? = nil
 
     public var imagesPerSecond: Double { Double(batchSize * latencies.count) / latencies.reduce(0, +) }
     public func percentile(_ p: Double) -> Double {
@@ -88,6 +90,7 @@ extension Benchmark {
             _ = try distiller.step(x, labels: labels, index: warmup + i)
             latencies.append(Double(DispatchTimeNanos.now() - start) / 1e9)
         }
-        return BenchmarkResult(batchSize: batchSize, latencies: latencies, peakBytes: peakResidentBytes())
+        return BenchmarkResult(batchSize: batchSize, latencies: latencies, peakBytes: peakResidentBytes(),
+                               trainableParameters: distiller.params.trainableCount)
     }
 }

@@ -32,6 +32,14 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "With --train: train only from this layer on (default: the model's trainable flags).")
     var unfreezeFrom: String?
 
+    @Flag(help: "With --train: train only the layers outside nested models (the head on a frozen base).")
+    var headOnly = false
+
+    func validate() throws {
+        if headOnly && unfreezeFrom != nil { throw ValidationError("--head-only and --unfreeze-from exclude each other") }
+        if (headOnly || unfreezeFrom != nil) && !train { throw ValidationError("--head-only and --unfreeze-from need --train") }
+    }
+
     func run() throws {
         try reportingErrors {
             if let threads { RuntimeThreads.set(threads) }
@@ -39,10 +47,12 @@ struct BenchCommand: ParsableCommand {
             if train {
                 var config = DistillConfig()
                 if let unfreezeFrom { config.trainable = .unfreezeFrom(unfreezeFrom) }
+                if headOnly { config.trainable = .headOnly }
                 let result = try Benchmark.distillation(teacher: model, student: model, config: config,
                                                         batchSize: batchSize, iterations: iterations)
                 print(result.report.replacingOccurrences(of: "img/s", with: "img/s in distillation steps"))
                 print(String(format: "%.3f s per step", result.percentile(0.5)))
+                print("trainable parameters \(result.trainableParameters ?? 0)")
                 return
             }
             let session = try InferenceSession(model: model)

@@ -112,8 +112,22 @@ final class CommandTests: XCTestCase {
                                  "--unfreeze-from", "block2b_expand_conv"])
         XCTAssertEqual(train.status, 0, train.stderr)
         XCTAssertTrue(train.stdout.contains("s per step"), train.stdout)
+        let head = try CLI.run(["bench", c.path(c.model)!, "--train", "--batch-size", "2", "--iterations", "1",
+                                "--head-only"])
+        XCTAssertEqual(head.status, 0, head.stderr)
+        // The head trains fewer parameters than the model unfrozen from block2b.
+        func trainable(_ out: String) -> Int? {
+            out.split(separator: "\n").first { $0.hasPrefix("trainable parameters ") }
+                .flatMap { Int($0.dropFirst("trainable parameters ".count)) }
+        }
+        let headCount = try XCTUnwrap(trainable(head.stdout), head.stdout)
+        let unfrozenCount = try XCTUnwrap(trainable(train.stdout), train.stdout)
+        XCTAssertGreaterThan(headCount, 0)
+        XCTAssertLessThan(headCount, unfrozenCount)
         let bad = try CLI.run(["bench", c.path(c.model)!, "--train", "--unfreeze-from", "no_such_layer"])
         assertCleanFailure(bad, mentions: ["no_such_layer"])
+        let both = try CLI.run(["bench", c.path(c.model)!, "--train", "--head-only", "--unfreeze-from", "block2b_expand_conv"])
+        XCTAssertNotEqual(both.status, 0)
     }
 
     /// The bundled example, one epoch: --unlabeled adds a folder of images that have no label, the

@@ -15,6 +15,8 @@ public func mergeBackward(inputs: [UnsafePointer<Float>], shapes: [[Int]], outSh
                           accumulate: Bool) {
     precondition(inputs.count == shapes.count && dInputs.count == shapes.count && !shapes.isEmpty)
     let rank = outShape.count, count = outShape.reduce(1, *)
+    if mergeBackwardFast(inputs: inputs, shapes: shapes, outShape: outShape, kind: kind, dOutput: dy,
+                         dInputs: dInputs, accumulate: accumulate) { return }
     // Offsets of output index j in each input: strides with 0 on broadcast axes.
     let strides: [[Int]] = shapes.map { s in
         let padded = Array(repeating: 1, count: rank - s.count) + s
@@ -70,6 +72,41 @@ public func mergeBackward(inputs: [UnsafePointer<Float>], shapes: [[Int]], outSh
         if !accumulate { dst.update(repeating: 0, count: shapes[k].reduce(1, *)) }
         for j in 0..<count { dst[offset(k, j)] += grad(k, j) }
     }
+}
+
+/// The merges training meets most, without the general path's per-element index arithmetic:
+/// Add/Subtract/Average of same-shaped inputs (residual connections), and Multiply of
+/// x [N, ..., C] by s [N, 1, ..., 1, C] (squeeze-and-excitation's excite, as Keras builds it:
+/// Reshape then Multiply), which is `channelScaleBackward`. False when the case is not one of these.
+private func mergeBackwardFast(inputs: [UnsafePointer<Float>], shapes: [[Int]], outShape: [Int], kind: MergeKind,
+                               dOutput dy: UnsafePointer<Float>, dInputs: [UnsafeMutablePointer<Float>?],
+                               accumulate: Bool) -> Bool {
+    let count = outShape.reduce(1, *)
+    if shapes.allSatisfy({ $0 == outShape }) && (kind == .add || kind == .subtract || kind == .average) {
+        for k in dInputs.indices {
+            guard let dst = dInputs[k] else { continue }
+            let factor: Float = kind == .average ? 1 / Float(inputs.count) : (kind == .subtract && k == 1 ? -1 : 1)
+            parallelFor(count, minChunk: 1 << 15) { _, r in
+                var j = r.lowerBound
+                while j + 8 <= r.upperBound {
+                    put(load(dy + j) * factor, dst + j, accumulate: accumulate)
+                    j += 8
+                }
+                if j < r.upperBound { putPartial(loadPartial(dy + j, r.upperBound - j) * factor, dst + j, r.upperBound - j, accumulate: accumulate) }
+            }
+        }
+        return true
+    }
+    guard kind == .multiply, shapes.count == 2, outShape.count >= 2 else { return false }
+    let n = outShape[0], channels = outShape[outShape.count - 1]
+    let seShape = [n] + Array(repeating: 1, count: outShape.count - 2) + [channels]
+    for (full, scale) in [(0, 1), (1, 0)] where shapes[full] == outShape && shapes[scale] == seShape {
+        channelScaleBackward(input: inputs[full], scale: inputs[scale], dOutput: dy, batch: n,
+                             pixels: count / max(1, n * channels), channels: channels,
+                             dInput: dInputs[full], dScale: dInputs[scale], accumulate: accumulate)
+        return true
+    }
+    return false
 }
 
 /// Backward of `channelScale` (y[b, p, c] = x[b, p, c] * s[b, c]): dInput = dy * s,

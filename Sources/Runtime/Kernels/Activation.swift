@@ -64,10 +64,10 @@ struct SeluActivation: VectorActivation {
         return scale * x.replacing(with: neg, where: x .<= 0)
     }
 }
-/// sigmoid: 1 / (1 + e^-x). e^-x is clamped at e^88.3, which still gives the right value
+/// sigmoid: 1 / (1 + e^-x), e^-x from `expForLogistic`. e^-x is clamped at e^88.3, which still gives the right value
 /// (or one within float's denormal range) in both tails.
 struct SigmoidActivation: VectorActivation {
-    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { 1 / (1 + expClamped(-x)) }
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { 1 / (1 + expForLogistic(-x)) }
 }
 /// hard_sigmoid: clip(alpha * x + 0.5, 0, 1).
 struct HardSigmoidActivation: VectorActivation {
@@ -76,7 +76,7 @@ struct HardSigmoidActivation: VectorActivation {
 }
 /// swish / silu: x * sigmoid(x).
 struct SwishActivation: VectorActivation {
-    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { x / (1 + expClamped(-x)) }
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { x / (1 + expForLogistic(-x)) }
 }
 /// gelu (exact, Keras's default): x * Phi(x), Phi from erfc so the negative tail keeps its
 /// relative accuracy: Phi(x) = 1 - erfc(x/sqrt2)/2 for x >= 0, erfc(-x/sqrt2)/2 for x < 0.

@@ -38,10 +38,53 @@ public func channelAffine(input: UnsafePointer<Float>, count: Int, channels: Int
         if UnsafePointer(output) != input { output.update(from: input, count: count) }
         return
     }
+    if channels < 8 && activation.kind != .softmax && count >= 64 {
+        withActivation(activation, PeriodicAffineJob(x: input, y: output, count: count, channels: channels,
+                                                     scale: scale, shift: shift, activation: activation))
+        return
+    }
     parallelFor(rows, minChunk: max(1, 16_384 / channels)) { _, r in
         e.apply(from: input + r.lowerBound * channels, ldFrom: channels,
                 to: output + r.lowerBound * channels, ldTo: channels, rows: r.count, cols: channels,
                 outputOffset: r.lowerBound * channels)
     }
     if activation.kind == .softmax { softmax(output, outer: rows, axisLength: channels, inner: 1) }
+}
+
+/// channelAffine for fewer than 8 channels (an image input's Rescaling/Normalization: C = 3),
+/// where rows of C would be all partial vectors: the data is read as whole vectors over a period
+/// of lcm(C, 8) floats, against scale and shift repeated to that period.
+private struct PeriodicAffineJob: ActivationConsumer {
+    let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, count: Int, channels: Int
+    let scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?
+    let activation: ActivationSpec
+
+    func run<A: VectorActivation>(_ act: A) {
+        var g = 8, c = channels
+        while c != 0 { (g, c) = (c, g % c) }
+        let period = channels * 8 / g, vectors = period / 8        // period <= 56 floats
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 112) { buf in
+            let sp = buf.baseAddress!, bp = sp + 56
+            for i in 0..<period {
+                sp[i] = scale?[i % channels] ?? 1
+                bp[i] = shift?[i % channels] ?? 0
+            }
+            let periods = count / period
+            parallelFor(periods, minChunk: max(1, 16_384 / period)) { _, r in
+                var p = x + r.lowerBound * period, q = y + r.lowerBound * period
+                for _ in r {
+                    for v in 0..<vectors {
+                        store(act(madd(load(p + 8 * v), load(sp + 8 * v), load(bp + 8 * v))), q + 8 * v)
+                    }
+                    p += period
+                    q += period
+                }
+            }
+            // The rest: whole rows, since the period is a multiple of C.
+            let done = periods * period
+            Epilogue(scale: scale, shift: shift, activation: activation)
+                .apply(from: x + done, ldFrom: channels, to: y + done, ldTo: channels,
+                       rows: (count - done) / channels, cols: channels, outputOffset: done)
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //   input  [batch, inH, inW, inC]
 //   kernel HWIO [kernelH, kernelW, inC, outC]  (Keras's layout; as a matrix [kH*kW*inC, outC])
 //   output [batch, outH, outW, outC]
-// 1x1/stride 1/unpadded: the NHWC input already is the [pixels, inC] matrix, so one product.
+// 1x1/stride 1/unpadded: the NHWC input already is the [pixels, inC] matrix, so one product
+// (PointwiseConv.swift, with the weights packed into the workspace).
 // inC <= 4 (image stems): computed directly, see Conv2DDirect.swift.
 // Otherwise im2col: each output pixel's receptive field is copied as a row (ky, kx, ci order,
 // matching the kernel's rows; padding as zeros) into a per-worker workspace tile, then sgemm.
@@ -16,9 +17,11 @@ func conv2dTileRows(_ g: Conv2DGeometry) -> Int {
     return max(64, min(1024, (1 << 19) / k))
 }
 
-/// Floats of workspace `conv2d` needs for `threads` workers (0 for the pointwise and direct cases).
+/// Floats of workspace `conv2d` needs for `threads` workers (the packed weights for the pointwise
+/// case, 0 for the direct one).
 public func conv2dWorkspaceCount(_ g: Conv2DGeometry, threads: Int = RuntimeThreads.count) -> Int {
-    if g.isPointwise || conv2dIsDirect(g) { return 0 }
+    if g.isPointwise { return pointwisePackedCount(k: g.inC, n: g.outC) }
+    if conv2dIsDirect(g) { return 0 }
     let rows = min(conv2dTileRows(g), max(1, g.outputPixels))
     return max(1, threads) * rows * g.kernelH * g.kernelW * g.inC
 }
@@ -33,8 +36,16 @@ public func conv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
     let pixels = g.outputPixels
     guard pixels > 0 else { return }
     if g.isPointwise {
-        gemmWithEpilogue(m: pixels, n: g.outC, k: g.inC, a: input, lda: g.inC,
-                         b: kernel, ldb: g.outC, c: output, ldc: g.outC, epilogue: epilogue)
+        // Packed into the workspace, then the register-blocked product (PointwiseConv.swift);
+        // OpenBLAS when the caller gave no room for the packed weights.
+        if let ws = workspace, workspaceCount >= pointwisePackedCount(k: g.inC, n: g.outC) {
+            packPointwise(kernel, k: g.inC, n: g.outC, into: ws)
+            pointwiseConv(m: pixels, n: g.outC, k: g.inC, input: input, lda: g.inC, packed: ws, output: output,
+                          ldc: g.outC, epilogue: epilogue)
+        } else {
+            gemmWithEpilogue(m: pixels, n: g.outC, k: g.inC, a: input, lda: g.inC,
+                             b: kernel, ldb: g.outC, c: output, ldc: g.outC, epilogue: epilogue)
+        }
         return
     }
     if conv2dIsDirect(g) {

@@ -16,9 +16,7 @@ func conv2dDirect(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, kerne
                   output: UnsafeMutablePointer<Float>, epilogue: Epilogue) {
     withActivation(epilogue.elementwise, DirectConvJob(
         x: input, g: g, w: kernel, y: output,
-        scale: epilogue.scale ?? kernel, hasScale: epilogue.scale != nil,
-        shift: epilogue.shift ?? kernel, hasShift: epilogue.shift != nil,
-        residual: epilogue.residual.map(UnsafePointer.init) ?? kernel, hasResidual: epilogue.residual != nil))
+        e: EpilogueVector(epilogue, output: output)))
     if epilogue.activation.kind == .softmax {
         softmax(output, outer: g.outputPixels, axisLength: g.outC, inner: 1)
     }
@@ -27,11 +25,7 @@ func conv2dDirect(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, kerne
 private struct DirectConvJob: ActivationConsumer {
     let x: UnsafePointer<Float>, g: Conv2DGeometry
     let w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
-    // Absent scale/shift point at the kernel (>= outC floats) so loads stay in bounds.
-    let scale: UnsafePointer<Float>, hasScale: Bool
-    let shift: UnsafePointer<Float>, hasShift: Bool
-    // The residual's element i goes with output element i (y + i).
-    let residual: UnsafePointer<Float>, hasResidual: Bool
+    let e: EpilogueVector
 
     func run<A: VectorActivation>(_ act: A) {
         let rows = g.batch * g.outH
@@ -51,27 +45,6 @@ private struct DirectConvJob: ActivationConsumer {
                 }
             }
         }
-    }
-
-    /// Applies the epilogue to the accumulators of channels c..c+7 and stores them at `dst`.
-    @inline(__always)
-    private func emit<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>, _ act: A) {
-        var v = acc
-        if hasScale { v *= load(scale + c) }
-        if hasShift { v += load(shift + c) }
-        if hasResidual { v += load(residual + (dst - y)) }
-        store(act(v), dst)
-    }
-
-    /// The same for the first `n` (< 8) lanes.
-    @inline(__always)
-    private func emitPartial<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>,
-                                                  _ n: Int, _ act: A) {
-        var v = acc
-        if hasScale { v *= loadPartial(scale + c, n) }
-        if hasShift { v += loadPartial(shift + c, n) }
-        if hasResidual { v += loadPartial(residual + (dst - y), n) }
-        storePartial(act(v), dst, n)
     }
 
     /// One output pixel: for every tap (ky, kx, ci) inside the input, x broadcast times the
@@ -106,10 +79,10 @@ private struct DirectConvJob: ActivationConsumer {
                     for j in 0..<ci { tap(Vec(repeating: p[j]), q); q += co }
                 }
             }
-            emit(a0, c, out + c, act)
-            emit(a1, c + 8, out + c + 8, act)
-            emit(a2, c + 16, out + c + 16, act)
-            emit(a3, c + 24, out + c + 24, act)
+            e.emit(a0, channel: c, at: out + c, act)
+            e.emit(a1, channel: c + 8, at: out + c + 8, act)
+            e.emit(a2, channel: c + 16, at: out + c + 16, act)
+            e.emit(a3, channel: c + 24, at: out + c + 24, act)
             c += 32
         }
         while c < co {
@@ -125,7 +98,7 @@ private struct DirectConvJob: ActivationConsumer {
                     }
                 }
             }
-            if lanes == 8 { emit(a, c, out + c, act) } else { emitPartial(a, c, out + c, lanes, act) }
+            e.emit(a, channel: c, at: out + c, count: lanes, act)
             c += 8
         }
     }

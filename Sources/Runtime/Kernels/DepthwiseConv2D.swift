@@ -22,9 +22,7 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
     guard g.outputPixels > 0 else { return }
     withActivation(epilogue.elementwise, DepthwiseJob(
         x: input, g: g, m: multiplier, w: kernel, y: output,
-        scale: epilogue.scale ?? kernel, hasScale: epilogue.scale != nil,
-        shift: epilogue.shift ?? kernel, hasShift: epilogue.shift != nil,
-        residual: epilogue.residual.map(UnsafePointer.init) ?? kernel, hasResidual: epilogue.residual != nil))
+        e: EpilogueVector(epilogue, output: output)))
     if epilogue.activation.kind == .softmax {
         softmax(output, outer: g.outputPixels, axisLength: g.outC, inner: 1)
     }
@@ -33,12 +31,7 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
 private struct DepthwiseJob: ActivationConsumer {
     let x: UnsafePointer<Float>, g: Conv2DGeometry, m: Int
     let w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
-    // When absent, scale/shift point at the kernel (at least outC floats) so loads stay in
-    // bounds; the flags decide whether the loaded values are used.
-    let scale: UnsafePointer<Float>, hasScale: Bool
-    let shift: UnsafePointer<Float>, hasShift: Bool
-    // The residual's element i goes with output element i (y + i).
-    let residual: UnsafePointer<Float>, hasResidual: Bool
+    let e: EpilogueVector
 
     func run<A: VectorActivation>(_ act: A) {
         let rows = g.batch * g.outH
@@ -118,36 +111,15 @@ private struct DepthwiseJob: ActivationConsumer {
                     a3 = madd(load(p + (3 * sW + t) * C), wv, a3)
                 }
             }
-            emit(a0, c, out + c, act)
-            emit(a1, c, out + C + c, act)
-            emit(a2, c, out + 2 * C + c, act)
-            emit(a3, c, out + 3 * C + c, act)
+            e.emit(a0, channel: c, at: out + c, act)
+            e.emit(a1, channel: c, at: out + C + c, act)
+            e.emit(a2, channel: c, at: out + 2 * C + c, act)
+            e.emit(a3, channel: c, at: out + 3 * C + c, act)
             c += 8
         }
         if c < C {
             for j in 0..<4 { pixel(origin + j * sW * C, ky, 0..<kW, out + j * C, act, from: c) }
         }
-    }
-
-    /// Applies the epilogue to the accumulators of channels c..c+7 and stores them at `dst`.
-    @inline(__always)
-    private func emit<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>, _ act: A) {
-        var v = acc
-        if hasScale { v *= load(scale + c) }
-        if hasShift { v += load(shift + c) }
-        if hasResidual { v += load(residual + (dst - y)) }
-        store(act(v), dst)
-    }
-
-    /// The same for the first `n` (< 8) lanes.
-    @inline(__always)
-    private func emitPartial<A: VectorActivation>(_ acc: Vec, _ c: Int, _ dst: UnsafeMutablePointer<Float>,
-                                                  _ n: Int, _ act: A) {
-        var v = acc
-        if hasScale { v *= loadPartial(scale + c, n) }
-        if hasShift { v += loadPartial(shift + c, n) }
-        if hasResidual { v += loadPartial(residual + (dst - y), n) }
-        storePartial(act(v), dst, n)
     }
 
     /// One output pixel, multiplier 1, channels `start..<C` in blocks of 32, then 8, then a padded tail.
@@ -171,10 +143,10 @@ private struct DepthwiseJob: ActivationConsumer {
                     p += colStep; q += C
                 }
             }
-            emit(a0, c, out + c, act)
-            emit(a1, c + 8, out + c + 8, act)
-            emit(a2, c + 16, out + c + 16, act)
-            emit(a3, c + 24, out + c + 24, act)
+            e.emit(a0, channel: c, at: out + c, act)
+            e.emit(a1, channel: c + 8, at: out + c + 8, act)
+            e.emit(a2, channel: c + 16, at: out + c + 16, act)
+            e.emit(a3, channel: c + 24, at: out + c + 24, act)
             c += 32
         }
         while c + 8 <= C {
@@ -184,7 +156,7 @@ private struct DepthwiseJob: ActivationConsumer {
                 var q = w + i * wRow + kx.lowerBound * C + c
                 for _ in kx { a = madd(load(p), load(q), a); p += colStep; q += C }
             }
-            emit(a, c, out + c, act)
+            e.emit(a, channel: c, at: out + c, act)
             c += 8
         }
         if c < C {
@@ -195,7 +167,7 @@ private struct DepthwiseJob: ActivationConsumer {
                 var q = w + i * wRow + kx.lowerBound * C + c
                 for _ in kx { a = madd(loadPartial(p, n), loadPartial(q, n), a); p += colStep; q += C }
             }
-            emitPartial(a, c, out + c, n, act)
+            e.emitPartial(a, channel: c, at: out + c, n, act)
         }
     }
 
@@ -220,7 +192,7 @@ private struct DepthwiseJob: ActivationConsumer {
                     a = madd(xin, lanes == 8 ? load(q) : loadPartial(q, lanes), a)
                 }
             }
-            emitPartial(a, j, out + j, lanes, act)
+            e.emit(a, channel: j, at: out + j, count: lanes, act)
             j += 8
         }
     }

@@ -5,15 +5,24 @@
 // Why hand-written: Swift's SIMD `clamped`, `rounded`, float<->int conversions and
 // `addingProduct` compile to per-lane library calls unless the target CPU has the instruction,
 // so everything here is built from +, *, /, compares, selects and integer bit operations, which
-// map to single vector instructions. `madd` is a multiply then an add, not a fused multiply-add:
-// SIMD8's `addingProduct` is a per-lane loop that LLVM re-vectorises only partly inside long
-// expressions (scalar vfmadd213ss and shuffles appear), which was slower than mul + add.
+// map to single vector instructions. `madd` is the FMA instruction where the build targets a CPU
+// with it (KERNEL_FMA, set in Package.swift with -target-cpu haswell), through clang's intrinsic
+// (one vfmadd231ps: half the instructions of mul + add, one rounding); elsewhere a multiply then
+// an add. Not SIMD8's `addingProduct`: that is a per-lane loop LLVM re-vectorises only partly
+// inside long expressions (scalar vfmadd213ss and shuffles appear).
+#if KERNEL_FMA
+import _Builtin_intrinsics.intel
+#endif
 
 /// The vector type of the kernels: one AVX register, or two SSE registers on a baseline build.
 typealias Vec = SIMD8<Float>
 typealias IVec = SIMD8<Int32>
 
+#if KERNEL_FMA
+@inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { _mm256_fmadd_ps(a, b, c) }
+#else
 @inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { a * b + c }
+#endif
 @inline(__always) func madd(_ a: Vec, _ b: Float, _ c: Vec) -> Vec { madd(a, Vec(repeating: b), c) }
 @inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Float) -> Vec { madd(a, b, Vec(repeating: c)) }
 @inline(__always) func madd(_ a: Vec, _ b: Float, _ c: Float) -> Vec { madd(a, Vec(repeating: b), Vec(repeating: c)) }
@@ -70,6 +79,27 @@ typealias IVec = SIMD8<Int32>
     p = madd(p * r, r, r + 1)
     let scale = float(bits: ((bits(t) &- 0x4B40_0000) &+ 127) &<< 23)
     return p * scale
+}
+
+/// e^x for sigmoid and swish, which run on every expanded feature map of EfficientNet and whose
+/// cost is the multiply-add pipes: `expClamped`'s range reduction, then a degree-5 polynomial
+/// (fitted for relative error, 1.1e-7; 2e-7 evaluated in float) and 2^n added into the exponent
+/// field instead of multiplied: two multiply-adds fewer. At n = -126 a result below 2^-126 comes
+/// out as a denormal of about the right size (relative error large, absolute below 1e-38): the
+/// logistic functions only add it to 1.
+@inline(__always) func expForLogistic(_ xIn: Vec) -> Vec {
+    let x = vmin(vmax(xIn, -87.33654), 88.3)
+    let magic = Vec(repeating: 12_582_912)
+    let t = madd(x, 1.442_695_04, magic)
+    let n = t - magic
+    var r = madd(n, -0.693_359_375, x)
+    r = madd(n, 2.121_944_40e-4, r)
+    var p = Vec(repeating: 8.312_531_746_923_923e-3)
+    p = madd(p, r, 4.189_012_572_169_304e-2)
+    p = madd(p, r, 1.666_711_419_820_785_5e-1)
+    p = madd(p, r, 4.999_923_110_008_24e-1)
+    p = madd(p * r, r, r + 1)
+    return float(bits: bits(p) &+ ((bits(t) &- 0x4B40_0000) &<< 23))
 }
 
 /// e^x over the whole float range: overflow gives +inf, underflow gives denormals then 0.

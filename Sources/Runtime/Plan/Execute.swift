@@ -9,8 +9,10 @@ extension CompiledPlan {
 
     static func workspaceNeeded(_ nodes: [PlanNode], _ i: Int) -> Int {
         switch nodes[i].op {
+        case .conv(let p, _, _, _) where p.isPointwise: return 0      // packed at compile time
         case .conv(let p, _, _, _): return conv2dWorkspaceCount(geometry(nodes, i, p))
-        case .scaledPointwise(let p, _, _, _): return nodes[nodes[i].inputs[0]].shape[3] * p.outChannels
+        case .scaledPointwise(let p, _, _, _):
+            return pointwisePackedCount(k: nodes[nodes[i].inputs[0]].shape[3], n: p.outChannels)
         default: return 0
         }
     }
@@ -24,6 +26,13 @@ extension CompiledPlan {
         switch node.op {
         case .input, .view:
             return {}
+        case .conv(let p, _, let shift, let act) where p.isPointwise:
+            let g = CompiledPlan.geometry(nodes, i, p)
+            let packed = constant(0), bias = shift == nil ? nil : constant(1)
+            let residual = p.residual ? ins.last : nil
+            return { pointwiseConv(m: g.outputPixels, n: g.outC, k: g.inC, input: ins[0], lda: g.inC, packed: packed,
+                                   output: out, ldc: g.outC,
+                                   epilogue: Epilogue(shift: bias, residual: residual, activation: act)) }
         case .conv(let p, _, let shift, let act):
             let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)
@@ -33,23 +42,18 @@ extension CompiledPlan {
                             epilogue: Epilogue(shift: bias, residual: residual, activation: act),
                             workspace: ws, workspaceCount: wsCount) }
         case .scaledPointwise(let p, _, let shift, let act):
-            var g = CompiledPlan.geometry(nodes, i, p)
+            let g = CompiledPlan.geometry(nodes, i, p)
             let batch = g.batch, cin = g.inC, cout = g.outC, pixels = g.inH * g.inW
-            g.batch = 1
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)
             let scaled = workspace
             let residual = p.residual ? ins.last : nil
             return {
                 for b in 0..<batch {
-                    let s = ins[1] + b * cin
-                    for ci in 0..<cin {
-                        let factor = s[ci]
-                        let src = kernel + ci * cout, dst = scaled + ci * cout
-                        for co in 0..<cout { dst[co] = src[co] * factor }
-                    }
-                    conv2d(input: ins[0] + b * pixels * cin, geometry: g, kernel: scaled, output: out + b * pixels * cout,
-                           epilogue: Epilogue(shift: bias, residual: residual.map { $0 + b * pixels * cout }, activation: act),
-                           workspace: nil, workspaceCount: 0)
+                    packPointwise(kernel, k: cin, n: cout, rowScale: ins[1] + b * cin, into: scaled)
+                    pointwiseConv(m: pixels, n: cout, k: cin, input: ins[0] + b * pixels * cin, lda: cin,
+                                  packed: scaled, output: out + b * pixels * cout, ldc: cout,
+                                  epilogue: Epilogue(shift: bias, residual: residual.map { $0 + b * pixels * cout },
+                                                     activation: act))
                 }
             }
         case .depthwise(let p, let m, _, let shift, let act):

@@ -47,6 +47,12 @@ struct ConvParams: Equatable {
     /// folded into the convolution's epilogue).
     var residual = false
 
+    /// A 1x1, stride-1, unpadded convolution: a matrix product over pixels, whose kernel the plan
+    /// keeps packed for `pointwiseConv`.
+    var isPointwise: Bool {
+        kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 && padTop == 0 && padLeft == 0
+    }
+
     /// The kernels' geometry for NHWC input and output shapes (batch included).
     func geometry(input x: [Int], output y: [Int]) -> Conv2DGeometry {
         Conv2DGeometry(batch: x[0], inH: x[1], inW: x[2], inC: x[3], outH: y[1], outW: y[2], outC: y[3],

@@ -21,6 +21,10 @@ final class ElementwiseBackwardTests: BackwardTestCase {
             ("same shapes", [[2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5]], [2, 3, 4, 5]),
             ("broadcast [N,1,1,C] and [C]", [[2, 3, 4, 5], [2, 1, 1, 5], [5]], [2, 3, 4, 5]),
             ("both broadcast", [[2, 1, 3], [1, 4, 3]], [2, 4, 3]),
+            // Two inputs as squeeze-and-excitation and residual blocks have them (the fast paths).
+            ("excite [N,H,W,C] * [N,1,1,C]", [[3, 4, 2, 11], [3, 1, 1, 11]], [3, 4, 2, 11]),
+            ("excite, scale first", [[2, 1, 1, 9], [2, 5, 3, 9]], [2, 5, 3, 9]),
+            ("residual pair", [[2, 7, 5, 13], [2, 7, 5, 13]], [2, 7, 5, 13]),
         ]
         for (name, shapes, out) in layouts {
             for kind in [MergeKind.add, .subtract, .multiply, .average, .maximum, .minimum] {

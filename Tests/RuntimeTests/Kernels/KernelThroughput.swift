@@ -121,6 +121,20 @@ final class KernelThroughput: XCTestCase {
                 }}}}}}
             report(name, flops: 2.0 * Double(g.outputCount * k * k * ci),
                    bytes: 4.0 * Double(g.inputCount + g.outputCount), t)
+            // The same product through OpenBLAS and a separate epilogue pass (what conv2d does
+            // without workspace for the packed weights), for comparison.
+            guard g.isPointwise else { continue }
+            let blas = x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                bnScale.withUnsafeBufferPointer { sp in bnShift.withUnsafeBufferPointer { bp in
+                    bestTime {
+                        conv2d(input: xp.baseAddress!, geometry: g, kernel: wp.baseAddress!, output: yp.baseAddress!,
+                               epilogue: Epilogue(scale: sp.baseAddress, shift: bp.baseAddress, activation: act),
+                               workspace: nil, workspaceCount: 0)
+                    }
+                }}}}}
+            report(name + " [OpenBLAS]", flops: 2.0 * Double(g.outputCount * ci),
+                   bytes: 4.0 * Double(g.inputCount + g.outputCount), blas)
         }
 
         // What a parallel region costs: a few tens of us of work per worker (KERNEL_BENCH_SPIN

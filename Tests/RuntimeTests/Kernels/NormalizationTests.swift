@@ -25,8 +25,9 @@ final class NormalizationTests: XCTestCase {
 
     func testChannelAffine() {
         var rng = SeededRandom(9)
-        for channels in [3, 8, 13, 40] {
-            let rows = 37
+        // Fewer than 8 channels go through whole vectors over a period of lcm(C, 8) floats, with
+        // the leftover rows after the last whole period done one by one.
+        for (channels, rows) in [(3, 37), (8, 37), (13, 37), (40, 37), (1, 203), (5, 1001), (6, 77), (7, 3000)] {
             let x = rng.floats(rows * channels, -3, 3)
             let scale = rng.floats(channels, 0.5, 2), shift = rng.floats(channels)
             for (s, b, act) in [(scale, shift, ActivationSpec.linear), (scale, nil, .swish), (nil, shift, .relu),

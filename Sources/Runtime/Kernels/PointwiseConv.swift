@@ -1,0 +1,224 @@
+// Pointwise (1x1, stride 1) convolution as a register-blocked matrix product over packed weights,
+// with the epilogue applied in registers before the one store.
+//   input   [m, k], rows lda apart (NHWC pixels x input channels)
+//   kernel  [k, n] (HWIO with H = W = 1), packed by `packPointwise` into panels of output
+//           channels: panel p is k rows of 16 floats, kernel[kk, 16p ..< 16p + 16], zeros past n;
+//           a last panel of 1-8 channels is 8 wide.
+//   output  [m, n], rows ldc apart
+// Why not OpenBLAS here: EfficientNet's 1x1 convolutions have small k and n (16-1152) and many
+// rows; sgemm packs both operands on every call and leaves the epilogue (bias, swish, the
+// residual) to a second pass over the output. Here the weights are packed once (per plan, or per
+// call into the workspace), input rows are read in place, and each 6-pixel x 16-channel tile
+// is 12 accumulators that get their epilogue before the store (the classic 6x16 AVX2 register
+// block: per input channel, 2 weight loads and 6 broadcasts feed 12 fused multiply-adds).
+// Rows are cut into blocks whose input fits in L2; a block sweeps all panels (so one panel,
+// k x 16 floats, stays in L1/L2 while six-row tiles stream past it). Blocks, and panel groups
+// when there are few blocks, are shared among the workers.
+import Graph
+
+/// Floats `packPointwise` writes for a [k, n] kernel.
+public func pointwisePackedCount(k: Int, n: Int) -> Int {
+    let rest = n % 16
+    return k * (n - rest + (rest == 0 ? 0 : rest <= 8 ? 8 : 16))
+}
+
+/// Packs `kernel` [k, n] (rows n apart) into panels (see the file comment), row kk multiplied by
+/// `rowScale[kk]` when given (squeeze-and-excitation's channel scale folded into the weights).
+public func packPointwise(_ kernel: UnsafePointer<Float>, k: Int, n: Int, rowScale: UnsafePointer<Float>? = nil,
+                          into dst: UnsafeMutablePointer<Float>) {
+    var out = dst
+    var c0 = 0
+    while c0 < n {
+        let width = panelWidth(n, c0), valid = min(width, n - c0)
+        for kk in 0..<k {
+            let src = kernel + kk * n + c0
+            if let s = rowScale?[kk] {
+                for l in 0..<valid { out[l] = src[l] * s }
+            } else {
+                out.update(from: src, count: valid)
+            }
+            for l in valid..<width { out[l] = 0 }
+            out += width
+        }
+        c0 += width
+    }
+}
+
+/// Width of the panel starting at output channel c0 (16, or 8 for a last panel of 1-8 channels).
+@inline(__always)
+func panelWidth(_ n: Int, _ c0: Int) -> Int { n - c0 <= 8 ? 8 : 16 }
+
+/// output = epilogue(input · kernel) with the kernel packed by `packPointwise`.
+public func pointwiseConv(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, lda: Int,
+                          packed: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
+                          epilogue: Epilogue, threads: Int = RuntimeThreads.count) {
+    guard m > 0, n > 0 else { return }
+    let e = EpilogueVector(epilogue, output: output)
+    let job = PointwiseJob(m: m, n: n, k: k, a: input, lda: lda, b: packed, c: output, ldc: ldc, e: e,
+                           threads: threads, after: nil)
+    // The common activations run in registers; the rest (rare in convolutions) as a pass over
+    // each finished block, so the kernel is not compiled for every activation there is.
+    let act = epilogue.elementwise
+    let plainReluFamily = (act.kind == .relu || act.kind == .relu6) && act.alpha == 0 && act.threshold == 0
+    switch act.kind {
+    case .linear: job.run(LinearActivation())
+    case .swish: job.run(SwishActivation())
+    case .sigmoid: job.run(SigmoidActivation())
+    case _ where plainReluFamily:
+        if let m = act.kind == .relu6 ? (act.maxValue ?? 6) : act.maxValue {
+            job.run(ClippedReluActivation(maxValue: m))
+        } else {
+            job.run(ReluActivation())
+        }
+    default:
+        let plain = PointwiseJob(m: m, n: n, k: k, a: input, lda: lda, b: packed, c: output, ldc: ldc,
+                                 e: EpilogueVector(.none, output: output), threads: threads,
+                                 after: epilogue.withoutSoftmax)
+        plain.run(LinearActivation())
+    }
+    if epilogue.activation.kind == .softmax {
+        precondition(ldc == n, "softmax epilogue needs contiguous rows")
+        softmax(output, outer: m, axisLength: n, inner: 1)
+    }
+}
+
+private struct PointwiseJob {
+    let m: Int, n: Int, k: Int
+    let a: UnsafePointer<Float>, lda: Int
+    let b: UnsafePointer<Float>
+    let c: UnsafeMutablePointer<Float>, ldc: Int
+    let e: EpilogueVector
+    let threads: Int
+    /// Applied to each finished block when the activation is not fused into the tiles.
+    let after: Epilogue?
+
+    func run<A: VectorActivation>(_ act: A) {
+        // Rows per block: the block's input (rows x k floats) about 64 KB, a multiple of 6.
+        let blockRows = max(6, min(384, 16_384 / max(1, k) / 6 * 6))
+        let blocks = (m + blockRows - 1) / blockRows
+        let panels = (n + 15) / 16
+        let work = threads <= 1 || m * n * k < 131_072 ? 1 : 4 * threads
+        let groups = blocks >= work ? 1 : min(panels, (work + blocks - 1) / blocks)
+        parallelFor(blocks * groups, threads: work == 1 ? 1 : threads) { _, items in
+            for item in items {
+                let r0 = (item / groups) * blockRows, r1 = min(m, r0 + blockRows)
+                let g = item % groups
+                let p0 = g * panels / groups, p1 = (g + 1) * panels / groups
+                block(rows: r0..<r1, panels: p0..<p1, act)
+            }
+        }
+    }
+
+    @inline(__always)
+    private func block<A: VectorActivation>(rows: Range<Int>, panels: Range<Int>, _ act: A) {
+        for p in panels {
+            let c0 = p * 16
+            let panel = b + c0 * k
+            let valid = min(16, n - c0)
+            if panelWidth(n, c0) == 16 {
+                tiles(rows, panel, c0, valid, act, TwoVectors.self)
+            } else {
+                tiles(rows, panel, c0, valid, act, OneVector.self)
+            }
+        }
+        if let after {
+            let c0 = panels.lowerBound * 16, cols = min(n, panels.upperBound * 16) - c0
+            after.apply(c + rows.lowerBound * ldc + c0, rows: rows.count, cols: cols, ld: ldc, channelOffset: c0,
+                        outputOffset: rows.lowerBound * ldc + c0)
+        }
+    }
+
+    @inline(__always)
+    private func tiles<A: VectorActivation, W: PanelVectors>(_ rows: Range<Int>, _ panel: UnsafePointer<Float>,
+                                                            _ c0: Int, _ valid: Int, _ act: A, _: W.Type) {
+        var r = rows.lowerBound
+        while r < rows.upperBound {
+            let count = min(6, rows.upperBound - r)
+            if count == 6 || count >= 3 {
+                tile6(r, count, panel, c0, valid, act, W.self)
+            } else {
+                for i in 0..<count { tile1(r + i, panel, c0, valid, act, W.self) }
+            }
+            r += count
+        }
+    }
+
+    /// Six rows (pixels) from row r times one panel; with `count` < 6 rows left, the missing rows
+    /// re-read the last one and are not stored (a whole tile still beats 3-5 one-row passes,
+    /// which wait on loads rather than on multiply-adds).
+    @inline(__always)
+    private func tile6<A: VectorActivation, W: PanelVectors>(_ r: Int, _ count: Int, _ panel: UnsafePointer<Float>,
+                                                            _ c0: Int, _ valid: Int, _ act: A, _: W.Type) {
+        let last = count - 1
+        let x0 = a + r * lda, x1 = x0 + min(1, last) * lda, x2 = x0 + min(2, last) * lda
+        let x3 = x0 + min(3, last) * lda, x4 = x0 + min(4, last) * lda, x5 = x0 + min(5, last) * lda
+        var s00 = Vec(), s10 = Vec(), s20 = Vec(), s30 = Vec(), s40 = Vec(), s50 = Vec()
+        var s01 = Vec(), s11 = Vec(), s21 = Vec(), s31 = Vec(), s41 = Vec(), s51 = Vec()
+        var q = panel
+        // Weights first, then row by row one broadcast and its two multiply-adds: 12 accumulators,
+        // 2 weight vectors and 1 broadcast fit AVX2's 16 registers (all six broadcasts up front
+        // made LLVM spill accumulators to the stack).
+        for kk in 0..<k {
+            let w0 = load(q), w1 = W.two ? load(q + 8) : Vec()
+            var v = Vec(repeating: x0[kk])
+            s00 = madd(v, w0, s00); if W.two { s01 = madd(v, w1, s01) }
+            v = Vec(repeating: x1[kk])
+            s10 = madd(v, w0, s10); if W.two { s11 = madd(v, w1, s11) }
+            v = Vec(repeating: x2[kk])
+            s20 = madd(v, w0, s20); if W.two { s21 = madd(v, w1, s21) }
+            v = Vec(repeating: x3[kk])
+            s30 = madd(v, w0, s30); if W.two { s31 = madd(v, w1, s31) }
+            v = Vec(repeating: x4[kk])
+            s40 = madd(v, w0, s40); if W.two { s41 = madd(v, w1, s41) }
+            v = Vec(repeating: x5[kk])
+            s50 = madd(v, w0, s50); if W.two { s51 = madd(v, w1, s51) }
+            q += W.two ? 16 : 8
+        }
+        let out = c + r * ldc + c0
+        store(s00, s01, out, c0, valid, act, W.self)
+        store(s10, s11, out + ldc, c0, valid, act, W.self)
+        store(s20, s21, out + 2 * ldc, c0, valid, act, W.self)
+        if count == 6 {
+            store(s30, s31, out + 3 * ldc, c0, valid, act, W.self)
+            store(s40, s41, out + 4 * ldc, c0, valid, act, W.self)
+            store(s50, s51, out + 5 * ldc, c0, valid, act, W.self)
+            return
+        }
+        if count > 3 { store(s30, s31, out + 3 * ldc, c0, valid, act, W.self) }
+        if count > 4 { store(s40, s41, out + 4 * ldc, c0, valid, act, W.self) }
+    }
+
+    /// One row times one panel (the rows left over after the six-row tiles).
+    @inline(__always)
+    private func tile1<A: VectorActivation, W: PanelVectors>(_ r: Int, _ panel: UnsafePointer<Float>, _ c0: Int,
+                                                            _ valid: Int, _ act: A, _: W.Type) {
+        let x0 = a + r * lda
+        var s0 = Vec(), s1 = Vec()
+        var q = panel
+        for kk in 0..<k {
+            let v = Vec(repeating: x0[kk])
+            s0 = madd(v, load(q), s0)
+            if W.two { s1 = madd(v, load(q + 8), s1) }
+            q += W.two ? 16 : 8
+        }
+        store(s0, s1, c + r * ldc + c0, c0, valid, act, W.self)
+    }
+
+    /// A tile row's accumulators (channels c0..<c0 + valid) through the epilogue to `out`.
+    @inline(__always)
+    private func store<A: VectorActivation, W: PanelVectors>(_ lo: Vec, _ hi: Vec, _ out: UnsafeMutablePointer<Float>,
+                                                            _ c0: Int, _ valid: Int, _ act: A, _: W.Type) {
+        if valid == 16 {
+            e.emit(lo, channel: c0, at: out, act)
+            e.emit(hi, channel: c0 + 8, at: out + 8, act)
+            return
+        }
+        e.emit(lo, channel: c0, at: out, count: min(8, valid), act)
+        if W.two && valid > 8 { e.emit(hi, channel: c0 + 8, at: out + 8, count: valid - 8, act) }
+    }
+}
+
+/// Panel width as a compile-time constant of each specialisation: two vectors (16 channels) or one.
+private protocol PanelVectors { static var two: Bool { get } }
+private enum TwoVectors: PanelVectors { static var two: Bool { true } }
+private enum OneVector: PanelVectors { static var two: Bool { false } }

@@ -1,0 +1,106 @@
+import XCTest
+import Graph
+import TestSupport
+@testable import Runtime
+
+/// The packed pointwise product against a Double reference, over sizes that exercise every
+/// remainder: rows not a multiple of the six-row tile, 8-wide and partial last panels, strided
+/// input and output rows, several blocks and panel groups across workers.
+final class PointwiseConvTests: XCTestCase {
+    struct Case { let m: Int, k: Int, n: Int, lda: Int, ldc: Int }
+
+    static let cases: [Case] = [
+        Case(m: 1, k: 1, n: 1, lda: 1, ldc: 1),
+        Case(m: 5, k: 3, n: 7, lda: 3, ldc: 7),
+        Case(m: 6, k: 17, n: 8, lda: 17, ldc: 8),
+        Case(m: 7, k: 16, n: 9, lda: 19, ldc: 11),        // strided rows on both sides
+        Case(m: 13, k: 24, n: 16, lda: 24, ldc: 16),
+        Case(m: 37, k: 40, n: 17, lda: 40, ldc: 17),      // 16 + a 1-wide 8-panel
+        Case(m: 100, k: 96, n: 24, lda: 96, ldc: 24),     // 16 + 8
+        Case(m: 999, k: 32, n: 40, lda: 32, ldc: 40),     // several row blocks
+        Case(m: 64, k: 1152, n: 320, lda: 1152, ldc: 320), // few rows, large k: panel groups
+        Case(m: 2, k: 480, n: 20, lda: 480, ldc: 20),     // batch-2 squeeze-and-excitation shape
+    ]
+
+    private func reference(_ c: Case, _ x: [Float], _ w: [Float], rowScale: [Float]?) -> [Double] {
+        var out = [Double](repeating: 0, count: c.m * c.n)
+        for r in 0..<c.m {
+            for j in 0..<c.n {
+                var acc = 0.0
+                for kk in 0..<c.k { acc += Double(x[r * c.lda + kk]) * Double(w[kk * c.n + j]) * Double(rowScale?[kk] ?? 1) }
+                out[r * c.n + j] = acc
+            }
+        }
+        return out
+    }
+
+    /// Runs the kernel; returns the [m, n] result and whether the gaps between strided output
+    /// rows kept their sentinel.
+    private func run(_ c: Case, _ x: [Float], _ w: [Float], rowScale: [Float]?, scale: [Float]?, shift: [Float]?,
+                     residual: [Float]?, _ act: ActivationSpec, threads: Int) -> ([Float], Bool) {
+        let packedCount = pointwisePackedCount(k: c.k, n: c.n)
+        var packed = [Float](repeating: .nan, count: max(1, packedCount))
+        w.withUnsafeBufferPointer { wp in packed.withUnsafeMutableBufferPointer { pp in
+            let s = rowScale ?? []
+            s.withUnsafeBufferPointer { sp in
+                packPointwise(wp.baseAddress!, k: c.k, n: c.n, rowScale: rowScale == nil ? nil : sp.baseAddress,
+                              into: pp.baseAddress!)
+            }
+        }}
+        XCTAssertFalse(packed[..<packedCount].contains { $0.isNaN }, "packing leaves no float unwritten")
+        var out = [Float](repeating: -7777, count: (c.m - 1) * c.ldc + c.n)
+        // The residual is laid out like the output (rows ldc apart).
+        let res = residual.map { r in (0..<out.count).map { i in i % c.ldc < c.n ? r[(i / c.ldc) * c.n + i % c.ldc] : 0 } }
+        let sc = scale ?? [], sh = shift ?? [], rs = res ?? []
+        x.withUnsafeBufferPointer { xp in packed.withUnsafeBufferPointer { pp in
+        sc.withUnsafeBufferPointer { scp in sh.withUnsafeBufferPointer { shp in rs.withUnsafeBufferPointer { rsp in
+        out.withUnsafeMutableBufferPointer { op in
+            let e = Epilogue(scale: scale == nil ? nil : scp.baseAddress, shift: shift == nil ? nil : shp.baseAddress,
+                             residual: res == nil ? nil : rsp.baseAddress, activation: act)
+            pointwiseConv(m: c.m, n: c.n, k: c.k, input: xp.baseAddress!, lda: c.lda, packed: pp.baseAddress!,
+                          output: op.baseAddress!, ldc: c.ldc, epilogue: e, threads: threads)
+        }}}}}}
+        var dense: [Float] = []
+        var gapsKept = true
+        for i in out.indices {
+            if i % c.ldc < c.n { dense.append(out[i]) } else if out[i] != -7777 { gapsKept = false }
+        }
+        return (dense, gapsKept)
+    }
+
+    func testMatchesReferenceWithEveryEpiloguePart() {
+        var rng = SeededRandom(11)
+        for c in Self.cases {
+            let x = rng.floats((c.m - 1) * c.lda + c.k), w = rng.floats(c.k * c.n, -0.3, 0.3)
+            let scale = rng.floats(c.n, 0.5, 1.5), shift = rng.floats(c.n), residual = rng.floats(c.m * c.n)
+            let rowScale = rng.floats(c.k, 0, 1)
+            let acc = reference(c, x, w, rowScale: nil)
+            let scaledAcc = reference(c, x, w, rowScale: rowScale)
+            let variants: [([Float]?, [Float]?, [Float]?, [Float]?, ActivationSpec)] = [
+                (nil, nil, nil, nil, .linear), (nil, shift, nil, nil, .swish), (scale, shift, residual, nil, .relu6),
+                (nil, shift, residual, rowScale, .sigmoid), (scale, nil, nil, nil, .relu),
+                (nil, shift, nil, nil, ActivationSpec(.gelu)),                  // applied as a pass per block
+                (nil, shift, residual, nil, ActivationSpec(.relu, alpha: 0.1)), // likewise
+            ] + (c.ldc == c.n ? [(scale, shift, nil, nil, ActivationSpec(.softmax))] : [])
+            for threads in [1, 2, 3] {
+                for (s, b, r, rowS, act) in variants {
+                    let (got, gapsKept) = run(c, x, w, rowScale: rowS, scale: s, shift: b, residual: r, act, threads: threads)
+                    let want = referenceEpilogue(rowS == nil ? acc : scaledAcc, channels: c.n, scale: s, shift: b, act,
+                                                 residual: r)
+                    let label = "m \(c.m) k \(c.k) n \(c.n) threads \(threads) scale:\(s != nil) shift:\(b != nil) "
+                        + "residual:\(r != nil) rowScale:\(rowS != nil) \(act)"
+                    assertClose(got, want, tolerance: 2e-5 * Double(max(1, c.k / 64)), label)
+                    XCTAssertTrue(gapsKept, "wrote between output rows: \(label)")
+                }
+            }
+        }
+    }
+
+    /// k = 0: the product is zero and only the epilogue remains.
+    func testEmptyInnerDimension() {
+        let c = Case(m: 7, k: 0, n: 11, lda: 1, ldc: 11)
+        let shift = (0..<11).map { Float($0) - 5 }
+        let (got, _) = run(c, [0], [0], rowScale: nil, scale: nil, shift: shift, residual: nil, .relu, threads: 2)
+        XCTAssertEqual(got, (0..<77).map { max(0, Float($0 % 11) - 5) })
+    }
+}
