@@ -224,15 +224,13 @@ struct DistillCommand: ParsableCommand {
         commandName: "distill",
         abstract: "Distil a teacher into a student on your images and write the student as a Keras file (.h5 or .keras).",
         discussion: """
-        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)),
-        on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label
-        loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label
-        teach through the soft term alone. Teacher: inference mode. Student: training mode (trainable
-        BatchNormalization uses batch statistics and updates its moving statistics; frozen ones run in
-        inference mode, as in Keras). Optimizer: Adam with Keras's defaults unless --optimizer says otherwise.
-        A NaN or infinite loss, gradient or weight stops the run (exit 1) naming the epoch, batch and step;
-        the last checkpoint stays as it was. Ctrl-C saves a checkpoint that --resume continues from (exit 130).
+        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone.
+
+        Teacher: inference mode. Student: training mode (trainable BatchNormalization uses batch statistics and updates its moving statistics; frozen ones run in inference mode, as in Keras). Optimizer: Adam with Keras's defaults unless --optimizer says otherwise.
+
+        A NaN or infinite loss, gradient or weight stops the run (exit 1) naming the epoch, batch and step; the last checkpoint stays as it was. Ctrl-C saves a checkpoint that --resume continues from (exit 130). Under mpirun, each rank takes its share of every batch and the gradients are summed over ranks.
         """)
+
 
     @Option(help: "The teacher: a full model (.h5 or .keras), or a weights-only file (.h5 or .weights.h5) with --teacher-arch.")
     var teacher: String?

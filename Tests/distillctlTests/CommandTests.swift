@@ -190,4 +190,15 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(s.stdout.split(separator: "\n").suffix(4), original.stdout.split(separator: "\n").suffix(4),
                        "the written student has the student's parameter counts")
     }
+
+    /// The loss convention (alpha weights the hard-label term; soft term on logits, times T^2) is
+    /// stated where users look: distill --help.
+    func testDistillHelpStatesTheLossConvention() throws {
+        let r = try CLI.run(["distill", "--help"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = r.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        XCTAssertTrue(text.contains("alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))"), text)
+        XCTAssertTrue(text.contains("alpha weights the HARD-label loss"), text)
+        XCTAssertTrue(text.contains("--checkpoint-dir") && text.contains("--teacher-cache"), text)
+    }
 }

@@ -13,6 +13,8 @@ final class CompiledPlan {
     let workspace: UnsafeMutablePointer<Float>
     let workspaceCount: Int
     private var steps: [() -> Void] = []
+    /// What a training-mode dropout step of this plan uses (see PlanOp.dropout); inactive: identity.
+    let dropoutClock = DropoutClock()
 
     init(nodes: [PlanNode], outputs: [Int]) {
         self.nodes = nodes
@@ -115,4 +117,23 @@ func constantArrays(_ op: PlanOp) -> [[Float]] {
     default:
         return []
     }
+}
+
+/// The state a plan's dropout steps read at run time: whether they are active, and the seed, step
+/// and row offset their masks come from (the same counter-based masks as the training nodes').
+final class DropoutClock {
+    var active = false
+    var seed: UInt64 = 0
+    var step = 0
+    var rowOffset = 0
+}
+
+/// A dropout mask's storage, owned by the step that fills it.
+final class MaskStorage {
+    let pointer: UnsafeMutablePointer<Float>
+    init(_ count: Int) {
+        pointer = .allocate(capacity: max(1, count))
+        pointer.initialize(repeating: 0, count: max(1, count))
+    }
+    deinit { pointer.deallocate() }
 }

@@ -35,6 +35,20 @@ extension CompiledPlan {
         case .channelScale:
             let x = inShapes[0]
             return { channelScale(ins[0], batch: x[0], spatial: x[1] * x[2], channels: x[3], scale: ins[1], output: out) }
+        case .dropout(let rate, let noiseShape, let key):
+            let clock = dropoutClock
+            let maskShape = dropoutMaskShape(y, noiseShape)
+            let count = maskShape.reduce(1, *)
+            let mask = MaskStorage(count)
+            let batchAxisFollows = noiseShape.map { $0.count != y.count || $0[0] < 0 } ?? true
+            let perRow = batchAxisFollows && count > 0 ? count / maskShape[0] : 0
+            let layerSeed = DropoutRandom.mix(key &+ 0x5EED_0FD2_0000)
+            return {
+                guard clock.active else { out.update(from: ins[0], count: n); return }
+                dropoutMask(seed: clock.seed ^ layerSeed, step: UInt64(clock.step), rate: rate, mask: mask.pointer,
+                            count: count, offset: clock.rowOffset * perRow)
+                applyDropoutMask(ins[0], mask: mask.pointer, out, shape: y, maskShape: maskShape, accumulate: false)
+            }
         default:
             preconditionFailure("no data step for \(node.op)")
         }

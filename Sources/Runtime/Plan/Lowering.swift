@@ -8,6 +8,9 @@ struct Lowering {
     var nodes: [PlanNode] = []
     /// graph node id -> plan node index
     var valueOf: [Int: Int] = [:]
+    /// Keep Dropout layers as training-mode dropout (a training plan's frozen prefix) instead of
+    /// removing them (inference).
+    var keepDropout = false
 
     init(graph: ModelGraph, weights: WeightStore) {
         self.graph = graph
@@ -116,6 +119,8 @@ struct Lowering {
             return append(.activation(a), ins, inShape, name)
         case .softmax(let axis, let log):
             return append(.softmax(axis: axis < 0 ? inShape.count + axis : axis, log: log), ins, inShape, name)
+        case .dropout(let rate, let noiseShape, _) where keepDropout && rate > 0:
+            return append(.dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)), ins, inShape, name)
         case .dropout, .identity:
             return append(.view, ins, inShape, name)
         case .pool2d(let s):

@@ -32,6 +32,9 @@ enum PlanOp {
     case merge(MergeKind)
     /// x[N,H,W,C] * s[N,C] (squeeze-and-excitation's broadcast multiply).
     case channelScale
+    /// Dropout in training mode (kept only in a training plan's frozen prefix: Keras runs a frozen
+    /// part's Dropout layers in training mode too). `key` tells the layer's mask from others'.
+    case dropout(rate: Float, noiseShape: [Int]?, key: UInt64)
     /// Same data, new shape (Reshape, Flatten, identity layers).
     case view
 }

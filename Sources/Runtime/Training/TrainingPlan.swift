@@ -37,6 +37,9 @@ final class TrainingPlan {
             prefix = nil
         } else {
             var lowering = Lowering(graph: graph, weights: model.weights)
+            // Keras runs the Dropout layers of a frozen part in training mode too (only frozen
+            // BatchNormalization switches to inference): the prefix keeps them.
+            lowering.keepDropout = true
             let lowered = try lowering.lower(outputs: split.boundary, inputShapes: inputShapes.map { [batch] + $0 })
             var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
             let fused = fusion.run()
@@ -102,6 +105,10 @@ final class TrainingPlan {
         lastForwardTraining = training
         self.rowOffset = rowOffset
         if let prefix {
+            prefix.dropoutClock.active = training
+            prefix.dropoutClock.seed = seed
+            prefix.dropoutClock.step = step
+            prefix.dropoutClock.rowOffset = rowOffset
             let outs = prefix.run(inputs)
             for (slot, t) in outs.enumerated() {
                 for (i, node) in nodes.enumerated() {

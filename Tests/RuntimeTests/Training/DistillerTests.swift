@@ -47,6 +47,39 @@ final class DistillerTests: XCTestCase {
         XCTAssertGreaterThan(statsMoved, 1)
     }
 
+    /// Keras runs a frozen part's Dropout layers in training mode (only a frozen BatchNormalization
+    /// switches to inference): the frozen prefix, run as a fused plan, keeps them. Masks are
+    /// reproducible per (seed, step), new every step, and off when evaluating.
+    func testFrozenPrefixKeepsDropoutInTrainingMode() throws {
+        let (model, x) = try load("k2_dropout_noise")
+        var config = DistillConfig()
+        config.frozen = ["conv2d"]
+        config.seed = 3
+        let distiller = try Distiller(student: model, teacher: nil, optimizer: SGD(learningRate: .constant(0.01)), config: config)
+        let plan = try distiller.plan(batch: x.batch)
+        XCTAssertNotNil(plan.prefix, "conv2d and the dropouts after it are the frozen prefix")
+        let boundary = try XCTUnwrap(plan.nodes.indices.first { if case .external = plan.nodes[$0].op { return true } else { return false } })
+        func values(training: Bool, step: Int) -> [Float] {
+            plan.forward([x], training: training, seed: 3, step: step)
+            return Array(UnsafeBufferPointer(start: plan.values[boundary], count: plan.nodes[boundary].count))
+        }
+        let inference = values(training: false, step: 0)
+        let first = values(training: true, step: 0)
+        XCTAssertEqual(first, values(training: true, step: 0), "the same mask for the same step")
+        XCTAssertNotEqual(first, values(training: true, step: 1), "a new mask every step")
+        XCTAssertEqual(inference, values(training: false, step: 5), "no dropout when evaluating")
+        var dropped = 0, kept = 0
+        for (t, i) in zip(first, inference) where i != 0 {
+            if t == 0 { dropped += 1 } else {
+                kept += 1
+                XCTAssertGreaterThanOrEqual(abs(t), abs(i) * 0.999, "kept values are scaled up by 1 / (1 - rate)")
+            }
+        }
+        // Dropout(0.5) then Dropout(0.2) over [N, 1, 1, C] (and SpatialDropout2D(0.3)): most values dropped.
+        XCTAssertGreaterThan(dropped, kept, "dropped \(dropped), kept \(kept)")
+        XCTAssertGreaterThan(kept, 0)
+    }
+
     func testUnfreezeFromTrainsOnlyFromThatLayer() throws {
         let (student, _) = try load("k2_seed_mini")
         var config = DistillConfig()
