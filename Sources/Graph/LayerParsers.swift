@@ -23,8 +23,8 @@ let layerParsers: [String: LayerParser] = [
     "ELU": { c, _ in .activation(ActivationSpec(.elu, alpha: Float(try c.double("alpha", default: 1)))) },
     "Softmax": { c, _ in .softmax(axis: try c.int("axis", default: -1), log: false) },
     "Dropout": parseDropout,
-    "SpatialDropout2D": parseDropout,
-    "SpatialDropout1D": parseDropout,
+    "SpatialDropout2D": { c, ctx in try parseSpatialDropout(c, ctx, noiseShape: [-1, 1, 1, -1]) },
+    "SpatialDropout1D": { c, ctx in try parseSpatialDropout(c, ctx, noiseShape: [-1, 1, -1]) },
     "GaussianNoise": { _, _ in .identity },
     "GaussianDropout": { _, _ in .identity },
     "AlphaDropout": { _, _ in .identity },
@@ -162,6 +162,14 @@ func parseDropout(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     let noise = c.has("noise_shape") ? try c.intList("noise_shape") : nil
     let seed = c.has("seed") ? try c.int("seed") : nil
     return .dropout(rate: Float(try c.double("rate", default: 0)), noiseShape: noise, seed: seed)
+}
+
+/// SpatialDropout drops whole feature maps: Keras's noise shape (batch, 1, 1, channels) for 2-D
+/// (channels last), (batch, 1, channels) for 1-D; -1 follows the input.
+func parseSpatialDropout(_ c: LayerConfig, _ ctx: ParseContext, noiseShape: [Int]) throws -> LayerOp {
+    try checkChannelsLast(c)
+    let seed = c.has("seed") ? try c.int("seed") : nil
+    return .dropout(rate: Float(try c.double("rate", default: 0)), noiseShape: noiseShape, seed: seed)
 }
 
 func parsePool(_ c: LayerConfig, _ kind: PoolKind) throws -> Pool2DSpec {

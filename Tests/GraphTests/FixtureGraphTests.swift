@@ -16,6 +16,21 @@ final class FixtureGraphTests: XCTestCase {
         return (try int("total_params"), try int("trainable_params"), try int("non_trainable_params"))
     }
 
+    /// Dropout's noise shape as Keras uses it in training: a Dropout's own (None follows the input),
+    /// and SpatialDropout2D's (batch, 1, 1, channels), which its config does not spell out.
+    func testDropoutNoiseShapes() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_dropout_noise" })
+        let model = try LoadedModel.load(path: c.forms[0].model, archPath: c.forms[0].arch)
+        func noise(_ name: String) throws -> [Int]? {
+            let node = try XCTUnwrap(model.graph.uniqueLayers.first { $0.name == name })
+            guard case .dropout(_, let shape, _) = node.op else { XCTFail("\(name) is \(node.op)"); return nil }
+            return shape
+        }
+        XCTAssertEqual(try noise("dropout"), nil)
+        XCTAssertEqual(try noise("spatial_dropout2d"), [-1, 1, 1, -1])
+        XCTAssertEqual(try noise("dropout_1"), [-1, 1, 1, 4])
+    }
+
     func testParameterCountsMatchKerasForEveryFixture() throws {
         let cases = try fixtureCases()
         XCTAssertGreaterThan(cases.count, 40)
