@@ -19,6 +19,19 @@ struct ModelOptions: ParsableArguments {
 /// The ranks of the running command (a single process unless started by mpirun).
 enum ActiveRun {
     nonisolated(unsafe) static var collective: any Collective = SingleProcess()
+
+    /// Joins the ranks (under mpirun) and sets the threads: `threads` when given, else the
+    /// machine's cores shared among the ranks on it.
+    static func start(threads: Int?) throws -> any Collective {
+        let c = try Distributed.detect()
+        collective = c
+        if let threads {
+            RuntimeThreads.set(threads)
+        } else if c.isDistributed {
+            RuntimeThreads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / Distributed.localRanks()))
+        }
+        return c
+    }
 }
 
 /// Runs a command body; any error becomes one line on stderr and exit code 1. Under mpirun, an

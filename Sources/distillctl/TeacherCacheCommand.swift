@@ -43,13 +43,7 @@ struct TeacherCacheCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let collective = try Distributed.detect()
-            ActiveRun.collective = collective
-            if let threads {
-                RuntimeThreads.set(threads)
-            } else if collective.isDistributed {
-                RuntimeThreads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / Distributed.localRanks()))
-            }
+            let collective = try ActiveRun.start(threads: threads)
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
             try ensureDistinctOutputs([output], inputs: [teacher, teacherArch, train].compactMap { $0 })
             let model = try LoadedModel.load(path: teacher, archPath: teacherArch)

@@ -95,13 +95,7 @@ struct TrainingOptions: ParsableArguments {
 
     /// Loads the data, trains, writes the student and the history. `teacher` nil: plain training.
     func run(teacher: LoadedModel?, teacherCache: TeacherCache? = nil, alpha: Double, temperature: Double) throws {
-        let collective = try Distributed.detect()
-        ActiveRun.collective = collective
-        if let threads {
-            RuntimeThreads.set(threads)
-        } else if collective.isDistributed {
-            RuntimeThreads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / Distributed.localRanks()))
-        }
+        let collective = try ActiveRun.start(threads: threads)
         // Rank 0 alone speaks and writes; the others only compute.
         if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
         let written = [output, outputs.history, outputs.plot].compactMap { $0 }

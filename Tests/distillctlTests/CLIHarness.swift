@@ -1,4 +1,5 @@
 import Foundation
+import H5Model
 import XCTest
 
 /// Runs the built `distillctl` binary as a user would and captures what it prints.
@@ -41,4 +42,13 @@ func assertCleanFailure(_ r: CLIResult, mentions: [String], file: StaticString =
     XCTAssertTrue(r.stderr.hasPrefix("distillctl: error: "), r.stderr, file: file, line: line)
     for m in mentions { XCTAssertTrue(r.stderr.contains(m), "stderr should mention '\(m)': \(r.stderr)", file: file, line: line) }
     XCTAssertFalse(r.stderr.contains("HDF5-DIAG"), "HDF5 error stack leaked: \(r.stderr)", file: file, line: line)
+}
+
+/// Every weight of a Keras file, by "layer/weight" name (for comparing students).
+func kerasWeights(_ path: String) throws -> [String: [Float]] {
+    var out: [String: [Float]] = [:]
+    for layer in try KerasH5File.read(path: path).weights.layers {
+        for w in layer.weights { out[layer.name + "/" + w.name] = w.floats }
+    }
+    return out
 }

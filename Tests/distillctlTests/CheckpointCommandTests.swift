@@ -61,19 +61,11 @@ final class CheckpointCommandTests: XCTestCase {
         }
     }
 
-    func weights(_ path: String) throws -> [String: [Float]] {
-        var out: [String: [Float]] = [:]
-        for layer in try KerasH5File.read(path: path).weights.layers {
-            for w in layer.weights { out[layer.name + "/" + w.name] = w.floats }
-        }
-        return out
-    }
-
     func testKilledAndInterruptedRunsResumeToTheUninterruptedWeights() throws {
         // The reference: five epochs, never stopped.
         let reference = try CLI.run(try distillArguments(output: path("a.h5"), checkpoints: path("A"), history: path("a.csv")))
         XCTAssertEqual(reference.status, 0, reference.stderr)
-        let expected = try weights(path("a.h5"))
+        let expected = try kerasWeights(path("a.h5"))
         XCTAssertGreaterThan(expected.count, 10)
         let expectedHistory = try String(contentsOfFile: path("a.csv"), encoding: .utf8)
         XCTAssertEqual(expectedHistory.split(separator: "\n").count, 6)
@@ -93,7 +85,7 @@ final class CheckpointCommandTests: XCTestCase {
         let resumed = try CLI.run(killedArgs + ["--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resuming from"), resumed.stdout)
-        XCTAssertEqual(try weights(path("b.h5")), expected, "resumed after SIGKILL")
+        XCTAssertEqual(try kerasWeights(path("b.h5")), expected, "resumed after SIGKILL")
         XCTAssertEqual(try String(contentsOfFile: path("b.csv"), encoding: .utf8), expectedHistory)
 
         // Ctrl-C in the middle of an epoch: a checkpoint of that very step, exit 130, no student.
@@ -112,7 +104,7 @@ final class CheckpointCommandTests: XCTestCase {
         XCTAssertGreaterThan(saved.state.step, 0)
         let again = try CLI.run(interruptedArgs + ["--resume"])
         XCTAssertEqual(again.status, 0, again.stderr)
-        XCTAssertEqual(try weights(path("c.h5")), expected, "resumed after Ctrl-C")
+        XCTAssertEqual(try kerasWeights(path("c.h5")), expected, "resumed after Ctrl-C")
         XCTAssertEqual(try String(contentsOfFile: path("c.csv"), encoding: .utf8), expectedHistory)
 
         // A resume with other settings is refused, naming what differs.
@@ -132,7 +124,7 @@ final class CheckpointCommandTests: XCTestCase {
         let checkpoint = try TrainingCheckpoint.read(path: path("D/last.h5"))
         XCTAssertEqual(checkpoint.state.history.count, 1)
         XCTAssertEqual(checkpoint.state.position.epoch, 1)
-        for (name, values) in try weights(path("D/last.h5")) {
+        for (name, values) in try kerasWeights(path("D/last.h5")) {
             XCTAssertTrue(values.allSatisfy(\.isFinite), name)
         }
     }
@@ -146,11 +138,11 @@ final class CheckpointCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("early stopping: val_loss has not improved for 1 epochs; weights of epoch 1 restored"), r.stdout)
         XCTAssertEqual(try String(contentsOfFile: path("e.csv"), encoding: .utf8).split(separator: "\n").count, 3)
-        XCTAssertNotEqual(try weights(path("e.h5")), try weights(path("E/last.h5")))
+        XCTAssertNotEqual(try kerasWeights(path("e.h5")), try kerasWeights(path("E/last.h5")))
         // The weights written are those after epoch 1: the same as a one-epoch run's.
         let one = try CLI.run(try distillArguments(output: path("one.h5"), checkpoints: path("O"), history: path("one.csv"), epochs: 1))
         XCTAssertEqual(one.status, 0, one.stderr)
-        XCTAssertEqual(try weights(path("e.h5")), try weights(path("one.h5")))
+        XCTAssertEqual(try kerasWeights(path("e.h5")), try kerasWeights(path("one.h5")))
         let svg = try String(contentsOfFile: path("e.svg"), encoding: .utf8)
         XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("data-name=\"val_accuracy\""), svg)
     }

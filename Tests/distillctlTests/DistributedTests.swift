@@ -57,17 +57,9 @@ final class DistributedTests: XCTestCase {
         return out
     }
 
-    func weights(_ path: String) throws -> [String: [Float]] {
-        var out: [String: [Float]] = [:]
-        for layer in try KerasH5File.read(path: path).weights.layers {
-            for w in layer.weights { out[layer.name + "/" + w.name] = w.floats }
-        }
-        return out
-    }
-
     /// Largest |a - b| over every weight; the two files must hold the same weights.
     func maxDifference(_ a: String, _ b: String) throws -> Float {
-        let x = try weights(a), y = try weights(b)
+        let x = try kerasWeights(a), y = try kerasWeights(b)
         XCTAssertEqual(Set(x.keys), Set(y.keys))
         var worst: Float = 0
         for (k, v) in x { for (p, q) in zip(v, y[k]!) { worst = max(worst, abs(p - q)) } }

@@ -164,13 +164,7 @@ public final class Distiller {
         result.counted = accuracy.counted
         params.zeroGradients()
         gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
-        if let bad = buffers.first(where: { hasNonFinite($0.gradient, $0.count) }) {
-            throw TrainingDiverged(step: index, reason: "the gradient of \(bad.name) became infinite or NaN")
-        }
-        try optimizer.apply(buffers)
-        if let bad = buffers.first(where: { hasNonFinite($0.value, $0.count) }) {
-            throw TrainingDiverged(step: index, reason: "the weights exploded (\(bad.name) became infinite or NaN)")
-        }
+        try applyUpdate(step: index)
         return result
     }
 
@@ -248,6 +242,13 @@ public final class Distiller {
             at = 0
             for b in buffers { UnsafeMutablePointer(mutating: b.gradient).update(from: f.baseAddress! + at, count: b.count); at += b.count }
         }
+        try applyUpdate(step: index)
+        return result
+    }
+
+    /// The optimizer's update from the gradients in place, refusing non-finite gradients before it
+    /// (the weights are then still the last good ones) and non-finite weights after it.
+    private func applyUpdate(step index: Int) throws {
         if let bad = buffers.first(where: { hasNonFinite($0.gradient, $0.count) }) {
             throw TrainingDiverged(step: index, reason: "the gradient of \(bad.name) became infinite or NaN")
         }
@@ -255,7 +256,6 @@ public final class Distiller {
         if let bad = buffers.first(where: { hasNonFinite($0.value, $0.count) }) {
             throw TrainingDiverged(step: index, reason: "the weights exploded (\(bad.name) became infinite or NaN)")
         }
-        return result
     }
 
     /// Loss (cross-entropy on logits against the labels) and accuracy on a batch, inference mode.
