@@ -58,17 +58,24 @@ typealias IVec = SIMD8<Int32>
 
 // MARK: transcendental functions
 
-/// e^x for x clamped to [-87.33, 88.3] (so 2^n stays a normal float): Cephes expf's range
-/// reduction x = n ln2 + r (ln2 split in two for exactness), then a polynomial; ~1 ulp.
-/// Callers that need exact overflow/underflow at the ends use `expFull`.
-@inline(__always) func expClamped(_ xIn: Vec) -> Vec {
+/// The range reduction both exponentials share: x clamped to [-87.33, 88.3], n = round(x log2 e),
+/// r = x - n ln2 (ln2 split in two for exactness). Returns r and t, which holds n in its low
+/// mantissa bits (t = n + 1.5 * 2^23: adding that constant is what rounds x log2 e to an integer).
+@inline(__always) func expRangeReduction(_ xIn: Vec) -> (r: Vec, t: Vec) {
     let x = vmin(vmax(xIn, -87.33654), 88.3)
-    // Adding 1.5 * 2^23 rounds x*log2(e) to an integer n held in the low mantissa bits.
     let magic = Vec(repeating: 12_582_912)
     let t = madd(x, 1.442_695_04, magic)
     let n = t - magic
     var r = madd(n, -0.693_359_375, x)
     r = madd(n, 2.121_944_40e-4, r)
+    return (r, t)
+}
+
+/// e^x for x clamped to [-87.33, 88.3] (so 2^n stays a normal float): Cephes expf's range
+/// reduction x = n ln2 + r (ln2 split in two for exactness), then a polynomial; ~1 ulp.
+/// Callers that need exact overflow/underflow at the ends use `expFull`.
+@inline(__always) func expClamped(_ xIn: Vec) -> Vec {
+    let (r, t) = expRangeReduction(xIn)
     // e^r = 1 + r + r^2 P(r), P of degree 4 fitted (minimax on relative error, |r| <= ln2/2):
     // 6.7e-8 relative in float, one multiply-add shorter than Cephes's degree 5.
     var p = Vec(repeating: 1.381_456_735_543_906_7e-3)
@@ -88,12 +95,7 @@ typealias IVec = SIMD8<Int32>
 /// out as a denormal of about the right size (relative error large, absolute below 1e-38): the
 /// logistic functions only add it to 1.
 @inline(__always) func expForLogistic(_ xIn: Vec) -> Vec {
-    let x = vmin(vmax(xIn, -87.33654), 88.3)
-    let magic = Vec(repeating: 12_582_912)
-    let t = madd(x, 1.442_695_04, magic)
-    let n = t - magic
-    var r = madd(n, -0.693_359_375, x)
-    r = madd(n, 2.121_944_40e-4, r)
+    let (r, t) = expRangeReduction(xIn)
     var p = Vec(repeating: 8.312_531_746_923_923e-3)
     p = madd(p, r, 4.189_012_572_169_304e-2)
     p = madd(p, r, 1.666_711_419_820_785_5e-1)
