@@ -34,6 +34,28 @@ enum ActiveRun {
     }
 }
 
+/// How a CSV of images is read (the blog post's layout by default), shared by `distill`, `train`
+/// and `teacher-cache` so a cache is made from the images distill will read.
+struct CSVLayoutOptions: ParsableArguments {
+    @Option(help: "Folder the CSVs' file names are relative to (default: each CSV's folder).")
+    var images: String?
+
+    @Option(help: "CSV column naming the image files.")
+    var xCol: String = "image_id"
+
+    @Option(help: "Comma-separated one-hot label columns (default: every column but --x-col, or a 'label' column).")
+    var yCols: String?
+
+    func datasetOptions(classNames: [String]? = nil) -> DatasetOptions {
+        var o = DatasetOptions()
+        o.xColumn = xCol
+        o.imageDirectory = images
+        if let yCols { o.labels = .oneHot(yCols.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
+        o.classNames = classNames
+        return o
+    }
+}
+
 /// Runs a command body; any error becomes one line on stderr and exit code 1. Under mpirun, an
 /// error on any rank ends every rank (MPI_Abort): the others would wait for it forever. An error
 /// that every rank meets alike (training stopped on a NaN) is printed by rank 0 alone.

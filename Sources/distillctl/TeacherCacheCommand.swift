@@ -26,14 +26,7 @@ struct TeacherCacheCommand: ParsableCommand {
     @Option(help: "A folder of unlabelled images, as distill's --unlabeled.")
     var unlabeled: String?
 
-    @Option(help: "Folder the CSV's file names are relative to (default: the CSV's folder).")
-    var images: String?
-
-    @Option(help: "CSV column naming the image files.")
-    var xCol: String = "image_id"
-
-    @Option(help: "Comma-separated one-hot label columns, as distill's --y-cols.")
-    var yCols: String?
+    @OptionGroup var layout: CSVLayoutOptions
 
     @Option(help: "Where to write the cache (HDF5).")
     var output: String
@@ -47,11 +40,7 @@ struct TeacherCacheCommand: ParsableCommand {
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
             try ensureDistinctOutputs([output], inputs: [teacher, teacherArch, train].compactMap { $0 })
             let model = try LoadedModel.load(path: teacher, archPath: teacherArch)
-            var options = DatasetOptions()
-            options.xColumn = xCol
-            options.imageDirectory = images
-            if let yCols { options.labels = .oneHot(yCols.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
-            var dataset = try ImageDataset.load(train, options: options)
+            var dataset = try ImageDataset.load(train, options: layout.datasetOptions())
             if let unlabeled {
                 dataset = try dataset.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: dataset.classNames))
             }

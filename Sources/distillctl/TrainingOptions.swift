@@ -23,14 +23,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Held-out images, as --train: the student's (and teacher's) accuracy on them is printed at the end.")
     var test: String?
 
-    @Option(help: "Folder the CSVs' file names are relative to (default: each CSV's folder).")
-    var images: String?
-
-    @Option(help: "CSV column naming the image files.")
-    var xCol: String = "image_id"
-
-    @Option(help: "Comma-separated one-hot label columns (default: every column but --x-col, or a 'label' column).")
-    var yCols: String?
+    @OptionGroup var layout: CSVLayoutOptions
 
     @Option(help: "Where to write the trained student, a full model: STUDENT.keras (Keras 3) or STUDENT.h5 (tf-keras and Keras 3).")
     var output: String
@@ -76,15 +69,6 @@ struct TrainingOptions: ParsableArguments {
         return trainableHead ? .headOnly : .asConfigured
     }
 
-    func datasetOptions(classNames: [String]?) -> DatasetOptions {
-        var o = DatasetOptions()
-        o.xColumn = xCol
-        o.imageDirectory = images
-        if let yCols { o.labels = .oneHot(yCols.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
-        o.classNames = classNames
-        return o
-    }
-
     func augmentConfig() throws -> AugmentConfig? {
         guard let augment else { return nil }
         return augment == "seed" ? .seedExample : try AugmentConfig.parse(augment)
@@ -113,12 +97,12 @@ struct TrainingOptions: ParsableArguments {
             studentModel.weights.byLayer.merge(checkpoint.model.weights.byLayer) { $1 }
             resumeFrom = (checkpoint, path)
         }
-        var trainSet = try ImageDataset.load(train, options: datasetOptions(classNames: nil))
+        var trainSet = try ImageDataset.load(train, options: layout.datasetOptions(classNames: nil))
         if let unlabeled {
             guard teacher != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
             trainSet = try trainSet.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: trainSet.classNames))
         }
-        var valSet = try val.map { try trainSet.validationSplit($0, options: datasetOptions(classNames: trainSet.classNames)) }
+        var valSet = try val.map { try trainSet.validationSplit($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
         // Every image is decoded once before the first step: bad ones stop the run here, listed,
         // or are left out with --skip-bad-images.
         let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
@@ -167,7 +151,7 @@ struct TrainingOptions: ParsableArguments {
         }
         if let patience = optimizer.reduceLrPatience {
             options.reduceLROnPlateau = try ReduceLROnPlateau(monitor: monitor, factor: optimizer.reduceLrFactor, patience: patience,
-                                                              mode: outputs.monitorMode == .auto ? .auto : (outputs.monitorMode == .max ? .max : .min),
+                                                              mode: outputs.monitorMode,
                                                               minLearningRate: optimizer.minLr)
         }
         let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
@@ -202,7 +186,7 @@ struct TrainingOptions: ParsableArguments {
         }
         guard collective.isRoot else { return }
         if let test {
-            let testSet = try ImageDataset.load(test, options: datasetOptions(classNames: trainSet.classNames))
+            let testSet = try ImageDataset.load(test, options: layout.datasetOptions(classNames: trainSet.classNames))
             if let teacher {
                 let a = try accuracy(of: InferenceSession(model: teacher), on: testSet, batchSize: batchSize)
                 print(String(format: "teacher test accuracy %.4f", a))

@@ -20,11 +20,9 @@
 import Foundation
 
 public struct ReduceLROnPlateau: Sendable, Equatable, Codable {
-    public enum Mode: String, Sendable, Codable {
-        case min, max
-        /// tf-keras's rule: `max` if the monitored name contains "acc", else `min`.
-        case auto
-    }
+    /// `auto` follows this callback's own tf-keras rule (see `maximises`), which is not
+    /// EarlyStopping's.
+    public typealias Mode = MonitorMode
 
     public let monitor: String
     public let factor: Double
@@ -64,7 +62,7 @@ public struct ReduceLROnPlateau: Sendable, Equatable, Codable {
         switch mode {
         case .min: return false
         case .max: return true
-        case .auto: return monitor.contains("acc")
+        case .auto: return monitor.contains("acc")   // tf-keras: max if the name contains "acc"
         }
     }
 
