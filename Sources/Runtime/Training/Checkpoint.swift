@@ -83,8 +83,11 @@ public struct TrainingCheckpoint {
         self.optimizer = optimizer
     }
 
-    /// Writes the checkpoint to `path` atomically (the student loads in Keras as it is).
-    public func write(to path: String) throws {
+    /// Writes the checkpoint atomically to `path`, or to each of `paths` with the file's contents
+    /// made once (the student loads in Keras as it is).
+    public func write(to path: String) throws { try write(to: [path]) }
+
+    public func write(to paths: [String]) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -98,7 +101,8 @@ public struct TrainingCheckpoint {
             "run_state": String(decoding: try encoder.encode(state), as: UTF8.self),
             "optimizer": String(decoding: try encoder.encode(header), as: UTF8.self),
         ], arrays: arrays)
-        try model.exportFile(weightsOnly: false).file.write(to: path, attachment: attachment)
+        let file = try model.exportFile(weightsOnly: false).file
+        for path in paths { try file.write(to: path, attachment: attachment) }
     }
 
     /// Reads a checkpoint written by `write(to:)`.

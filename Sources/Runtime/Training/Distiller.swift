@@ -117,82 +117,36 @@ public final class Distiller {
         return try teacher.map { try $0.run([x], batchSize: x.batch)[0] }
     }
 
-    /// One step on a batch: `labels` one-hot rows (all zero for an unlabelled image). In a
-    /// data-parallel run, `x` is this rank's share of a batch of `share.global` rows starting at
-    /// row `share.offset`, and the result is the whole batch's.
+    /// One step on a batch: `labels` one-hot rows (all zero for an unlabelled image).
+    ///
+    /// Data parallelism: `x` is this rank's share of a batch of `share.global` rows starting at row
+    /// `share.offset`. One sum over ranks gives the whole batch's row and labelled-row counts; each
+    /// rank's loss terms and logits gradients are then its rows' part of the whole batch's means
+    /// (the per-row arithmetic of one process on the whole batch), so the sum over ranks of the
+    /// parameter gradients is the whole batch's gradient. That sum is one fused buffer of every
+    /// trainable gradient (Horovod's tensor fusion); every rank applies the same update, and the
+    /// figures returned are the whole batch's. A single process skips the sums.
     public func step(_ x: Tensor, labels: [Float], index: Int, teacherLogits cached: [Float]? = nil,
                      share: (offset: Int, global: Int)? = nil) throws -> StepResult {
-        if collective.isDistributed {
-            return try distributedStep(x, labels: labels, index: index, cached: cached,
-                                       share: share ?? (0, x.batch * collective.size))
-        }
-        let plan = try self.plan(batch: x.batch)
-        let k = classes
-        guard labels.count == x.batch * k else {
-            throw RuntimeError("labels for \(labels.count / max(1, x.batch)) classes, the student has \(k) outputs")
-        }
-        let teacherLogits = try self.teacherLogits(x, cached: cached)
-        plan.forward([x], training: true, seed: config.seed, step: index)
-        let logitsNode = plan.split.logits
-        let n = plan.nodes[logitsNode].count
-        let s = UnsafeBufferPointer(start: plan.values[logitsNode], count: n)
-        var gradient = [Float](repeating: 0, count: n)
-        let targets = ClassTargets.distribution(labels)
-        var result: StepResult
-        if let t = teacherLogits {
-            guard t.count == n else {
-                throw RuntimeError("the teacher gives \(t.itemCount) outputs per image, the student \(k)")
-            }
-            let loss = t.data.withUnsafeBufferPointer { tp in
-                gradient.withUnsafeMutableBufferPointer { g in
-                    Losses.distillation(student: s, teacher: tp, labels: targets, classes: k, alpha: config.alpha,
-                                        temperature: config.temperature, gradient: g)
-                }
-            }
-            result = StepResult(total: loss.total, hard: loss.hard, soft: loss.soft, correct: 0, counted: 0, rows: x.batch)
-        } else {
-            let loss = gradient.withUnsafeMutableBufferPointer { g in
-                Losses.crossentropy(logits: s, targets: targets, classes: k, gradient: g)
-            }
-            result = StepResult(total: loss, hard: loss, soft: nil, correct: 0, counted: 0, rows: x.batch)
-        }
-        guard result.total.isFinite else {
-            throw TrainingDiverged(step: index, reason: "the loss became \(result.total)")
-        }
-        let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: k)
-        result.correct = accuracy.correct
-        result.counted = accuracy.counted
-        params.zeroGradients()
-        gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
-        try applyUpdate(step: index)
-        return result
-    }
-
-    /// The data-parallel step. One sum over ranks gives the whole batch's row and labelled-row
-    /// counts; each rank's loss terms and logits gradients are then its rows' part of the whole
-    /// batch's means (the same per-row arithmetic as one process on the whole batch), so the sum
-    /// over ranks of the parameter gradients is the whole batch's gradient. That sum is one fused
-    /// buffer of every trainable gradient (Horovod's tensor fusion); every rank applies the same
-    /// update. The reported figures are summed over ranks too.
-    func distributedStep(_ x: Tensor, labels: [Float], index: Int, cached: [Float]?,
-                         share: (offset: Int, global: Int)) throws -> StepResult {
         let k = classes, rows = x.batch
         guard labels.count == rows * k else {
             throw RuntimeError("labels for \(labels.count / max(1, rows)) classes, the student has \(k) outputs")
         }
         let targets = ClassTargets.distribution(labels)
+        let distributed = collective.isDistributed
         var counts = [Double(Losses.labelledRows(targets, rows, k).filter { $0 }.count), Double(rows)]
-        try collective.allReduceSum(&counts)
+        if distributed { try collective.allReduceSum(&counts) }
         let labelled = Int(counts[0]), total = Int(counts[1])
         var gradient = [Float](repeating: 0, count: rows * k)
-        // [hard part, soft part, cross-entropy part, correct, counted]
+        // This share's figures; [hard part, soft part, cross-entropy part, correct, counted] to sum.
+        var local = StepResult(total: 0, hard: nil, soft: nil, correct: 0, counted: 0, rows: rows)
         var stats = [Double](repeating: 0, count: 5)
         var plan: TrainingPlan? = nil
         if rows > 0 {
             let p = try self.plan(batch: rows)
             plan = p
             let teacherLogits = try self.teacherLogits(x, cached: cached)
-            p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share.offset)
+            p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share?.offset ?? 0)
             let node = p.split.logits
             let s = UnsafeBufferPointer(start: p.values[node], count: rows * k)
             if let t = teacherLogits {
@@ -206,33 +160,45 @@ public final class Distiller {
                                             normalizers: (labelled, total))
                     }
                 }
+                (local.total, local.hard, local.soft) = (loss.total, loss.hard, loss.soft)
                 stats[0] = Double(loss.hard ?? 0)
                 stats[1] = Double(loss.soft)
             } else {
-                stats[2] = Double(gradient.withUnsafeMutableBufferPointer { g in
+                let loss = gradient.withUnsafeMutableBufferPointer { g in
                     Losses.crossentropy(logits: s, targets: targets, classes: k, gradient: g, normalizer: total)
-                })
+                }
+                (local.total, local.hard) = (loss, loss)
+                stats[2] = Double(loss)
             }
             let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: k)
-            stats[3] = Double(accuracy.correct)
-            stats[4] = Double(accuracy.counted)
+            (local.correct, local.counted) = (accuracy.correct, accuracy.counted)
         }
-        try collective.allReduceSum(&stats)
-        var result: StepResult
-        if distilling {
-            let hard = labelled > 0 ? stats[0] : nil
-            let loss = hard.map { config.alpha * $0 + (1 - config.alpha) * stats[1] } ?? (1 - config.alpha) * stats[1]
-            result = StepResult(total: Float(loss), hard: hard.map(Float.init), soft: Float(stats[1]), correct: 0, counted: 0,
-                                rows: total)
-        } else {
-            result = StepResult(total: Float(stats[2]), hard: Float(stats[2]), soft: nil, correct: 0, counted: 0, rows: total)
+        var result = local
+        if distributed {
+            stats[3] = Double(local.correct)
+            stats[4] = Double(local.counted)
+            try collective.allReduceSum(&stats)
+            if distilling {
+                let hard = labelled > 0 ? stats[0] : nil
+                let loss = hard.map { config.alpha * $0 + (1 - config.alpha) * stats[1] } ?? (1 - config.alpha) * stats[1]
+                result = StepResult(total: Float(loss), hard: hard.map(Float.init), soft: Float(stats[1]), correct: 0,
+                                    counted: 0, rows: total)
+            } else {
+                result = StepResult(total: Float(stats[2]), hard: Float(stats[2]), soft: nil, correct: 0, counted: 0, rows: total)
+            }
+            result.correct = Int(stats[3])
+            result.counted = Int(stats[4])
         }
-        result.correct = Int(stats[3])
-        result.counted = Int(stats[4])
         guard result.total.isFinite else { throw TrainingDiverged(step: index, reason: "the loss became \(result.total)") }
         params.zeroGradients()
         if let plan { gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) } }
-        // One sum over ranks for every trainable gradient (Horovod's tensor fusion).
+        if distributed { try sumGradientsOverRanks() }
+        try applyUpdate(step: index)
+        return result
+    }
+
+    /// Every trainable gradient summed over the ranks in one fused buffer (Horovod's tensor fusion).
+    private func sumGradientsOverRanks() throws {
         let count = buffers.reduce(0) { $0 + $1.count }
         if fused.count != count { fused = [Float](repeating: 0, count: count) }
         try fused.withUnsafeMutableBufferPointer { f in
@@ -242,8 +208,6 @@ public final class Distiller {
             at = 0
             for b in buffers { UnsafeMutablePointer(mutating: b.gradient).update(from: f.baseAddress! + at, count: b.count); at += b.count }
         }
-        try applyUpdate(step: index)
-        return result
     }
 
     /// The optimizer's update from the gradients in place, refusing non-finite gradients before it

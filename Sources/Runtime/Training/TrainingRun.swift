@@ -300,11 +300,12 @@ public final class TrainingRun {
             state.reduceLR = plateau
         }
         if let dir = options.checkpointDirectory {
+            var paths = [(dir as NSString).appendingPathComponent("last.h5")]
             if var best = state.best, let value, best.update(record.epoch, value) {
                 state.best = best
-                if root { try checkpoint().write(to: (dir as NSString).appendingPathComponent("best.h5")) }
+                paths.append((dir as NSString).appendingPathComponent("best.h5"))
             }
-            if root { try checkpoint().write(to: (dir as NSString).appendingPathComponent("last.h5")) }
+            if root { try checkpoint().write(to: paths) }
         }
         // As Keras: the checkpoints hold the epoch's own weights; the best ones come back at the end.
         if stop, state.earlyStopping!.restoreBestWeights, let bestWeights { distiller.params.restore(bestWeights) }
