@@ -128,17 +128,6 @@ public final class TrainingRun {
         return (s[0], s[1], s[2])
     }
 
-    /// The same run over data whose images all decode: every image is decoded once up front; bad
-    /// ones stop the run with their list, or are left out with `skipBadImages`.
-    public func checkingImages() throws -> TrainingRun {
-        let (h, w, c) = imageShape
-        let checkedTrain = try Self.checkImages(train, height: h, width: w, channels: c, skipBad: options.skipBadImages).dataset
-        let checkedVal = try validation.map {
-            try Self.checkImages($0, height: h, width: w, channels: c, skipBad: options.skipBadImages).dataset
-        }
-        return try TrainingRun(distiller: distiller, train: checkedTrain, validation: checkedVal, options: options)
-    }
-
     /// Decodes every image of `dataset` once: with bad ones, an error listing them, or (`skipBad`)
     /// the dataset without them and their list.
     public static func checkImages(_ dataset: ImageDataset, height: Int, width: Int, channels: Int,
@@ -299,11 +288,11 @@ public final class TrainingRun {
             try plateau.epochEnded(monitored: value, optimizer: distiller.optimizer)
             state.reduceLR = plateau
         }
-        if let dir = options.checkpointDirectory {
-            var paths = [(dir as NSString).appendingPathComponent("last.h5")]
+        if let last = lastCheckpointPath, let bestPath = bestCheckpointPath {
+            var paths = [last]
             if var best = state.best, let value, best.update(record.epoch, value) {
                 state.best = best
-                paths.append((dir as NSString).appendingPathComponent("best.h5"))
+                paths.append(bestPath)
             }
             if root { try checkpoint().write(to: paths) }
         }
