@@ -44,11 +44,15 @@ let package = Package(
         .target(name: "CJPEGShim", dependencies: ["CJPEG"], path: "Sources/CJPEGShim",
                 cSettings: [.unsafeFlags(["-O2"])]),
 
+        // The AVX-512 kernels (C has per-function target attributes; Swift does not), chosen at
+        // run time by Runtime/Kernels/ISA.swift.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+
         .target(name: "H5Model", dependencies: [
             "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
         ], swiftSettings: optimise),
         .target(name: "Graph", dependencies: ["H5Model"], swiftSettings: optimise),
-        .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CJPEGShim", "CPNG", "SwiftCSV"],
+        .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CKernels", "CJPEGShim", "CPNG", "SwiftCSV"],
                 swiftSettings: optimise + kernelCPU),
         // The fuzzing harness (scripts/fuzz.sh builds it with libFuzzer in .build-fuzz); the C part
         // reaches libFuzzer's driver only when it is linked in.

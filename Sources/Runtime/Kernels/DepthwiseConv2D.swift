@@ -12,6 +12,7 @@
 // Kernel-tap ranges are computed once per row (vertical) and only at the left/right borders
 // (horizontal), so interior pixels run with no bounds tests. Rows are split across workers;
 // scale/shift, the residual and the activation are applied in registers before the single store.
+import CKernels
 import Graph
 
 /// DepthwiseConv2D: output = epilogue(depthwise(input, kernel)).
@@ -20,9 +21,33 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
                             epilogue: Epilogue) {
     precondition(multiplier >= 1 && g.outC == g.inC * multiplier, "depthwise: outC must be inC * multiplier")
     guard g.outputPixels > 0 else { return }
-    withActivation(epilogue.elementwise, DepthwiseJob(
-        x: input, g: g, m: multiplier, w: kernel, y: output,
-        e: EpilogueVector(epilogue, output: output)))
+    let rows = g.batch * g.outH
+    let minRows = max(1, 32_768 / max(1, g.outW * g.outC * g.kernelH * g.kernelW))
+    if KernelISA.avx512 && multiplier == 1 {
+        // The 16-lane kernel (CKernels); an activation it does not apply in registers runs as a
+        // pass over each finished chunk of rows.
+        let fused = epilogue.avx512(output: output)
+        var ce = fused ?? Epilogue(scale: epilogue.scale, shift: epilogue.shift, residual: epilogue.residual)
+            .avx512(output: output)!
+        let after = fused == nil ? Epilogue(activation: epilogue.elementwise) : nil
+        var cg = ck_depthwise_geometry(inH: g.inH, inW: g.inW, channels: g.inC, outH: g.outH, outW: g.outW,
+                                       kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH,
+                                       strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,
+                                       padTop: g.padTop, padLeft: g.padLeft)
+        let rowFloats = g.outW * g.outC
+        parallelFor(rows, minChunk: minRows) { _, range in
+            ck_depthwise_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, &ce)
+            if let after {
+                let start = range.lowerBound * rowFloats
+                after.apply(output + start, rows: 1, cols: range.count * rowFloats, ld: range.count * rowFloats,
+                            outputOffset: start)
+            }
+        }
+    } else {
+        withActivation(epilogue.elementwise, DepthwiseJob(
+            x: input, g: g, m: multiplier, w: kernel, y: output,
+            e: EpilogueVector(epilogue, output: output), rows: rows, minRows: minRows))
+    }
     if epilogue.activation.kind == .softmax {
         softmax(output, outer: g.outputPixels, axisLength: g.outC, inner: 1)
     }
@@ -32,11 +57,10 @@ private struct DepthwiseJob: ActivationConsumer {
     let x: UnsafePointer<Float>, g: Conv2DGeometry, m: Int
     let w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
     let e: EpilogueVector
+    let rows: Int, minRows: Int
 
     func run<A: VectorActivation>(_ act: A) {
-        let rows = g.batch * g.outH
-        let rowWork = g.outW * g.outC * g.kernelH * g.kernelW
-        parallelFor(rows, minChunk: max(1, 32_768 / max(1, rowWork))) { _, range in
+        parallelFor(rows, minChunk: minRows) { _, range in
             for row in range { outputRow(row / g.outH, row % g.outH, act) }
         }
     }

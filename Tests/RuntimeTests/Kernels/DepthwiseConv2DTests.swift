@@ -65,6 +65,10 @@ final class DepthwiseConv2DTests: XCTestCase {
             c("EfficientNet-like 5x5 s1 C144", n: 2, h: 15, w: 15, ch: 144, kh: 5, kw: 5, p: .same),
             c("5x5 s2 valid wide C13 (strips + tail)", h: 9, w: 21, ch: 13, kh: 5, kw: 5, s: (2, 2), p: .valid),
             c("3x3 s2 same wide C24 (strips)", n: 2, h: 6, w: 23, ch: 24, kh: 3, kw: 3, s: (2, 2), p: .same),
+            // 16-lane kernel: strips of 8 then 4 then single pixels; 64-channel blocks, 16s, a tail.
+            c("3x3 s1 same w 22 C100", h: 5, w: 22, ch: 100, kh: 3, kw: 3, p: .same),
+            c("5x5 s2 same w 30 C84", h: 7, w: 30, ch: 84, kh: 5, kw: 5, s: (2, 2), p: .same),
+            c("5x5 s1 valid w 17 C17", h: 6, w: 17, ch: 17, kh: 5, kw: 5, p: .valid),
         ]
     }()
 
@@ -75,17 +79,23 @@ final class DepthwiseConv2DTests: XCTestCase {
             let x = rng.floats(g.inputCount), w = rng.floats(g.kernelH * g.kernelW * g.outC)
             let scale = rng.floats(g.outC, 0.5, 1.5), shift = rng.floats(g.outC)
             let acc = reference(x, g, w, c.mult)
-            for (s, b, act) in [(nil, nil, ActivationSpec.linear), (scale, nil, .relu6), (nil, shift, .swish),
-                                (scale, shift, .swish), (scale, shift, ActivationSpec(.softmax))]
-                    as [([Float]?, [Float]?, ActivationSpec)] {
-                let got = run(x, g, w, c.mult, scale: s, shift: b, act)
-                let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
-                assertClose(got, want, tolerance: 1e-4, "\(c.name) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
-            }
             let residual = rng.floats(g.outputCount)
-            let got = run(x, g, w, c.mult, scale: scale, shift: shift, .relu, residual: residual)
-            let want = referenceEpilogue(acc, channels: g.outC, scale: scale, shift: shift, .relu, residual: residual)
-            assertClose(got, want, tolerance: 1e-4, "\(c.name) residual + relu")
+            for isa in kernelISAs {
+                let label = "\(c.name) \(isa ? "AVX-512" : "AVX2")"
+                for (s, b, act) in [(nil, nil, ActivationSpec.linear), (scale, nil, .relu6), (nil, shift, .swish),
+                                    (scale, shift, .swish), (scale, shift, ActivationSpec(.softmax)),
+                                    (nil, shift, ActivationSpec(.gelu))]
+                        as [([Float]?, [Float]?, ActivationSpec)] {
+                    let got = KernelISA.with(avx512: isa) { run(x, g, w, c.mult, scale: s, shift: b, act) }
+                    let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
+                    assertClose(got, want, tolerance: 1e-4, "\(label) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
+                }
+                let got = KernelISA.with(avx512: isa) {
+                    run(x, g, w, c.mult, scale: scale, shift: shift, .relu, residual: residual)
+                }
+                let want = referenceEpilogue(acc, channels: g.outC, scale: scale, shift: shift, .relu, residual: residual)
+                assertClose(got, want, tolerance: 1e-4, "\(label) residual + relu")
+            }
         }
     }
 
@@ -96,9 +106,11 @@ final class DepthwiseConv2DTests: XCTestCase {
         let shift = rng.floats(c.g.outC)
         let acc = reference(x, c.g, w, c.mult)
         for act in allActivationSpecs {
-            let got = run(x, c.g, w, c.mult, scale: nil, shift: shift, act)
-            let want = referenceEpilogue(acc, channels: c.g.outC, scale: nil, shift: shift, act)
-            assertClose(got, want, tolerance: 1e-4, "\(act)")
+            for isa in kernelISAs {
+                let got = KernelISA.with(avx512: isa) { run(x, c.g, w, c.mult, scale: nil, shift: shift, act) }
+                let want = referenceEpilogue(acc, channels: c.g.outC, scale: nil, shift: shift, act)
+                assertClose(got, want, tolerance: 1e-4, "\(act) \(isa ? "AVX-512" : "AVX2")")
+            }
         }
     }
 
@@ -111,7 +123,10 @@ final class DepthwiseConv2DTests: XCTestCase {
         defer { RuntimeThreads.set(saved) }
         for t in [1, 3, 7] {
             RuntimeThreads.set(t)
-            assertClose(run(x, c.g, w, c.mult, scale: nil, shift: nil, .linear), want, tolerance: 1e-4, "threads \(t)")
+            for isa in kernelISAs {
+                let got = KernelISA.with(avx512: isa) { run(x, c.g, w, c.mult, scale: nil, shift: nil, .linear) }
+                assertClose(got, want, tolerance: 1e-4, "threads \(t) \(isa ? "AVX-512" : "AVX2")")
+            }
         }
     }
 }

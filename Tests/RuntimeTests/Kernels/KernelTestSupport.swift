@@ -101,3 +101,10 @@ extension Array where Element == Float {
         return copy
     }
 }
+
+/// The kernel instruction sets to test on this machine: the AVX2 kernels always (false), the
+/// AVX-512 ones (true) where the CPU has them.
+let kernelISAs: [Bool] = {
+    if !KernelISA.available { print("note: no AVX-512 on this machine; only the AVX2 kernels are tested") }
+    return KernelISA.available ? [false, true] : [false]
+}()

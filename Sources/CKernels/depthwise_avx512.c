@@ -1,0 +1,139 @@
+// Depthwise convolution (multiplier 1) over NHWC in 16-lane AVX-512: the structure of
+// Runtime/Kernels/DepthwiseConv2D.swift with twice the lanes. Channels are innermost, so a tap is
+// one contiguous load of input and one of weights. Interior pixels of 3- and 5-wide kernels with
+// stride 1 or 2 go in strips of 8 (then 4) neighbouring outputs, the kernel shape a constant, so
+// each input column is loaded once for all the windows of the strip that read it; border pixels
+// and other shapes go one at a time with their valid taps. The epilogue runs in registers.
+#if defined(__x86_64__)
+#include "ckernels.h"
+#include "vec512.h"
+
+/// First tap k (0..<kernel) whose input index o*stride - pad + k*dilation is >= 0, and one past
+/// the last that is < size.
+static inline void valid_taps(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t dilation, ptrdiff_t kernel,
+                              ptrdiff_t size, ptrdiff_t *lo, ptrdiff_t *hi) {
+    const ptrdiff_t start = o * stride - pad;
+    const ptrdiff_t l = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+    ptrdiff_t h = size - start > 0 ? (size - start + dilation - 1) / dilation : 0;
+    if (h > kernel) h = kernel;
+    *lo = l;
+    *hi = h > l ? h : l;
+}
+
+/// P adjacent interior outputs (every tap inside the input), kernel width KW, stride SW,
+/// dilation 1; `origin` is the input at the first window's top-left tap on row 0 of the kernel.
+INLINE void strip(const int P, const int KW, const int SW, const float *origin, ptrdiff_t rowStep,
+                  ptrdiff_t kyLo, ptrdiff_t kyHi, const float *w, ptrdiff_t C, float *out, const ck_epilogue *e) {
+    for (ptrdiff_t c = 0; c < C; c += 16) {
+        const __mmask16 m = ck_lanes(C - c);
+        __m512 acc[8];
+        for (int j = 0; j < P; j++) acc[j] = _mm512_setzero_ps();
+        for (ptrdiff_t i = kyLo; i < kyHi; i++) {
+            const float *p = origin + i * rowStep + c;
+            const float *q = w + i * KW * C + c;
+            __m512 col[(8 - 1) * 2 + 5];
+            for (int t = 0; t < (P - 1) * SW + KW; t++) col[t] = _mm512_maskz_loadu_ps(m, p + t * C);
+            for (int t = 0; t < KW; t++) {
+                const __m512 wv = _mm512_maskz_loadu_ps(m, q + t * C);
+                for (int j = 0; j < P; j++) acc[j] = _mm512_fmadd_ps(col[j * SW + t], wv, acc[j]);
+            }
+        }
+        for (int j = 0; j < P; j++) ck_emit(acc[j], c, out + j * C + c, m, e);
+    }
+}
+
+/// One output pixel with taps kyLo..<kyHi x kxLo..<kxHi, four channel vectors at a time.
+INLINE void pixel(const ck_depthwise_geometry *g, const float *origin, ptrdiff_t kyLo, ptrdiff_t kyHi,
+                  ptrdiff_t kxLo, ptrdiff_t kxHi, const float *w, float *out, const ck_epilogue *e) {
+    const ptrdiff_t C = g->channels;
+    const ptrdiff_t rowStep = g->dilationH * g->inW * C, colStep = g->dilationW * C, wRow = g->kernelW * C;
+    ptrdiff_t c = 0;
+    for (; c + 64 <= C; c += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        for (ptrdiff_t i = kyLo; i < kyHi; i++) {
+            const float *p = origin + i * rowStep + kxLo * colStep + c;
+            const float *q = w + i * wRow + kxLo * C + c;
+            for (ptrdiff_t t = kxLo; t < kxHi; t++, p += colStep, q += C) {
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(q), a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 16), _mm512_loadu_ps(q + 16), a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 32), _mm512_loadu_ps(q + 32), a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 48), _mm512_loadu_ps(q + 48), a3);
+            }
+        }
+        ck_emit(a0, c, out + c, 0xFFFF, e);
+        ck_emit(a1, c + 16, out + c + 16, 0xFFFF, e);
+        ck_emit(a2, c + 32, out + c + 32, 0xFFFF, e);
+        ck_emit(a3, c + 48, out + c + 48, 0xFFFF, e);
+    }
+    for (; c < C; c += 16) {
+        const __mmask16 m = ck_lanes(C - c);
+        __m512 a = _mm512_setzero_ps();
+        for (ptrdiff_t i = kyLo; i < kyHi; i++) {
+            const float *p = origin + i * rowStep + kxLo * colStep + c;
+            const float *q = w + i * wRow + kxLo * C + c;
+            for (ptrdiff_t t = kxLo; t < kxHi; t++, p += colStep, q += C)
+                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p), _mm512_maskz_loadu_ps(m, q), a);
+        }
+        ck_emit(a, c, out + c, m, e);
+    }
+}
+
+/// One output row; KW and SW are the strip shape (0 when the kernel has none).
+INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, const float *x, const float *w,
+                float *y, ptrdiff_t r, const ck_epilogue *e) {
+    const ptrdiff_t C = g->channels;
+    const ptrdiff_t n = r / g->outH, oy = r % g->outH;
+    ptrdiff_t kyLo, kyHi;
+    valid_taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
+    // Interior columns: every horizontal tap inside the input.
+    const ptrdiff_t span = (g->kernelW - 1) * g->dilationW;
+    ptrdiff_t oxLo = (g->padLeft + g->strideW - 1) / g->strideW;
+    if (oxLo > g->outW) oxLo = g->outW;
+    ptrdiff_t oxHi = g->inW - 1 - span + g->padLeft >= 0 ? (g->inW - 1 - span + g->padLeft) / g->strideW + 1 : 0;
+    if (oxHi > g->outW) oxHi = g->outW;
+    if (oxHi < oxLo) oxHi = oxLo;
+    const float *image = x + n * g->inH * g->inW * C;
+    const ptrdiff_t iy0 = oy * g->strideH - g->padTop;
+    const ptrdiff_t rowStep = g->dilationH * g->inW * C;
+    float *outRow = y + (n * g->outH + oy) * g->outW * C;
+    ptrdiff_t ox = 0;
+    while (ox < g->outW) {
+        const ptrdiff_t ix0 = ox * g->strideW - g->padLeft;
+        const float *origin = image + (iy0 * g->inW + ix0) * C;
+        float *out = outRow + ox * C;
+        if (KW != 0 && ox >= oxLo && ox + 8 <= oxHi) {
+            strip(8, KW, SW, origin, rowStep, kyLo, kyHi, w, C, out, e);
+            ox += 8;
+        } else if (KW != 0 && ox >= oxLo && ox + 4 <= oxHi) {
+            strip(4, KW, SW, origin, rowStep, kyLo, kyHi, w, C, out, e);
+            ox += 4;
+        } else {
+            ptrdiff_t kxLo = 0, kxHi = g->kernelW;
+            if (ox < oxLo || ox >= oxHi)
+                valid_taps(ox, g->strideW, g->padLeft, g->dilationW, g->kernelW, g->inW, &kxLo, &kxHi);
+            pixel(g, origin, kyLo, kyHi, kxLo, kxHi, w, out, e);
+            ox += 1;
+        }
+    }
+}
+
+AVX512 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
+                                     ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e) {
+    const ptrdiff_t shape = g->dilationW == 1 ? g->kernelW * 10 + g->strideW : 0;
+    for (ptrdiff_t r = row0; r < row1; r++) {
+        switch (shape) {
+        case 31: row(3, 1, g, x, w, y, r, e); break;
+        case 32: row(3, 2, g, x, w, y, r, e); break;
+        case 51: row(5, 1, g, x, w, y, r, e); break;
+        case 52: row(5, 2, g, x, w, y, r, e); break;
+        default: row(0, 1, g, x, w, y, r, e); break;
+        }
+    }
+}
+#else
+#include "ckernels.h"
+void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
+                              ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e) {
+    (void)g; (void)x; (void)w; (void)y; (void)row0; (void)row1; (void)e;
+}
+#endif

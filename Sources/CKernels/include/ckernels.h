@@ -1,0 +1,73 @@
+// AVX-512 kernels for the Runtime's hottest loops, chosen at run time (see Runtime/Kernels/ISA.swift).
+// The Swift kernels are compiled for AVX2 (Package.swift: -target-cpu haswell) because Swift has no
+// per-function target attribute; C does, so the 16-lane versions live here and the same binary runs
+// on an AVX2-only machine, where `ck_avx512_usable` returns 0 and these are never called.
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the CPU has AVX-512 F/BW/DQ/VL and the OS saves the 512-bit registers, else 0.
+int ck_avx512_usable(void);
+
+/// Activations the AVX-512 kernels apply in registers (the others run as a pass afterwards).
+enum {
+    CK_ACT_LINEAR = 0,
+    CK_ACT_RELU = 1,
+    CK_ACT_RELU_CLIPPED = 2,    /* min(max(x, 0), clip) */
+    CK_ACT_SIGMOID = 3,
+    CK_ACT_SWISH = 4,
+};
+
+/// y = act(acc * scale[c] + shift[c] + residual[i]) with i the element's offset from `output`
+/// (the residual is laid out like the output). Absent parts are NULL.
+typedef struct {
+    const float *scale;
+    const float *shift;
+    const float *residual;
+    const float *output;
+    int activation;
+    float clip;
+} ck_epilogue;
+
+/// Rows r0..<r1 times panels p0..<p1 of a pointwise product whose kernel is packed as
+/// Runtime's `packPointwise` packs it: panel p (output channels 16p..<16p+16) is k rows of 16
+/// floats, except a last panel of at most 8 channels, which is k rows of 8.
+///   a [m, k] rows lda apart; c [m, n] rows ldc apart.
+void ck_pointwise_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *packed, ptrdiff_t n,
+                               float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1,
+                               const ck_epilogue *e);
+
+/// A depthwise convolution's geometry (Runtime's Conv2DGeometry; depth multiplier 1).
+typedef struct {
+    ptrdiff_t inH, inW, channels, outH, outW;
+    ptrdiff_t kernelH, kernelW, strideH, strideW, dilationH, dilationW, padTop, padLeft;
+} ck_depthwise_geometry;
+
+/// Output rows row0..<row1 (counted over batch x outH) of a depthwise convolution, multiplier 1:
+///   x [batch, inH, inW, C], w [kernelH, kernelW, C], y [batch, outH, outW, C].
+void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
+                              ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
+
+/// A task of `ck_pool_for`: `task` in 0..<tasks, run by `worker` in 0..<workers.
+typedef void (*ck_task_fn)(void *context, int worker, long task);
+
+/// Runs fn(context, worker, task) for every task in 0..<tasks on `workers` threads: the caller
+/// (worker 0) and workers - 1 threads of a process-wide pool, which take the next task as they
+/// finish one. Pool threads spin a little after each job before they sleep, so the next layer's
+/// job starts in well under a microsecond instead of after a wake-up through the scheduler.
+/// Runs inline on the caller (worker 0) when workers <= 1, when called from inside a task, or
+/// while another thread is using the pool.
+void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context);
+
+/// 1 on a thread that is running a `ck_pool_for` task (the caller included), else 0.
+int ck_pool_inside(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

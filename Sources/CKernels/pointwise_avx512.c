@@ -1,0 +1,83 @@
+// The packed pointwise (1x1) product of Runtime/Kernels/PointwiseConv.swift in 16-lane AVX-512.
+// Same packing, same blocking by the Swift caller (it hands over rows r0..<r1 and panels
+// p0..<p1); what changes is the register tile: two panels (32 output channels) by up to 12
+// rows is 24 zmm accumulators, fed per input channel by two weight loads and 12 broadcasts that
+// the multiply-adds take straight from memory. AVX-512 doubles the lanes per instruction and the
+// register file, so where the AVX2 tile spends one load per two multiply-adds this one spends
+// one per 3.4. The epilogue (scale, shift, residual, activation) runs on the accumulators
+// before the single store; masks handle partial panels and the 8-wide last panel.
+#if defined(__x86_64__)
+#include "ckernels.h"
+#include "vec512.h"
+
+/// Up to 12 rows (R, a constant after inlining) times one or two panels (V).
+INLINE void tile(const int R, const int V, const float *x, ptrdiff_t lda, ptrdiff_t k,
+                 const float *w0, ptrdiff_t s0, __mmask16 l0, const float *w1, ptrdiff_t s1, __mmask16 l1,
+                 float *out, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1, const ck_epilogue *e) {
+    __m512 acc0[12], acc1[12];
+    for (int i = 0; i < R; i++) {
+        acc0[i] = _mm512_setzero_ps();
+        acc1[i] = _mm512_setzero_ps();
+    }
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(l0, w0 + kk * s0);
+        const __m512 b1 = V == 2 ? _mm512_maskz_loadu_ps(l1, w1 + kk * s1) : _mm512_setzero_ps();
+        for (int i = 0; i < R; i++) {
+            const __m512 v = _mm512_set1_ps(x[i * lda + kk]);
+            acc0[i] = _mm512_fmadd_ps(v, b0, acc0[i]);
+            if (V == 2) acc1[i] = _mm512_fmadd_ps(v, b1, acc1[i]);
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        ck_emit(acc0[i], ch, out + i * ldc, m0, e);
+        if (V == 2) ck_emit(acc1[i], ch + 16, out + i * ldc + 16, m1, e);
+    }
+}
+
+/// All rows of r0..<r1 against one or two panels: 12-row tiles, then one tile of the rest.
+INLINE void rows(const int V, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                 const float *w0, ptrdiff_t s0, __mmask16 l0, const float *w1, ptrdiff_t s1, __mmask16 l1,
+                 float *c, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1, const ck_epilogue *e) {
+    ptrdiff_t r = r0;
+    for (; r + 12 <= r1; r += 12)
+        tile(12, V, a + r * lda, lda, k, w0, s0, l0, w1, s1, l1, c + r * ldc + ch, ldc, ch, m0, m1, e);
+    const float *x = a + r * lda;
+    float *out = c + r * ldc + ch;
+#define TAIL(R) case R: tile(R, V, x, lda, k, w0, s0, l0, w1, s1, l1, out, ldc, ch, m0, m1, e); break;
+    switch (r1 - r) {
+        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
+        default: break;
+    }
+#undef TAIL
+}
+
+AVX512 void ck_pointwise_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *packed, ptrdiff_t n,
+                                      float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1,
+                                      const ck_epilogue *e) {
+    ptrdiff_t p = p0;
+    while (p < p1) {
+        const ptrdiff_t c0 = p * 16;
+        const ptrdiff_t s0 = n - c0 <= 8 ? 8 : 16;
+        const __mmask16 l0 = s0 == 8 ? 0x00FF : 0xFFFF;
+        const __mmask16 m0 = ck_lanes(n - c0);
+        const float *w0 = packed + c0 * k;
+        if (p + 1 < p1) {
+            const ptrdiff_t c1 = c0 + 16;
+            const ptrdiff_t s1 = n - c1 <= 8 ? 8 : 16;
+            rows(2, a, lda, k, r0, r1, w0, s0, l0, w0 + 16 * k, s1, s1 == 8 ? 0x00FF : 0xFFFF, c, ldc, c0, m0,
+                 ck_lanes(n - c1), e);
+            p += 2;
+        } else {
+            rows(1, a, lda, k, r0, r1, w0, s0, l0, w0, s0, l0, c, ldc, c0, m0, 0, e);
+            p += 1;
+        }
+    }
+}
+#else
+void ck_pointwise_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *packed, ptrdiff_t n,
+                               float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1,
+                               const ck_epilogue *e) {
+    (void)a; (void)lda; (void)k; (void)packed; (void)n; (void)c; (void)ldc; (void)r0; (void)r1; (void)p0; (void)p1;
+    (void)e;
+}
+#endif

@@ -1,0 +1,51 @@
+// Which instruction set the hottest kernels use. The Swift kernels are compiled for AVX2 + FMA
+// (Package.swift); on a CPU that also has AVX-512 (and an OS that saves its registers), the
+// pointwise product and the depthwise convolution run the 16-lane C versions in CKernels
+// instead. Both paths compute the same epilogue with the same exponential; the tests run both.
+import CKernels
+import Foundation
+
+public enum KernelISA {
+    /// True when the AVX-512 kernels run: the CPU and OS support them and the environment does
+    /// not set DISTILLCTL_NO_AVX512 (to time or test the AVX2 path on an AVX-512 machine).
+    nonisolated(unsafe) public static var avx512: Bool = available
+
+    /// Whether this machine could run the AVX-512 kernels at all.
+    public static let available: Bool =
+        ck_avx512_usable() != 0 && ProcessInfo.processInfo.environment["DISTILLCTL_NO_AVX512"] == nil
+
+    /// A line for `bench` and `--version`-style reports.
+    public static var description: String { avx512 ? "AVX-512" : "AVX2+FMA" }
+
+    /// Runs `body` with the AVX-512 kernels switched to `on` (tests compare the two paths).
+    public static func with<T>(avx512 on: Bool, _ body: () throws -> T) rethrows -> T {
+        let saved = avx512
+        avx512 = on && available
+        defer { avx512 = saved }
+        return try body()
+    }
+}
+
+extension Epilogue {
+    /// The epilogue for the AVX-512 kernels, or nil when its activation is not one they apply in
+    /// registers (then the caller runs it as a pass, as the AVX2 kernels do).
+    func avx512(output: UnsafeMutablePointer<Float>) -> ck_epilogue? {
+        let act = elementwise
+        let plainRelu = (act.kind == .relu || act.kind == .relu6) && act.alpha == 0 && act.threshold == 0
+        var kind: Int32, clip: Float = 0
+        switch act.kind {
+        case .linear: kind = Int32(CK_ACT_LINEAR)
+        case .swish: kind = Int32(CK_ACT_SWISH)
+        case .sigmoid: kind = Int32(CK_ACT_SIGMOID)
+        case _ where plainRelu:
+            if let m = act.kind == .relu6 ? (act.maxValue ?? 6) : act.maxValue {
+                kind = Int32(CK_ACT_RELU_CLIPPED)
+                clip = m
+            } else {
+                kind = Int32(CK_ACT_RELU)
+            }
+        default: return nil
+        }
+        return ck_epilogue(scale: scale, shift: shift, residual: residual, output: output, activation: kind, clip: clip)
+    }
+}
