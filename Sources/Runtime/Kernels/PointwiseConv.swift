@@ -14,6 +14,7 @@
 // Rows are cut into blocks whose input fits in L2; a block sweeps all panels (so one panel,
 // k x 16 floats, stays in L1/L2 while six-row tiles stream past it). Blocks, and panel groups
 // when there are few blocks, are shared among the workers.
+import CKernels
 import Graph
 
 /// Floats `packPointwise` writes for a [k, n] kernel.
@@ -44,6 +45,42 @@ public func packPointwise(_ kernel: UnsafePointer<Float>, k: Int, n: Int, rowSca
     }
 }
 
+/// `packed` (a kernel packed by `packPointwise`) with row kk multiplied by `rowScale[kk]`: the
+/// same as packing the kernel with that row scale.
+public func scalePackedPointwise(_ packed: UnsafePointer<Float>, k: Int, n: Int, rowScale: UnsafePointer<Float>,
+                                 into dst: UnsafeMutablePointer<Float>) {
+    var src = packed, out = dst
+    var c0 = 0
+    while c0 < n {
+        let width = panelWidth(n, c0)
+        for kk in 0..<k {
+            let s = Vec(repeating: rowScale[kk])
+            store(load(src) * s, out)
+            if width == 16 { store(load(src + 8) * s, out + 8) }
+            src += width
+            out += width
+        }
+        c0 += width
+    }
+}
+
+/// dst[r, j] = x[r, j] * s[j] for a rows x cols block (rows cols apart in both).
+func scaleColumns(_ x: UnsafePointer<Float>, rows: Int, cols: Int, by s: UnsafePointer<Float>,
+                  into dst: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let p = x + r * cols, q = dst + r * cols
+        var j = 0
+        while j + 8 <= cols {
+            store(load(p + j) * load(s + j), q + j)
+            j += 8
+        }
+        while j < cols {
+            q[j] = p[j] * s[j]
+            j += 1
+        }
+    }
+}
+
 /// Width of the panel starting at output channel c0 (16, or 8 for a last panel of 1-8 channels).
 @inline(__always)
 func panelWidth(_ n: Int, _ c0: Int) -> Int { n - c0 <= 8 ? 8 : 16 }
@@ -53,6 +90,59 @@ public func pointwiseConv(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, l
                           packed: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
                           epilogue: Epilogue, threads: Int = RuntimeThreads.count) {
     guard m > 0, n > 0 else { return }
+    if KernelISA.avx512 {
+        // The 16-lane kernel (CKernels) over the same blocks; activations it does not apply in
+        // registers run as a pass over each finished block, as below.
+        let fused = epilogue.avx512(output: output)
+        var ce = fused ?? Epilogue(scale: epilogue.scale, shift: epilogue.shift, residual: epilogue.residual)
+            .avx512(output: output)!
+        let after = fused == nil ? Epilogue(activation: epilogue.elementwise) : nil
+        PointwiseBlocks(m: m, n: n, k: k, threads: threads).forEach { rows, panels in
+            ck_pointwise_block_avx512(input, lda, k, packed, n, output, ldc, rows.lowerBound, rows.upperBound,
+                                      panels.lowerBound, panels.upperBound, &ce)
+            if let after {
+                let c0 = panels.lowerBound * 16, cols = min(n, panels.upperBound * 16) - c0
+                after.apply(output + rows.lowerBound * ldc + c0, rows: rows.count, cols: cols, ld: ldc,
+                            channelOffset: c0, outputOffset: rows.lowerBound * ldc + c0)
+            }
+        }
+    } else {
+        pointwiseConvAVX2(m: m, n: n, k: k, input: input, lda: lda, packed: packed, output: output, ldc: ldc,
+                          epilogue: epilogue, threads: threads)
+    }
+    if epilogue.activation.kind == .softmax {
+        precondition(ldc == n, "softmax epilogue needs contiguous rows")
+        softmax(output, outer: m, axisLength: n, inner: 1)
+    }
+}
+
+/// How a product's rows and panels are cut into blocks and shared among workers: rows in blocks
+/// whose input fits in L2 (a multiple of 12 rows, the AVX-512 tile; the AVX2 tile is 6), and when
+/// there are fewer blocks than work items, panel groups too.
+private struct PointwiseBlocks {
+    let m: Int, n: Int, k: Int, threads: Int
+
+    func forEach(_ body: (_ rows: Range<Int>, _ panels: Range<Int>) -> Void) {
+        // Rows per block: the block's input (rows x k floats) about 64 KB.
+        let blockRows = max(12, min(384, 16_384 / max(1, k) / 12 * 12))
+        let blocks = (m + blockRows - 1) / blockRows
+        let panels = (n + 15) / 16
+        let work = threads <= 1 || m * n * k < 131_072 ? 1 : 4 * threads
+        let groups = blocks >= work ? 1 : min(panels, (work + blocks - 1) / blocks)
+        parallelFor(blocks * groups, threads: work == 1 ? 1 : threads) { _, items in
+            for item in items {
+                let r0 = (item / groups) * blockRows, r1 = min(m, r0 + blockRows)
+                let g = item % groups
+                body(r0..<r1, (g * panels / groups)..<((g + 1) * panels / groups))
+            }
+        }
+    }
+}
+
+/// The AVX2 path: the register tiles below, specialised per activation.
+private func pointwiseConvAVX2(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, lda: Int,
+                               packed: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldc: Int,
+                               epilogue: Epilogue, threads: Int) {
     let e = EpilogueVector(epilogue, output: output)
     let job = PointwiseJob(m: m, n: n, k: k, a: input, lda: lda, b: packed, c: output, ldc: ldc, e: e,
                            threads: threads, after: nil)
@@ -76,10 +166,6 @@ public func pointwiseConv(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, l
                                  after: epilogue.withoutSoftmax)
         plain.run(LinearActivation())
     }
-    if epilogue.activation.kind == .softmax {
-        precondition(ldc == n, "softmax epilogue needs contiguous rows")
-        softmax(output, outer: m, axisLength: n, inner: 1)
-    }
 }
 
 private struct PointwiseJob {
@@ -93,20 +179,7 @@ private struct PointwiseJob {
     let after: Epilogue?
 
     func run<A: VectorActivation>(_ act: A) {
-        // Rows per block: the block's input (rows x k floats) about 64 KB, a multiple of 6.
-        let blockRows = max(6, min(384, 16_384 / max(1, k) / 6 * 6))
-        let blocks = (m + blockRows - 1) / blockRows
-        let panels = (n + 15) / 16
-        let work = threads <= 1 || m * n * k < 131_072 ? 1 : 4 * threads
-        let groups = blocks >= work ? 1 : min(panels, (work + blocks - 1) / blocks)
-        parallelFor(blocks * groups, threads: work == 1 ? 1 : threads) { _, items in
-            for item in items {
-                let r0 = (item / groups) * blockRows, r1 = min(m, r0 + blockRows)
-                let g = item % groups
-                let p0 = g * panels / groups, p1 = (g + 1) * panels / groups
-                block(rows: r0..<r1, panels: p0..<p1, act)
-            }
-        }
+        PointwiseBlocks(m: m, n: n, k: k, threads: threads).forEach { rows, panels in block(rows: rows, panels: panels, act) }
     }
 
     @inline(__always)

@@ -101,7 +101,7 @@ final class ConstantPool {
 /// skipped, so the step must use the same conditions.
 func constantArrays(_ op: PlanOp) -> [[Float]] {
     switch op {
-    case .conv(let p, let k, let s, _) where p.isPointwise:
+    case .conv(let p, let k, let s, _) where p.isPointwise, .scaledPointwise(let p, let k, let s, _):
         // Packed once here for `pointwiseConv` (k = inC rows of outC).
         let inC = k.count / p.outChannels
         var packed = [Float](repeating: 0, count: pointwisePackedCount(k: inC, n: p.outChannels))
@@ -109,8 +109,7 @@ func constantArrays(_ op: PlanOp) -> [[Float]] {
             packPointwise(src.baseAddress!, k: inC, n: p.outChannels, into: dst.baseAddress!)
         }}
         return [packed] + (s.map { [$0] } ?? [])
-    case .conv(_, let k, let s, _), .depthwise(_, _, let k, let s, _), .dense(_, _, let k, let s, _),
-         .scaledPointwise(_, let k, let s, _):
+    case .conv(_, let k, let s, _), .depthwise(_, _, let k, let s, _), .dense(_, _, let k, let s, _):
         return [k] + (s.map { [$0] } ?? [])
     case .affine(let scale, let shift, _):
         return [scale, shift]

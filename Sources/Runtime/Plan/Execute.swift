@@ -12,7 +12,8 @@ extension CompiledPlan {
         case .conv(let p, _, _, _) where p.isPointwise: return 0      // packed at compile time
         case .conv(let p, _, _, _): return conv2dWorkspaceCount(geometry(nodes, i, p))
         case .scaledPointwise(let p, _, _, _):
-            return pointwisePackedCount(k: nodes[nodes[i].inputs[0]].shape[3], n: p.outChannels)
+            let input = nodes[nodes[i].inputs[0]].shape
+            return max(pointwisePackedCount(k: input[3], n: p.outChannels), input[1] * input[2] * input[3])
         default: return 0
         }
     }
@@ -42,18 +43,29 @@ extension CompiledPlan {
                             epilogue: Epilogue(shift: bias, residual: residual, activation: act),
                             workspace: ws, workspaceCount: wsCount) }
         case .scaledPointwise(let p, _, let shift, let act):
+            // Squeeze-and-excitation's channel scale times the 1x1 convolution that follows it:
+            // per image, either the input's channels are scaled (pixels x cin multiplies) or the
+            // packed kernel's rows (cin x cout), whichever is less work. Late in EfficientNet
+            // (8x8 pixels, 1152 x 320 kernels) scaling the kernel would cost five times the
+            // product's own memory traffic, and it runs on one thread.
             let g = CompiledPlan.geometry(nodes, i, p)
             let batch = g.batch, cin = g.inC, cout = g.outC, pixels = g.inH * g.inW
-            let kernel = constant(0), bias = shift == nil ? nil : constant(1)
+            let packed = constant(0), bias = shift == nil ? nil : constant(1)
             let scaled = workspace
             let residual = p.residual ? ins.last : nil
+            let scaleInput = pixels <= cout
             return {
                 for b in 0..<batch {
-                    packPointwise(kernel, k: cin, n: cout, rowScale: ins[1] + b * cin, into: scaled)
-                    pointwiseConv(m: pixels, n: cout, k: cin, input: ins[0] + b * pixels * cin, lda: cin,
-                                  packed: scaled, output: out + b * pixels * cout, ldc: cout,
-                                  epilogue: Epilogue(shift: bias, residual: residual.map { $0 + b * pixels * cout },
-                                                     activation: act))
+                    let x = ins[0] + b * pixels * cin, s = ins[1] + b * cin
+                    if scaleInput {
+                        scaleColumns(x, rows: pixels, cols: cin, by: s, into: scaled)
+                    } else {
+                        scalePackedPointwise(packed, k: cin, n: cout, rowScale: s, into: scaled)
+                    }
+                    pointwiseConv(m: pixels, n: cout, k: cin, input: scaleInput ? UnsafePointer(scaled) : x, lda: cin,
+                                  packed: scaleInput ? packed : UnsafePointer(scaled), output: out + b * pixels * cout,
+                                  ldc: cout, epilogue: Epilogue(shift: bias, residual: residual.map { $0 + b * pixels * cout },
+                                                                activation: act))
                 }
             }
         case .depthwise(let p, let m, _, let shift, let act):

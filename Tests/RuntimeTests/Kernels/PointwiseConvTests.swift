@@ -82,12 +82,14 @@ final class PointwiseConvTests: XCTestCase {
                 (nil, shift, nil, nil, ActivationSpec(.gelu)),                  // applied as a pass per block
                 (nil, shift, residual, nil, ActivationSpec(.relu, alpha: 0.1)), // likewise
             ] + (c.ldc == c.n ? [(scale, shift, nil, nil, ActivationSpec(.softmax))] : [])
-            for threads in [1, 2, 3] {
+            for (threads, isa) in [1, 2, 3].flatMap({ t in kernelISAs.map { (t, $0) } }) {
                 for (s, b, r, rowS, act) in variants {
-                    let (got, gapsKept) = run(c, x, w, rowScale: rowS, scale: s, shift: b, residual: r, act, threads: threads)
+                    let (got, gapsKept) = KernelISA.with(avx512: isa) {
+                        run(c, x, w, rowScale: rowS, scale: s, shift: b, residual: r, act, threads: threads)
+                    }
                     let want = referenceEpilogue(rowS == nil ? acc : scaledAcc, channels: c.n, scale: s, shift: b, act,
                                                  residual: r)
-                    let label = "m \(c.m) k \(c.k) n \(c.n) threads \(threads) scale:\(s != nil) shift:\(b != nil) "
+                    let label = "m \(c.m) k \(c.k) n \(c.n) threads \(threads) \(isa ? "AVX-512" : "AVX2") scale:\(s != nil) shift:\(b != nil) "
                         + "residual:\(r != nil) rowScale:\(rowS != nil) \(act)"
                     assertClose(got, want, tolerance: 2e-5 * Double(max(1, c.k / 64)), label)
                     XCTAssertTrue(gapsKept, "wrote between output rows: \(label)")
@@ -100,7 +102,26 @@ final class PointwiseConvTests: XCTestCase {
     func testEmptyInnerDimension() {
         let c = Case(m: 7, k: 0, n: 11, lda: 1, ldc: 11)
         let shift = (0..<11).map { Float($0) - 5 }
-        let (got, _) = run(c, [0], [0], rowScale: nil, scale: nil, shift: shift, residual: nil, .relu, threads: 2)
-        XCTAssertEqual(got, (0..<77).map { max(0, Float($0 % 11) - 5) })
+        for isa in kernelISAs {
+            let (got, _) = KernelISA.with(avx512: isa) {
+                run(c, [0], [0], rowScale: nil, scale: nil, shift: shift, residual: nil, .relu, threads: 2)
+            }
+            XCTAssertEqual(got, (0..<77).map { max(0, Float($0 % 11) - 5) }, isa ? "AVX-512" : "AVX2")
+        }
+    }
+
+    /// Scaling the rows of an already packed kernel (squeeze-and-excitation at run time) gives
+    /// exactly the packing of the scaled kernel.
+    func testScalingPackedRowsEqualsPackingScaledRows() {
+        var rng = SeededRandom(12)
+        for (k, n) in [(1, 1), (3, 7), (17, 8), (24, 20), (40, 17), (96, 24), (1152, 320)] {
+            let w = rng.floats(k * n), scale = rng.floats(k, 0, 1)
+            let count = pointwisePackedCount(k: k, n: n)
+            var direct = [Float](repeating: .nan, count: count), packed = direct, scaled = direct
+            packPointwise(w, k: k, n: n, rowScale: scale, into: &direct)
+            packPointwise(w, k: k, n: n, into: &packed)
+            scalePackedPointwise(packed, k: k, n: n, rowScale: scale, into: &scaled)
+            XCTAssertEqual(scaled, direct, "k \(k) n \(n)")
+        }
     }
 }
