@@ -1,5 +1,5 @@
 // Threading for the kernels: one process-wide thread count, and `parallelFor`, which runs a loop
-// on at most that many workers through DispatchQueue.concurrentPerform.
+// on at most that many workers of a spinning pool (CKernels/pool.c).
 //
 // Why OpenBLAS runs single-threaded: the conv/dense kernels split their rows (or columns) across
 // `parallelFor` workers and each worker calls sgemm on its own slice, so the epilogue (bias, BN,
@@ -7,7 +7,7 @@
 // oversubscribe the cores, so OpenBLAS is held at 1 thread (set before the first product and
 // again by every `RuntimeThreads.set`). Measured on EfficientNet's 1x1-conv shapes (2 cores),
 // OpenBLAS's own two threads gave 40-120 GFLOP/s where two workers on row slices gave 100-220.
-import Dispatch
+import CKernels
 import Foundation
 
 public enum RuntimeThreads {
@@ -43,25 +43,40 @@ public enum RuntimeThreads {
 /// rest instead of the whole call waiting for the slow one.
 /// `body(worker, range)` may run several times per worker, never concurrently for the same
 /// `worker` (0..<workers), which therefore can index a per-worker workspace slot.
-/// Calls must not nest: the body must not call `parallelFor` again.
+/// A call made from inside another's body runs inline on that worker (so whole images can be
+/// shared among the workers while every kernel within them runs single-threaded).
 public func parallelFor(_ count: Int, minChunk: Int = 1, threads: Int = RuntimeThreads.count,
                         _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
     guard count > 0 else { return }
     let minChunk = max(1, minChunk)
-    let workers = min(threads, count / minChunk)
+    let workers = ParallelRegion.inside ? 1 : min(threads, count / minChunk)
     if workers <= 1 {
         body(0, 0..<count)
         return
     }
     let chunks = min(workers * 4, count / minChunk)
-    let next = ChunkCounter()
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
-        while true {
-            let c = next.take()
-            if c >= chunks { break }
-            body(w, chunkRange(count, chunks, c))
+    poolFor(workers: workers, tasks: chunks) { w, c in body(w, chunkRange(count, chunks, c)) }
+}
+
+/// Whether the current thread runs inside a `parallelFor`/`parallelForStatic` body.
+enum ParallelRegion {
+    static var inside: Bool { ck_pool_inside() != 0 }
+}
+
+/// `body(worker, task)` for every task in 0..<tasks on the worker pool (CKernels/pool.c).
+private func poolFor(workers: Int, tasks: Int, _ body: (_ worker: Int, _ task: Int) -> Void) {
+    withoutActuallyEscaping(body) { run in
+        var job = PoolJob(run: run)
+        withUnsafeMutablePointer(to: &job) { p in
+            ck_pool_for(Int32(clamping: workers), tasks, { context, worker, task in
+                context!.assumingMemoryBound(to: PoolJob.self).pointee.run(Int(worker), task)
+            }, p)
         }
     }
+}
+
+private struct PoolJob {
+    let run: (Int, Int) -> Void
 }
 
 /// Runs `body` once per worker on a fixed split of `0..<count` into at most `threads` contiguous
@@ -70,23 +85,13 @@ public func parallelFor(_ count: Int, minChunk: Int = 1, threads: Int = RuntimeT
 public func parallelForStatic(_ count: Int, minChunk: Int = 1, threads: Int = RuntimeThreads.count,
                               _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
     guard count > 0 else { return }
-    let chunks = min(threads, max(1, count / max(1, minChunk)))
+    let chunks = ParallelRegion.inside ? 1 : min(threads, max(1, count / max(1, minChunk)))
     if chunks <= 1 {
         body(0, 0..<count)
         return
     }
-    DispatchQueue.concurrentPerform(iterations: chunks) { w in body(w, chunkRange(count, chunks, w)) }
-}
-
-/// Hands out chunk numbers 0, 1, 2, ... to whichever worker asks next.
-private final class ChunkCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func take() -> Int {
-        lock.lock(); defer { lock.unlock() }
-        value += 1
-        return value - 1
-    }
+    // Chunk w is handed to the body as worker w whichever thread runs it.
+    poolFor(workers: chunks, tasks: chunks) { _, w in body(w, chunkRange(count, chunks, w)) }
 }
 
 /// The `w`-th of `chunks` contiguous near-equal parts of `0..<count`.
