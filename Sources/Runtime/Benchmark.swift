@@ -50,19 +50,29 @@ public enum Benchmark {
         return BenchmarkResult(batchSize: batchSize, latencies: latencies, peakBytes: peakResidentBytes())
     }
 
-    /// Time per kind of plan operation over a few runs, largest first.
-    public static func profile(session: InferenceSession, batchSize: Int, runs: Int = 5) throws -> String {
+    /// Time per kind of plan operation over a few runs, largest first, then the `top` slowest
+    /// operations by the Keras layer they come from.
+    public static func profile(session: InferenceSession, batchSize: Int, runs: Int = 5, top: Int = 12) throws -> String {
         let x = inputs(for: session, batchSize: batchSize)
         let plan = try session.plan(for: x.map(\.shape))
         var byKind: [String: Double] = [:]
+        var byNode: [String: Double] = [:]
         for _ in 0..<runs {
-            plan.runProfiled(x) { node, seconds in byKind[node.kindName, default: 0] += seconds / Double(runs) }
+            plan.runProfiled(x) { node, seconds in
+                byKind[node.kindName, default: 0] += seconds / Double(runs)
+                byNode["\(node.layer) (\(node.kindName) \(node.shape.dropFirst().map(String.init).joined(separator: "x")))",
+                       default: 0] += seconds / Double(runs)
+            }
         }
         let total = byKind.values.reduce(0, +)
-        let lines = byKind.sorted { $0.value > $1.value }.map {
-            String(format: "  %-14@ %8.2f ms  %5.1f%%", $0.key as NSString, $0.value * 1000, 100 * $0.value / total)
+        func lines(_ table: [String: Double], limit: Int) -> [String] {
+            table.sorted { $0.value > $1.value }.prefix(limit).map {
+                String(format: "  %-14@ %8.3f ms  %5.1f%%", $0.key as NSString, $0.value * 1000, 100 * $0.value / total)
+            }
         }
-        return (["time per batch by operation (\(String(format: "%.2f", total * 1000)) ms in all):"] + lines).joined(separator: "\n")
+        return (["time per batch by operation (\(String(format: "%.2f", total * 1000)) ms in all):"]
+                + lines(byKind, limit: byKind.count)
+                + ["slowest operations, by layer:"] + lines(byNode, limit: top)).joined(separator: "\n")
     }
 
     /// Peak resident set size of this process (Linux reports kilobytes).

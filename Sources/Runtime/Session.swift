@@ -8,6 +8,7 @@ public final class InferenceSession {
     public let outputNodes: [Int]
     /// Return a trailing softmax's input (the logits) instead of the probabilities.
     public let logits: Bool
+    /// Compiled plans by input shapes and instance (one per worker running passes side by side).
     private var plans: [[Int]: CompiledPlan] = [:]
 
     /// `outputLayers`: layer names whose outputs to return instead of the model's outputs.
@@ -27,14 +28,33 @@ public final class InferenceSession {
     public var inputShapes: [[Int]] { model.graph.inputs.map { model.graph.nodes[$0].outputShape } }
 
     /// Runs `inputs` (batch first), at most `batchSize` items at a time.
+    /// When that makes several passes (a large image's batch goes one image at a time, see
+    /// `microBatch`) and there are several workers, the passes are shared among the workers, each
+    /// with a plan of its own and every kernel inside it single-threaded: whole images in
+    /// parallel scale better than each kernel split in two (no hand-over between the workers
+    /// at every layer, each image's activations stay in one core's cache).
     public func run(_ inputs: [Tensor], batchSize: Int = 32) throws -> [Tensor] {
         try checkInputs(inputs)
         let n = inputs[0].batch
-        var parts: [[Tensor]] = []
         let step = min(batchSize, try microBatch(for: inputs))
-        for start in stride(from: 0, to: n, by: step) {
-            let range = start..<min(start + step, n)
-            parts.append(try runBatch(inputs.map { n == range.count ? $0 : $0.slice(batch: range) }))
+        let ranges = stride(from: 0, to: n, by: step).map { $0..<min($0 + step, n) }
+        let slices = ranges.map { r in inputs.map { n == r.count ? $0 : $0.slice(batch: r) } }
+        let workers = ParallelRegion.inside ? 1 : min(RuntimeThreads.count, ranges.count)
+        var parts: [[Tensor]]
+        if workers <= 1 {
+            parts = try slices.map { try runBatch($0) }
+        } else {
+            // Plans are compiled here, before the workers start (compiling is not thread-safe).
+            let shapes = Set(slices.map { $0.map(\.shape) })
+            var plansByWorker: [[[Int]]: [CompiledPlan]] = [:]
+            for s in shapes { plansByWorker[s] = try (0..<workers).map { try plan(for: s, instance: $0) } }
+            var results = [[Tensor]](repeating: [], count: slices.count)
+            results.withUnsafeMutableBufferPointer { out in
+                parallelFor(slices.count, threads: workers) { w, items in
+                    for i in items { out[i] = plansByWorker[slices[i].map(\.shape)]![w].run(slices[i]) }
+                }
+            }
+            parts = results
         }
         if parts.count == 1 { return parts[0] }
         return parts[0].indices.map { k in
@@ -55,9 +75,10 @@ public final class InferenceSession {
         try plan(for: inputs.map(\.shape)).run(inputs)
     }
 
-    /// The compiled plan for these input shapes (batch included), compiled on first use.
-    func plan(for shapes: [[Int]]) throws -> CompiledPlan {
-        let key = shapes.flatMap { $0 + [-1] }
+    /// The compiled plan for these input shapes (batch included), compiled on first use;
+    /// `instance` k > 0 is a separate copy with buffers of its own for worker k.
+    func plan(for shapes: [[Int]], instance: Int = 0) throws -> CompiledPlan {
+        let key = shapes.flatMap { $0 + [-1] } + [instance]
         if let plan = plans[key] { return plan }
         let plan = try compile(inputShapes: shapes)
         plans[key] = plan

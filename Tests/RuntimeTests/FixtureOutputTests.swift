@@ -26,11 +26,14 @@ final class FixtureOutputTests: XCTestCase {
             let model = try LoadedModel.load(path: form.model, archPath: form.arch)
             let inputs = try numbered(arrays, "input", model.graph.inputs.count, c)
             let expected = try numbered(arrays, "output", model.graph.outputs.count, c)
-            let outputs = try InferenceSession(model: model).run(inputs)
-            for (k, (got, want)) in zip(outputs, expected).enumerated() {
-                XCTAssertEqual(got.shape, want.shape, "\(c.name) \(form.label) output \(k)")
-                let diff = assertClose(got.data, want.data, tolerance: Self.tolerance, "\(c.name) \(form.label) output \(k)")
-                worst = max(worst, diff)
+            for isa in kernelISAs {
+                let outputs = try KernelISA.with(avx512: isa) { try InferenceSession(model: model).run(inputs) }
+                let label = "\(c.name) \(form.label) \(isa ? "AVX-512" : "AVX2")"
+                for (k, (got, want)) in zip(outputs, expected).enumerated() {
+                    XCTAssertEqual(got.shape, want.shape, "\(label) output \(k)")
+                    let diff = assertClose(got.data, want.data, tolerance: Self.tolerance, "\(label) output \(k)")
+                    worst = max(worst, diff)
+                }
             }
         }
         return worst
@@ -50,6 +53,24 @@ final class FixtureOutputTests: XCTestCase {
         let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_effnetb0" })
         let worst = try check(c)
         print("seed EfficientNetB0 (full and weights + JSON): worst max |diff| \(worst)")
+    }
+
+    /// A batch of large images runs one image per worker, each on a plan of its own with
+    /// single-threaded kernels; the results are those of the images run one by one.
+    func testImagesSharedAmongWorkersMatchOneByOne() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_effnetb0" })
+        let model = try LoadedModel.load(path: c.path(c.model!)!, archPath: nil)
+        var rng = SeededRandom(3)
+        let x = Tensor(shape: [5, 228, 228, 3], data: rng.floats(5 * 228 * 228 * 3, 0, 255))
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        RuntimeThreads.set(2)
+        let session = try InferenceSession(model: model)
+        let together = try session.run([x])[0]
+        RuntimeThreads.set(1)
+        let alone = try (0..<5).flatMap { try session.run([x.slice(batch: $0..<($0 + 1))])[0].data }
+        XCTAssertEqual(together.shape, [5, 5])
+        XCTAssertEqual(together.data, alone)
     }
 
     /// Inner layers by name, as keras.Model(inputs, layer.output) would give them.
