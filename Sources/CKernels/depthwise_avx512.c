@@ -4,6 +4,8 @@
 // stride 1 or 2 go in strips of 8 (then 4) neighbouring outputs, the kernel shape a constant, so
 // each input column is loaded once for all the windows of the strip that read it; border pixels
 // and other shapes go one at a time with their valid taps. The epilogue runs in registers.
+// Rows are reached through a pointer per kernel row, so the input can also be a ring of rows that
+// a 1x1 expansion fills just ahead of the depthwise pass (ck_expand_depthwise_avx512).
 #if defined(__x86_64__)
 #include "ckernels.h"
 #include "vec512.h"
@@ -21,15 +23,16 @@ static inline void valid_taps(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrd
 }
 
 /// P adjacent interior outputs (every tap inside the input), kernel width KW, stride SW,
-/// dilation 1; `origin` is the input at the first window's top-left tap on row 0 of the kernel.
-INLINE void strip(const int P, const int KW, const int SW, const float *origin, ptrdiff_t rowStep,
+/// dilation 1. rows[i] is the input row kernel row i reads (taps kyLo..<kyHi), `col` the offset
+/// in it of the first window's leftmost tap.
+INLINE void strip(const int P, const int KW, const int SW, const float *const *rows, ptrdiff_t col,
                   ptrdiff_t kyLo, ptrdiff_t kyHi, const float *w, ptrdiff_t C, float *out, const ck_epilogue *e) {
     for (ptrdiff_t c = 0; c < C; c += 16) {
         const __mmask16 m = ck_lanes(C - c);
         __m512 acc[8];
         for (int j = 0; j < P; j++) acc[j] = _mm512_setzero_ps();
         for (ptrdiff_t i = kyLo; i < kyHi; i++) {
-            const float *p = origin + i * rowStep + c;
+            const float *p = rows[i] + col + c;
             const float *q = w + i * KW * C + c;
             __m512 col[(8 - 1) * 2 + 5];
             for (int t = 0; t < (P - 1) * SW + KW; t++) col[t] = _mm512_maskz_loadu_ps(m, p + t * C);
@@ -43,15 +46,15 @@ INLINE void strip(const int P, const int KW, const int SW, const float *origin, 
 }
 
 /// One output pixel with taps kyLo..<kyHi x kxLo..<kxHi, four channel vectors at a time.
-INLINE void pixel(const ck_depthwise_geometry *g, const float *origin, ptrdiff_t kyLo, ptrdiff_t kyHi,
-                  ptrdiff_t kxLo, ptrdiff_t kxHi, const float *w, float *out, const ck_epilogue *e) {
+INLINE void pixel(const ck_depthwise_geometry *g, const float *const *rows, ptrdiff_t col, ptrdiff_t kyLo,
+                  ptrdiff_t kyHi, ptrdiff_t kxLo, ptrdiff_t kxHi, const float *w, float *out, const ck_epilogue *e) {
     const ptrdiff_t C = g->channels;
-    const ptrdiff_t rowStep = g->dilationH * g->inW * C, colStep = g->dilationW * C, wRow = g->kernelW * C;
+    const ptrdiff_t colStep = g->dilationW * C, wRow = g->kernelW * C;
     ptrdiff_t c = 0;
     for (; c + 64 <= C; c += 64) {
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
         for (ptrdiff_t i = kyLo; i < kyHi; i++) {
-            const float *p = origin + i * rowStep + kxLo * colStep + c;
+            const float *p = rows[i] + col + kxLo * colStep + c;
             const float *q = w + i * wRow + kxLo * C + c;
             for (ptrdiff_t t = kxLo; t < kxHi; t++, p += colStep, q += C) {
                 a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(q), a0);
@@ -69,7 +72,7 @@ INLINE void pixel(const ck_depthwise_geometry *g, const float *origin, ptrdiff_t
         const __mmask16 m = ck_lanes(C - c);
         __m512 a = _mm512_setzero_ps();
         for (ptrdiff_t i = kyLo; i < kyHi; i++) {
-            const float *p = origin + i * rowStep + kxLo * colStep + c;
+            const float *p = rows[i] + col + kxLo * colStep + c;
             const float *q = w + i * wRow + kxLo * C + c;
             for (ptrdiff_t t = kxLo; t < kxHi; t++, p += colStep, q += C)
                 a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p), _mm512_maskz_loadu_ps(m, q), a);
@@ -78,11 +81,11 @@ INLINE void pixel(const ck_depthwise_geometry *g, const float *origin, ptrdiff_t
     }
 }
 
-/// One output row; KW and SW are the strip shape (0 when the kernel has none).
-INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, const float *x, const float *w,
-                float *y, ptrdiff_t r, const ck_epilogue *e) {
+/// Output row oy of one image into outRow; rows[i] is the input row kernel row i reads, for the
+/// taps that fall inside the input. KW and SW are the strip shape (0 when the kernel has none).
+INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, const float *const *rows,
+                const float *w, float *outRow, ptrdiff_t oy, const ck_epilogue *e) {
     const ptrdiff_t C = g->channels;
-    const ptrdiff_t n = r / g->outH, oy = r % g->outH;
     ptrdiff_t kyLo, kyHi;
     valid_taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
     // Interior columns: every horizontal tap inside the input.
@@ -92,42 +95,79 @@ INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, cons
     ptrdiff_t oxHi = g->inW - 1 - span + g->padLeft >= 0 ? (g->inW - 1 - span + g->padLeft) / g->strideW + 1 : 0;
     if (oxHi > g->outW) oxHi = g->outW;
     if (oxHi < oxLo) oxHi = oxLo;
-    const float *image = x + n * g->inH * g->inW * C;
-    const ptrdiff_t iy0 = oy * g->strideH - g->padTop;
-    const ptrdiff_t rowStep = g->dilationH * g->inW * C;
-    float *outRow = y + (n * g->outH + oy) * g->outW * C;
     ptrdiff_t ox = 0;
     while (ox < g->outW) {
-        const ptrdiff_t ix0 = ox * g->strideW - g->padLeft;
-        const float *origin = image + (iy0 * g->inW + ix0) * C;
+        const ptrdiff_t col = (ox * g->strideW - g->padLeft) * C;
         float *out = outRow + ox * C;
         if (KW != 0 && ox >= oxLo && ox + 8 <= oxHi) {
-            strip(8, KW, SW, origin, rowStep, kyLo, kyHi, w, C, out, e);
+            strip(8, KW, SW, rows, col, kyLo, kyHi, w, C, out, e);
             ox += 8;
         } else if (KW != 0 && ox >= oxLo && ox + 4 <= oxHi) {
-            strip(4, KW, SW, origin, rowStep, kyLo, kyHi, w, C, out, e);
+            strip(4, KW, SW, rows, col, kyLo, kyHi, w, C, out, e);
             ox += 4;
         } else {
             ptrdiff_t kxLo = 0, kxHi = g->kernelW;
             if (ox < oxLo || ox >= oxHi)
                 valid_taps(ox, g->strideW, g->padLeft, g->dilationW, g->kernelW, g->inW, &kxLo, &kxHi);
-            pixel(g, origin, kyLo, kyHi, kxLo, kxHi, w, out, e);
+            pixel(g, rows, col, kyLo, kyHi, kxLo, kxHi, w, out, e);
             ox += 1;
         }
     }
 }
 
+/// `row` with the strip shape chosen from the geometry.
+INLINE void any_row(const ck_depthwise_geometry *g, const float *const *rows, const float *w, float *outRow,
+                    ptrdiff_t oy, const ck_epilogue *e) {
+    switch (g->dilationW == 1 ? g->kernelW * 10 + g->strideW : 0) {
+    case 31: row(3, 1, g, rows, w, outRow, oy, e); break;
+    case 32: row(3, 2, g, rows, w, outRow, oy, e); break;
+    case 51: row(5, 1, g, rows, w, outRow, oy, e); break;
+    case 52: row(5, 2, g, rows, w, outRow, oy, e); break;
+    default: row(0, 1, g, rows, w, outRow, oy, e); break;
+    }
+}
+
 AVX512 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
                                      ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e) {
-    const ptrdiff_t shape = g->dilationW == 1 ? g->kernelW * 10 + g->strideW : 0;
+    const ptrdiff_t C = g->channels;
+    const float *rows[g->kernelH];
     for (ptrdiff_t r = row0; r < row1; r++) {
-        switch (shape) {
-        case 31: row(3, 1, g, x, w, y, r, e); break;
-        case 32: row(3, 2, g, x, w, y, r, e); break;
-        case 51: row(5, 1, g, x, w, y, r, e); break;
-        case 52: row(5, 2, g, x, w, y, r, e); break;
-        default: row(0, 1, g, x, w, y, r, e); break;
+        const ptrdiff_t n = r / g->outH, oy = r % g->outH;
+        const float *image = x + n * g->inH * g->inW * C;
+        for (ptrdiff_t i = 0; i < g->kernelH; i++)
+            rows[i] = image + (oy * g->strideH - g->padTop + i * g->dilationH) * g->inW * C;
+        any_row(g, rows, w, y + r * g->outW * C, oy, e);
+    }
+}
+
+AVX512 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
+                                       ptrdiff_t row0, ptrdiff_t row1) {
+    const ck_depthwise_geometry *g = &f->depthwise;
+    const ptrdiff_t C = g->channels, W = g->inW, R = g->kernelH;
+    const ptrdiff_t panels = (C + 15) / 16;
+    const float *rows[g->kernelH];
+    ptrdiff_t image = -1, next = 0;    /* the ring holds input rows < next of `image` */
+    for (ptrdiff_t r = row0; r < row1; r++) {
+        const ptrdiff_t n = r / g->outH, oy = r % g->outH;
+        if (n != image) {
+            image = n;
+            next = 0;
         }
+        const ptrdiff_t top = oy * g->strideH - g->padTop;
+        ptrdiff_t lo = top < 0 ? 0 : top, hi = top + R < g->inH ? top + R : g->inH;
+        if (next < lo) next = lo;
+        for (; next < hi; next++) {
+            /* Input row `next`, expanded (1x1 product, its epilogue) into ring slot next % R; the
+               slot held row next - R, which no output row from here on reads. */
+            const float *in = x + (n * g->inH + next) * W * f->inChannels;
+            float *slot = ring + (next % R) * W * C;
+            ck_epilogue e = f->expand;
+            e.output = slot;
+            ck_pointwise_block_avx512(in, f->inChannels, f->inChannels, f->expandPacked, C, slot, C, 0, W, 0, panels,
+                                      &e);
+        }
+        for (ptrdiff_t i = 0; i < R; i++) rows[i] = ring + (((top + i) % R + R) % R) * W * C;
+        any_row(g, rows, f->depthwiseKernel, y + r * g->outW * C, oy, &f->depthwiseEpilogue);
     }
 }
 #else
@@ -135,5 +175,9 @@ AVX512 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float
 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
                               ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e) {
     (void)g; (void)x; (void)w; (void)y; (void)row0; (void)row1; (void)e;
+}
+void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
+                                ptrdiff_t row0, ptrdiff_t row1) {
+    (void)f; (void)x; (void)y; (void)ring; (void)row0; (void)row1;
 }
 #endif

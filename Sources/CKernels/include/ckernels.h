@@ -53,6 +53,24 @@ typedef struct {
 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
                               ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
 
+/// A 1x1 expansion (with its epilogue) feeding a depthwise convolution (multiplier 1, dilation 1
+/// in height), fused: the expanded tensor is never stored whole, only the kernelH input rows the
+/// current output row reads, in a ring the expansion fills just ahead of the depthwise pass.
+typedef struct {
+    ck_depthwise_geometry depthwise;   /* channels = the expansion's output channels */
+    ptrdiff_t inChannels;
+    const float *expandPacked;         /* packed as for ck_pointwise_block_avx512 */
+    ck_epilogue expand;                /* residual unused; `output` is set per row */
+    const float *depthwiseKernel;      /* [kernelH, kernelW, channels] */
+    ck_epilogue depthwiseEpilogue;     /* `output` = y */
+} ck_expand_depthwise;
+
+/// Output rows row0..<row1 (over batch x outH) of the fused pair: x [batch, inH, inW, inChannels],
+/// y [batch, outH, outW, channels], `ring` kernelH x inW x channels floats of scratch (one per
+/// concurrent caller). The ring restarts at row0 and at each new image.
+void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
+                                ptrdiff_t row0, ptrdiff_t row1);
+
 /// A task of `ck_pool_for`: `task` in 0..<tasks, run by `worker` in 0..<workers.
 typedef void (*ck_task_fn)(void *context, int worker, long task);
 

@@ -113,6 +113,15 @@ func constantArrays(_ op: PlanOp) -> [[Float]] {
         return [k] + (s.map { [$0] } ?? [])
     case .affine(let scale, let shift, _):
         return [scale, shift]
+    case .expandDepthwise(let f):
+        // The expansion's kernel packed for the pointwise tile; absent biases as zeros.
+        let inC = f.expandKernel.count / f.expandChannels
+        var packed = [Float](repeating: 0, count: pointwisePackedCount(k: inC, n: f.expandChannels))
+        f.expandKernel.withUnsafeBufferPointer { src in packed.withUnsafeMutableBufferPointer { dst in
+            packPointwise(src.baseAddress!, k: inC, n: f.expandChannels, into: dst.baseAddress!)
+        }}
+        let zeros = [Float](repeating: 0, count: f.expandChannels)
+        return [packed, f.expandShift ?? zeros, f.kernel, f.shift ?? zeros]
     default:
         return []
     }

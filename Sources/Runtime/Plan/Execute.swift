@@ -11,6 +11,10 @@ extension CompiledPlan {
         switch nodes[i].op {
         case .conv(let p, _, _, _) where p.isPointwise: return 0      // packed at compile time
         case .conv(let p, _, _, _): return conv2dWorkspaceCount(geometry(nodes, i, p))
+        case .expandDepthwise(let f):
+            // A ring of kernelH expanded input rows per worker.
+            let input = nodes[nodes[i].inputs[0]].shape
+            return expandDepthwiseWorkspaceCount(kernelH: f.depthwise.kernelH, inW: input[2], channels: f.expandChannels)
         case .scaledPointwise(let p, _, _, _):
             let input = nodes[nodes[i].inputs[0]].shape
             return max(pointwisePackedCount(k: input[3], n: p.outChannels), input[1] * input[2] * input[3])
@@ -68,6 +72,16 @@ extension CompiledPlan {
                                                                 activation: act))
                 }
             }
+        case .expandDepthwise(let f):
+            let x = nodes[node.inputs[0]].shape
+            let g = f.depthwise.geometry(input: [x[0], x[1], x[2], f.expandChannels], output: node.shape)
+            let packed = constant(0), expandShift = constant(1), kernel = constant(2), shift = constant(3)
+            let ws = workspace, wsCount = workspaceCount
+            return { expandDepthwiseConv(input: ins[0], inChannels: x[3], expandPacked: packed,
+                                         expandEpilogue: Epilogue(shift: expandShift, activation: f.expandAct),
+                                         geometry: g, kernel: kernel,
+                                         epilogue: Epilogue(shift: shift, activation: f.act), output: out,
+                                         workspace: ws, workspaceCount: wsCount) }
         case .depthwise(let p, let m, _, let shift, let act):
             let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)

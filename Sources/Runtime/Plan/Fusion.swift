@@ -21,6 +21,9 @@ struct Fusion {
         for i in nodes.indices where forward[i] == nil { foldResidualAdd(i) }
         // An activation after a folded Add (ResNet's add-then-relu) now has a fusable producer.
         for i in nodes.indices where forward[i] == nil { fuseIntoProducer(i) }
+        if KernelISA.avx512 {
+            for i in nodes.indices where forward[i] == nil { fuseExpandDepthwise(i) }
+        }
         return compact()
     }
 
@@ -49,6 +52,30 @@ struct Fusion {
             return
         }
     }
+
+    /// depthwise(conv1x1(x)) becomes one `expandDepthwise` step when the expanded map is large
+    /// enough to leave the cache (below that, the two kernels alone are as fast) and both
+    /// epilogues are ones the AVX-512 kernels apply in registers (the fused step runs only there).
+    private mutating func fuseExpandDepthwise(_ i: Int) {
+        guard case .depthwise(let dw, 1, let kernel, let shift, let act) = nodes[i].op, dw.dilationH == 1,
+              nodes[i].inputs.count == 1 else { return }
+        let p = resolve(nodes[i].inputs[0])
+        guard case .conv(let e, let ek, let es, let ea) = nodes[p].op, e.isPointwise, !e.residual,
+              nodes[p].inputs.count == 1, !isOutput(p), consumers(of: p) == [i],
+              nodes[p].shape.dropFirst().reduce(1, *) * MemoryLayout<Float>.size >= Self.expandDepthwiseMinBytes,
+              Epilogue(activation: ea).avx512(output: UnsafeMutablePointer(bitPattern: 16)!) != nil,
+              Epilogue(activation: act).avx512(output: UnsafeMutablePointer(bitPattern: 16)!) != nil
+        else { return }
+        nodes[i].op = .expandDepthwise(ExpandDepthwise(expandChannels: e.outChannels, expandKernel: ek, expandShift: es,
+                                                       expandAct: ea, depthwise: dw, kernel: kernel, shift: shift,
+                                                       act: act))
+        nodes[i].inputs = nodes[p].inputs
+        nodes[i].layer = nodes[p].layer + "+" + nodes[i].layer
+        forward[p] = i
+    }
+
+    /// Expanded maps (per image) from this size on are fused with their depthwise convolution.
+    static let expandDepthwiseMinBytes = 1 << 20
 
     /// channelScale(x, s) feeding only a pointwise conv becomes that conv with scaled weights.
     private mutating func foldChannelScale(_ i: Int) {

@@ -12,6 +12,9 @@ enum PlanOp {
     /// projection, as x·diag(s)·W = x·(diag(s)·W), so the scale costs Cin·Cout per item instead
     /// of a pass over the feature map.
     case scaledPointwise(ConvParams, kernel: [Float], shift: [Float]?, act: ActivationSpec)
+    /// A pointwise expansion feeding a depthwise convolution, run as one pass that never stores
+    /// the expanded tensor (see `ExpandDepthwise`). Input: the expansion's input.
+    case expandDepthwise(ExpandDepthwise)
     /// DepthwiseConv2D (HWCM kernel); epilogue y = act(acc + shift[c]).
     case depthwise(ConvParams, multiplier: Int, kernel: [Float], shift: [Float]?, act: ActivationSpec)
     /// Dense over the last axis (IO kernel).
@@ -64,6 +67,18 @@ struct ConvParams: Equatable {
     }
 }
 
+/// MobileNet/EfficientNet's inverted-bottleneck front: a 1x1 convolution to `expandChannels`
+/// (batch-norm and activation folded in) whose output only a depthwise convolution (multiplier
+/// 1, dilation 1 in height) reads. Fused, each worker expands just the input rows the next output
+/// row needs into a ring of kernelH rows that stays in its cache: early in EfficientNet the
+/// expanded map is 2-5 MB per image, written and read back through memory otherwise.
+struct ExpandDepthwise {
+    var expandChannels: Int
+    var expandKernel: [Float], expandShift: [Float]?, expandAct: ActivationSpec
+    var depthwise: ConvParams
+    var kernel: [Float], shift: [Float]?, act: ActivationSpec
+}
+
 /// One value-producing step of the plan.
 struct PlanNode {
     var op: PlanOp
@@ -80,6 +95,7 @@ struct PlanNode {
             return p.kernelH == 1 && p.kernelW == 1 && p.strideH == 1 && p.strideW == 1 ? "conv1x1" : "conv"
         case .scaledPointwise: return "conv1x1"
         case .depthwise: return "depthwise"
+        case .expandDepthwise: return "conv1x1+depthwise"
         case .dense: return "dense"
         default: return String(describing: op).prefix { $0 != "(" }.description
         }

@@ -1,0 +1,45 @@
+// A 1x1 expansion feeding a depthwise convolution, fused (PlanOp.expandDepthwise, AVX-512 only):
+//   input  [batch, inH, inW, inChannels]
+//   expanded = expandEpilogue(input · expandKernel)      [batch, inH, inW, C], never stored whole
+//   output = epilogue(depthwise(expanded, kernel))       [batch, outH, outW, C], multiplier 1
+// Output rows are shared among the workers in bands; each worker keeps a ring of kernelH
+// expanded rows (its slot of the workspace), filled by the pointwise tile just before the
+// depthwise row that reads them (CKernels/depthwise_avx512.c).
+import CKernels
+import Graph
+
+/// Workspace floats the fused step needs: a ring per worker, for up to 8 workers.
+public func expandDepthwiseWorkspaceCount(kernelH: Int, inW: Int, channels: Int) -> Int {
+    min(RuntimeThreads.count, 8) * kernelH * inW * channels
+}
+
+/// Runs the fused pair (see the file comment). `expandPacked` is the [inChannels, C] kernel
+/// packed by `packPointwise`; `g` is the depthwise geometry (inC = outC = C, dilationH 1); both
+/// epilogues must have activations the AVX-512 kernels apply (`Epilogue.avx512`) and no residual.
+public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, expandPacked: UnsafePointer<Float>,
+                                expandEpilogue: Epilogue, geometry g: Conv2DGeometry, kernel: UnsafePointer<Float>,
+                                epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
+                                workspace: UnsafeMutablePointer<Float>, workspaceCount: Int) {
+    precondition(KernelISA.avx512 && g.inC == g.outC && g.dilationH == 1, "expandDepthwiseConv: unsupported step")
+    guard g.outputPixels > 0 else { return }
+    let ring = g.kernelH * g.inW * g.inC
+    precondition(workspaceCount >= ring, "expandDepthwiseConv: workspace too small")
+    guard let expand = expandEpilogue.avx512(output: output), let depthwise = epilogue.avx512(output: output),
+          expandEpilogue.residual == nil, epilogue.residual == nil else {
+        preconditionFailure("expandDepthwiseConv: epilogue the AVX-512 kernels do not apply")
+    }
+    let fused = ck_expand_depthwise(
+        depthwise: ck_depthwise_geometry(inH: g.inH, inW: g.inW, channels: g.inC, outH: g.outH, outW: g.outW,
+                                         kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH,
+                                         strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,
+                                         padTop: g.padTop, padLeft: g.padLeft),
+        inChannels: inChannels, expandPacked: expandPacked, expand: expand, depthwiseKernel: kernel,
+        depthwiseEpilogue: depthwise)
+    // Bands of about two per worker: each band restarts its ring and so expands the rows it
+    // shares with the band above once more (kernelH - stride rows).
+    let workers = max(1, min(RuntimeThreads.count, workspaceCount / ring))
+    parallelFor(g.batch * g.outH, minChunk: max(1, g.outH / (2 * workers)), threads: workers) { w, range in
+        var f = fused
+        ck_expand_depthwise_avx512(&f, input, output, workspace + w * ring, range.lowerBound, range.upperBound)
+    }
+}
