@@ -67,9 +67,11 @@ public final class InferenceSession {
     /// at a time, so such inputs go through a batch-1 plan item by item; small ones in one pass.
     func microBatch(for inputs: [Tensor]) throws -> Int {
         let single = try plan(for: inputs.map { [1] + $0.shape.dropFirst() })
-        let largest = single.nodes.map(\.count).max() ?? 0
-        return largest * MemoryLayout<Float>.size > 1 << 20 ? 1 : Int.max
+        return InferenceSession.imagesOneByOne(largestValue: single.nodes.map(\.count).max() ?? 0) ? 1 : Int.max
     }
+
+    /// Whether a model whose largest value per image has this many floats runs one image per pass.
+    static func imagesOneByOne(largestValue: Int) -> Bool { largestValue * MemoryLayout<Float>.size > 1 << 20 }
 
     func runBatch(_ inputs: [Tensor]) throws -> [Tensor] {
         try plan(for: inputs.map(\.shape)).run(inputs)

@@ -7,7 +7,11 @@ import Graph
 final class TrainingPlan {
     let split: TrainingSplit
     let batch: Int
-    let prefix: CompiledPlan?
+    /// The frozen prefix: one plan for the whole batch, or (large images, `prefixPerImage`)
+    /// batch-1 plans, one per worker, with the images shared among the workers as
+    /// InferenceSession shares them. Empty when nothing is frozen.
+    let prefix: [CompiledPlan]
+    let prefixPerImage: Bool
     let params: ParameterStore
     private(set) var values: [UnsafeMutablePointer<Float>] = []
     private(set) var grads: [UnsafeMutablePointer<Float>] = []
@@ -34,16 +38,31 @@ final class TrainingPlan {
         let inputShapes = graph.inputs.map { graph.nodes[$0].outputShape }
         split = try TrainingLowering.split(graph, params, batch: batch, inputShapes: inputShapes)
         if split.boundary.isEmpty {
-            prefix = nil
+            prefix = []
+            prefixPerImage = false
         } else {
-            var lowering = Lowering(graph: graph, weights: model.weights)
-            // Keras runs the Dropout layers of a frozen part in training mode too (only frozen
-            // BatchNormalization switches to inference): the prefix keeps them.
-            lowering.keepDropout = true
-            let lowered = try lowering.lower(outputs: split.boundary, inputShapes: inputShapes.map { [batch] + $0 })
-            var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
-            let fused = fusion.run()
-            prefix = CompiledPlan(nodes: fused.nodes, outputs: fused.outputs)
+            let boundary = split.boundary
+            func fused(batch: Int) throws -> (nodes: [PlanNode], outputs: [Int]) {
+                var lowering = Lowering(graph: graph, weights: model.weights)
+                // Keras runs the Dropout layers of a frozen part in training mode too (only frozen
+                // BatchNormalization switches to inference): the prefix keeps them.
+                lowering.keepDropout = true
+                let lowered = try lowering.lower(outputs: boundary, inputShapes: inputShapes.map { [batch] + $0 })
+                var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
+                return fusion.run()
+            }
+            // Frozen batch norm runs in inference mode and dropout masks follow the global row,
+            // so an image's prefix output does not depend on the others in the batch.
+            let single = try fused(batch: 1)
+            prefixPerImage = batch > 1 && InferenceSession.imagesOneByOne(largestValue: single.nodes.map(\.count).max() ?? 0)
+            if prefixPerImage {
+                prefix = (0..<max(1, min(RuntimeThreads.count, batch))).map { _ in
+                    CompiledPlan(nodes: single.nodes, outputs: single.outputs)
+                }
+            } else {
+                let all = try fused(batch: batch)
+                prefix = [CompiledPlan(nodes: all.nodes, outputs: all.outputs)]
+            }
         }
         for node in split.nodes {
             let n = max(1, node.count)
@@ -104,18 +123,32 @@ final class TrainingPlan {
     func forward(_ inputs: [Tensor], training: Bool, seed: UInt64, step: Int, rowOffset: Int = 0) {
         lastForwardTraining = training
         self.rowOffset = rowOffset
-        if let prefix {
-            prefix.dropoutClock.active = training
-            prefix.dropoutClock.seed = seed
-            prefix.dropoutClock.step = step
-            prefix.dropoutClock.rowOffset = rowOffset
-            let outs = prefix.run(inputs)
-            for (slot, t) in outs.enumerated() {
-                for (i, node) in nodes.enumerated() {
-                    if case .external(slot) = node.op {
-                        t.data.withUnsafeBufferPointer { values[i].update(from: $0.baseAddress!, count: node.count) }
+        if !prefix.isEmpty {
+            // Image `first` onwards of the batch through `plan`; its outputs into the values of
+            // the nodes that take them.
+            func runPrefix(_ plan: CompiledPlan, _ items: Range<Int>) {
+                plan.dropoutClock.active = training
+                plan.dropoutClock.seed = seed
+                plan.dropoutClock.step = step
+                plan.dropoutClock.rowOffset = rowOffset + items.lowerBound
+                let outs = plan.run(items.count == batch ? inputs : inputs.map { $0.slice(batch: items) })
+                for (slot, t) in outs.enumerated() {
+                    for (i, node) in nodes.enumerated() {
+                        if case .external(slot) = node.op {
+                            let perItem = node.count / batch
+                            t.data.withUnsafeBufferPointer {
+                                (values[i] + items.lowerBound * perItem).update(from: $0.baseAddress!, count: t.data.count)
+                            }
+                        }
                     }
                 }
+            }
+            if prefixPerImage {
+                parallelFor(batch, threads: min(prefix.count, RuntimeThreads.count)) { w, items in
+                    for b in items { runPrefix(prefix[w], b..<(b + 1)) }
+                }
+            } else {
+                runPrefix(prefix[0], 0..<batch)
             }
         }
         for i in nodes.indices { forwardNode(i, training: training, seed: seed, step: step) }
