@@ -53,6 +53,17 @@ typedef struct {
 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
                               ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
 
+/// A convolution's geometry (Runtime's Conv2DGeometry).
+typedef struct {
+    ptrdiff_t inH, inW, inC, outH, outW, outC;
+    ptrdiff_t kernelH, kernelW, strideH, strideW, dilationH, dilationW, padTop, padLeft;
+} ck_conv_geometry;
+
+/// Output rows row0..<row1 (over batch x outH) of a Conv2D computed directly, for few input
+/// channels (image stems) and dilationW 1: x [batch, inH, inW, inC], w HWIO, y NHWC.
+void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *y,
+                                ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
+
 /// A 1x1 expansion (with its epilogue) feeding a depthwise convolution (multiplier 1, dilation 1
 /// in height), fused: the expanded tensor is never stored whole, only the kernelH input rows the
 /// current output row reads, in a ring the expansion fills just ahead of the depthwise pass.

@@ -5,6 +5,7 @@
 // input values against contiguous weight rows, accumulating 32 output channels in registers,
 // and applies the epilogue before the one store. Windows are clipped at the borders, so padding
 // costs nothing.
+import CKernels
 import Graph
 
 /// Whether `conv2d` takes the direct path for this geometry.
@@ -14,9 +15,24 @@ func conv2dIsDirect(_ g: Conv2DGeometry) -> Bool { !g.isPointwise && g.inC <= 4 
 /// The direct Conv2D (see the file comment); same contract as `conv2d`, no workspace.
 func conv2dDirect(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, kernel: UnsafePointer<Float>,
                   output: UnsafeMutablePointer<Float>, epilogue: Epilogue) {
-    withActivation(epilogue.elementwise, DirectConvJob(
-        x: input, g: g, w: kernel, y: output,
-        e: EpilogueVector(epilogue, output: output)))
+    let rows = g.batch * g.outH
+    let minRows = max(1, 65_536 / max(1, g.outW * g.outC * g.kernelH * g.kernelW * g.inC))
+    if KernelISA.avx512 && g.dilationW == 1 {
+        // The 16-lane kernel (CKernels), over the same chunks of rows.
+        var e = SplitEpilogue(epilogue, output: output)
+        var cg = ck_conv_geometry(inH: g.inH, inW: g.inW, inC: g.inC, outH: g.outH, outW: g.outW, outC: g.outC,
+                                  kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH, strideW: g.strideW,
+                                  dilationH: g.dilationH, dilationW: g.dilationW, padTop: g.padTop, padLeft: g.padLeft)
+        let rowFloats = g.outW * g.outC
+        parallelFor(rows, minChunk: minRows) { _, range in
+            ck_direct_conv_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, &e.inRegisters)
+            e.finish(output, offset: range.lowerBound * rowFloats, cols: range.count * rowFloats)
+        }
+    } else {
+        withActivation(epilogue.elementwise, DirectConvJob(
+            x: input, g: g, w: kernel, y: output,
+            e: EpilogueVector(epilogue, output: output), rows: rows, minRows: minRows))
+    }
     if epilogue.activation.kind == .softmax {
         softmax(output, outer: g.outputPixels, axisLength: g.outC, inner: 1)
     }
@@ -26,11 +42,10 @@ private struct DirectConvJob: ActivationConsumer {
     let x: UnsafePointer<Float>, g: Conv2DGeometry
     let w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
     let e: EpilogueVector
+    let rows: Int, minRows: Int
 
     func run<A: VectorActivation>(_ act: A) {
-        let rows = g.batch * g.outH
-        let rowWork = g.outW * g.outC * g.kernelH * g.kernelW * g.inC
-        parallelFor(rows, minChunk: max(1, 65_536 / max(1, rowWork))) { _, range in
+        parallelFor(rows, minChunk: minRows) { _, range in
             for row in range {
                 let n = row / g.outH, oy = row % g.outH
                 let ky = Conv2DGeometry.validTaps(oy, stride: g.strideH, pad: g.padTop, dilation: g.dilationH,

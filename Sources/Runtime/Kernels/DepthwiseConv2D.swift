@@ -24,24 +24,16 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
     let rows = g.batch * g.outH
     let minRows = max(1, 32_768 / max(1, g.outW * g.outC * g.kernelH * g.kernelW))
     if KernelISA.avx512 && multiplier == 1 {
-        // The 16-lane kernel (CKernels); an activation it does not apply in registers runs as a
-        // pass over each finished chunk of rows.
-        let fused = epilogue.avx512(output: output)
-        var ce = fused ?? Epilogue(scale: epilogue.scale, shift: epilogue.shift, residual: epilogue.residual)
-            .avx512(output: output)!
-        let after = fused == nil ? Epilogue(activation: epilogue.elementwise) : nil
+        // The 16-lane kernel (CKernels), over the same chunks of rows.
+        var e = SplitEpilogue(epilogue, output: output)
         var cg = ck_depthwise_geometry(inH: g.inH, inW: g.inW, channels: g.inC, outH: g.outH, outW: g.outW,
                                        kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH,
                                        strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,
                                        padTop: g.padTop, padLeft: g.padLeft)
         let rowFloats = g.outW * g.outC
         parallelFor(rows, minChunk: minRows) { _, range in
-            ck_depthwise_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, &ce)
-            if let after {
-                let start = range.lowerBound * rowFloats
-                after.apply(output + start, rows: 1, cols: range.count * rowFloats, ld: range.count * rowFloats,
-                            outputOffset: start)
-            }
+            ck_depthwise_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, &e.inRegisters)
+            e.finish(output, offset: range.lowerBound * rowFloats, cols: range.count * rowFloats)
         }
     } else {
         withActivation(epilogue.elementwise, DepthwiseJob(

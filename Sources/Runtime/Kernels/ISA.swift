@@ -49,3 +49,27 @@ extension Epilogue {
         return ck_epilogue(scale: scale, shift: shift, residual: residual, output: output, activation: kind, clip: clip)
     }
 }
+
+/// An epilogue as the AVX-512 kernels take it: the part they apply in registers, and the
+/// activation left for a pass over finished elements when it is not one of theirs (gelu, elu,
+/// ...: rare in convolutions, so the kernels are not compiled for every activation there is).
+struct SplitEpilogue {
+    var inRegisters: ck_epilogue
+    let after: Epilogue?
+
+    init(_ e: Epilogue, output: UnsafeMutablePointer<Float>) {
+        if let all = e.avx512(output: output) {
+            inRegisters = all
+            after = nil
+        } else {
+            inRegisters = Epilogue(scale: e.scale, shift: e.shift, residual: e.residual).avx512(output: output)!
+            after = Epilogue(activation: e.elementwise)
+        }
+    }
+
+    /// Runs the pass, if any, over a finished `rows` x `cols` block (rows `ld` apart) that
+    /// starts at element `offset` of the output.
+    func finish(_ output: UnsafeMutablePointer<Float>, offset: Int, rows: Int = 1, cols: Int, ld: Int? = nil) {
+        after?.apply(output + offset, rows: rows, cols: cols, ld: ld ?? cols, outputOffset: offset)
+    }
+}

@@ -91,20 +91,14 @@ public func pointwiseConv(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, l
                           epilogue: Epilogue, threads: Int = RuntimeThreads.count) {
     guard m > 0, n > 0 else { return }
     if KernelISA.avx512 {
-        // The 16-lane kernel (CKernels) over the same blocks; activations it does not apply in
-        // registers run as a pass over each finished block, as below.
-        let fused = epilogue.avx512(output: output)
-        var ce = fused ?? Epilogue(scale: epilogue.scale, shift: epilogue.shift, residual: epilogue.residual)
-            .avx512(output: output)!
-        let after = fused == nil ? Epilogue(activation: epilogue.elementwise) : nil
+        // The 16-lane kernel (CKernels) over the same blocks.
+        var e = SplitEpilogue(epilogue, output: output)
         PointwiseBlocks(m: m, n: n, k: k, threads: threads).forEach { rows, panels in
             ck_pointwise_block_avx512(input, lda, k, packed, n, output, ldc, rows.lowerBound, rows.upperBound,
-                                      panels.lowerBound, panels.upperBound, &ce)
-            if let after {
-                let c0 = panels.lowerBound * 16, cols = min(n, panels.upperBound * 16) - c0
-                after.apply(output + rows.lowerBound * ldc + c0, rows: rows.count, cols: cols, ld: ldc,
-                            channelOffset: c0, outputOffset: rows.lowerBound * ldc + c0)
-            }
+                                      panels.lowerBound, panels.upperBound, &e.inRegisters)
+            let c0 = panels.lowerBound * 16
+            e.finish(output, offset: rows.lowerBound * ldc + c0, rows: rows.count, cols: min(n, panels.upperBound * 16) - c0,
+                     ld: ldc)
         }
     } else {
         pointwiseConvAVX2(m: m, n: n, k: k, input: input, lda: lda, packed: packed, output: output, ldc: ldc,

@@ -110,6 +110,9 @@ final class Conv2DTests: XCTestCase {
             c("many row tiles", n: 2, h: 45, w: 47, ci: 8, co: 12, kh: 3, kw: 3, p: .same),
             c("small image, column split", h: 4, w: 5, ci: 32, co: 72, kh: 3, kw: 3, p: .same),
             c("kernel larger than input, same", h: 3, w: 2, ci: 2, co: 3, kh: 5, kw: 5, p: .same),
+            // The AVX-512 direct kernel: strips of 8, of 4, single pixels; 16-lane channel tails.
+            c("direct path, wide rows, 20 channels", h: 6, w: 40, ci: 3, co: 20, kh: 3, kw: 3, s: (2, 2), p: .same),
+            c("direct path, 5x5 s1 valid, 2 channels in", n: 2, h: 9, w: 17, ci: 2, co: 50, kh: 5, kw: 5, p: .valid),
         ]
     }
 
@@ -120,32 +123,38 @@ final class Conv2DTests: XCTestCase {
             let x = rng.floats(g.inputCount), w = rng.floats(g.kernelH * g.kernelW * g.inC * g.outC)
             let scale = rng.floats(g.outC, 0.5, 1.5), shift = rng.floats(g.outC)
             let acc = referenceConv2D(x, g, w)
-            for (s, b, act) in [(nil, nil, ActivationSpec.linear), (scale, nil, .relu), (nil, shift, .swish),
-                                (scale, shift, .sigmoid), (scale, shift, ActivationSpec(.softmax))] as [([Float]?, [Float]?, ActivationSpec)] {
-                let got = runConv2D(x, g, w, scale: s, shift: b, act)
-                let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
-                assertClose(got, want, tolerance: 1e-4, "\(c.name) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
-            }
-            // A skip connection added before the activation (ResNet: add, then relu).
             let residual = rng.floats(g.outputCount)
-            let got = runConv2D(x, g, w, scale: scale, shift: shift, .relu, residual: residual)
-            let want = referenceEpilogue(acc, channels: g.outC, scale: scale, shift: shift, .relu, residual: residual)
-            assertClose(got, want, tolerance: 1e-4, "\(c.name) residual + relu")
+            for isa in kernelISAs {
+                let label = "\(c.name) \(isa ? "AVX-512" : "AVX2")"
+                for (s, b, act) in [(nil, nil, ActivationSpec.linear), (scale, nil, .relu), (nil, shift, .swish),
+                                    (scale, shift, .sigmoid), (scale, shift, ActivationSpec(.softmax)),
+                                    (nil, shift, ActivationSpec(.elu))] as [([Float]?, [Float]?, ActivationSpec)] {
+                    let got = KernelISA.with(avx512: isa) { runConv2D(x, g, w, scale: s, shift: b, act) }
+                    let want = referenceEpilogue(acc, channels: g.outC, scale: s, shift: b, act)
+                    assertClose(got, want, tolerance: 1e-4, "\(label) scale:\(s != nil) shift:\(b != nil) \(act.kind)")
+                }
+                // A skip connection added before the activation (ResNet: add, then relu).
+                let got = KernelISA.with(avx512: isa) { runConv2D(x, g, w, scale: scale, shift: shift, .relu, residual: residual) }
+                let want = referenceEpilogue(acc, channels: g.outC, scale: scale, shift: shift, .relu, residual: residual)
+                assertClose(got, want, tolerance: 1e-4, "\(label) residual + relu")
+            }
         }
     }
 
     func testEveryActivationInTheEpilogue() {
         var rng = SeededRandom(2)
-        for g in [Self.cases()[0].g, Self.cases()[3].g] {
+        for g in [Self.cases()[0].g, Self.cases()[3].g, Self.cases()[9].g] {   // pointwise, im2col, direct
             let x = rng.floats(g.inputCount, -1, 1), w = rng.floats(g.kernelH * g.kernelW * g.inC * g.outC, -0.5, 0.5)
             let shift = rng.floats(g.outC)
             let acc = referenceConv2D(x, g, w)
             for act in allActivationSpecs {
-                let got = runConv2D(x, g, w, scale: nil, shift: shift, act)
-                let want = referenceEpilogue(acc, channels: g.outC, scale: nil, shift: shift, act)
-                // Relative for exponential, whose values reach e^5.
-                assertClose(zip(got, want).map { Double($0) / max(1, abs($1)) }, want.map { $0 / max(1, abs($0)) },
-                            tolerance: 1e-4, "\(act)")
+                for isa in kernelISAs {
+                    let got = KernelISA.with(avx512: isa) { runConv2D(x, g, w, scale: nil, shift: shift, act) }
+                    let want = referenceEpilogue(acc, channels: g.outC, scale: nil, shift: shift, act)
+                    // Relative for exponential, whose values reach e^5.
+                    assertClose(zip(got, want).map { Double($0) / max(1, abs($1)) }, want.map { $0 / max(1, abs($0)) },
+                                tolerance: 1e-4, "\(act) \(isa ? "AVX-512" : "AVX2")")
+                }
             }
         }
     }
