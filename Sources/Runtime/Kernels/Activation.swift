@@ -75,8 +75,13 @@ struct HardSigmoidActivation: VectorActivation {
     @inline(__always) func callAsFunction(_ x: Vec) -> Vec { vmin(vmax(madd(x, alpha, 0.5), 0), 1) }
 }
 /// swish / silu: x * sigmoid(x).
+/// x is first raised to -87 (NaN kept): `expForLogistic` clamps its argument, so below that
+/// x / (1 + e^-x) would shrink too slowly (-1e30 gave -4e-9); swish(x) is then > -1.5e-36.
 struct SwishActivation: VectorActivation {
-    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { x / (1 + expForLogistic(-x)) }
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec {
+        let lo = vmax(x, -87)
+        return lo / (1 + expForLogistic(-lo))
+    }
 }
 /// gelu (exact, Keras's default): x * Phi(x), Phi from erfc so the negative tail keeps its
 /// relative accuracy: Phi(x) = 1 - erfc(x/sqrt2)/2 for x >= 0, erfc(-x/sqrt2)/2 for x < 0.

@@ -110,6 +110,32 @@ final class PointwiseConvTests: XCTestCase {
         }
     }
 
+    /// sigmoid and swish in the epilogues over the whole float range (a 1x1 product with k = 1
+    /// and weight 1 passes the input through): within 1e-6 relative of Double, or 1e-35 absolute
+    /// in the far negative tail (both kernels floor the argument at -87); NaN stays NaN.
+    func testLogisticEpiloguesOverTheWholeRange() {
+        var xs: [Float] = stride(from: -120, through: 120, by: 0.37).map { Float($0) }
+        xs += [-1e30, -88.5, -87.2, -1e-6, 0, 1e-6, 88.5, 1e30, .greatestFiniteMagnitude, -.greatestFiniteMagnitude]
+        let one: [Float] = [1]
+        for isa in kernelISAs {
+            for (act, f) in [(ActivationSpec.sigmoid, { (x: Double) in 1 / (1 + exp(-x)) }),
+                             (ActivationSpec.swish, { (x: Double) in x / (1 + exp(-x)) })] {
+                var out = [Float](repeating: 0, count: xs.count + 1)
+                KernelISA.with(avx512: isa) {
+                    pointwiseConv(m: xs.count + 1, n: 1, k: 1, input: xs + [.nan], lda: 1, packed: one + [0, 0, 0, 0, 0, 0, 0],
+                                  output: &out, ldc: 1, epilogue: Epilogue(activation: act), threads: 1)
+                }
+                for (x, y) in zip(xs, out) {
+                    let want = f(Double(x))
+                    let err = abs(Double(y) - want) / max(abs(want), 1e-30)
+                    XCTAssertTrue(err < 1e-6 || abs(Double(y) - want) < 1e-35,
+                                  "\(act.kind) \(isa ? "AVX-512" : "AVX2") at \(x): \(y), want \(want)")
+                }
+                XCTAssertTrue(out.last!.isNaN, "\(act.kind) of NaN")
+            }
+        }
+    }
+
     /// Scaling the rows of an already packed kernel (squeeze-and-excitation at run time) gives
     /// exactly the packing of the scaled kernel.
     func testScalingPackedRowsEqualsPackingScaledRows() {
