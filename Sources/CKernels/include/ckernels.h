@@ -53,6 +53,12 @@ typedef struct {
 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
                               ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
 
+/// C[i, j] (+)= sum over p < k of A[p, i] * B[p, j] for rows i0..<i1 and columns j0..<j1 of C:
+/// the weight gradients (A the layer's input [k, m] rows lda apart, B the output gradient [k, n]
+/// rows ldb apart, C [m, n] rows ldc apart). `accumulate` adds into C, else overwrites it.
+void ck_gemm_at_block_avx512(const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                             ptrdiff_t k, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, int accumulate);
+
 /// A convolution's geometry (Runtime's Conv2DGeometry).
 typedef struct {
     ptrdiff_t inH, inW, inC, outH, outW, outC;

@@ -29,7 +29,9 @@ func conv2dBandRows(_ g: Conv2DGeometry, targetFloats: Int = 1 << 19) -> Int {
 public func conv2dBackwardWorkspaceCount(_ g: Conv2DGeometry, threads: Int = RuntimeThreads.count) -> Int {
     let t = max(1, threads)
     let k = g.kernelH * g.kernelW * g.inC
-    if g.isPointwise { return gemmTransposedAWorkspaceCount(m: g.inC, n: g.outC, threads: t) }
+    if g.isPointwise {
+        return max(gemmTransposedAWorkspaceCount(m: g.inC, n: g.outC, threads: t), pointwisePackedCount(k: g.outC, n: g.inC))
+    }
     let tileRows = min(conv2dTileRows(g), max(1, g.outputPixels))
     let kernelGrad = t * tileRows * k + (t - 1) * k * g.outC
     let inputGrad = t * conv2dBandRows(g) * g.outW * k
@@ -49,7 +51,16 @@ func conv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry g: Conv2DGeomet
                          kernel: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>, accumulate: Bool,
                          workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int, bandRows: Int) {
     if g.isPointwise {
-        // dX [P, inC] = dY [P, outC] · Wᵀ (W stored [inC, outC]).
+        // dX [P, inC] = dY [P, outC] · Wᵀ (W stored [inC, outC]): with AVX-512, Wᵀ packed into
+        // the workspace and the pointwise tile (accumulating through the epilogue's residual);
+        // else OpenBLAS.
+        if KernelISA.avx512, let ws = workspace, workspaceCount >= pointwisePackedCount(k: g.outC, n: g.inC) {
+            packPointwise(transposeOf: kernel, rows: g.inC, cols: g.outC, into: ws)
+            pointwiseConv(m: g.outputPixels, n: g.inC, k: g.outC, input: dOutput, lda: g.outC, packed: ws,
+                          output: dInput, ldc: g.inC,
+                          epilogue: accumulate ? Epilogue(residual: UnsafePointer(dInput)) : .none)
+            return
+        }
         gemmSplitRows(m: g.outputPixels, n: g.inC, k: g.outC, a: dOutput, lda: g.outC,
                       b: kernel, ldb: g.outC, transB: true, c: dInput, ldc: g.inC, accumulate: accumulate)
         return

@@ -1,3 +1,4 @@
+import CKernels
 // Shared by the backward kernels: how a gradient is written, per-channel sums over many rows, and
 // the parallel matrix products of the conv/dense gradients.
 //
@@ -130,6 +131,21 @@ func gemmTransposedAWorkspaceCount(m: Int, n: Int, threads: Int) -> Int { max(0,
 func gemmTransposedA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                      accumulate: Bool, workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int) {
+    if KernelISA.avx512 {
+        // The 16-lane kernel (CKernels): each element of C summed over all of k by one worker,
+        // so no partials and the same result whatever the thread count. C's rows in tiles of 12,
+        // its columns in strips of 32, shared among the workers by whichever has more.
+        let rowTiles = (m + 11) / 12, strips = (n + 31) / 32
+        let threads = m * n * k < parallelGemmMinWork ? 1 : RuntimeThreads.count
+        let byRows = rowTiles >= 2 * threads || rowTiles >= strips
+        parallelFor(byRows ? rowTiles : strips, threads: threads) { _, r in
+            let rows = byRows ? (r.lowerBound * 12)..<min(m, r.upperBound * 12) : 0..<m
+            let cols = byRows ? 0..<n : (r.lowerBound * 32)..<min(n, r.upperBound * 32)
+            ck_gemm_at_block_avx512(a, lda, b, ldb, c, ldc, k, rows.lowerBound, rows.upperBound, cols.lowerBound,
+                                    cols.upperBound, accumulate ? 1 : 0)
+        }
+        return
+    }
     let beta: Float = accumulate ? 1 : 0
     let all = RuntimeThreads.count
     let partials = m * n == 0 || workspace == nil ? 0 : workspaceCount / (m * n)

@@ -15,7 +15,8 @@ public struct Epilogue {
     public var scale: UnsafePointer<Float>?
     /// outC floats, or nil for 0.
     public var shift: UnsafePointer<Float>?
-    /// As many floats as the output, laid out like it; must not overlap the output.
+    /// As many floats as the output, laid out like it; either the output itself (y = act(acc + y):
+    /// accumulating) or not overlapping it.
     public var residual: UnsafePointer<Float>?
     /// Any kind; softmax is applied over the output channels (Keras's axis -1) after the rest.
     public var activation: ActivationSpec

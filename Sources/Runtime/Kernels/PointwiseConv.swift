@@ -45,6 +45,23 @@ public func packPointwise(_ kernel: UnsafePointer<Float>, k: Int, n: Int, rowSca
     }
 }
 
+/// Packs the transpose of `w` [rows, cols] (rows cols apart) as `packPointwise` packs a
+/// [k = cols, n = rows] kernel: the backward product dX = dY · Wᵀ of a 1x1 convolution.
+public func packPointwise(transposeOf w: UnsafePointer<Float>, rows: Int, cols: Int,
+                          into dst: UnsafeMutablePointer<Float>) {
+    var out = dst
+    var c0 = 0
+    while c0 < rows {
+        let width = panelWidth(rows, c0), valid = min(width, rows - c0)
+        for kk in 0..<cols {
+            for l in 0..<valid { out[l] = w[(c0 + l) * cols + kk] }
+            for l in valid..<width { out[l] = 0 }
+            out += width
+        }
+        c0 += width
+    }
+}
+
 /// `packed` (a kernel packed by `packPointwise`) with row kk multiplied by `rowScale[kk]`: the
 /// same as packing the kernel with that row scale.
 public func scalePackedPointwise(_ packed: UnsafePointer<Float>, k: Int, n: Int, rowScale: UnsafePointer<Float>,

@@ -40,6 +40,7 @@ final class ConvBackwardTests: BackwardTestCase {
          ("2x3 stride (2,1) same, even kernel", geometry(h: 9, w: 6, ci: 2, co: 5, k: (2, 3), s: (2, 1), .same)),
          ("3x3 stride 2 dilation 2 same", geometry(n: 1, h: 10, w: 11, ci: 9, co: 10, k: (3, 3), s: (2, 2), d: (2, 2), .same)),
          ("1x1 pointwise", geometry(h: 5, w: 6, ci: 12, co: 10, k: (1, 1), .same)),
+         ("1x1 pointwise, AVX-512 tiles and tails", geometry(h: 9, w: 11, ci: 45, co: 70, k: (1, 1), .same)),
          ("1x1 stride 2", geometry(h: 7, w: 7, ci: 6, co: 4, k: (1, 1), s: (2, 2), .valid)),
          ("explicit padding (ZeroPadding2D + valid)",
           Conv2DGeometry(batch: 2, inH: 8, inW: 8, inC: 3, outH: 4, outW: 4, outC: 8, kernelH: 3, kernelW: 3,
@@ -77,7 +78,11 @@ final class ConvBackwardTests: BackwardTestCase {
     }
 
     func testConv2DGradientsMatchFiniteDifferences() {
-        for (i, (name, g)) in convCases.enumerated() { checkConv(name, g, seed: UInt64(100 + i)) }
+        for (i, (name, g)) in convCases.enumerated() {
+            for isa in kernelISAs {
+                KernelISA.with(avx512: isa) { checkConv("\(name) \(isa ? "AVX-512" : "AVX2")", g, seed: UInt64(100 + i)) }
+            }
+        }
     }
 
     /// Many bands (both phases, several per image) and many pixel tiles over several workers.
@@ -161,25 +166,29 @@ final class ConvBackwardTests: BackwardTestCase {
     func testDenseGradientsMatchFiniteDifferences() {
         // Small; many rows (row split); few rows, wide (column split); long and narrow (k split).
         for (i, (rows, inF, outF)) in [(5, 13, 7), (300, 40, 90), (8, 200, 300), (3000, 40, 9)].enumerated() {
-            var rng = SeededRandom(UInt64(400 + i))
-            let x = rng.floats(rows * inF), w = rng.floats(inF * outF), wy = rng.floats(rows * outF)
-            let xb = Buf(x), kb = Buf(w), dy = Buf(wy), dx = Buf(count: x.count), dk = Buf(count: w.count)
-            let ws = Buf(count: denseBackwardKernelWorkspaceCount(inFeatures: inF, outFeatures: outF))
-            denseBackwardInput(dOutput: dy.c, rows: rows, inFeatures: inF, outFeatures: outF, kernel: kb.c,
-                               dInput: dx.p, accumulate: false)
-            denseBackwardKernel(input: xb.c, dOutput: dy.c, rows: rows, inFeatures: inF, outFeatures: outF,
-                                dKernel: dk.p, accumulate: false, workspace: ws.p, workspaceCount: ws.count)
-            let name = "dense \(rows)x\(inF)->\(outF)"
-            checkGradient("\(name) dInput", at: x, analytic: dx.array, h: 0.5, tolerance: linearTolerance, probes: 24) {
-                weightedSum(referenceDense($0, rows: rows, inF: inF, w, outF: outF), wy)
+            for isa in kernelISAs {
+                KernelISA.with(avx512: isa) {
+                    var rng = SeededRandom(UInt64(400 + i))
+                    let x = rng.floats(rows * inF), w = rng.floats(inF * outF), wy = rng.floats(rows * outF)
+                    let xb = Buf(x), kb = Buf(w), dy = Buf(wy), dx = Buf(count: x.count), dk = Buf(count: w.count)
+                    let ws = Buf(count: denseBackwardKernelWorkspaceCount(inFeatures: inF, outFeatures: outF))
+                    denseBackwardInput(dOutput: dy.c, rows: rows, inFeatures: inF, outFeatures: outF, kernel: kb.c,
+                                       dInput: dx.p, accumulate: false)
+                    denseBackwardKernel(input: xb.c, dOutput: dy.c, rows: rows, inFeatures: inF, outFeatures: outF,
+                                        dKernel: dk.p, accumulate: false, workspace: ws.p, workspaceCount: ws.count)
+                    let name = "dense \(rows)x\(inF)->\(outF) \(isa ? "AVX-512" : "AVX2")"
+                    checkGradient("\(name) dInput", at: x, analytic: dx.array, h: 0.5, tolerance: linearTolerance, probes: 24) {
+                        weightedSum(referenceDense($0, rows: rows, inF: inF, w, outF: outF), wy)
+                    }
+                    checkGradient("\(name) dKernel", at: w, analytic: dk.array, h: 0.5, tolerance: linearTolerance, probes: 24) {
+                        weightedSum(referenceDense(x, rows: rows, inF: inF, $0, outF: outF), wy)
+                    }
+                    let once = dk.array
+                    denseBackwardKernel(input: xb.c, dOutput: dy.c, rows: rows, inFeatures: inF, outFeatures: outF,
+                                        dKernel: dk.p, accumulate: true, workspace: nil, workspaceCount: 0)
+                    assertClose(dk.array, once.map { 2 * $0 }, tolerance: 1e-4, "\(name) dKernel accumulate, no workspace")
+                }
             }
-            checkGradient("\(name) dKernel", at: w, analytic: dk.array, h: 0.5, tolerance: linearTolerance, probes: 24) {
-                weightedSum(referenceDense(x, rows: rows, inF: inF, $0, outF: outF), wy)
-            }
-            let once = dk.array
-            denseBackwardKernel(input: xb.c, dOutput: dy.c, rows: rows, inFeatures: inF, outFeatures: outF,
-                                dKernel: dk.p, accumulate: true, workspace: nil, workspaceCount: 0)
-            assertClose(dk.array, once.map { 2 * $0 }, tolerance: 1e-4, "\(name) dKernel accumulate, no workspace")
         }
     }
 
