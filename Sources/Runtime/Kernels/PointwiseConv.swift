@@ -134,17 +134,22 @@ private struct PointwiseBlocks {
     let m: Int, n: Int, k: Int, threads: Int
 
     func forEach(_ body: (_ rows: Range<Int>, _ panels: Range<Int>) -> Void) {
-        // Rows per block: the block's input (rows x k floats) about 64 KB.
-        let blockRows = max(12, min(384, 16_384 / max(1, k) / 12 * 12))
+        // Rows per block: the block's input (rows x k floats) about 64 KB; or all the rows when
+        // there are few and their input fits in L2 (late layers: 64-225 pixels against kernels
+        // of 0.5-1.5 MB), so the workers split the kernel's panels and each streams only its
+        // share of the weights from memory, once.
+        let few = m <= 384 && m * k <= 131_072
+        let blockRows = few ? m : max(12, min(384, 16_384 / max(1, k) / 12 * 12))
         let blocks = (m + blockRows - 1) / blockRows
-        let panels = (n + 15) / 16
+        let panels = (n + 15) / 16, pairs = (panels + 1) / 2
         let work = threads <= 1 || m * n * k < 131_072 ? 1 : 4 * threads
-        let groups = blocks >= work ? 1 : min(panels, (work + blocks - 1) / blocks)
+        // Panel groups start at even panels, so the tiles keep pairing panels (32 channels).
+        let groups = blocks >= work ? 1 : min(pairs, (work + blocks - 1) / blocks)
         parallelFor(blocks * groups, threads: work == 1 ? 1 : threads) { _, items in
             for item in items {
                 let r0 = (item / groups) * blockRows, r1 = min(m, r0 + blockRows)
                 let g = item % groups
-                body(r0..<r1, (g * panels / groups)..<((g + 1) * panels / groups))
+                body(r0..<r1, min(panels, 2 * (g * pairs / groups))..<min(panels, 2 * ((g + 1) * pairs / groups)))
             }
         }
     }

@@ -83,23 +83,27 @@ public func globalMaxPool(input: UnsafePointer<Float>, batch: Int, spatial: Int,
 private func globalPool(_ x: UnsafePointer<Float>, _ batch: Int, _ s: Int, _ c: Int,
                         _ y: UnsafeMutablePointer<Float>, isMax: Bool) {
     guard batch > 0, c > 0 else { return }
-    parallelFor(batch, minChunk: max(1, 65_536 / max(1, s * c))) { _, range in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { partialBuffer in
+    // Items are (image, block of 64 channels), so one image (squeeze-and-excitation at batch 1)
+    // is shared among the workers too; each channel's sum runs in the same order either way.
+    let block = 64, blocks = (c + block - 1) / block
+    parallelFor(batch * blocks, minChunk: max(1, 65_536 / max(1, s * block))) { _, range in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { partialBuffer in
             let partial = partialBuffer.baseAddress!
-            for n in range {
-                let image = x + n * s * c, out = y + n * c
-                out.update(repeating: isMax ? -.infinity : 0, count: c)
+            for item in range {
+                let n = item / blocks, c0 = (item % blocks) * block, width = min(block, c - c0)
+                let image = x + n * s * c + c0, out = y + n * c + c0
+                out.update(repeating: isMax ? -.infinity : 0, count: width)
                 var s0 = 0
                 while s0 < s {
                     let s1 = min(s, s0 + 64)
-                    partial.update(repeating: isMax ? -.infinity : 0, count: c)
-                    for r in s0..<s1 { accumulateRow(image + r * c, partial, c, isMax) }
-                    accumulateRow(partial, out, c, isMax)
+                    partial.update(repeating: isMax ? -.infinity : 0, count: width)
+                    for r in s0..<s1 { accumulateRow(image + r * c, partial, width, isMax) }
+                    accumulateRow(partial, out, width, isMax)
                     s0 = s1
                 }
                 if !isMax && s > 0 {
                     let sf = Float(s)      // divide, as the mean is defined, rather than * (1/s)
-                    for j in 0..<c { out[j] /= sf }
+                    for j in 0..<width { out[j] /= sf }
                 }
             }
         }
