@@ -8,6 +8,8 @@ public struct BenchmarkResult: Sendable {
     public var peakBytes: Int
     /// Trainable parameters of a timed distillation step (nil for inference).
     public var trainableParameters: Int? = nil
+    /// Where a distillation step's time goes (`distillation(..., profile: true)`).
+    public var phaseReport: String? = nil
 
     public var imagesPerSecond: Double { Double(batchSize * latencies.count) / latencies.reduce(0, +) }
     public func percentile(_ p: Double) -> Double {
@@ -67,7 +69,8 @@ public enum Benchmark {
         let total = byKind.values.reduce(0, +)
         func lines(_ table: [String: Double], limit: Int) -> [String] {
             table.sorted { $0.value > $1.value }.prefix(limit).map {
-                String(format: "  %-14@ %8.3f ms  %5.1f%%", $0.key as NSString, $0.value * 1000, 100 * $0.value / total)
+                "  " + $0.key.padding(toLength: max(18, $0.key.count), withPad: " ", startingAt: 0)
+                    + String(format: " %8.3f ms  %5.1f%%", $0.value * 1000, 100 * $0.value / total)
             }
         }
         return (["time per batch by operation (\(String(format: "%.2f", total * 1000)) ms in all):"]
@@ -86,21 +89,32 @@ public enum Benchmark {
 extension Benchmark {
     /// Times distillation steps of `student` taught by `teacher` (teacher forward in inference
     /// mode, student forward and backward in training mode, Adam) on random batches.
+    /// With `profile`, the result's `phases` has the time per phase of a step, averaged.
     public static func distillation(teacher: LoadedModel, student: LoadedModel, config: DistillConfig,
-                                    batchSize: Int, iterations: Int, warmup: Int = 2) throws -> BenchmarkResult {
+                                    batchSize: Int, iterations: Int, warmup: Int = 2,
+                                    profile: Bool = false) throws -> BenchmarkResult {
         let distiller = try Distiller(student: student, teacher: teacher, optimizer: Adam(), config: config)
         let session = try InferenceSession(model: student)
         let x = inputs(for: session, batchSize: batchSize)[0]
         var labels = [Float](repeating: 0, count: batchSize * distiller.classes)
         for r in 0..<batchSize { labels[r * distiller.classes + r % distiller.classes] = 1 }
         for i in 0..<warmup { _ = try distiller.step(x, labels: labels, index: i) }
+        if profile { distiller.phases = PhaseTimes() }
         var latencies: [Double] = []
         for i in 0..<max(1, iterations) {
             let start = DispatchTimeNanos.now()
             _ = try distiller.step(x, labels: labels, index: warmup + i)
             latencies.append(Double(DispatchTimeNanos.now() - start) / 1e9)
         }
-        return BenchmarkResult(batchSize: batchSize, latencies: latencies, peakBytes: peakResidentBytes(),
-                               trainableParameters: distiller.params.trainableCount)
+        var result = BenchmarkResult(batchSize: batchSize, latencies: latencies, peakBytes: peakResidentBytes(),
+                                     trainableParameters: distiller.params.trainableCount)
+        if let p = distiller.phases {
+            let n = Double(latencies.count), total = latencies.reduce(0, +) / n
+            result.phaseReport = (["time per step by phase (\(String(format: "%.1f", total * 1000)) ms in all):"]
+                + p.order.map { "  " + $0.padding(toLength: 28, withPad: " ", startingAt: 0)
+                    + String(format: "%7.1f ms  %5.1f%%", p.seconds[$0]! / n * 1000, 100 * p.seconds[$0]! / n / total) })
+                .joined(separator: "\n")
+        }
+        return result
     }
 }

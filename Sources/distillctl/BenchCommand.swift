@@ -9,7 +9,8 @@ struct BenchCommand: ParsableCommand {
         discussion: """
         Runs a warm-up, then --iterations batches of --batch-size random inputs (0-255, as images
         reach Keras's applications) and prints `<images per second> img/s` with the latency and the
-        process's peak resident memory. --profile adds the time per kind of operation.
+        process's peak resident memory. --profile adds the time per kind of operation (with --train:
+        per phase of a step).
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -49,10 +50,11 @@ struct BenchCommand: ParsableCommand {
                 if let unfreezeFrom { config.trainable = .unfreezeFrom(unfreezeFrom) }
                 if headOnly { config.trainable = .headOnly }
                 let result = try Benchmark.distillation(teacher: model, student: model, config: config,
-                                                        batchSize: batchSize, iterations: iterations)
+                                                        batchSize: batchSize, iterations: iterations, profile: profile)
                 print(result.report.replacingOccurrences(of: "img/s", with: "img/s in distillation steps"))
                 print(String(format: "%.3f s per step", result.percentile(0.5)))
                 print("trainable parameters \(result.trainableParameters ?? 0)")
+                if let phases = result.phaseReport { print(phases) }
                 return
             }
             let session = try InferenceSession(model: model)

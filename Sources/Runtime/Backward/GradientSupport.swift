@@ -134,10 +134,12 @@ func gemmTransposedA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
     if KernelISA.avx512 {
         // The 16-lane kernel (CKernels): each element of C summed over all of k by one worker,
         // so no partials and the same result whatever the thread count. C's rows in tiles of 12,
-        // its columns in strips of 32, shared among the workers by whichever has more.
+        // its columns in strips of 32; the workers share out the rows when A (k x m) is the larger
+        // operand, else the columns, so each streams only its share of the larger one (both
+        // streaming all of a 5 MB output gradient left two threads no faster than one).
         let rowTiles = (m + 11) / 12, strips = (n + 31) / 32
         let threads = m * n * k < parallelGemmMinWork ? 1 : RuntimeThreads.count
-        let byRows = rowTiles >= 2 * threads || rowTiles >= strips
+        let byRows = (m >= n && rowTiles >= threads) || strips < threads
         parallelFor(byRows ? rowTiles : strips, threads: threads) { _, r in
             let rows = byRows ? (r.lowerBound * 12)..<min(m, r.upperBound * 12) : 0..<m
             let cols = byRows ? 0..<n : (r.lowerBound * 32)..<min(n, r.upperBound * 32)

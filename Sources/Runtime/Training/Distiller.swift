@@ -126,6 +126,9 @@ public final class Distiller {
     /// parameter gradients is the whole batch's gradient. That sum is one fused buffer of every
     /// trainable gradient (Horovod's tensor fusion); every rank applies the same update, and the
     /// figures returned are the whole batch's. A single process skips the sums.
+    /// When set, each step adds the time of its phases here (`bench --train --profile`).
+    public var phases: PhaseTimes?
+
     public func step(_ x: Tensor, labels: [Float], index: Int, teacherLogits cached: [Float]? = nil,
                      share: (offset: Int, global: Int)? = nil) throws -> StepResult {
         let k = classes, rows = x.batch
@@ -145,8 +148,10 @@ public final class Distiller {
         if rows > 0 {
             let p = try self.plan(batch: rows)
             plan = p
+            var clock = phases.map { _ in DispatchTimeNanos.now() }
             let teacherLogits = try self.teacherLogits(x, cached: cached)
-            p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share?.offset ?? 0)
+            phases?.lap("teacher forward", &clock)
+            p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share?.offset ?? 0, phases: &phases)
             let node = p.split.logits
             let s = UnsafeBufferPointer(start: p.values[node], count: rows * k)
             if let t = teacherLogits {
@@ -190,10 +195,13 @@ public final class Distiller {
             result.counted = Int(stats[4])
         }
         guard result.total.isFinite else { throw TrainingDiverged(step: index, reason: "the loss became \(result.total)") }
+        var clock = phases.map { _ in DispatchTimeNanos.now() }
         params.zeroGradients()
         if let plan { gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) } }
+        phases?.lap("student backward", &clock)
         if distributed { try sumGradientsOverRanks() }
         try applyUpdate(step: index)
+        phases?.lap("optimizer update", &clock)
         return result
     }
 
@@ -303,5 +311,21 @@ final class CollectiveBatchNormSync: BatchNormSync {
     private func sum(_ values: inout [Double]) {
         let n = values.count
         values.withUnsafeMutableBufferPointer { sum($0.baseAddress!, count: n) }
+    }
+}
+
+/// Seconds spent per phase of the distillation steps timed so far (in first-seen order).
+public struct PhaseTimes: Sendable {
+    public private(set) var order: [String] = []
+    public private(set) var seconds: [String: Double] = [:]
+    public init() {}
+
+    /// Adds the time since `clock` to `phase` and restarts the clock.
+    mutating func lap(_ phase: String, _ clock: inout UInt64?) {
+        guard let start = clock else { return }
+        let now = DispatchTimeNanos.now()
+        if seconds[phase] == nil { order.append(phase) }
+        seconds[phase, default: 0] += Double(now - start) / 1e9
+        clock = now
     }
 }

@@ -121,6 +121,14 @@ final class TrainingPlan {
     /// The forward pass. `training` selects batch statistics and dropout; `seed` and `step` make
     /// dropout masks reproducible.
     func forward(_ inputs: [Tensor], training: Bool, seed: UInt64, step: Int, rowOffset: Int = 0) {
+        var none: PhaseTimes? = nil
+        forward(inputs, training: training, seed: seed, step: step, rowOffset: rowOffset, phases: &none)
+    }
+
+    /// `forward`, adding the time of the frozen prefix and of the trainable part to `phases`.
+    func forward(_ inputs: [Tensor], training: Bool, seed: UInt64, step: Int, rowOffset: Int,
+                 phases: inout PhaseTimes?) {
+        var clock = phases.map { _ in DispatchTimeNanos.now() }
         lastForwardTraining = training
         self.rowOffset = rowOffset
         if !prefix.isEmpty {
@@ -151,7 +159,9 @@ final class TrainingPlan {
                 runPrefix(prefix[0], 0..<batch)
             }
         }
+        phases?.lap("student frozen prefix", &clock)
         for i in nodes.indices { forwardNode(i, training: training, seed: seed, step: step) }
+        phases?.lap("student trainable forward", &clock)
     }
 
     private func forwardNode(_ i: Int, training: Bool, seed: UInt64, step: Int) {
