@@ -99,7 +99,10 @@ extension Benchmark {
         var labels = [Float](repeating: 0, count: batchSize * distiller.classes)
         for r in 0..<batchSize { labels[r * distiller.classes + r % distiller.classes] = 1 }
         for i in 0..<warmup { _ = try distiller.step(x, labels: labels, index: i) }
-        if profile { distiller.phases = PhaseTimes() }
+        if profile {
+            distiller.phases = PhaseTimes()
+            try distiller.plan(batch: batchSize).nodeTimes = [:]
+        }
         var latencies: [Double] = []
         for i in 0..<max(1, iterations) {
             let start = DispatchTimeNanos.now()
@@ -114,6 +117,11 @@ extension Benchmark {
                 + p.order.map { "  " + $0.padding(toLength: 28, withPad: " ", startingAt: 0)
                     + String(format: "%7.1f ms  %5.1f%%", p.seconds[$0]! / n * 1000, 100 * p.seconds[$0]! / n / total) })
                 .joined(separator: "\n")
+            let nodes = try distiller.plan(batch: batchSize).nodeTimes ?? [:]
+            result.phaseReport! += "\ntrainable part by kind of operation:\n" + nodes.sorted { $0.value > $1.value }.map {
+                "  " + $0.key.padding(toLength: 28, withPad: " ", startingAt: 0)
+                    + String(format: "%7.1f ms  %5.1f%%", $0.value / n * 1000, 100 * $0.value / n / total)
+            }.joined(separator: "\n")
         }
         return result
     }

@@ -38,23 +38,19 @@ public final class InferenceSession {
         let n = inputs[0].batch
         let step = min(batchSize, try microBatch(for: inputs))
         let ranges = stride(from: 0, to: n, by: step).map { $0..<min($0 + step, n) }
-        let slices = ranges.map { r in inputs.map { n == r.count ? $0 : $0.slice(batch: r) } }
         let workers = ParallelRegion.inside ? 1 : min(RuntimeThreads.count, ranges.count)
-        var parts: [[Tensor]]
-        if workers <= 1 {
-            parts = try slices.map { try runBatch($0) }
-        } else {
-            // Plans are compiled here, before the workers start (compiling is not thread-safe).
-            let shapes = Set(slices.map { $0.map(\.shape) })
-            var plansByWorker: [[[Int]]: [CompiledPlan]] = [:]
-            for s in shapes { plansByWorker[s] = try (0..<workers).map { try plan(for: s, instance: $0) } }
-            var results = [[Tensor]](repeating: [], count: slices.count)
-            results.withUnsafeMutableBufferPointer { out in
-                parallelFor(slices.count, threads: workers) { w, items in
-                    for i in items { out[i] = plansByWorker[slices[i].map(\.shape)]![w].run(slices[i]) }
-                }
+        // Plans are compiled here, before any worker starts (compiling is not thread-safe); the
+        // last range may be shorter.
+        func shapes(_ r: Range<Int>) -> [[Int]] { inputs.map { [r.count] + $0.shape.dropFirst() } }
+        var plans: [Int: [CompiledPlan]] = [:]
+        for count in Set(ranges.map(\.count)) {
+            plans[count] = try (0..<max(1, workers)).map { try plan(for: shapes(0..<count), instance: $0) }
+        }
+        var parts = [[Tensor]](repeating: [], count: ranges.count)
+        parts.withUnsafeMutableBufferPointer { out in
+            parallelFor(ranges.count, threads: max(1, workers)) { w, items in
+                for i in items { out[i] = plans[ranges[i].count]![w].run(inputs, items: ranges[i]) }
             }
-            parts = results
         }
         if parts.count == 1 { return parts[0] }
         return parts[0].indices.map { k in
@@ -72,10 +68,6 @@ public final class InferenceSession {
 
     /// Whether a model whose largest value per image has this many floats runs one image per pass.
     static func imagesOneByOne(largestValue: Int) -> Bool { largestValue * MemoryLayout<Float>.size > 1 << 20 }
-
-    func runBatch(_ inputs: [Tensor]) throws -> [Tensor] {
-        try plan(for: inputs.map(\.shape)).run(inputs)
-    }
 
     /// The compiled plan for these input shapes (batch included), compiled on first use;
     /// `instance` k > 0 is a separate copy with buffers of its own for worker k.

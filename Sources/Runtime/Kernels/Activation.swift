@@ -144,27 +144,42 @@ func withActivation<C: ActivationConsumer>(_ spec: ActivationSpec, _ consumer: C
 /// Applies `functor` to `count` floats at `x` in place (tail lanes through a padded vector).
 @inline(__always)
 func mapInPlace<A: VectorActivation>(_ functor: A, _ x: UnsafeMutablePointer<Float>, _ count: Int) {
+    map(functor, from: x, to: x, count)
+}
+
+/// dst[i] = functor(src[i]) over `count` floats; dst may be src.
+func map<A: VectorActivation>(_ functor: A, from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>,
+                              _ count: Int) {
     var i = 0
     while i + 8 <= count {
-        store(functor(load(x + i)), x + i)
+        store(functor(load(src + i)), dst + i)
         i += 8
     }
     if i < count {
-        storePartial(functor(loadPartial(x + i, count - i)), x + i, count - i)
+        storePartial(functor(loadPartial(src + i, count - i)), dst + i, count - i)
     }
 }
 
-private struct InPlaceJob: ActivationConsumer {
-    let x: UnsafeMutablePointer<Float>, count: Int
+private struct MapJob: ActivationConsumer {
+    let src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, count: Int
     func run<A: VectorActivation>(_ activation: A) {
-        if activation.isIdentity { return }
+        if activation.isIdentity {
+            if src != UnsafePointer(dst) { dst.update(from: src, count: count) }
+            return
+        }
         parallelFor(count, minChunk: 1 << 15) { _, r in
-            mapInPlace(activation, x + r.lowerBound, r.count)
+            map(activation, from: src + r.lowerBound, to: dst + r.lowerBound, r.count)
         }
     }
 }
 
 /// y = act(y) over `count` floats in place. All kinds but softmax (use `softmax`).
 public func applyActivation(_ spec: ActivationSpec, _ x: UnsafeMutablePointer<Float>, count: Int) {
-    withActivation(spec, InPlaceJob(x: x, count: count))
+    withActivation(spec, MapJob(src: x, dst: x, count: count))
+}
+
+/// dst = act(src) over `count` floats in one pass (dst may be src). All kinds but softmax.
+public func applyActivation(_ spec: ActivationSpec, from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>,
+                            count: Int) {
+    withActivation(spec, MapJob(src: src, dst: dst, count: count))
 }

@@ -39,10 +39,18 @@ final class CompiledPlan {
     /// Peak bytes this plan holds (arena, constants, workspace).
     var bytes: Int { (buffers.arenaCount + constants.count + workspaceCount) * MemoryLayout<Float>.size }
 
-    func run(_ inputs: [Tensor]) -> [Tensor] {
+    func run(_ inputs: [Tensor]) -> [Tensor] { run(inputs, items: 0..<(inputs.first?.batch ?? 0)) }
+
+    /// Runs items `items` of `inputs` (batch first; the plan's batch is items.count), copying
+    /// just those rows into the arena instead of slicing the tensors first.
+    func run(_ inputs: [Tensor], items: Range<Int>) -> [Tensor] {
         for (i, node) in nodes.enumerated() {
             if case .input(let index) = node.op {
-                inputs[index].data.withUnsafeBufferPointer { pointer(i).update(from: $0.baseAddress!, count: node.count) }
+                let perItem = node.count / max(1, items.count)
+                precondition(perItem * items.upperBound <= inputs[index].data.count, "plan input out of range")
+                inputs[index].data.withUnsafeBufferPointer {
+                    pointer(i).update(from: $0.baseAddress! + items.lowerBound * perItem, count: node.count)
+                }
             }
         }
         for step in steps { step() }

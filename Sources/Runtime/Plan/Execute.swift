@@ -95,8 +95,7 @@ extension CompiledPlan {
         case .activation(let act):
             let n = node.count
             return {
-                if UnsafePointer(out) != ins[0] { out.update(from: ins[0], count: n) }
-                applyActivation(act, out, count: n)
+                applyActivation(act, from: ins[0], to: out, count: n)
             }
         case .softmax(let axis, let log):
             let s = node.shape

@@ -33,6 +33,16 @@ struct TrainNode {
     var op: TrainOp
     var inputs: [Int]
     var shape: [Int]
+
+    /// The operation's kind, for profiles.
+    var kindName: String {
+        switch op {
+        case .conv(let p, _, _): return p.isPointwise ? "conv1x1" : "conv"
+        case .batchNorm: return "batchNorm"
+        case .activation(let a): return "activation " + a.kind.rawValue
+        default: return String(describing: op).prefix { $0 != "(" }.description
+        }
+    }
     var layer: String
     var count: Int { shape.reduce(1, *) }
 }

@@ -28,6 +28,8 @@ final class TrainingPlan {
     /// this rank's rows start in the whole batch (dropout masks follow the global row).
     var batchNormSync: BatchNormSync?
     private var rowOffset = 0
+    /// When set, seconds per kind of trainable node, forward and backward (`bench --train --profile`).
+    var nodeTimes: [String: Double]?
 
     var nodes: [TrainNode] { split.nodes }
 
@@ -139,7 +141,7 @@ final class TrainingPlan {
                 plan.dropoutClock.seed = seed
                 plan.dropoutClock.step = step
                 plan.dropoutClock.rowOffset = rowOffset + items.lowerBound
-                let outs = plan.run(items.count == batch ? inputs : inputs.map { $0.slice(batch: items) })
+                let outs = plan.run(inputs, items: items)
                 for (slot, t) in outs.enumerated() {
                     for (i, node) in nodes.enumerated() {
                         if case .external(slot) = node.op {
@@ -160,7 +162,11 @@ final class TrainingPlan {
             }
         }
         phases?.lap("student frozen prefix", &clock)
-        for i in nodes.indices { forwardNode(i, training: training, seed: seed, step: step) }
+        for i in nodes.indices {
+            let start = nodeTimes == nil ? 0 : DispatchTimeNanos.now()
+            forwardNode(i, training: training, seed: seed, step: step)
+            if nodeTimes != nil { nodeTimes!["forward " + nodes[i].kindName, default: 0] += Double(DispatchTimeNanos.now() - start) / 1e9 }
+        }
         phases?.lap("student trainable forward", &clock)
     }
 
@@ -206,8 +212,7 @@ final class TrainingPlan {
         case .affine(let scale, let shift):
             DataOps.affine(x!, out, count: node.count, scale: scale, shift: shift, channels: scale.count)
         case .activation(let a):
-            out.update(from: x!, count: node.count)
-            applyActivation(a, out, count: node.count)
+            applyActivation(a, from: x!, to: out, count: node.count)
         case .softmax(let axis):
             out.update(from: x!, count: node.count)
             let s = node.shape
