@@ -74,7 +74,13 @@ public final class InferenceSession {
     func plan(for shapes: [[Int]], instance: Int = 0) throws -> CompiledPlan {
         let key = shapes.flatMap { $0 + [-1] } + [instance]
         if let plan = plans[key] { return plan }
-        let plan = try compile(inputShapes: shapes)
+        let plan: CompiledPlan
+        if instance > 0 {
+            let first = try self.plan(for: shapes, instance: 0)
+            plan = CompiledPlan(nodes: first.nodes, outputs: first.outputs, sharing: first)
+        } else {
+            plan = try compile(inputShapes: shapes)
+        }
         plans[key] = plan
         return plan
     }

@@ -16,13 +16,16 @@ final class CompiledPlan {
     /// What a training-mode dropout step of this plan uses (see PlanOp.dropout); inactive: identity.
     let dropoutClock = DropoutClock()
 
-    init(nodes: [PlanNode], outputs: [Int]) {
+    /// `sharing`: another plan of the same nodes whose constants (weights, read-only while
+    /// running) this one uses too, so plans running side by side on several workers keep one
+    /// copy of the weights in the shared cache instead of one each.
+    init(nodes: [PlanNode], outputs: [Int], sharing other: CompiledPlan? = nil) {
         self.nodes = nodes
         self.outputs = outputs
         buffers = BufferPlan(nodes: nodes, outputs: outputs)
         arena = .allocate(capacity: buffers.arenaCount)
         arena.initialize(repeating: 0, count: buffers.arenaCount)
-        constants = ConstantPool(nodes: nodes)
+        constants = other?.constants ?? ConstantPool(nodes: nodes)
         workspaceCount = max(16, nodes.indices.map { CompiledPlan.workspaceNeeded(nodes, $0) }.max() ?? 0)
         workspace = .allocate(capacity: workspaceCount)
         workspace.initialize(repeating: 0, count: workspaceCount)

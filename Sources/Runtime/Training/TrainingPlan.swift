@@ -58,8 +58,9 @@ final class TrainingPlan {
             let single = try fused(batch: 1)
             prefixPerImage = batch > 1 && InferenceSession.imagesOneByOne(largestValue: single.nodes.map(\.count).max() ?? 0)
             if prefixPerImage {
-                prefix = (0..<max(1, min(RuntimeThreads.count, batch))).map { _ in
-                    CompiledPlan(nodes: single.nodes, outputs: single.outputs)
+                let first = CompiledPlan(nodes: single.nodes, outputs: single.outputs)
+                prefix = [first] + (1..<max(1, min(RuntimeThreads.count, batch))).map { _ in
+                    CompiledPlan(nodes: single.nodes, outputs: single.outputs, sharing: first)
                 }
             } else {
                 let all = try fused(batch: batch)
