@@ -170,8 +170,38 @@ AVX512 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float
         any_row(g, rows, f->depthwiseKernel, y + r * g->outW * C, oy, &f->depthwiseEpilogue);
     }
 }
+AVX512 void ck_sum_products_avx512(const float *a, ptrdiff_t aStep, const float *b, ptrdiff_t bStep,
+                                   ptrdiff_t count, ptrdiff_t width, float *out) {
+    ptrdiff_t j = 0;
+    for (; j + 64 <= width; j += 64) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+        const float *p = a + j, *q = b + j;
+        for (ptrdiff_t k = 0; k < count; k++, p += aStep, q += bStep) {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(q), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 16), _mm512_loadu_ps(q + 16), s1);
+            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 32), _mm512_loadu_ps(q + 32), s2);
+            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(p + 48), _mm512_loadu_ps(q + 48), s3);
+        }
+        _mm512_storeu_ps(out + j, _mm512_add_ps(_mm512_loadu_ps(out + j), s0));
+        _mm512_storeu_ps(out + j + 16, _mm512_add_ps(_mm512_loadu_ps(out + j + 16), s1));
+        _mm512_storeu_ps(out + j + 32, _mm512_add_ps(_mm512_loadu_ps(out + j + 32), s2));
+        _mm512_storeu_ps(out + j + 48, _mm512_add_ps(_mm512_loadu_ps(out + j + 48), s3));
+    }
+    for (; j < width; j += 16) {
+        const __mmask16 m = ck_lanes(width - j);
+        __m512 s = _mm512_setzero_ps();
+        const float *p = a + j, *q = b + j;
+        for (ptrdiff_t k = 0; k < count; k++, p += aStep, q += bStep)
+            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p), _mm512_maskz_loadu_ps(m, q), s);
+        _mm512_mask_storeu_ps(out + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + j), s));
+    }
+}
 #else
 #include "ckernels.h"
+void ck_sum_products_avx512(const float *a, ptrdiff_t aStep, const float *b, ptrdiff_t bStep, ptrdiff_t count,
+                            ptrdiff_t width, float *out) {
+    (void)a; (void)aStep; (void)b; (void)bStep; (void)count; (void)width; (void)out;
+}
 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
                               ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e) {
     (void)g; (void)x; (void)w; (void)y; (void)row0; (void)row1; (void)e;

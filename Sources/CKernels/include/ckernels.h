@@ -70,6 +70,11 @@ typedef struct {
 void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *y,
                                 ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
 
+/// out[j] += sum over k < count of a[k * aStep + j] * b[k * bStep + j], for j < width: a depthwise
+/// kernel gradient's sum over one output row's pixels for one tap (multiplier 1).
+void ck_sum_products_avx512(const float *a, ptrdiff_t aStep, const float *b, ptrdiff_t bStep, ptrdiff_t count,
+                            ptrdiff_t width, float *out);
+
 /// A 1x1 expansion (with its epilogue) feeding a depthwise convolution (multiplier 1, dilation 1
 /// in height), fused: the expanded tensor is never stored whole, only the kernelH input rows the
 /// current output row reads, in a ring the expansion fills just ahead of the depthwise pass.

@@ -15,6 +15,7 @@
 // dKernel: workers split output rows, each summing into its own copy of the (small) kernel
 // gradient; for one output row, tap and channel block the sum over the row's pixels runs in
 // registers. M > 1 (rare) gathers input lanes per output channel, as the forward does.
+import CKernels
 
 /// Floats of workspace `depthwiseConv2dBackwardKernel` uses for `threads` workers: one kernel-sized
 /// partial per worker after the first.
@@ -176,7 +177,9 @@ private func kernelGradRow(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>
             let x0 = xRow + (lo * g.strideW - lead) * C, xStep = g.strideW * C
             let dy0 = dyRow + lo * CM
             let out = dw + (i * g.kernelW + kx) * CM
-            if m == 1 {
+            if m == 1 && KernelISA.avx512 {
+                ck_sum_products_avx512(x0, xStep, dy0, CM, hi - lo, CM, out)   // 16 lanes, same sums
+            } else if m == 1 {
                 sumProducts(x0, xStep, dy0, CM, count: hi - lo, width: CM, into: out)
             } else {
                 sumProductsGathered(x0, xStep, dy0, CM, count: hi - lo, width: CM, multiplier: m, into: out)

@@ -126,30 +126,36 @@ final class ConvBackwardTests: BackwardTestCase {
             ("5x5 same, wide C70 (parallel rows)", geometry(h: 12, w: 12, ci: 70, co: 70, k: (5, 5), .same), 1),
             ("3x3 dilation 2 valid C12", geometry(h: 9, w: 10, ci: 12, co: 12, k: (3, 3), d: (2, 2), .valid), 1),
             ("4x2 even kernel same C9", geometry(h: 7, w: 6, ci: 9, co: 9, k: (4, 2), .same), 1),
+            ("5x5 same C100 (64-lane blocks and a tail)", geometry(n: 1, h: 8, w: 8, ci: 100, co: 100, k: (5, 5), .same), 1),
         ]
-        for (i, (name, g, m)) in cases.enumerated() {
-            var rng = SeededRandom(UInt64(300 + i))
-            let kCount = g.kernelH * g.kernelW * g.outC
-            let x = rng.floats(g.inputCount), w = rng.floats(kCount), wy = rng.floats(g.outputCount)
-            let xb = Buf(x), kb = Buf(w), dy = Buf(wy), dx = Buf(count: g.inputCount), dk = Buf(count: kCount)
-            let ws = Buf(count: depthwiseConv2dBackwardKernelWorkspaceCount(g))
-            depthwiseConv2dBackwardInput(dOutput: dy.c, geometry: g, multiplier: m, kernel: kb.c, dInput: dx.p,
-                                         accumulate: false)
-            depthwiseConv2dBackwardKernel(input: xb.c, dOutput: dy.c, geometry: g, multiplier: m, dKernel: dk.p,
-                                          accumulate: false, workspace: ws.p, workspaceCount: ws.count)
-            checkGradient("\(name) dInput", at: x, analytic: dx.array, h: 0.5, tolerance: linearTolerance) {
-                weightedSum(referenceDepthwise($0, g, m, w), wy)
+        for (i, (caseName, g, m)) in cases.enumerated() {
+            for isa in kernelISAs {
+                KernelISA.with(avx512: isa) {
+                    let name = "\(caseName) \(isa ? "AVX-512" : "AVX2")"
+                    var rng = SeededRandom(UInt64(300 + i))
+                    let kCount = g.kernelH * g.kernelW * g.outC
+                    let x = rng.floats(g.inputCount), w = rng.floats(kCount), wy = rng.floats(g.outputCount)
+                    let xb = Buf(x), kb = Buf(w), dy = Buf(wy), dx = Buf(count: g.inputCount), dk = Buf(count: kCount)
+                    let ws = Buf(count: depthwiseConv2dBackwardKernelWorkspaceCount(g))
+                    depthwiseConv2dBackwardInput(dOutput: dy.c, geometry: g, multiplier: m, kernel: kb.c, dInput: dx.p,
+                                                 accumulate: false)
+                    depthwiseConv2dBackwardKernel(input: xb.c, dOutput: dy.c, geometry: g, multiplier: m, dKernel: dk.p,
+                                                  accumulate: false, workspace: ws.p, workspaceCount: ws.count)
+                    checkGradient("\(name) dInput", at: x, analytic: dx.array, h: 0.5, tolerance: linearTolerance) {
+                        weightedSum(referenceDepthwise($0, g, m, w), wy)
+                    }
+                    checkGradient("\(name) dKernel", at: w, analytic: dk.array, h: 0.5, tolerance: linearTolerance) {
+                        weightedSum(referenceDepthwise(x, g, m, $0), wy)
+                    }
+                    let once = (dx.array, dk.array)
+                    depthwiseConv2dBackwardInput(dOutput: dy.c, geometry: g, multiplier: m, kernel: kb.c, dInput: dx.p,
+                                                 accumulate: true)
+                    depthwiseConv2dBackwardKernel(input: xb.c, dOutput: dy.c, geometry: g, multiplier: m, dKernel: dk.p,
+                                                  accumulate: true, workspace: nil, workspaceCount: 0)
+                    assertClose(dx.array, once.0.map { 2 * $0 }, tolerance: 1e-5, "\(name) dInput accumulate")
+                    assertClose(dk.array, once.1.map { 2 * $0 }, tolerance: 1e-5, "\(name) dKernel accumulate")
+                }
             }
-            checkGradient("\(name) dKernel", at: w, analytic: dk.array, h: 0.5, tolerance: linearTolerance) {
-                weightedSum(referenceDepthwise(x, g, m, $0), wy)
-            }
-            let once = (dx.array, dk.array)
-            depthwiseConv2dBackwardInput(dOutput: dy.c, geometry: g, multiplier: m, kernel: kb.c, dInput: dx.p,
-                                         accumulate: true)
-            depthwiseConv2dBackwardKernel(input: xb.c, dOutput: dy.c, geometry: g, multiplier: m, dKernel: dk.p,
-                                          accumulate: true, workspace: nil, workspaceCount: 0)
-            assertClose(dx.array, once.0.map { 2 * $0 }, tolerance: 1e-5, "\(name) dInput accumulate")
-            assertClose(dk.array, once.1.map { 2 * $0 }, tolerance: 1e-5, "\(name) dKernel accumulate")
         }
     }
 
