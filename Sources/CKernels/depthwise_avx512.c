@@ -41,7 +41,11 @@ INLINE void strip(const int P, const int KW, const int SW, const float *const *r
                 for (int j = 0; j < P; j++) acc[j] = _mm512_fmadd_ps(col[j * SW + t], wv, acc[j]);
             }
         }
-        for (int j = 0; j < P; j++) ck_emit(acc[j], c, out + j * C + c, m, e);
+        // The strip's values go into the channel sums once, not pixel by pixel (each addition
+        // would wait on the last one's store).
+        __m512 total = _mm512_setzero_ps();
+        for (int j = 0; j < P; j++) total = _mm512_add_ps(total, ck_store(acc[j], c, out + j * C + c, m, e));
+        ck_add_sums(total, c, m, e);
     }
 }
 
@@ -115,6 +119,17 @@ INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, cons
     }
 }
 
+/// The epilogue for output row r: with channel sums, pointed at (and zeroing) row r's slot.
+/// Returns a pointer to a per-thread copy (rows are computed one at a time per caller).
+static inline const ck_epilogue *row_sums(const ck_epilogue *e, ptrdiff_t r, ptrdiff_t C) {
+    static _Thread_local ck_epilogue copy;
+    if (!e->channel_sums) return e;
+    copy = *e;
+    copy.channel_sums = e->channel_sums + r * C;
+    for (ptrdiff_t c = 0; c < C; c++) copy.channel_sums[c] = 0;
+    return &copy;
+}
+
 /// `row` with the strip shape chosen from the geometry.
 INLINE void any_row(const ck_depthwise_geometry *g, const float *const *rows, const float *w, float *outRow,
                     ptrdiff_t oy, const ck_epilogue *e) {
@@ -136,7 +151,7 @@ AVX512 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float
         const float *image = x + n * g->inH * g->inW * C;
         for (ptrdiff_t i = 0; i < g->kernelH; i++)
             rows[i] = image + (oy * g->strideH - g->padTop + i * g->dilationH) * g->inW * C;
-        any_row(g, rows, w, y + r * g->outW * C, oy, e);
+        any_row(g, rows, w, y + r * g->outW * C, oy, row_sums(e, r, C));
     }
 }
 
@@ -167,7 +182,7 @@ AVX512 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float
                                       &e);
         }
         for (ptrdiff_t i = 0; i < R; i++) rows[i] = ring + (((top + i) % R + R) % R) * W * C;
-        any_row(g, rows, f->depthwiseKernel, y + r * g->outW * C, oy, &f->depthwiseEpilogue);
+        any_row(g, rows, f->depthwiseKernel, y + r * g->outW * C, oy, row_sums(&f->depthwiseEpilogue, r, C));
     }
 }
 AVX512 void ck_sum_products_avx512(const float *a, ptrdiff_t aStep, const float *b, ptrdiff_t bStep,

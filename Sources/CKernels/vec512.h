@@ -68,13 +68,28 @@ INLINE __m512 ck_activate(__m512 v, const ck_epilogue *e) {
     }
 }
 
-/// Lanes `mask` of channels ch.. through the epilogue to dst (inside e->output's tensor).
-INLINE void ck_emit(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
-    if (!mask) return;
+/// Lanes `mask` of channels ch.. through the epilogue (not the channel sums) to dst (inside
+/// e->output's tensor); returns the values stored.
+INLINE __m512 ck_store(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
     if (e->scale) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, e->scale + ch));
     if (e->shift) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->shift + ch));
     if (e->residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->residual + (dst - e->output)));
-    _mm512_mask_storeu_ps(dst, mask, ck_activate(v, e));
+    v = ck_activate(v, e);
+    _mm512_mask_storeu_ps(dst, mask, v);
+    return v;
+}
+
+/// Adds `total` (values of channels ch.. already stored) into the channel sums, if any.
+INLINE void ck_add_sums(__m512 total, ptrdiff_t ch, __mmask16 mask, const ck_epilogue *e) {
+    if (e->channel_sums)
+        _mm512_mask_storeu_ps(e->channel_sums + ch, mask,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(mask, e->channel_sums + ch), total));
+}
+
+/// `ck_store`, and the values into the channel sums.
+INLINE void ck_emit(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
+    if (!mask) return;
+    ck_add_sums(ck_store(v, ch, dst, mask, e), ch, mask, e);
 }
 
 #endif

@@ -32,6 +32,10 @@ typedef struct {
     const float *output;
     int activation;
     float clip;
+    /// Depthwise kernels only, else NULL: per output row r (over batch x outH), the row's results
+    /// summed per channel into channel_sums + r * C (a global average pool's sums, made while
+    /// the values are in registers).
+    float *channel_sums;
 } ck_epilogue;
 
 /// Rows r0..<r1 times panels p0..<p1 of a pointwise product whose kernel is packed as

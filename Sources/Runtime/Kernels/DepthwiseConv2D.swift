@@ -16,9 +16,11 @@ import CKernels
 import Graph
 
 /// DepthwiseConv2D: output = epilogue(depthwise(input, kernel)).
+/// `channelSums` (AVX-512 path, multiplier 1, an activation it applies in registers): also the
+/// per-channel sums of each output row r (over batch x outH) into channelSums + r * C.
 public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, multiplier: Int,
                             kernel: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                            epilogue: Epilogue) {
+                            epilogue: Epilogue, channelSums: UnsafeMutablePointer<Float>? = nil) {
     precondition(multiplier >= 1 && g.outC == g.inC * multiplier, "depthwise: outC must be inC * multiplier")
     guard g.outputPixels > 0 else { return }
     let rows = g.batch * g.outH
@@ -26,6 +28,8 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
     if KernelISA.avx512 && multiplier == 1 {
         // The 16-lane kernel (CKernels), over the same chunks of rows.
         var e = SplitEpilogue(epilogue, output: output)
+        precondition(channelSums == nil || e.after == nil, "depthwise channel sums need an in-register epilogue")
+        e.inRegisters.channel_sums = channelSums
         var cg = ck_depthwise_geometry(inH: g.inH, inW: g.inW, channels: g.inC, outH: g.outH, outW: g.outW,
                                        kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH,
                                        strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,
@@ -36,6 +40,7 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
             e.finish(output, offset: range.lowerBound * rowFloats, cols: range.count * rowFloats)
         }
     } else {
+        precondition(channelSums == nil, "depthwise channel sums need the AVX-512 kernel")
         withActivation(epilogue.elementwise, DepthwiseJob(
             x: input, g: g, m: multiplier, w: kernel, y: output,
             e: EpilogueVector(epilogue, output: output), rows: rows, minRows: minRows))

@@ -16,18 +16,21 @@ public func expandDepthwiseWorkspaceCount(kernelH: Int, inW: Int, channels: Int)
 /// Runs the fused pair (see the file comment). `expandPacked` is the [inChannels, C] kernel
 /// packed by `packPointwise`; `g` is the depthwise geometry (inC = outC = C, dilationH 1); both
 /// epilogues must have activations the AVX-512 kernels apply (`Epilogue.avx512`) and no residual.
+/// `channelSums`: as for `depthwiseConv2d`.
 public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, expandPacked: UnsafePointer<Float>,
                                 expandEpilogue: Epilogue, geometry g: Conv2DGeometry, kernel: UnsafePointer<Float>,
                                 epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
-                                workspace: UnsafeMutablePointer<Float>, workspaceCount: Int) {
+                                workspace: UnsafeMutablePointer<Float>, workspaceCount: Int,
+                                channelSums: UnsafeMutablePointer<Float>? = nil) {
     precondition(KernelISA.avx512 && g.inC == g.outC && g.dilationH == 1, "expandDepthwiseConv: unsupported step")
     guard g.outputPixels > 0 else { return }
     let ring = g.kernelH * g.inW * g.inC
     precondition(workspaceCount >= ring, "expandDepthwiseConv: workspace too small")
-    guard let expand = expandEpilogue.avx512(output: output), let depthwise = epilogue.avx512(output: output),
+    guard let expand = expandEpilogue.avx512(output: output), var depthwise = epilogue.avx512(output: output),
           expandEpilogue.residual == nil, epilogue.residual == nil else {
         preconditionFailure("expandDepthwiseConv: epilogue the AVX-512 kernels do not apply")
     }
+    depthwise.channel_sums = channelSums
     let fused = ck_expand_depthwise(
         depthwise: ck_depthwise_geometry(inH: g.inH, inW: g.inW, channels: g.inC, outH: g.outH, outW: g.outW,
                                          kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH,

@@ -46,7 +46,8 @@ extension Epilogue {
             }
         default: return nil
         }
-        return ck_epilogue(scale: scale, shift: shift, residual: residual, output: output, activation: kind, clip: clip)
+        return ck_epilogue(scale: scale, shift: shift, residual: residual, output: output, activation: kind, clip: clip,
+                           channel_sums: nil)
     }
 }
 

@@ -12,6 +12,9 @@ final class CompiledPlan {
     let constants: ConstantPool
     let workspace: UnsafeMutablePointer<Float>
     let workspaceCount: Int
+    /// Per depthwise step whose output a `meanOfRowSums` step pools: its channel sums per output
+    /// row, [batch * outH, C].
+    private(set) var rowSums: [Int: UnsafeMutablePointer<Float>] = [:]
     private var steps: [() -> Void] = []
     /// What a training-mode dropout step of this plan uses (see PlanOp.dropout); inactive: identity.
     let dropoutClock = DropoutClock()
@@ -26,6 +29,12 @@ final class CompiledPlan {
         arena = .allocate(capacity: buffers.arenaCount)
         arena.initialize(repeating: 0, count: buffers.arenaCount)
         constants = other?.constants ?? ConstantPool(nodes: nodes)
+        for node in nodes {
+            if case .meanOfRowSums = node.op, rowSums[node.inputs[0]] == nil {
+                let s = nodes[node.inputs[0]].shape
+                rowSums[node.inputs[0]] = .allocate(capacity: s[0] * s[1] * s[3])
+            }
+        }
         workspaceCount = max(16, nodes.indices.map { CompiledPlan.workspaceNeeded(nodes, $0) }.max() ?? 0)
         workspace = .allocate(capacity: workspaceCount)
         workspace.initialize(repeating: 0, count: workspaceCount)
@@ -35,6 +44,7 @@ final class CompiledPlan {
     deinit {
         arena.deallocate()
         workspace.deallocate()
+        rowSums.values.forEach { $0.deallocate() }
     }
 
     func pointer(_ node: Int) -> UnsafeMutablePointer<Float> { arena + buffers.offsets[node] }

@@ -76,17 +76,33 @@ extension CompiledPlan {
             let x = nodes[node.inputs[0]].shape
             let g = f.depthwise.geometry(input: [x[0], x[1], x[2], f.expandChannels], output: node.shape)
             let packed = constant(0), expandShift = constant(1), kernel = constant(2), shift = constant(3)
-            let ws = workspace, wsCount = workspaceCount
+            let ws = workspace, wsCount = workspaceCount, sums = rowSums[i]
             return { expandDepthwiseConv(input: ins[0], inChannels: x[3], expandPacked: packed,
                                          expandEpilogue: Epilogue(shift: expandShift, activation: f.expandAct),
                                          geometry: g, kernel: kernel,
                                          epilogue: Epilogue(shift: shift, activation: f.act), output: out,
-                                         workspace: ws, workspaceCount: wsCount) }
+                                         workspace: ws, workspaceCount: wsCount, channelSums: sums) }
         case .depthwise(let p, let m, _, let shift, let act):
             let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)
+            let sums = rowSums[i]
             return { depthwiseConv2d(input: ins[0], geometry: g, multiplier: m, kernel: kernel, output: out,
-                                     epilogue: Epilogue(shift: bias, activation: act)) }
+                                     epilogue: Epilogue(shift: bias, activation: act), channelSums: sums) }
+        case .meanOfRowSums:
+            let s = nodes[node.inputs[0]].shape
+            let batch = s[0], rows = s[1], c = s[3], pixels = Float(s[1] * s[2])
+            let sums = UnsafePointer(rowSums[node.inputs[0]]!)
+            return {
+                for n in 0..<batch {
+                    let y = out + n * c
+                    y.update(from: sums + n * rows * c, count: c)
+                    for r in 1..<max(1, rows) {
+                        let row = sums + (n * rows + r) * c
+                        for j in 0..<c { y[j] += row[j] }
+                    }
+                    for j in 0..<c { y[j] /= pixels }    // divide, as the mean is defined
+                }
+            }
         case .dense(let fi, let fo, _, let shift, let act):
             let rows = node.count / fo
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)

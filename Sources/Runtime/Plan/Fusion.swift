@@ -23,6 +23,7 @@ struct Fusion {
         for i in nodes.indices where forward[i] == nil { fuseIntoProducer(i) }
         if KernelISA.avx512 {
             for i in nodes.indices where forward[i] == nil { fuseExpandDepthwise(i) }
+            for i in nodes.indices where forward[i] == nil { poolFromRowSums(i) }
         }
         return compact()
     }
@@ -72,6 +73,22 @@ struct Fusion {
         nodes[i].inputs = nodes[p].inputs
         nodes[i].layer = nodes[p].layer + "+" + nodes[i].layer
         forward[p] = i
+    }
+
+    /// A global average pool of a depthwise step's output (squeeze-and-excitation's squeeze) is
+    /// taken from channel sums the depthwise kernel makes per output row as it stores them.
+    private mutating func poolFromRowSums(_ i: Int) {
+        guard case .globalPool(.average) = nodes[i].op, nodes[i].inputs.count == 1 else { return }
+        let d = resolve(nodes[i].inputs[0])
+        let act: ActivationSpec
+        switch nodes[d].op {
+        case .depthwise(_, 1, _, _, let a): act = a
+        case .expandDepthwise(let f): act = f.act
+        default: return
+        }
+        guard nodes[d].shape.count == 4,
+              Epilogue(activation: act).avx512(output: UnsafeMutablePointer(bitPattern: 16)!) != nil else { return }
+        nodes[i].op = .meanOfRowSums
     }
 
     /// Expanded maps (per image) from this size on are fused with their depthwise convolution.

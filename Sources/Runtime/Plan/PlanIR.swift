@@ -27,6 +27,10 @@ enum PlanOp {
     case softmax(axis: Int, log: Bool)
     case pool(kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int)
     case globalPool(PoolKind)
+    /// Global average pooling of a depthwise step's output (the input node) from the per-row
+    /// channel sums that step left while its values were in registers (AVX-512 plans only; the
+    /// pass over the map is saved).
+    case meanOfRowSums
     case pad(top: Int, bottom: Int, left: Int, right: Int)
     case crop(top: Int, left: Int)
     case upsample(sizeH: Int, sizeW: Int, interpolation: Interpolation)

@@ -114,6 +114,32 @@ final class DepthwiseConv2DTests: XCTestCase {
         }
     }
 
+    /// With channel sums (the AVX-512 kernel feeding a global average pool), the output is the
+    /// same and each output row's per-channel sums are those of the stored values.
+    func testChannelSumsPerOutputRow() throws {
+        try XCTSkipUnless(KernelISA.available, "no AVX-512 here: plans never ask for channel sums on this machine")
+        var rng = SeededRandom(9)
+        for c in Self.cases where c.mult == 1 {
+            let g = c.g
+            let x = rng.floats(g.inputCount), w = rng.floats(g.kernelH * g.kernelW * g.outC), shift = rng.floats(g.outC)
+            let plain = KernelISA.with(avx512: true) { run(x, g, w, 1, scale: nil, shift: shift, .swish) }
+            var out = [Float](repeating: .nan, count: g.outputCount)
+            var sums = [Float](repeating: .nan, count: g.batch * g.outH * g.outC)
+            KernelISA.with(avx512: true) {
+                shift.withUnsafeBufferPointer { sp in
+                    depthwiseConv2d(input: x, geometry: g, multiplier: 1, kernel: w, output: &out,
+                                    epilogue: Epilogue(shift: sp.baseAddress, activation: .swish), channelSums: &sums)
+                }
+            }
+            XCTAssertEqual(out, plain, c.name)
+            var want = [Double](repeating: 0, count: sums.count)
+            for r in 0..<(g.batch * g.outH) { for ox in 0..<g.outW { for ch in 0..<g.outC {
+                want[r * g.outC + ch] += Double(out[(r * g.outW + ox) * g.outC + ch])
+            }}}
+            assertClose(sums, want, tolerance: 1e-5 * Double(g.outW), "\(c.name) row sums")
+        }
+    }
+
     func testSingleThreadAndOddWorkerCounts() {
         var rng = SeededRandom(8)
         let c = Self.cases[14]   // enough rows per worker to split

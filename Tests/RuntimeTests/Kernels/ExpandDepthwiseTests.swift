@@ -66,6 +66,31 @@ final class ExpandDepthwiseTests: XCTestCase {
         }
     }
 
+    /// The fused step's channel sums per output row equal the row sums of what it stored.
+    func testFusedChannelSums() throws {
+        try XCTSkipUnless(KernelISA.available, "no AVX-512 here: plans never contain the fused step on this machine")
+        var rng = SeededRandom(22)
+        let c = Self.cases[2]
+        let g = Conv2DGeometry(batch: c.n, inH: c.h, inW: c.w, inC: c.c, outC: c.c, kernelH: c.k, kernelW: c.k,
+                               strideH: c.s, strideW: c.s, padding: c.p)
+        let x = rng.floats(c.n * c.h * c.w * c.inC), ek = rng.floats(c.inC * c.c, -0.5, 0.5), dk = rng.floats(c.k * c.k * c.c)
+        var packed = [Float](repeating: 0, count: pointwisePackedCount(k: c.inC, n: c.c))
+        packPointwise(ek, k: c.inC, n: c.c, into: &packed)
+        let wsCount = expandDepthwiseWorkspaceCount(kernelH: c.k, inW: c.w, channels: c.c)
+        var ws = [Float](repeating: 0, count: wsCount), out = [Float](repeating: 0, count: g.outputCount)
+        var sums = [Float](repeating: .nan, count: g.batch * g.outH * g.outC)
+        KernelISA.with(avx512: true) {
+            expandDepthwiseConv(input: x, inChannels: c.inC, expandPacked: packed, expandEpilogue: Epilogue(activation: .swish),
+                                geometry: g, kernel: dk, epilogue: Epilogue(activation: .swish), output: &out,
+                                workspace: &ws, workspaceCount: wsCount, channelSums: &sums)
+        }
+        var want = [Double](repeating: 0, count: sums.count)
+        for r in 0..<(g.batch * g.outH) { for ox in 0..<g.outW { for ch in 0..<g.outC {
+            want[r * g.outC + ch] += Double(out[(r * g.outW + ox) * g.outC + ch])
+        }}}
+        assertClose(sums, want, tolerance: 1e-4, "row sums")
+    }
+
     /// Under AVX-512 the seed EfficientNetB0's plan fuses its large early expansions; under AVX2
     /// nothing is fused (the step has no AVX2 kernel). Its outputs are checked against Keras's by
     /// FixtureOutputTests under both.
@@ -82,5 +107,16 @@ final class ExpandDepthwiseTests: XCTestCase {
         }
         XCTAssertEqual(try fused(false), [])
         if KernelISA.available { XCTAssertEqual(try fused(true), ["block2a", "block2b", "block3a"]) }
+        // Every squeeze-and-excitation squeeze (16 blocks) pools from its depthwise step's row sums.
+        func pooledFromSums(_ isa: Bool) throws -> Int {
+            try KernelISA.with(avx512: isa) {
+                try InferenceSession(model: model).plan(for: [[1, 228, 228, 3]]).nodes.filter {
+                    if case .meanOfRowSums = $0.op { return true }
+                    return false
+                }.count
+            }
+        }
+        XCTAssertEqual(try pooledFromSums(false), 0)
+        if KernelISA.available { XCTAssertEqual(try pooledFromSums(true), 16) }
     }
 }
