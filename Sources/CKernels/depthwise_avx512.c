@@ -10,18 +10,6 @@
 #include "ckernels.h"
 #include "vec512.h"
 
-/// First tap k (0..<kernel) whose input index o*stride - pad + k*dilation is >= 0, and one past
-/// the last that is < size.
-static inline void valid_taps(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t dilation, ptrdiff_t kernel,
-                              ptrdiff_t size, ptrdiff_t *lo, ptrdiff_t *hi) {
-    const ptrdiff_t start = o * stride - pad;
-    const ptrdiff_t l = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
-    ptrdiff_t h = size - start > 0 ? (size - start + dilation - 1) / dilation : 0;
-    if (h > kernel) h = kernel;
-    *lo = l;
-    *hi = h > l ? h : l;
-}
-
 /// P adjacent interior outputs (every tap inside the input), kernel width KW, stride SW,
 /// dilation 1. rows[i] is the input row kernel row i reads (taps kyLo..<kyHi), `col` the offset
 /// in it of the first window's leftmost tap.
@@ -91,7 +79,7 @@ INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, cons
                 const float *w, float *outRow, ptrdiff_t oy, const ck_epilogue *e) {
     const ptrdiff_t C = g->channels;
     ptrdiff_t kyLo, kyHi;
-    valid_taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
+    ck_valid_taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
     // Interior columns: every horizontal tap inside the input.
     const ptrdiff_t span = (g->kernelW - 1) * g->dilationW;
     ptrdiff_t oxLo = (g->padLeft + g->strideW - 1) / g->strideW;
@@ -112,7 +100,7 @@ INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, cons
         } else {
             ptrdiff_t kxLo = 0, kxHi = g->kernelW;
             if (ox < oxLo || ox >= oxHi)
-                valid_taps(ox, g->strideW, g->padLeft, g->dilationW, g->kernelW, g->inW, &kxLo, &kxHi);
+                ck_valid_taps(ox, g->strideW, g->padLeft, g->dilationW, g->kernelW, g->inW, &kxLo, &kxHi);
             pixel(g, rows, col, kyLo, kyHi, kxLo, kxHi, w, out, e);
             ox += 1;
         }

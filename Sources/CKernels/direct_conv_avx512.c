@@ -8,16 +8,6 @@
 #include "ckernels.h"
 #include "vec512.h"
 
-static inline void taps(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t dilation, ptrdiff_t kernel,
-                        ptrdiff_t size, ptrdiff_t *lo, ptrdiff_t *hi) {
-    const ptrdiff_t start = o * stride - pad;
-    const ptrdiff_t l = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
-    ptrdiff_t h = size - start > 0 ? (size - start + dilation - 1) / dilation : 0;
-    if (h > kernel) h = kernel;
-    *lo = l;
-    *hi = h > l ? h : l;
-}
-
 /// P output pixels StrideW apart in the input (`origin` = first pixel's tap (0, kxLo)), taps
 /// ky in kyLo..<kyHi and kx in kxLo..<kxHi, all output channels 32 at a time.
 INLINE void pixels(const int P, const ck_conv_geometry *g, const float *origin, ptrdiff_t kyLo, ptrdiff_t kyHi,
@@ -64,7 +54,7 @@ AVX512 void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x
     for (ptrdiff_t r = row0; r < row1; r++) {
         const ptrdiff_t n = r / g->outH, oy = r % g->outH;
         ptrdiff_t kyLo, kyHi;
-        taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
+        ck_valid_taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
         const float *row = x + (n * g->inH + oy * g->strideH - g->padTop) * g->inW * ci;
         float *outRow = y + r * g->outW * co;
         ptrdiff_t ox = 0;
@@ -79,7 +69,7 @@ AVX512 void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x
                 ox += 4;
             } else {
                 ptrdiff_t kxLo, kxHi;
-                taps(ox, g->strideW, g->padLeft, 1, g->kernelW, g->inW, &kxLo, &kxHi);
+                ck_valid_taps(ox, g->strideW, g->padLeft, 1, g->kernelW, g->inW, &kxLo, &kxHi);
                 pixels(1, g, row + (ix0 + kxLo) * ci, kyLo, kyHi, kxLo, kxHi, w, out, e);
                 ox += 1;
             }

@@ -17,6 +17,18 @@ INLINE __mmask16 ck_lanes(ptrdiff_t count) {
     return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
 }
 
+/// First tap k (0..<kernel) whose input index o*stride - pad + k*dilation is >= 0, and one past
+/// the last that is < size (Runtime's Conv2DGeometry.validTaps).
+static inline void ck_valid_taps(ptrdiff_t o, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t dilation, ptrdiff_t kernel,
+                                 ptrdiff_t size, ptrdiff_t *lo, ptrdiff_t *hi) {
+    const ptrdiff_t start = o * stride - pad;
+    const ptrdiff_t l = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+    ptrdiff_t h = size - start > 0 ? (size - start + dilation - 1) / dilation : 0;
+    if (h > kernel) h = kernel;
+    *lo = l;
+    *hi = h > l ? h : l;
+}
+
 /// e^-v for the logistic functions: -v = n ln2 + r with n = round(-v log2 e) (ln2 split in two
 /// for exactness), e^r by the degree-5 polynomial of Runtime's `expForLogistic` (VectorMath.swift;
 /// 2e-7 relative) evaluated at r = -s with alternating signs, and 2^n applied by scalef: three

@@ -27,21 +27,13 @@ public func pointwisePackedCount(k: Int, n: Int) -> Int {
 /// `rowScale[kk]` when given (squeeze-and-excitation's channel scale folded into the weights).
 public func packPointwise(_ kernel: UnsafePointer<Float>, k: Int, n: Int, rowScale: UnsafePointer<Float>? = nil,
                           into dst: UnsafeMutablePointer<Float>) {
-    var out = dst
-    var c0 = 0
-    while c0 < n {
-        let width = panelWidth(n, c0), valid = min(width, n - c0)
-        for kk in 0..<k {
-            let src = kernel + kk * n + c0
-            if let s = rowScale?[kk] {
-                for l in 0..<valid { out[l] = src[l] * s }
-            } else {
-                out.update(from: src, count: valid)
-            }
-            for l in valid..<width { out[l] = 0 }
-            out += width
+    packPanels(k: k, n: n, into: dst) { kk, c0, valid, out in
+        let src = kernel + kk * n + c0
+        if let s = rowScale?[kk] {
+            for l in 0..<valid { out[l] = src[l] * s }
+        } else {
+            out.update(from: src, count: valid)
         }
-        c0 += width
     }
 }
 
@@ -49,12 +41,22 @@ public func packPointwise(_ kernel: UnsafePointer<Float>, k: Int, n: Int, rowSca
 /// [k = cols, n = rows] kernel: the backward product dX = dY · Wᵀ of a 1x1 convolution.
 public func packPointwise(transposeOf w: UnsafePointer<Float>, rows: Int, cols: Int,
                           into dst: UnsafeMutablePointer<Float>) {
+    packPanels(k: cols, n: rows, into: dst) { kk, c0, valid, out in
+        for l in 0..<valid { out[l] = w[(c0 + l) * cols + kk] }
+    }
+}
+
+/// The panel layout: for each panel (output channels c0..<c0 + valid), for each row kk < k,
+/// `fill(kk, c0, valid, out)` writes the row's `valid` values; the panel's padding is zeroed here.
+@inline(__always)
+private func packPanels(k: Int, n: Int, into dst: UnsafeMutablePointer<Float>,
+                        _ fill: (_ kk: Int, _ c0: Int, _ valid: Int, _ out: UnsafeMutablePointer<Float>) -> Void) {
     var out = dst
     var c0 = 0
-    while c0 < rows {
-        let width = panelWidth(rows, c0), valid = min(width, rows - c0)
-        for kk in 0..<cols {
-            for l in 0..<valid { out[l] = w[(c0 + l) * cols + kk] }
+    while c0 < n {
+        let width = panelWidth(n, c0), valid = min(width, n - c0)
+        for kk in 0..<k {
+            fill(kk, c0, valid, out)
             for l in valid..<width { out[l] = 0 }
             out += width
         }
