@@ -12,6 +12,8 @@
 // Kernel-tap ranges are computed once per row (vertical) and only at the left/right borders
 // (horizontal), so interior pixels run with no bounds tests. Rows are split across workers;
 // scale/shift, the residual and the activation are applied in registers before the single store.
+// With AVX-512 (KernelISA) and multiplier 1 the rows go to CKernels/depthwise_avx512.c instead
+// (16 lanes, strips of 8 then 4, optional per-row channel sums for a following global pool).
 import CKernels
 import Graph
 

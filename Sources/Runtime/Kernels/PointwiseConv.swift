@@ -13,7 +13,9 @@
 // block: per input channel, 2 weight loads and 6 broadcasts feed 12 fused multiply-adds).
 // Rows are cut into blocks whose input fits in L2; a block sweeps all panels (so one panel,
 // k x 16 floats, stays in L1/L2 while six-row tiles stream past it). Blocks, and panel groups
-// when there are few blocks, are shared among the workers.
+// when there are few blocks, are shared among the workers. With AVX-512 (KernelISA) the same
+// blocks go to the C tile in CKernels/pointwise_avx512.c (12 rows x two panels, 24 zmm
+// accumulators); the tiles below are the AVX2 path.
 import CKernels
 import Graph
 
