@@ -113,15 +113,16 @@ extension Benchmark {
                                      trainableParameters: distiller.params.trainableCount)
         if let p = distiller.phases {
             let n = Double(latencies.count), total = latencies.reduce(0, +) / n
-            result.phaseReport = (["time per step by phase (\(String(format: "%.1f", total * 1000)) ms in all):"]
-                + p.order.map { "  " + $0.padding(toLength: 28, withPad: " ", startingAt: 0)
-                    + String(format: "%7.1f ms  %5.1f%%", p.seconds[$0]! / n * 1000, 100 * p.seconds[$0]! / n / total) })
-                .joined(separator: "\n")
+            // One line: a name, its seconds over all the steps as ms per step, its share of a step.
+            func line(_ name: String, _ seconds: Double) -> String {
+                "  " + name.padding(toLength: 28, withPad: " ", startingAt: 0)
+                    + String(format: "%7.1f ms  %5.1f%%", seconds / n * 1000, 100 * seconds / n / total)
+            }
             let nodes = try distiller.plan(batch: batchSize).nodeTimes ?? [:]
-            result.phaseReport! += "\ntrainable part by kind of operation:\n" + nodes.sorted { $0.value > $1.value }.map {
-                "  " + $0.key.padding(toLength: 28, withPad: " ", startingAt: 0)
-                    + String(format: "%7.1f ms  %5.1f%%", $0.value / n * 1000, 100 * $0.value / n / total)
-            }.joined(separator: "\n")
+            result.phaseReport = (["time per step by phase (\(String(format: "%.1f", total * 1000)) ms in all):"]
+                + p.order.map { line($0, p.seconds[$0]!) }
+                + ["trainable part by kind of operation:"]
+                + nodes.sorted { $0.value > $1.value }.map { line($0.key, $0.value) }).joined(separator: "\n")
         }
         return result
     }

@@ -32,10 +32,7 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
         var e = SplitEpilogue(epilogue, output: output)
         precondition(channelSums == nil || e.after == nil, "depthwise channel sums need an in-register epilogue")
         e.inRegisters.channel_sums = channelSums
-        var cg = ck_depthwise_geometry(inH: g.inH, inW: g.inW, channels: g.inC, outH: g.outH, outW: g.outW,
-                                       kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH,
-                                       strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,
-                                       padTop: g.padTop, padLeft: g.padLeft)
+        var cg = g.depthwiseForC
         let rowFloats = g.outW * g.outC
         parallelFor(rows, minChunk: minRows) { _, range in
             ck_depthwise_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, &e.inRegisters)

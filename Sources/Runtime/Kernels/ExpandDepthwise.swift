@@ -32,11 +32,7 @@ public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, ex
     }
     depthwise.channel_sums = channelSums
     let fused = ck_expand_depthwise(
-        depthwise: ck_depthwise_geometry(inH: g.inH, inW: g.inW, channels: g.inC, outH: g.outH, outW: g.outW,
-                                         kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH,
-                                         strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,
-                                         padTop: g.padTop, padLeft: g.padLeft),
-        inChannels: inChannels, expandPacked: expandPacked, expand: expand, depthwiseKernel: kernel,
+        depthwise: g.depthwiseForC, inChannels: inChannels, expandPacked: expandPacked, expand: expand, depthwiseKernel: kernel,
         depthwiseEpilogue: depthwise)
     // Bands of about two per worker: each band restarts its ring and so expands the rows it
     // shares with the band above once more (kernelH - stride rows).

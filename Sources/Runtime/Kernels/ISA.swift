@@ -1,9 +1,11 @@
 // Which instruction set the hottest kernels use. The Swift kernels are compiled for AVX2 + FMA
 // (Package.swift); on a CPU that also has AVX-512 (and an OS that saves its registers), the
-// pointwise product and the depthwise convolution run the 16-lane C versions in CKernels
-// instead. Both paths compute the same epilogue with the same exponential; the tests run both.
+// pointwise product, depthwise and direct (stem) convolutions and the 1x1/depthwise weight
+// gradients run the 16-lane C versions in CKernels instead, and plans use the fused steps that
+// exist only there. Both paths compute the same epilogues; the tests run both.
 import CKernels
 import Foundation
+import Graph
 
 public enum KernelISA {
     /// True when the AVX-512 kernels run: the CPU and OS support them and the environment does
@@ -14,9 +16,6 @@ public enum KernelISA {
     public static let available: Bool =
         ck_avx512_usable() != 0 && ProcessInfo.processInfo.environment["DISTILLCTL_NO_AVX512"] == nil
 
-    /// A line for `bench` and `--version`-style reports.
-    public static var description: String { avx512 ? "AVX-512" : "AVX2+FMA" }
-
     /// Runs `body` with the AVX-512 kernels switched to `on` (tests compare the two paths).
     public static func with<T>(avx512 on: Bool, _ body: () throws -> T) rethrows -> T {
         let saved = avx512
@@ -26,28 +25,39 @@ public enum KernelISA {
     }
 }
 
+extension ActivationSpec {
+    /// The AVX-512 kernels' code for this activation (and relu's clip), or nil when they do not
+    /// apply it in registers.
+    var avx512Code: (kind: Int32, clip: Float)? {
+        let plainRelu = (kind == .relu || kind == .relu6) && alpha == 0 && threshold == 0
+        switch kind {
+        case .linear: return (Int32(CK_ACT_LINEAR), 0)
+        case .swish: return (Int32(CK_ACT_SWISH), 0)
+        case .sigmoid: return (Int32(CK_ACT_SIGMOID), 0)
+        case _ where plainRelu:
+            if let m = kind == .relu6 ? (maxValue ?? 6) : maxValue { return (Int32(CK_ACT_RELU_CLIPPED), m) }
+            return (Int32(CK_ACT_RELU), 0)
+        default: return nil
+        }
+    }
+}
+
 extension Epilogue {
     /// The epilogue for the AVX-512 kernels, or nil when its activation is not one they apply in
     /// registers (then the caller runs it as a pass, as the AVX2 kernels do).
     func avx512(output: UnsafeMutablePointer<Float>) -> ck_epilogue? {
-        let act = elementwise
-        let plainRelu = (act.kind == .relu || act.kind == .relu6) && act.alpha == 0 && act.threshold == 0
-        var kind: Int32, clip: Float = 0
-        switch act.kind {
-        case .linear: kind = Int32(CK_ACT_LINEAR)
-        case .swish: kind = Int32(CK_ACT_SWISH)
-        case .sigmoid: kind = Int32(CK_ACT_SIGMOID)
-        case _ where plainRelu:
-            if let m = act.kind == .relu6 ? (act.maxValue ?? 6) : act.maxValue {
-                kind = Int32(CK_ACT_RELU_CLIPPED)
-                clip = m
-            } else {
-                kind = Int32(CK_ACT_RELU)
-            }
-        default: return nil
-        }
+        guard let (kind, clip) = elementwise.avx512Code else { return nil }
         return ck_epilogue(scale: scale, shift: shift, residual: residual, output: output, activation: kind, clip: clip,
                            channel_sums: nil)
+    }
+}
+
+extension Conv2DGeometry {
+    /// The geometry as the C depthwise kernels take it (channels = inC).
+    var depthwiseForC: ck_depthwise_geometry {
+        ck_depthwise_geometry(inH: inH, inW: inW, channels: inC, outH: outH, outW: outW, kernelH: kernelH,
+                              kernelW: kernelW, strideH: strideH, strideW: strideW, dilationH: dilationH,
+                              dilationW: dilationW, padTop: padTop, padLeft: padLeft)
     }
 }
 

@@ -85,23 +85,6 @@ public func scalePackedPointwise(_ packed: UnsafePointer<Float>, k: Int, n: Int,
     }
 }
 
-/// dst[r, j] = x[r, j] * s[j] for a rows x cols block (rows cols apart in both).
-func scaleColumns(_ x: UnsafePointer<Float>, rows: Int, cols: Int, by s: UnsafePointer<Float>,
-                  into dst: UnsafeMutablePointer<Float>) {
-    for r in 0..<rows {
-        let p = x + r * cols, q = dst + r * cols
-        var j = 0
-        while j + 8 <= cols {
-            store(load(p + j) * load(s + j), q + j)
-            j += 8
-        }
-        while j < cols {
-            q[j] = p[j] * s[j]
-            j += 1
-        }
-    }
-}
-
 /// Width of the panel starting at output channel c0 (16, or 8 for a last panel of 1-8 channels).
 @inline(__always)
 func panelWidth(_ n: Int, _ c0: Int) -> Int { n - c0 <= 8 ? 8 : 16 }

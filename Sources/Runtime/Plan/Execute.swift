@@ -62,7 +62,7 @@ extension CompiledPlan {
                 for b in 0..<batch {
                     let x = ins[0] + b * pixels * cin, s = ins[1] + b * cin
                     if scaleInput {
-                        scaleColumns(x, rows: pixels, cols: cin, by: s, into: scaled)
+                        channelScale(x, batch: 1, spatial: pixels, channels: cin, scale: s, output: scaled)
                     } else {
                         scalePackedPointwise(packed, k: cin, n: cout, rowScale: s, into: scaled)
                     }

@@ -64,8 +64,7 @@ struct Fusion {
         guard case .conv(let e, let ek, let es, let ea) = nodes[p].op, e.isPointwise, !e.residual,
               nodes[p].inputs.count == 1, !isOutput(p), consumers(of: p) == [i],
               nodes[p].shape.dropFirst().reduce(1, *) * MemoryLayout<Float>.size >= Self.expandDepthwiseMinBytes,
-              Epilogue(activation: ea).avx512(output: UnsafeMutablePointer(bitPattern: 16)!) != nil,
-              Epilogue(activation: act).avx512(output: UnsafeMutablePointer(bitPattern: 16)!) != nil
+              ea.avx512Code != nil, act.avx512Code != nil
         else { return }
         nodes[i].op = .expandDepthwise(ExpandDepthwise(expandChannels: e.outChannels, expandKernel: ek, expandShift: es,
                                                        expandAct: ea, depthwise: dw, kernel: kernel, shift: shift,
@@ -86,8 +85,7 @@ struct Fusion {
         case .expandDepthwise(let f): act = f.act
         default: return
         }
-        guard nodes[d].shape.count == 4,
-              Epilogue(activation: act).avx512(output: UnsafeMutablePointer(bitPattern: 16)!) != nil else { return }
+        guard nodes[d].shape.count == 4, act.avx512Code != nil else { return }
         nodes[i].op = .meanOfRowSums
     }
 

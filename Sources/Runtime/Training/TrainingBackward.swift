@@ -10,9 +10,7 @@ extension TrainingPlan {
         grads[split.logits].update(from: logitsGradient, count: nodes[split.logits].count)
         written[split.logits] = true
         for i in stride(from: split.logits, through: 0, by: -1) where written[i] {
-            let start = nodeTimes == nil ? 0 : DispatchTimeNanos.now()
-            backwardNode(i, &written, &weightWritten)
-            if nodeTimes != nil { nodeTimes!["backward " + nodes[i].kindName, default: 0] += Double(DispatchTimeNanos.now() - start) / 1e9 }
+            timed("backward", i) { backwardNode(i, &written, &weightWritten) }
         }
     }
 

@@ -31,6 +31,15 @@ final class TrainingPlan {
     /// When set, seconds per kind of trainable node, forward and backward (`bench --train --profile`).
     var nodeTimes: [String: Double]?
 
+    /// Runs `body` (node i's `pass`), adding its time to `nodeTimes` when that is set.
+    @inline(__always)
+    func timed(_ pass: String, _ i: Int, _ body: () -> Void) {
+        guard nodeTimes != nil else { return body() }
+        let start = DispatchTimeNanos.now()
+        body()
+        nodeTimes![pass + " " + nodes[i].kindName, default: 0] += Double(DispatchTimeNanos.now() - start) / 1e9
+    }
+
     var nodes: [TrainNode] { split.nodes }
 
     init(model: LoadedModel, params: ParameterStore, batch: Int) throws {
@@ -135,8 +144,8 @@ final class TrainingPlan {
         lastForwardTraining = training
         self.rowOffset = rowOffset
         if !prefix.isEmpty {
-            // Image `first` onwards of the batch through `plan`; its outputs into the values of
-            // the nodes that take them.
+            // Images `items` of the batch through `plan`; its outputs into the values of the
+            // nodes that take them, at those images' rows.
             func runPrefix(_ plan: CompiledPlan, _ items: Range<Int>) {
                 plan.dropoutClock.active = training
                 plan.dropoutClock.seed = seed
@@ -163,11 +172,7 @@ final class TrainingPlan {
             }
         }
         phases?.lap("student frozen prefix", &clock)
-        for i in nodes.indices {
-            let start = nodeTimes == nil ? 0 : DispatchTimeNanos.now()
-            forwardNode(i, training: training, seed: seed, step: step)
-            if nodeTimes != nil { nodeTimes!["forward " + nodes[i].kindName, default: 0] += Double(DispatchTimeNanos.now() - start) / 1e9 }
-        }
+        for i in nodes.indices { timed("forward", i) { forwardNode(i, training: training, seed: seed, step: step) } }
         phases?.lap("student trainable forward", &clock)
     }
 
