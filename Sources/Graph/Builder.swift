@@ -165,7 +165,7 @@ struct GraphBuilder {
         var nodeOffset: [String: Int] = [:]
         func key(_ layer: String, _ node: Int) -> String { "\(layer)#\(node - (nodeOffset[layer] ?? 0))" }
 
-        var entries: [(name: String, cls: String, dict: [String: Any], calls: [[TensorRef]])] = []
+        var entries: [(name: String, cls: String, dict: [String: Any], calls: [LayerCall])] = []
         for (index, item) in layers.enumerated() {
             guard let entry = item as? [String: Any], let cls = entry["class_name"] as? String else {
                 throw GraphError("model '\(name)': layer #\(index) has no class_name")
@@ -205,7 +205,7 @@ struct GraphBuilder {
                 let call = e.calls[done[i]]
                 var ins: [Int] = []
                 var ready = true
-                for ref in call {
+                for ref in call.tensors {
                     guard let produced = values[key(ref.layer, ref.node)] else { ready = false; break }
                     guard produced.indices.contains(ref.tensor) else {
                         throw GraphError("model '\(name)': layer '\(e.name)' uses output \(ref.tensor) of '\(ref.layer)', which has \(produced.count)")
@@ -215,7 +215,7 @@ struct GraphBuilder {
                 guard ready else { continue }
                 let start = nodes.count
                 let outs = try applyLayer(e.dict, className: e.cls, name: e.name, scope: scope, trainable: trainable,
-                                          inputs: ins)
+                                          inputs: ins, call: call)
                 if isRoot { recordTopLevel(name: e.name, className: e.cls, from: start, outputs: outs) }
                 values[key(e.name, done[i] + (nodeOffset[e.name] ?? 0))] = outs
                 done[i] += 1
@@ -223,7 +223,7 @@ struct GraphBuilder {
             }
         }
         if let (i, e) = entries.enumerated().first(where: { done[$0.offset] < $0.element.calls.count }).map({ ($0.offset, $0.element) }) {
-            let missing = e.calls[done[i]].map(\.layer).filter { l in !values.keys.contains { $0.hasPrefix(l + "#") } }
+            let missing = e.calls[done[i]].tensors.map(\.layer).filter { l in !values.keys.contains { $0.hasPrefix(l + "#") } }
             throw GraphError("model '\(name)': layer '\(e.name)' waits for '\(missing.first ?? "?")', which is never computed")
         }
         // Keras 3 numbers a nested Functional's calls from 1 in input_layers/output_layers (its
@@ -254,28 +254,82 @@ struct GraphBuilder {
     // MARK: Layers
 
     /// Applies a layer entry (primitive or nested model) to producer nodes; returns its outputs.
+    /// `call` is the inbound node (nil in a Sequential, whose layers take the previous output);
+    /// `inputs` are the producers of its tensors, in `call.tensors` order.
     mutating func applyLayer(_ entry: [String: Any], className: String, name: String, scope: [String],
-                             trainable: Bool, inputs: [Int]) throws -> [Int] {
+                             trainable: Bool, inputs: [Int], call: LayerCall? = nil) throws -> [Int] {
+        let layerConfig = entry["config"] as? [String: Any] ?? [:]
+        let config = LayerConfig(dict: layerConfig, layerName: name, className: className)
+        if let call, isOpLayer(entry, className: className) {
+            let function = className == "TFOpLambda" || className == "SlicingOpLambda" ? try config.string("function") : className
+            let shapes = inputs.map { nodes[$0].outputShape }
+            let parsed = try OpLayerParser(config: config, call: call, shapes: shapes).parse(function: function)
+            let id = try addLayerNode(parsed.op, config: config, scope: scope, trainable: trainable,
+                                      inputs: parsed.inputs.map { inputs[$0] })
+            nodes[id].kerasOp = className == "TFOpLambda" || className == "SlicingOpLambda" ? 2 : 3
+            return [id]
+        }
+        let inference = try call.map { try auditCall($0, config) } ?? false
+        let start = nodes.count
+        defer { if inference { for i in start..<nodes.count { nodes[i].inferenceOnly = true } } }
         if modelClassNames.contains(className) {
             let model = try instantiateModel(entry, scope: scope + [name], parentTrainable: trainable,
                                              inputs: inputs, isRoot: false)
             return model.outputs
         }
-        let layerConfig = entry["config"] as? [String: Any] ?? [:]
-        let config = LayerConfig(dict: layerConfig, layerName: name, className: className)
         guard let parser = layerParsers[className] else {
+            if isOpLayer(entry, className: className) {
+                throw config.fail("an operation outside a Functional model is not supported")
+            }
             throw GraphError("unsupported layer '\(name)' of class '\(className)'")
         }
         if className == "InputLayer" { return inputs }     // an InputLayer listed inside a called model
         let op = try parser(config, ParseContext(kerasMajor: kerasMajor))
+        return [try addLayerNode(op, config: config, scope: scope, trainable: trainable, inputs: inputs)]
+    }
+
+    private mutating func addLayerNode(_ op: LayerOp, config: LayerConfig, scope: [String], trainable: Bool,
+                                       inputs: [Int]) throws -> Int {
         let shapes = inputs.map { nodes[$0].outputShape }
         let sig = try signature(of: op, inputs: shapes, fail: { config.fail($0) })
         try checkPlausible(sig, fail: { config.fail($0) })
         let ownTrainable = try config.bool("trainable", default: true)
         // A layer called again reuses its weights: the node shares the layer key.
-        let id = addNode(name: name, className: className, scope: scope, op: op, inputs: inputs,
-                         shape: sig.output, weights: sig.weights, trainable: trainable && ownTrainable)
-        return [id]
+        return addNode(name: config.layerName, className: config.className, scope: scope, op: op, inputs: inputs,
+                       shape: sig.output, weights: sig.weights, trainable: trainable && ownTrainable)
+    }
+
+    /// What an ordinary layer's call may carry besides its input tensors: `mask` left null, and
+    /// `training`. Returns whether the call fixes the layer in inference mode (`training=False`,
+    /// as in `base_model(x, training=False)`). Anything else is refused: a constant operand or a
+    /// keyword this reader ignored would change what the layer computes.
+    private func auditCall(_ call: LayerCall, _ config: LayerConfig) throws -> Bool {
+        for (i, arg) in call.args.enumerated() {
+            let onlyTensors: Bool
+            switch arg {
+            case .tensor: onlyTensors = true
+            case .list(let items): onlyTensors = items.allSatisfy { if case .tensor = $0 { return true } else { return false } }
+            case .constant: onlyTensors = false
+            }
+            guard i == 0, onlyTensors else {
+                throw config.fail("call argument \(i + 1) (\(briefJSON(arg.constantValue ?? "tensors"))) is not understood")
+            }
+        }
+        var inference = false
+        for key in call.setKeywords {
+            let value = call.kwargs[key]!
+            switch key {
+            case "training":
+                guard let flag = value.constantValue as? NSNumber, isJSONBool(flag) else {
+                    throw config.fail("call keyword 'training' is \(briefJSON(value.constantValue ?? "a tensor")), expected true or false")
+                }
+                guard !flag.boolValue else { throw config.fail("a call with training=True (always in training mode) is not supported") }
+                inference = true
+            default:
+                throw config.fail("call keyword '\(key)' (\(briefJSON(value.constantValue ?? "a tensor"))) is not understood")
+            }
+        }
+        return inference
     }
 
     mutating func addNode(name: String, className: String, scope: [String], op: LayerOp, inputs: [Int],

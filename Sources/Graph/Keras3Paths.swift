@@ -28,6 +28,8 @@ public enum Keras3Paths {
         var used: [String: Int] = [:]
         for (index, item) in layers.enumerated() {
             guard let entry = item as? [String: Any], let className = entry["class_name"] as? String else { continue }
+            // Keras 3's operations (`x + 3.0`) are not among `model.layers`, so they take no path.
+            if isOpLayer(entry, className: className) { continue }
             let layerConfig = entry["config"] as? [String: Any] ?? [:]
             // The names GraphBuilder gives (Sequential entries may lack a name in Keras 2.0 files).
             let name = isSequential

@@ -38,6 +38,17 @@ public enum KerasFileFormat: String, Sendable, CustomStringConvertible {
     }
 }
 
+extension ModelGraph {
+    /// The Keras a file of `format` is written for unless told otherwise: the format's default,
+    /// or the only Keras that reads the model's operation layers (tf-keras's TFOpLambda, Keras 3's
+    /// ops), which no other version knows.
+    public func defaultTarget(for format: KerasFileFormat) -> KerasTarget {
+        if format == .legacyH5, nodes.contains(where: { $0.kerasOp == 2 }) { return .keras2 }
+        if nodes.contains(where: { $0.kerasOp == 3 }) { return .keras3 }
+        return format.defaultTarget
+    }
+}
+
 /// A model ready to run or train: its graph and its weights.
 public struct LoadedModel: Sendable {
     public var graph: ModelGraph

@@ -16,6 +16,12 @@ public struct GraphNode: Sendable {
     public var weights: [WeightSpec]
     /// The layer's trainable flag combined with every enclosing model's.
     public var trainable: Bool
+    /// Called with `training=False` (itself or an enclosing model): batch normalization uses its
+    /// moving statistics and dropout is off, in training too.
+    public var inferenceOnly: Bool = false
+    /// Set for an operation recorded as a layer (`OpLayers.swift`): 2 for tf-keras's
+    /// TFOpLambda, 3 for a Keras 3 op. Such a model loads only in the Keras that wrote it.
+    public var kerasOp: Int? = nil
 
     /// Identifies the Keras layer object: a layer called twice gives two nodes with one key,
     /// and they share weights.

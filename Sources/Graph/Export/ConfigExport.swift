@@ -26,17 +26,28 @@ struct ConfigExporter {
     /// legacy .h5). The Keras 3 formats load them as variables and finalize them, so they stay.
     let foldsNormalizations: Bool
 
-    init(graph: ModelGraph, weights: WeightStore, target: KerasTarget, foldsNormalizations: Bool = true) {
+    /// Whether the config goes into Keras 3's own formats (`.keras`, the JSON beside a
+    /// `.weights.h5`), which Keras 3 deserializes natively, rather than a legacy .h5.
+    let keras3Format: Bool
+
+    init(graph: ModelGraph, weights: WeightStore, target: KerasTarget, keras3Format: Bool = false) {
         self.graph = graph
         self.weights = weights
         self.target = target
-        self.foldsNormalizations = foldsNormalizations
+        self.keras3Format = keras3Format
+        self.foldsNormalizations = !keras3Format
         nodesByKey = Dictionary(graph.nodes.map { ($0.layerKey, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// `root` is `{"class_name", "config", ...}` as in `model_config` or `model.to_json()`.
     mutating func export(root: [String: Any]) throws -> [String: Any] {
-        try exportModel(root, scope: [])
+        // An operation layer decides which Keras can load the model at all: say so before any
+        // other layer's version question.
+        if let op = graph.nodes.first(where: { $0.kerasOp != nil }) {
+            _ = try exportOpEntry(["class_name": op.className, "module": "keras.src.ops"], className: op.className,
+                                  name: op.name)
+        }
+        return try exportModel(root, scope: [])
     }
 
     private mutating func exportModel(_ entry: [String: Any], scope: [String]) throws -> [String: Any] {
@@ -111,7 +122,9 @@ struct ConfigExporter {
             guard let name = entry["name"] as? String ?? layerConfig["name"] as? String else {
                 throw GraphError("model '\(model)': layer #\(index) (\(className)) has no name")
             }
-            let out = try exportEntry(entry, className: className, scope: scope)
+            let out = isOpLayer(entry, className: className)
+                ? try exportOpEntry(entry, className: className, name: name)
+                : try exportEntry(entry, className: className, scope: scope)
             if modelClassNames.contains(className) { numbering.addNestedModel(name, source: entry, exported: out) }
             exported.append(out)
             sources.append((name, entry))
@@ -119,8 +132,10 @@ struct ConfigExporter {
         // Calls can only be numbered once every nested model of this Functional is known.
         for i in exported.indices {
             exported[i]["name"] = sources[i].name
-            exported[i]["inbound_nodes"] = try exportCalls(sources[i].entry["inbound_nodes"], layer: sources[i].name,
-                                                           numbering: numbering)
+            let entry = sources[i].entry
+            exported[i]["inbound_nodes"] = isOpLayer(entry, className: entry["class_name"] as? String ?? "")
+                ? try exportOpCalls(entry, layer: sources[i].name, numbering: numbering)
+                : try exportCalls(entry["inbound_nodes"], layer: sources[i].name, numbering: numbering)
         }
         config["layers"] = exported
         let inputs = try tensorRefs(c["input_layers"], what: "input_layers of model '\(model)'")
@@ -197,6 +212,83 @@ struct ConfigExporter {
             out[key] = item
         }
         return out
+    }
+}
+
+// MARK: Operation layers
+
+extension ConfigExporter {
+    /// An operation layer as the Keras that wrote it reads it back: tf-keras's TFOpLambda in a
+    /// legacy config, a Keras 3 op with its `module` (without it Keras 3 would build the merge
+    /// layer of the same class name and refuse the constant operand) in Keras 3's own formats.
+    fileprivate func exportOpEntry(_ entry: [String: Any], className: String, name: String) throws -> [String: Any] {
+        let source = entry["config"] as? [String: Any] ?? [:]
+        if className == "TFOpLambda" || className == "SlicingOpLambda" {
+            guard target == .keras2 else {
+                throw GraphError("layer '\(name)' (\(className)): tf-keras's operation layers load in tf-keras only; "
+                                 + "write this model for Keras 2 (--keras 2, a .h5 name)")
+            }
+            var config = source
+            if let dtype = dtypeName(source["dtype"]) { config["dtype"] = dtype }
+            return ["class_name": className, "config": config]
+        }
+        guard target == .keras3, keras3Format else {
+            throw GraphError("layer '\(name)' (\(className)): Keras 3's operation layers load only from Keras 3's own "
+                             + "formats (Keras 3 cannot load them back from a legacy .h5); write a .keras name")
+        }
+        var out: [String: Any] = ["class_name": className, "config": source]
+        for key in ["module", "registered_name"] { out[key] = entry[key] }
+        return out
+    }
+
+    /// An operation layer's calls in the form its Keras writes them, tensors renumbered for the target.
+    fileprivate func exportOpCalls(_ entry: [String: Any], layer: String, numbering: NestedNumbering) throws -> [Any] {
+        let calls = try inboundCalls(entry["inbound_nodes"], layer: layer)
+        let className = entry["class_name"] as? String ?? ""
+        func ref(_ r: TensorRef) throws -> TensorRef { try numbering.exported(r, use: .call, by: "layer '\(layer)'") }
+        if className == "TFOpLambda" || className == "SlicingOpLambda" {
+            return try calls.map { call -> Any in
+                func keyword(_ value: CallValue) throws -> Any {
+                    switch value {
+                    case .tensor(let r):
+                        let out = try ref(r)
+                        return [out.layer, NSNumber(value: out.node), NSNumber(value: out.tensor)] as [Any]
+                    case .list(let items): return try items.map(keyword)
+                    case .constant(let v): return v
+                    }
+                }
+                let kwargs = try call.kwargs.mapValues(keyword)
+                func first(_ value: CallValue) throws -> Any {
+                    switch value {
+                    case .tensor(let r):
+                        let out = try ref(r)
+                        return [out.layer, NSNumber(value: out.node), NSNumber(value: out.tensor), kwargs] as [Any]
+                    case .list(let items): return try items.map(first)
+                    case .constant(let v): return [tfKerasConstantMarker, NSNumber(value: -1), v, kwargs] as [Any]
+                    }
+                }
+                guard call.args.count == 1 else { throw GraphError("layer '\(layer)': a call with \(call.args.count) positional arguments") }
+                return try first(call.args[0])
+            }
+        }
+        // Keras 3: the source's own {"args", "kwargs"} with each tensor's history renumbered.
+        guard let sources = entry["inbound_nodes"] as? [Any] else { return [] }
+        func renumber(_ value: Any) throws -> Any {
+            if let dict = value as? [String: Any] {
+                if dict["class_name"] as? String == "__keras_tensor__", var config = dict["config"] as? [String: Any],
+                   let history = config["keras_history"], let r = try tensorRefs(history, what: "layer '\(layer)'").first {
+                    let out = try ref(r)
+                    config["keras_history"] = [out.layer, NSNumber(value: out.node), NSNumber(value: out.tensor)] as [Any]
+                    var copy = dict
+                    copy["config"] = config
+                    return copy
+                }
+                return try dict.mapValues(renumber)
+            }
+            if let list = value as? [Any] { return try list.map(renumber) }
+            return value
+        }
+        return try sources.map(renumber)
     }
 }
 

@@ -27,7 +27,7 @@ extension KerasExporter {
         guard let root = try JSONReader.parse(config, source: "model config") as? [String: Any] else {
             throw GraphError("model config: not a Keras model config (not a JSON object)")
         }
-        var configs = ConfigExporter(graph: graph, weights: weights, target: target, foldsNormalizations: false)
+        var configs = ConfigExporter(graph: graph, weights: weights, target: target, keras3Format: true)
         let exported = try configs.export(root: root)
         let json = try architectureJSON(exported, version: target.fileKerasVersion, backend: backend)
         let nodesByKey = Dictionary(graph.nodes.map { ($0.layerKey, $0) }, uniquingKeysWith: { first, _ in first })
@@ -65,7 +65,7 @@ extension LoadedModel {
     public func writeKerasFile(to path: String, weightsOnly: Bool = false, target: KerasTarget? = nil,
                                architecturePath: String? = nil) throws -> KerasWriteResult {
         let format = KerasFileFormat.forOutput(path: path)
-        let target = target ?? format.defaultTarget
+        let target = target ?? graph.defaultTarget(for: format)
         switch format {
         case .legacyH5:
             let export = try exportFile(weightsOnly: weightsOnly, target: target)

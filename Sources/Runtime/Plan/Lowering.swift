@@ -63,11 +63,14 @@ struct Lowering {
         case .input:
             throw fail("an input that is not a model input")
         case .conv2d(let s):
-            guard s.groups == 1 else { throw fail("grouped convolution (groups \(s.groups)) is not supported") }
             let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
             let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
             let bias = s.useBias ? try weight("bias", node) : nil
-            let conv = append(.conv(p, kernel: try weight("kernel", node), shift: bias, act: s.activation.withoutSoftmax),
+            let kernel = try weight("kernel", node)
+            let dense = s.groups == 1 ? kernel
+                : blockDiagonalKernel(kernel, taps: s.kernel[0] * s.kernel[1], inChannels: inShape[3], filters: s.filters,
+                                      groups: s.groups)
+            let conv = append(.conv(p, kernel: dense, shift: bias, act: s.activation.withoutSoftmax),
                               ins, shape, name)
             return try splitSoftmax(s.activation, conv, shape, name)
         case .depthwiseConv2d(let s):
@@ -119,7 +122,7 @@ struct Lowering {
             return append(.activation(a), ins, inShape, name)
         case .softmax(let axis, let log):
             return append(.softmax(axis: axis < 0 ? inShape.count + axis : axis, log: log), ins, inShape, name)
-        case .dropout(let rate, let noiseShape, _) where keepDropout && rate > 0:
+        case .dropout(let rate, let noiseShape, _) where keepDropout && rate > 0 && !node.inferenceOnly:
             return append(.dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)), ins, inShape, name)
         case .dropout, .identity:
             return append(.view, ins, inShape, name)
@@ -221,4 +224,23 @@ func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> R
 extension ActivationSpec {
     /// (Log-)softmax is applied as a separate plan node; the producing kernel then runs linear.
     var withoutSoftmax: ActivationSpec { kind.isElementwise ? self : .linear }
+}
+
+/// A grouped convolution's kernel (HWIO with I = inChannels / groups) as the equivalent ordinary
+/// kernel: output channel f of group g = f / (filters / groups) sees only input channels
+/// g * (inChannels / groups) ..< (g + 1) * (inChannels / groups); the other taps are zero, which
+/// adds exact zeros to each sum. It costs `groups` times the multiply-adds of a grouped kernel.
+func blockDiagonalKernel(_ kernel: [Float], taps: Int, inChannels: Int, filters: Int, groups: Int) -> [Float] {
+    let inPerGroup = inChannels / groups, outPerGroup = filters / groups
+    precondition(kernel.count == taps * inPerGroup * filters, "grouped kernel size")
+    var dense = [Float](repeating: 0, count: taps * inChannels * filters)
+    for t in 0..<taps {
+        for f in 0..<filters {
+            let g = f / outPerGroup
+            for i in 0..<inPerGroup {
+                dense[(t * inChannels + g * inPerGroup + i) * filters + f] = kernel[(t * inPerGroup + i) * filters + f]
+            }
+        }
+    }
+    return dense
 }

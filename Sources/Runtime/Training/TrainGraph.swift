@@ -125,7 +125,9 @@ enum TrainingLowering {
         case .input:
             throw RuntimeError("layer '\(name)': an input inside the trainable part")
         case .conv2d(let s):
-            guard s.groups == 1 else { throw RuntimeError("layer '\(name)': grouped convolution is not supported") }
+            guard s.groups == 1 else {
+                throw RuntimeError("layer '\(name)': a grouped convolution (groups \(s.groups)) cannot be trained yet; freeze it (--freeze, --unfreeze-from after it)")
+            }
             let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
             let c = append(.conv(p, kernel: try ref("kernel"), bias: s.useBias ? try ref("bias") : nil), ins, shape)
             return activate(c, s.activation)
@@ -153,7 +155,8 @@ enum TrainingLowering {
             // --trainable-head is not, whatever its config says); without either, its config's flag.
             let own = [s.scale ? "gamma" : nil, s.center ? "beta" : nil].compactMap { $0 }
                 .compactMap { params.find(node, $0) }.map { params.entry($0).trainable }
-            if own.isEmpty ? node.trainable : own.contains(true) {
+            // A call with training=False keeps it in inference mode whatever trains.
+            if (own.isEmpty ? node.trainable : own.contains(true)) && !node.inferenceOnly {
                 return append(.batchNorm(gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
                                          movingMean: mean, movingVariance: variance, epsilon: s.epsilon,
                                          momentum: s.momentum, besselForMoving: inShape.count == 4), ins, shape)
@@ -175,7 +178,7 @@ enum TrainingLowering {
             guard !log else { throw RuntimeError("layer '\(name)': log_softmax cannot be trained here") }
             return append(.softmax(axis: axis < 0 ? shape.count + axis : axis), ins, shape)
         case .dropout(let rate, let noise, _):
-            return append(.dropout(rate: rate, noiseShape: noise), ins, shape)
+            return node.inferenceOnly ? append(.view, ins, shape) : append(.dropout(rate: rate, noiseShape: noise), ins, shape)
         case .identity, .reshape, .flatten:
             return append(.view, ins, shape)
         case .pool2d(let s):

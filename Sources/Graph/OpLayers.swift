@@ -1,0 +1,409 @@
+import Foundation
+
+/// Operations that a Functional config records as layers, rather than Keras layer classes:
+/// - tf-keras's `TFOpLambda` (`"function": "math.multiply"`), written whenever model code does
+///   arithmetic on tensors (`x + 3.0`, `x / 255.0`, `tf.nn.relu6(x)`); the first argument is the
+///   inbound tensor, the others sit among the call's keywords (`{"y": 3.0, "name": null}`), a
+///   tensor there as `[name, node, tensor]`;
+/// - Keras 3's operations (`module` "keras.src.ops.numpy", class `Add`, `Multiply`, ...), whose
+///   operands are the call's positional arguments, constants included (`args: [tensor, 3.0]`),
+///   and whose parameters (axis, keepdims) are in the config.
+/// Each becomes one of the layer graph's existing operations; anything else is refused in one
+/// line naming the operation and the layer.
+struct OpLayer {
+    /// The operation and which of the call's tensors (`LayerCall.tensors`) it takes, in order.
+    var op: LayerOp
+    var inputs: [Int]
+}
+
+/// Whether a layer entry records an operation: TFOpLambda / SlicingOpLambda, or a Keras 3 op.
+func isOpLayer(_ entry: [String: Any], className: String) -> Bool {
+    if className == "TFOpLambda" || className == "SlicingOpLambda" { return true }
+    return (entry["module"] as? String)?.hasPrefix("keras.src.ops.") ?? false
+}
+
+/// One operand of an operation: a tensor of the call, or a constant broadcast over channels.
+private enum Operand {
+    case tensor(Int)
+    case constant([Float])
+}
+
+private enum Arithmetic: String { case add, subtract, multiply, divide, maximum, minimum }
+
+struct OpLayerParser {
+    let config: LayerConfig
+    let call: LayerCall
+    /// Shapes (batch excluded) of the call's tensors, in `call.tensors` order.
+    let shapes: [[Int]]
+
+    private var tensorIndex: [String: Int] {
+        var index: [String: Int] = [:]
+        for (i, ref) in call.tensors.enumerated() { index["\(ref.layer)#\(ref.node)#\(ref.tensor)"] = i }
+        return index
+    }
+
+    func parse(function: String) throws -> OpLayer {
+        switch config.className {
+        case "TFOpLambda", "SlicingOpLambda": return try parseTFOp(function)
+        default: return try parseKeras3Op()
+        }
+    }
+
+    // MARK: tf-keras TFOpLambda
+
+    /// The TF function's arguments by name: the first from the call's positional argument,
+    /// the rest from its keywords; `name` (always null) is dropped.
+    private func tfArguments(first: String) throws -> [String: CallValue] {
+        guard call.args.count == 1 else { throw config.fail("the call has \(call.args.count) positional arguments, expected 1") }
+        var args = call.kwargs
+        args["name"] = nil
+        guard args[first] == nil else { throw config.fail("argument '\(first)' is given twice") }
+        args[first] = call.args[0]
+        return args
+    }
+
+    private func parseTFOp(_ function: String) throws -> OpLayer {
+        let name = function.hasPrefix("tf.") ? String(function.dropFirst(3)) : function
+        let binary: [String: Arithmetic] = [
+            "__operators__.add": .add, "math.add": .add, "add": .add,
+            "__operators__.sub": .subtract, "math.subtract": .subtract, "subtract": .subtract,
+            "__operators__.mul": .multiply, "math.multiply": .multiply, "multiply": .multiply,
+            "__operators__.truediv": .divide, "math.truediv": .divide, "math.divide": .divide,
+            "truediv": .divide, "divide": .divide,
+            "math.maximum": .maximum, "maximum": .maximum, "math.minimum": .minimum, "minimum": .minimum,
+        ]
+        if let kind = binary[name] {
+            var args = try tfArguments(first: "x")
+            guard let y = args.removeValue(forKey: "y") else { throw config.fail("'\(function)' has no argument 'y'") }
+            let x = args.removeValue(forKey: "x")!
+            try refuseRest(args, function)
+            return try arithmetic(kind, operand(x, "x"), operand(y, "y"))
+        }
+        let unary: [String: ActivationSpec] = [
+            "nn.relu": .relu, "math.relu": .relu, "nn.relu6": .relu6, "math.sigmoid": .sigmoid, "nn.sigmoid": .sigmoid,
+            "sigmoid": .sigmoid, "math.tanh": ActivationSpec(.tanh), "nn.tanh": ActivationSpec(.tanh),
+            "tanh": ActivationSpec(.tanh), "nn.silu": .swish, "nn.swish": .swish, "math.exp": ActivationSpec(.exponential),
+            "exp": ActivationSpec(.exponential), "nn.elu": ActivationSpec(.elu, alpha: 1), "nn.selu": ActivationSpec(.selu),
+            "math.softplus": ActivationSpec(.softplus), "nn.softplus": ActivationSpec(.softplus),
+            "nn.softsign": ActivationSpec(.softsign), "math.softsign": ActivationSpec(.softsign),
+            "nn.gelu": ActivationSpec(.gelu),
+        ]
+        let firstName = ["nn.relu", "nn.relu6", "nn.silu", "nn.swish", "nn.elu", "nn.selu", "nn.softplus", "nn.softsign",
+                         "nn.gelu"].contains(name) ? "features" : "x"
+        if let spec = unary[name] {
+            var args = try tfArguments(first: firstName)
+            let x = try tensorOperand(args.removeValue(forKey: firstName)!, firstName)
+            if name == "nn.silu" || name == "nn.swish", let beta = pop(&args, "beta") {
+                guard let b = beta.constantValue.flatMap(number), b == 1 else {
+                    throw config.fail("'\(function)' with beta \(briefJSON(beta.constantValue ?? "a tensor")) is not supported (beta 1 only)")
+                }
+            }
+            if name == "nn.gelu", let approximate = pop(&args, "approximate") {
+                guard let a = approximate.constantValue as? NSNumber, isJSONBool(a), !a.boolValue else {
+                    throw config.fail("'\(function)' with approximate=true (the tanh form) is not supported")
+                }
+            }
+            try refuseRest(args, function)
+            return OpLayer(op: .activation(spec), inputs: [x])
+        }
+        switch name {
+        case "math.negative", "negative", "__operators__.neg":
+            var args = try tfArguments(first: "x")
+            let x = try tensorOperand(args.removeValue(forKey: "x")!, "x")
+            try refuseRest(args, function)
+            return OpLayer(op: .rescaling(scale: [-1], offset: [0]), inputs: [x])
+        case "nn.softmax", "math.softmax":
+            var args = try tfArguments(first: "logits")
+            let x = try tensorOperand(args.removeValue(forKey: "logits")!, "logits")
+            let axis = try pop(&args, "axis").map { try integer($0, "axis") } ?? -1
+            try refuseRest(args, function)
+            return OpLayer(op: .softmax(axis: axis, log: false), inputs: [x])
+        case "math.reduce_mean", "reduce_mean", "math.reduce_max", "reduce_max":
+            var args = try tfArguments(first: "input_tensor")
+            let x = try tensorOperand(args.removeValue(forKey: "input_tensor")!, "input_tensor")
+            let axis = pop(&args, "axis")
+            let keep = try pop(&args, "keepdims").map { try boolean($0, "keepdims") } ?? false
+            try refuseRest(args, function)
+            return OpLayer(op: try spatialReduction(name.hasSuffix("max") ? .max : .average, axis: axis, keepDims: keep,
+                                                    rank: shapes[x].count + 1), inputs: [x])
+        case "concat":
+            var args = try tfArguments(first: "values")
+            let values = args.removeValue(forKey: "values")!
+            let axis = try pop(&args, "axis").map { try integer($0, "axis") }
+            try refuseRest(args, function)
+            guard let axis else { throw config.fail("'\(function)' has no axis") }
+            return try concatenation(values, axis: axis)
+        case "reshape":
+            var args = try tfArguments(first: "tensor")
+            let x = try tensorOperand(args.removeValue(forKey: "tensor")!, "tensor")
+            guard let shape = args.removeValue(forKey: "shape") else { throw config.fail("'\(function)' has no shape") }
+            try refuseRest(args, function)
+            return OpLayer(op: try reshape(shape), inputs: [x])
+        case "compat.v1.transpose", "transpose", "linalg.matrix_transpose":
+            var args = try tfArguments(first: "a")
+            let x = try tensorOperand(args.removeValue(forKey: "a")!, "a")
+            guard let perm = args.removeValue(forKey: "perm") else { throw config.fail("'\(function)' without perm is not supported") }
+            if let conjugate = pop(&args, "conjugate"), !(conjugate.constantValue.map(isFalse) ?? false) {
+                throw config.fail("'\(function)' with conjugate is not supported")
+            }
+            try refuseRest(args, function)
+            return OpLayer(op: try permutation(perm), inputs: [x])
+        default:
+            throw config.fail("operation '\(function)' is not supported")
+        }
+    }
+
+    /// Arguments left over after an operation took what it understands (a null one is the
+    /// TF function's default).
+    private func refuseRest(_ args: [String: CallValue], _ function: String) throws {
+        if let key = args.keys.sorted().first(where: { !args[$0]!.isNull }) {
+            throw config.fail("operation '\(function)': argument '\(key)' (\(briefJSON(args[key]!.constantValue ?? "a tensor"))) is not supported")
+        }
+    }
+
+    // MARK: Keras 3 operations
+
+    private func parseKeras3Op() throws -> OpLayer {
+        let cls = config.className
+        guard call.kwargs.isEmpty || call.setKeywords.isEmpty else {
+            throw config.fail("call keyword '\(call.setKeywords[0])' is not supported")
+        }
+        let binary: [String: Arithmetic] = [
+            "Add": .add, "Subtract": .subtract, "Multiply": .multiply, "Divide": .divide, "TrueDivide": .divide,
+            "Maximum": .maximum, "Minimum": .minimum,
+        ]
+        if let kind = binary[cls] {
+            try onlyConfigKeys([])
+            guard call.args.count == 2 else { throw config.fail("expects 2 operands, got \(call.args.count)") }
+            return try arithmetic(kind, operand(call.args[0], "x1"), operand(call.args[1], "x2"))
+        }
+        let unary: [String: ActivationSpec] = [
+            "Relu": .relu, "Relu6": .relu6, "Sigmoid": .sigmoid, "Tanh": ActivationSpec(.tanh), "Silu": .swish,
+            "Swish": .swish, "Exp": ActivationSpec(.exponential), "Softplus": ActivationSpec(.softplus),
+            "Softsign": ActivationSpec(.softsign), "Elu": ActivationSpec(.elu, alpha: 1), "Selu": ActivationSpec(.selu),
+            "HardSigmoid": ActivationSpec(.hardSigmoid, alpha: 1.0 / 6.0), "HardSilu": ActivationSpec(.hardSilu),
+            "HardSwish": ActivationSpec(.hardSilu), "Mish": ActivationSpec(.mish),
+        ]
+        if let spec = unary[cls] {
+            try onlyConfigKeys(cls == "Elu" ? ["alpha"] : [])
+            if cls == "Elu", try config.double("alpha", default: 1) != 1 {
+                throw config.fail("alpha \(try config.double("alpha")) is not supported (1 only)")
+            }
+            return OpLayer(op: .activation(spec), inputs: [try singleTensor()])
+        }
+        switch cls {
+        case "Gelu":
+            try onlyConfigKeys(["approximate"])
+            guard !(try config.bool("approximate", default: true)) else {
+                throw config.fail("approximate=True (the tanh form) is not supported")
+            }
+            return OpLayer(op: .activation(ActivationSpec(.gelu)), inputs: [try singleTensor()])
+        case "Negative":
+            try onlyConfigKeys([])
+            return OpLayer(op: .rescaling(scale: [-1], offset: [0]), inputs: [try singleTensor()])
+        case "Softmax", "LogSoftmax":
+            try onlyConfigKeys(["axis"])
+            return OpLayer(op: .softmax(axis: try config.int("axis", default: -1), log: cls == "LogSoftmax"),
+                           inputs: [try singleTensor()])
+        case "Mean", "Max":
+            try onlyConfigKeys(["axis", "keepdims", "initial"])
+            if config.has("initial") { throw config.fail("'initial' is not supported") }
+            let x = try singleTensor()
+            let axis: CallValue? = config.has("axis") ? .constant(config.dict["axis"]!) : nil
+            return OpLayer(op: try spatialReduction(cls == "Max" ? .max : .average, axis: axis,
+                                                    keepDims: try config.bool("keepdims", default: false),
+                                                    rank: shapes[x].count + 1), inputs: [x])
+        case "Concatenate":
+            try onlyConfigKeys(["axis"])
+            guard call.args.count == 1 else { throw config.fail("expects one list of tensors") }
+            return try concatenation(call.args[0], axis: try config.int("axis", default: 0))
+        case "Reshape":
+            try onlyConfigKeys(["newshape"])
+            guard config.has("newshape") else { throw config.fail("config has no 'newshape'") }
+            return OpLayer(op: try reshape(.constant(config.dict["newshape"]!)), inputs: [try singleTensor()])
+        case "Transpose":
+            try onlyConfigKeys(["axes"])
+            guard config.has("axes") else { throw config.fail("a transpose without 'axes' is not supported") }
+            return OpLayer(op: try permutation(.constant(config.dict["axes"]!)), inputs: [try singleTensor()])
+        default:
+            throw config.fail("operation '\(cls)' (\(config.dict["module"] as? String ?? "keras ops")) is not supported")
+        }
+    }
+
+    /// A Keras 3 operation's config holds `name` and its own parameters, nothing else.
+    private func onlyConfigKeys(_ keys: Set<String>) throws {
+        let allowed = keys.union(["name"])
+        if let key = config.dict.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw config.fail("config key '\(key)' is not understood")
+        }
+    }
+
+    private func singleTensor() throws -> Int {
+        guard call.args.count == 1 else { throw config.fail("expects 1 operand, got \(call.args.count)") }
+        return try tensorOperand(call.args[0], "x")
+    }
+
+    // MARK: Shared lowering
+
+    private func operand(_ value: CallValue, _ what: String) throws -> Operand {
+        if case .tensor(let ref) = value { return .tensor(tensorIndex["\(ref.layer)#\(ref.node)#\(ref.tensor)"]!) }
+        guard let constant = value.constantValue else { throw config.fail("operand '\(what)' mixes tensors and constants") }
+        return .constant(try channelConstant(constant, what))
+    }
+
+    private func tensorOperand(_ value: CallValue, _ what: String) throws -> Int {
+        guard case .tensor(let ref) = value else {
+            throw config.fail("operand '\(what)' is \(briefJSON(value.constantValue ?? "a list")), expected a tensor")
+        }
+        return tensorIndex["\(ref.layer)#\(ref.node)#\(ref.tensor)"]!
+    }
+
+    /// A constant operand: a number, or an array whose every dimension but the last is 1 (one
+    /// value per channel, as a per-channel affine can apply it). Keras 3 writes arrays as
+    /// `{"class_name": "__numpy__", "config": {"value": ...}}`.
+    private func channelConstant(_ value: Any, _ what: String) throws -> [Float] {
+        var v = value
+        if let dict = v as? [String: Any] {
+            guard dict["class_name"] as? String == "__numpy__" || dict["class_name"] as? String == "__tensor__",
+                  let c = dict["config"] as? [String: Any], let inner = c["value"] else {
+                throw config.fail("operand '\(what)' (\(briefJSON(value))) is not a number or an array")
+            }
+            v = inner
+        }
+        if let n = number(v) { return [Float(n)] }
+        var dims: [Int] = []
+        var level: Any = v
+        while let list = level as? [Any] {
+            dims.append(list.count)
+            guard let first = list.first else { break }
+            level = first
+        }
+        let flat = flatten(v)
+        guard !dims.isEmpty, dims.dropLast().allSatisfy({ $0 == 1 }), let values = flat, values.count == dims.last else {
+            throw config.fail("constant operand '\(what)' (\(briefJSON(value))) is not a number or one value per channel")
+        }
+        return values.map(Float.init)
+    }
+
+    private func flatten(_ value: Any) -> [Double]? {
+        if let n = number(value) { return [n] }
+        guard let list = value as? [Any] else { return nil }
+        var out: [Double] = []
+        for item in list {
+            guard let inner = flatten(item) else { return nil }
+            out += inner
+        }
+        return out
+    }
+
+    private func arithmetic(_ kind: Arithmetic, _ a: Operand, _ b: Operand) throws -> OpLayer {
+        switch (a, b) {
+        case (.tensor(let x), .tensor(let y)):
+            let merge: MergeKind
+            switch kind {
+            case .add: merge = .add
+            case .subtract: merge = .subtract
+            case .multiply: merge = .multiply
+            case .maximum: merge = .maximum
+            case .minimum: merge = .minimum
+            case .divide: throw config.fail("dividing by a tensor is not supported")
+            }
+            return OpLayer(op: .merge(merge), inputs: [x, y])
+        case (.tensor(let x), .constant(let c)):
+            try checkChannels(c, x)
+            switch kind {
+            case .add: return OpLayer(op: .rescaling(scale: [1], offset: c), inputs: [x])
+            case .subtract: return OpLayer(op: .rescaling(scale: [1], offset: c.map { -$0 }), inputs: [x])
+            case .multiply: return OpLayer(op: .rescaling(scale: c, offset: [0]), inputs: [x])
+            case .divide:
+                guard c.allSatisfy({ $0 != 0 }) else { throw config.fail("divides by zero") }
+                return OpLayer(op: .rescaling(scale: c.map { 1 / $0 }, offset: [0]), inputs: [x])
+            case .maximum where c.allSatisfy({ $0 == 0 }):
+                return OpLayer(op: .activation(.relu), inputs: [x])
+            case .maximum, .minimum:
+                throw config.fail("\(kind.rawValue) with the constant \(c.count == 1 ? "\(c[0])" : "\(c)") is not supported")
+            }
+        case (.constant(let c), .tensor(let x)):
+            try checkChannels(c, x)
+            switch kind {
+            case .add, .multiply, .maximum, .minimum: return try arithmetic(kind, b, a)
+            case .subtract: return OpLayer(op: .rescaling(scale: [-1], offset: c), inputs: [x])
+            case .divide: throw config.fail("dividing a constant by a tensor is not supported")
+            }
+        case (.constant, .constant):
+            throw config.fail("both operands are constants")
+        }
+    }
+
+    private func checkChannels(_ c: [Float], _ x: Int) throws {
+        let channels = shapes[x].last ?? -1
+        guard c.count == 1 || c.count == channels else {
+            throw config.fail("a constant of \(c.count) values does not broadcast over shape \(fmt(shapes[x]))")
+        }
+    }
+
+    /// A mean or max over the spatial axes of an image (1 and 2 counting the batch) is a
+    /// global pooling; other axes are refused.
+    private func spatialReduction(_ kind: PoolKind, axis: CallValue?, keepDims: Bool, rank: Int) throws -> LayerOp {
+        guard let value = axis?.constantValue, !(value is NSNull) else { throw config.fail("a reduction over every axis is not supported") }
+        let raw: [Double]
+        if let n = number(value) { raw = [n] } else if let list = flatten(value) { raw = list } else {
+            throw config.fail("axis \(briefJSON(value)) is not an integer or a list of integers")
+        }
+        let axes = Set(raw.compactMap(integral).map { $0 < 0 ? $0 + rank : $0 })
+        guard rank == 4, axes == [1, 2], raw.count == 2 else {
+            throw config.fail("a reduction over axes \(briefJSON(value)) of a rank-\(rank) tensor is not supported (the spatial axes [1, 2] of an image only)")
+        }
+        return .globalPool(kind, keepDims: keepDims)
+    }
+
+    private func concatenation(_ values: CallValue, axis: Int) throws -> OpLayer {
+        guard case .list(let items) = values else { throw config.fail("expects a list of tensors to concatenate") }
+        let inputs = try items.enumerated().map { try tensorOperand($0.element, "values[\($0.offset)]") }
+        return OpLayer(op: .concatenate(axis: axis), inputs: inputs)
+    }
+
+    /// A reshape's target counts the batch: its first entry must leave the batch alone (-1 or null).
+    private func reshape(_ shape: CallValue) throws -> LayerOp {
+        guard let list = shape.constantValue as? [Any], let first = list.first,
+              first is NSNull || number(first) == -1 else {
+            throw config.fail("reshape to \(briefJSON(shape.constantValue ?? "a tensor")) is not supported (the first entry must keep the batch: -1 or None)")
+        }
+        let target = try list.dropFirst().map { item -> Int in
+            if item is NSNull { return -1 }
+            guard let n = number(item).flatMap(integral), n >= -1 else { throw config.fail("reshape target \(briefJSON(list)) is not a list of sizes") }
+            return n
+        }
+        return .reshape(target: target)
+    }
+
+    private func permutation(_ perm: CallValue) throws -> LayerOp {
+        guard let list = perm.constantValue.flatMap(flatten)?.compactMap(integral), list.first == 0,
+              Set(list) == Set(0..<list.count) else {
+            throw config.fail("transpose with perm \(briefJSON(perm.constantValue ?? "a tensor")) is not supported (the batch axis must stay first)")
+        }
+        return .permute(dims: Array(list.dropFirst()))
+    }
+
+    private func integer(_ value: CallValue, _ what: String) throws -> Int {
+        guard let n = value.constantValue.flatMap(number).flatMap(integral) else {
+            throw config.fail("'\(what)' is \(briefJSON(value.constantValue ?? "a tensor")), expected an integer")
+        }
+        return n
+    }
+
+    private func boolean(_ value: CallValue, _ what: String) throws -> Bool {
+        guard let n = value.constantValue as? NSNumber, isJSONBool(n) else {
+            throw config.fail("'\(what)' is \(briefJSON(value.constantValue ?? "a tensor")), expected true or false")
+        }
+        return n.boolValue
+    }
+
+    /// Takes a keyword; null counts as not given.
+    private func pop(_ args: inout [String: CallValue], _ key: String) -> CallValue? {
+        guard let value = args.removeValue(forKey: key), !value.isNull else { return nil }
+        return value
+    }
+
+    private func isFalse(_ value: Any) -> Bool { (value as? NSNumber).map { isJSONBool($0) && !$0.boolValue } ?? false }
+}
