@@ -261,7 +261,9 @@ struct GraphBuilder {
         let layerConfig = entry["config"] as? [String: Any] ?? [:]
         let config = LayerConfig(dict: layerConfig, layerName: name, className: className)
         if let call, isOpLayer(entry, className: className) {
-            let function = className == "TFOpLambda" || className == "SlicingOpLambda" ? try config.string("function") : className
+            let tfOp = className == "TFOpLambda" || className == "SlicingOpLambda"
+            let function = tfOp ? try config.string("function") : className
+            if tfOp { _ = try ConfigAudit.check(config) }
             let shapes = inputs.map { nodes[$0].outputShape }
             let parsed = try OpLayerParser(config: config, call: call, shapes: shapes).parse(function: function)
             let id = try addLayerNode(parsed.op, config: config, scope: scope, trainable: trainable,
@@ -285,7 +287,11 @@ struct GraphBuilder {
         }
         if className == "InputLayer" { return inputs }     // an InputLayer listed inside a called model
         let op = try parser(config, ParseContext(kerasMajor: kerasMajor))
-        return [try addLayerNode(op, config: config, scope: scope, trainable: trainable, inputs: inputs)]
+        var trainingOnly = try ConfigAudit.check(config)
+        if ConfigAudit.noiseLayers.contains(className) { trainingOnly.append(ConfigAudit.noise) }
+        let id = try addLayerNode(op, config: config, scope: scope, trainable: trainable, inputs: inputs)
+        nodes[id].trainingOnlyKeys = trainingOnly
+        return [id]
     }
 
     private mutating func addLayerNode(_ op: LayerOp, config: LayerConfig, scope: [String], trainable: Bool,

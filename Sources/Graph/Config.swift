@@ -23,18 +23,30 @@ private func shortJSONReason(_ error: Error) -> String {
     return ns.localizedDescription
 }
 
-/// Typed, error-reporting access to one layer's `config` dictionary.
+/// Typed, error-reporting access to one layer's `config` dictionary. Every key a parser asks
+/// about is remembered, so that what no parser asked about can be refused (`unreadKeys`).
 struct LayerConfig {
     let dict: [String: Any]
     let layerName: String
     let className: String
+    private let asked = AskedKeys()
+
+    init(dict: [String: Any], layerName: String, className: String) {
+        self.dict = dict
+        self.layerName = layerName
+        self.className = className
+    }
 
     var context: String { "layer '\(layerName)' of class '\(className)'" }
 
     func has(_ key: String) -> Bool {
+        asked.keys.insert(key)
         if let v = dict[key], !(v is NSNull) { return true }
         return false
     }
+
+    /// The config's keys that no parser asked about.
+    var unreadKeys: [String] { dict.keys.filter { !asked.keys.contains($0) }.sorted() }
 
     func fail(_ what: String) -> GraphError { GraphError("\(context): \(what)") }
 
@@ -101,6 +113,7 @@ struct LayerConfig {
 
     /// A list of integers of any length (null entries become -1).
     func intList(_ key: String) throws -> [Int] {
+        asked.keys.insert(key)
         guard let list = dict[key] as? [Any] else { throw fail("'\(key)' is not a list") }
         return try list.map { item in
             if item is NSNull { return -1 }
@@ -134,6 +147,10 @@ struct LayerConfig {
         }
         throw fail("'\(key)' should be a number or a list of numbers")
     }
+}
+
+private final class AskedKeys {
+    var keys: Set<String> = []
 }
 
 /// JSON numbers arrive as NSNumber, and so do booleans; on Linux `1 is Bool` is true, so booleans

@@ -25,14 +25,14 @@ let layerParsers: [String: LayerParser] = [
     "Dropout": parseDropout,
     "SpatialDropout2D": { c, ctx in try parseSpatialDropout(c, ctx, noiseShape: [-1, 1, 1, -1]) },
     "SpatialDropout1D": { c, ctx in try parseSpatialDropout(c, ctx, noiseShape: [-1, 1, -1]) },
-    "GaussianNoise": { _, _ in .identity },
-    "GaussianDropout": { _, _ in .identity },
-    "AlphaDropout": { _, _ in .identity },
+    "GaussianNoise": { c, _ in try parseNoise(c, amount: "stddev") },
+    "GaussianDropout": { c, _ in try parseNoise(c, amount: "rate") },
+    "AlphaDropout": { c, _ in try parseNoise(c, amount: "rate") },
     "ActivityRegularization": { _, _ in .identity },
-    "GlobalAveragePooling2D": { c, _ in .globalPool(.average, keepDims: try c.bool("keepdims", default: false)) },
-    "GlobalAvgPool2D": { c, _ in .globalPool(.average, keepDims: try c.bool("keepdims", default: false)) },
-    "GlobalMaxPooling2D": { c, _ in .globalPool(.max, keepDims: try c.bool("keepdims", default: false)) },
-    "GlobalMaxPool2D": { c, _ in .globalPool(.max, keepDims: try c.bool("keepdims", default: false)) },
+    "GlobalAveragePooling2D": { c, _ in try parseGlobalPool(c, .average) },
+    "GlobalAvgPool2D": { c, _ in try parseGlobalPool(c, .average) },
+    "GlobalMaxPooling2D": { c, _ in try parseGlobalPool(c, .max) },
+    "GlobalMaxPool2D": { c, _ in try parseGlobalPool(c, .max) },
     "MaxPooling2D": { c, _ in .pool2d(try parsePool(c, .max)) },
     "MaxPool2D": { c, _ in .pool2d(try parsePool(c, .max)) },
     "AveragePooling2D": { c, _ in .pool2d(try parsePool(c, .average)) },
@@ -46,6 +46,7 @@ let layerParsers: [String: LayerParser] = [
         return .cropping2d(top: p[0], bottom: p[1], left: p[2], right: p[3])
     },
     "UpSampling2D": { c, _ in
+        try checkChannelsLast(c)
         let interp = try c.string("interpolation", default: "nearest")
         guard let kind = Interpolation(rawValue: interp) else {
             throw c.fail("interpolation '\(interp)' is not supported (nearest, bilinear)")
@@ -96,6 +97,7 @@ func activationOp(_ spec: ActivationSpec) throws -> LayerOp {
 
 func parseConv2D(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     try checkChannelsLast(c)
+    try refuseKeras3Variants(c)
     return .conv2d(Conv2DSpec(
         filters: try c.size("filters"),
         kernel: try c.sizes("kernel_size", count: 2),
@@ -109,6 +111,8 @@ func parseConv2D(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
 
 func parseDepthwise(_ c: LayerConfig, _ ctx: ParseContext) throws -> DepthwiseSpec {
     try checkChannelsLast(c)
+    // tf-keras writes groups: 1 for these (inherited from Conv); anything else is not Keras's.
+    guard try c.int("groups", default: 1) == 1 else { throw c.fail("groups \(try c.int("groups")) is not supported") }
     return DepthwiseSpec(
         kernel: try c.sizes("kernel_size", count: 2),
         strides: try c.sizes("strides", count: 2, default: [1, 1]),
@@ -130,7 +134,8 @@ func parseSeparable(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
 }
 
 func parseDense(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
-    .dense(DenseSpec(units: try c.size("units"), useBias: try c.bool("use_bias", default: true),
+    try refuseKeras3Variants(c)
+    return .dense(DenseSpec(units: try c.size("units"), useBias: try c.bool("use_bias", default: true),
                      activation: try parseActivation(c, key: "activation", ctx)))
 }
 
@@ -138,6 +143,12 @@ func parseBatchNorm(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     // axis is an int (Keras 3), a one-element list (Keras 2); only the channel axis is supported.
     let axis = try c.int("axis", default: -1)
     if axis != -1 && axis < 1 { throw c.fail("axis \(axis) is not supported") }
+    // Batch renormalization and ghost batches change the training statistics; off is Keras's default.
+    if try c.bool("renorm", default: false) { throw c.fail("renorm (batch renormalization) is not supported") }
+    _ = (c.has("renorm_clipping"), c.has("renorm_momentum"), c.has("fused"))
+    for key in ["virtual_batch_size", "adjustment"] where c.has(key) {
+        throw c.fail("'\(key)' is not supported")
+    }
     return .batchNorm(BatchNormSpec(epsilon: Float(try c.double("epsilon", default: 1e-3)),
                                     momentum: Float(try c.double("momentum", default: 0.99)),
                                     center: try c.bool("center", default: true),
@@ -168,6 +179,7 @@ func parseDropout(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
 /// (channels last), (batch, 1, channels) for 1-D; -1 follows the input.
 func parseSpatialDropout(_ c: LayerConfig, _ ctx: ParseContext, noiseShape: [Int]) throws -> LayerOp {
     try checkChannelsLast(c)
+    if c.has("noise_shape") { throw c.fail("'noise_shape' is not supported (spatial dropout fixes its own)") }
     let seed = c.has("seed") ? try c.int("seed") : nil
     return .dropout(rate: Float(try c.double("rate", default: 0)), noiseShape: noiseShape, seed: seed)
 }
@@ -213,10 +225,31 @@ func parseNormalization(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp
 extension LayerConfig {
     /// Normalization's `axis` may be an int in Keras 3; intList handles lists only.
     func intList(_ key: String, allowScalar: Bool) throws -> [Int] {
-        if let n = dict[key].flatMap(number) {
+        if has(key), let n = dict[key].flatMap(number) {
             guard let i = integral(n) else { throw fail("'\(key)' is not an integer") }
             return [i]
         }
         return try intList(key)
     }
+}
+
+func parseGlobalPool(_ c: LayerConfig, _ kind: PoolKind) throws -> LayerOp {
+    try checkChannelsLast(c)
+    return .globalPool(kind, keepDims: try c.bool("keepdims", default: false))
+}
+
+/// Noise layers (GaussianNoise, GaussianDropout, AlphaDropout) are the identity at inference. Their
+/// training-time noise is not drawn here: `ConfigAudit.noiseKey` marks them so that training
+/// through one is refused.
+func parseNoise(_ c: LayerConfig, amount: String) throws -> LayerOp {
+    _ = (c.has("seed"), c.has("noise_shape"))
+    _ = try c.double(amount, default: 0)
+    return .identity
+}
+
+/// Keras 3 layer variants this reader does not compute: quantized kernels and LoRA adapters.
+func refuseKeras3Variants(_ c: LayerConfig) throws {
+    if c.has("quantization_config") { throw c.fail("quantized layers are not supported") }
+    if try c.int("lora_rank", default: 0) != 0 { throw c.fail("LoRA (lora_rank \(try c.int("lora_rank"))) is not supported") }
+    _ = c.has("lora_alpha")
 }

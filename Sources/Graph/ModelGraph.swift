@@ -22,6 +22,12 @@ public struct GraphNode: Sendable {
     /// Set for an operation recorded as a layer (`OpLayers.swift`): 2 for tf-keras's
     /// TFOpLambda, 3 for a Keras 3 op. Such a model loads only in the Keras that wrote it.
     public var kerasOp: Int? = nil
+    /// Config keys set on this layer that act only in training (regularizers, constraints),
+    /// which the trainer does not apply: training this layer is refused.
+    public var trainingOnlyKeys: [String] = []
+    /// The `trainingOnlyKeys` entry of a noise layer (GaussianNoise, ...), whose training-time noise
+    /// the trainer does not draw.
+    public static let trainingNoise = "training-time noise"
 
     /// Identifies the Keras layer object: a layer called twice gives two nodes with one key,
     /// and they share weights.

@@ -74,6 +74,7 @@ enum TrainingLowering {
         guard graph.outputs.count == 1 else { throw RuntimeError("training needs a model with one output; '\(graph.name)' has \(graph.outputs.count)") }
         let region = trainableRegion(graph, params)
         guard !region.isEmpty else { throw RuntimeError("model '\(graph.name)' has no trainable weights") }
+        try refuseUnappliedTrainingBehaviour(graph, params)
         var value: [Int: Int] = [:]          // graph node -> train node
         var nodes: [TrainNode] = []
         var boundary: [Int] = []
@@ -99,6 +100,23 @@ enum TrainingLowering {
         var logits = out
         if case .softmax = nodes[out].op { logits = nodes[out].inputs[0] }
         return TrainingSplit(boundary: boundary, nodes: nodes, output: out, logits: logits)
+    }
+
+    /// What a layer's config does only in training and this trainer does not: a noise layer's
+    /// noise (Keras draws it in frozen parts too), a regularizer's or constraint's effect on the
+    /// layer's own training weights. Refused before the first step rather than trained differently.
+    static func refuseUnappliedTrainingBehaviour(_ graph: ModelGraph, _ params: ParameterStore) throws {
+        for node in graph.nodes where !node.trainingOnlyKeys.isEmpty && !node.inferenceOnly {
+            if node.trainingOnlyKeys.contains(GraphNode.trainingNoise) {
+                throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): its training-time noise is not drawn by this trainer; "
+                                   + "remove the layer from the student or call it with training=False")
+            }
+            let trains = node.weights.contains { w in params.find(node, w.name).map { params.entry($0).trainable } ?? false }
+            if trains, let key = node.trainingOnlyKeys.first {
+                throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): '\(key)' acts in training and this trainer does not "
+                                   + "apply it; freeze the layer (--freeze \(node.name)) or remove the \(key) from the student")
+            }
+        }
     }
 
     static func lowerNode(_ node: GraphNode, _ ins: [Int], _ nodes: inout [TrainNode], _ params: ParameterStore,
