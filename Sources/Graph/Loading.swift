@@ -42,10 +42,21 @@ extension ModelGraph {
     /// The Keras a file of `format` is written for unless told otherwise: the format's default,
     /// or the only Keras that reads the model's operation layers (tf-keras's TFOpLambda, Keras 3's
     /// ops), which no other version knows.
-    public func defaultTarget(for format: KerasFileFormat) -> KerasTarget {
+    public func defaultTarget(for format: KerasFileFormat, weightsOnly: Bool = false) -> KerasTarget {
         if format == .legacyH5, nodes.contains(where: { $0.kerasOp == 2 }) { return .keras2 }
+        // Keras 3 cannot take a nested Normalization's statistics from a legacy weights-only file.
+        if format == .legacyH5, weightsOnly, nestedAdaptedNormalization != nil { return .keras2 }
         if nodes.contains(where: { $0.kerasOp == 3 }) { return .keras3 }
         return format.defaultTarget
+    }
+
+    /// A Normalization inside a nested model whose statistics are weights (adapted, not given in
+    /// its config).
+    public var nestedAdaptedNormalization: GraphNode? {
+        nodes.first { node in
+            if case .normalization(nil, _, _) = node.op { return !node.scope.isEmpty }
+            return false
+        }
     }
 }
 

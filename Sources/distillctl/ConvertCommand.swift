@@ -49,7 +49,7 @@ struct ConvertCommand: ParsableCommand {
                 throw ValidationError("a .keras archive holds the whole model; for weights only name the output OUT.weights.h5")
             }
             let model = try modelOptions.load()
-            let written = try model.writeKerasFile(to: output, weightsOnly: weightsOnly, target: keras ?? model.graph.defaultTarget(for: format),
+            let written = try model.writeKerasFile(to: output, weightsOnly: weightsOnly, target: keras ?? model.graph.defaultTarget(for: format, weightsOnly: weightsOnly),
                                                    architecturePath: archPath)
             let what = weightsOnly ? "weights only" : "full model"
             print("wrote \(output) (\(written.format), \(what), \(written.layerCount) layers, \(written.weightCount) weights, "

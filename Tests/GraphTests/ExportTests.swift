@@ -22,17 +22,26 @@ final class ExportTests: XCTestCase {
     /// trainable weights from block5a on, then normalization/mean:0.
     func testSeedWeightsOnlyOrderIsKerasOrderForThePartlyFrozenBase() throws {
         let seed = try load("k2_seed_effnetb0", form: "weights+json")
-        for target in KerasTarget.allCases {
-            let group = try XCTUnwrap(seed.exportFile(weightsOnly: true, target: target).file.weights.layer(named: "efficientnetb0"))
-            let names = group.weights.map(\.name)
-            XCTAssertEqual(names.first, "block5a_expand_conv/kernel:0")
-            XCTAssertEqual(names[106], "top_bn/beta:0")
-            // Keras 2 keeps Normalization's adapted statistics as weights; for Keras 3 they are in the config.
-            XCTAssertEqual(names[107], target == .keras2 ? "normalization/mean:0" : "stem_conv/kernel:0")
-            XCTAssertEqual(names.count, target == .keras2 ? 312 : 309)
-            XCTAssertFalse(names.contains { $0.hasPrefix("efficientnetb0/") }, "nested names carry no outer prefix")
-            XCTAssertTrue(names.contains("block1a_dwconv/depthwise_kernel:0"))
+        // A weights-only file holds exactly the user's model's weights: 312, Normalization's adapted
+        // statistics included (they are what the user's own architecture has).
+        let group = try XCTUnwrap(seed.exportFile(weightsOnly: true, target: .keras2).file.weights.layer(named: "efficientnetb0"))
+        let names = group.weights.map(\.name)
+        XCTAssertEqual(names.first, "block5a_expand_conv/kernel:0")
+        XCTAssertEqual(names[106], "top_bn/beta:0")
+        XCTAssertEqual(names[107], "normalization/mean:0")
+        XCTAssertEqual(names.count, 312)
+        XCTAssertFalse(names.contains { $0.hasPrefix("efficientnetb0/") }, "nested names carry no outer prefix")
+        XCTAssertTrue(names.contains("block1a_dwconv/depthwise_kernel:0"))
+        XCTAssertEqual(seed.graph.defaultTarget(for: .legacyH5, weightsOnly: true), .keras2)
+        // Keras 3 would not finalize that Normalization after a legacy load: refused, naming its route.
+        for target in [KerasTarget.both, .keras3] {
+            XCTAssertThrowsError(try seed.exportFile(weightsOnly: true, target: target)) { error in
+                XCTAssertTrue("\(error)".contains("OUT.weights.h5"), "\(error)")
+            }
         }
+        // The full model keeps moving them into the config for Keras 3 (the config travels with it).
+        let full = try XCTUnwrap(seed.exportFile(target: .both).file.weights.layer(named: "efficientnetb0"))
+        XCTAssertEqual(full.weights.count, 309)
     }
 
     /// A student's trained weights: new Float arrays in the WeightStore are what gets written,
@@ -49,7 +58,7 @@ final class ExportTests: XCTestCase {
             model.graph.nodes[i].trainable = true
         }
         let folder = try ExportFolder()
-        let export = try model.exportFile(weightsOnly: true)
+        let export = try model.exportFile(weightsOnly: true, target: .keras2)
         try export.write(to: folder.path("student.h5"), architecturePath: folder.path("student.json"))
         let back = try LoadedModel.load(path: folder.path("student.h5"), archPath: folder.path("student.json"))
         XCTAssertEqual(back.weights.weight("kernel", of: dense)?.floats, trained)

@@ -30,12 +30,12 @@ struct ConfigExporter {
     /// `.weights.h5`), which Keras 3 deserializes natively, rather than a legacy .h5.
     let keras3Format: Bool
 
-    init(graph: ModelGraph, weights: WeightStore, target: KerasTarget, keras3Format: Bool = false) {
+    init(graph: ModelGraph, weights: WeightStore, target: KerasTarget, keras3Format: Bool = false, weightsOnly: Bool = false) {
         self.graph = graph
         self.weights = weights
         self.target = target
         self.keras3Format = keras3Format
-        self.foldsNormalizations = !keras3Format
+        self.foldsNormalizations = !keras3Format && !weightsOnly
         nodesByKey = Dictionary(graph.nodes.map { ($0.layerKey, $0) }, uniquingKeysWith: { first, _ in first })
     }
 

@@ -65,7 +65,7 @@ extension LoadedModel {
     public func writeKerasFile(to path: String, weightsOnly: Bool = false, target: KerasTarget? = nil,
                                architecturePath: String? = nil) throws -> KerasWriteResult {
         let format = KerasFileFormat.forOutput(path: path)
-        let target = target ?? graph.defaultTarget(for: format)
+        let target = target ?? graph.defaultTarget(for: format, weightsOnly: weightsOnly)
         switch format {
         case .legacyH5:
             let export = try exportFile(weightsOnly: weightsOnly, target: target)

@@ -33,7 +33,17 @@ public enum KerasExporter {
         guard let root = try JSONReader.parse(config, source: "model config") as? [String: Any] else {
             throw GraphError("model config: not a Keras model config (not a JSON object)")
         }
-        var configs = ConfigExporter(graph: graph, weights: weights, target: target)
+        // A weights-only file is loaded by position into the user's own model: it must hold
+        // exactly that model's weights, so Normalization statistics stay weights. Keras 3 would
+        // then normalize with mean 0, variance 1 in a nested Normalization (it finalizes only
+        // top-level ones after a legacy load): its route is the .weights.h5 layout.
+        if weightsOnly, target.loadsInKeras3, let n = graph.nestedAdaptedNormalization {
+            throw GraphError("layer '\(n.layerKey)' (Normalization): a legacy weights-only .h5 cannot give Keras 3 a nested "
+                             + "Normalization's statistics (it would normalize with mean 0, variance 1); for Keras 3 write "
+                             + "OUT.weights.h5, for tf-keras --keras 2")
+        }
+        var configs = ConfigExporter(graph: graph, weights: weights, target: target, keras3Format: false,
+                                     weightsOnly: weightsOnly)
         let exported = try configs.export(root: root)
         let version = target.fileKerasVersion
         let group = try WeightsGroupBuilder(graph: graph, store: weights, omitted: configs.foldedNormalizations)
