@@ -47,6 +47,11 @@ extension ModelGraph {
             guard let layerGroup = groups[groupName] else {
                 throw GraphError("\(source): no weights for layer '\(groupName)' (the file's layers: \(group.layerNames.prefix(8).joined(separator: ", "))\(group.layerNames.count > 8 ? ", ..." : ""))")
             }
+            if node.scope.isEmpty, let bound = try bindByPosition(node, layerGroup, used: used[groupName] ?? [], source: source) {
+                used[groupName, default: []].formUnion(layerGroup.weights.indices)
+                store.byLayer[node.layerKey] = bound
+                continue
+            }
             var bound: [BoundWeight] = []
             for spec in node.weights {
                 let names = [spec.name] + spec.aliases
@@ -77,6 +82,35 @@ extension ModelGraph {
             }
         }
         return store
+    }
+}
+
+extension ModelGraph {
+    /// Keras 2.0-era files may name a layer's weights under another prefix inside the layer's own
+    /// group (`conv2d_1` holding `conv2d_1_1/kernel:0`, from TF's variable-scope renaming); Keras
+    /// loads one layer's weights by position. When none of the group's weights carries this
+    /// layer's name, they are taken in order: the same count and each shape as the layer's own,
+    /// else refused naming both. Nil when names match (binding by name goes on).
+    func bindByPosition(_ node: GraphNode, _ group: LayerWeights, used: Set<Int>, source: String) throws -> [BoundWeight]? {
+        guard used.isEmpty else { return nil }
+        let named = group.weights.contains { w in
+            let (prefix, _) = splitWeightName(w.name)
+            return prefix == node.name || prefix.hasSuffix("/" + node.name) || prefix.isEmpty
+        }
+        guard !named, !group.weights.isEmpty else { return nil }
+        let expected = node.weights.map { "\($0.name) \(fmtShape($0.shape))" }.joined(separator: ", ")
+        let found = group.weights.map { "\($0.name) \(fmtShape($0.shape))" }.joined(separator: ", ")
+        guard group.weights.count == node.weights.count else {
+            throw GraphError("\(source): layer '\(node.layerKey)' has \(node.weights.count) weights (\(expected)); its group "
+                             + "'\(group.name)' holds \(group.weights.count) under other names (\(found))")
+        }
+        return try zip(node.weights, group.weights).map { spec, weight in
+            guard weight.shape == spec.shape || (weight.shape.reduce(1, *) == 1 && spec.shape.isEmpty) else {
+                throw GraphError("\(source): layer '\(node.layerKey)' weight '\(spec.name)' \(fmtShape(spec.shape)) would take "
+                                 + "'\(weight.name)' \(fmtShape(weight.shape)) by position, which does not fit")
+            }
+            return BoundWeight(spec: spec, fileName: weight.name, values: weight.values)
+        }
     }
 }
 

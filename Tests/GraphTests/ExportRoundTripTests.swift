@@ -90,7 +90,10 @@ final class ExportRoundTripTests: XCTestCase {
     /// name (tf-keras's adapted Normalization writes `mean:0`) belongs to the group's layer.
     func identity(_ name: String, _ group: String) -> (layer: String, text: String) {
         let (prefix, short) = splitWeightName(name)
-        let layer = prefix.split(separator: "/").last.map(String.init) ?? group
+        var layer = prefix.split(separator: "/").last.map(String.init) ?? group
+        // Keras 2.0's renamed prefixes (`conv1_conv_1/kernel:0` in group `conv1_conv`, bound by
+        // position) are written back under the layer's own name, as Keras writes them today.
+        if layer == group + "_1" { layer = group }
         return (layer, "\(layer)/\(short == "depthwise_kernel" ? "kernel" : short)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import H5Model
 import TestSupport
 import XCTest
 @testable import Graph
@@ -100,5 +101,19 @@ final class LoadingErrorTests: XCTestCase {
         try Data("{\"class_name\": \"Sequential\", ".utf8).write(to: bad)
         let text = message { _ = try LoadedModel.load(path: c.path(c.weights)!, archPath: bad.path) }
         XCTAssertTrue(text.hasPrefix(bad.path + ": not valid JSON"), text)
+    }
+
+    /// Keras 2.0-era weight names under another prefix bind by position; a count that does not
+    /// fit is refused naming what the layer has and what the group holds.
+    func testRenamedWeightsBindByPositionOrNameBothSides() throws {
+        let c = try fixture("emu_keras20_renamed_weights")
+        let model = try LoadedModel.load(path: c.path(c.model)!)
+        let conv = try XCTUnwrap(model.graph.nodes.first { $0.name == "conv1_conv" })
+        XCTAssertEqual(model.weights.weights(of: conv).map(\.fileName), ["conv1_conv_1/kernel:0", "conv1_conv_1/bias:0"])
+        var file = try KerasH5File.read(path: c.path(c.model)!)
+        let i = try XCTUnwrap(file.weights.layers.firstIndex { $0.name == "conv1_bn" })
+        file.weights.layers[i].weights.removeLast()
+        let line = message { _ = try model.graph.bindWeights(from: file.weights, source: "f.h5") }
+        XCTAssertTrue(line.contains("layer 'conv1_bn' has 4 weights") && line.contains("holds 3 under other names"), line)
     }
 }
