@@ -280,6 +280,10 @@ struct GraphBuilder {
             return model.outputs
         }
         guard let parser = layerParsers[className] else {
+            if className == "Lambda" {
+                throw config.fail("a Lambda layer holds Python code, which cannot run outside Python; rebuild the model "
+                                  + "with Keras layers or operations in its place")
+            }
             if isOpLayer(entry, className: className) {
                 throw config.fail("an operation outside a Functional model is not supported")
             }
@@ -306,9 +310,11 @@ struct GraphBuilder {
     }
 
     /// What an ordinary layer's call may carry besides its input tensors: `mask` left null, and
-    /// `training`. Returns whether the call fixes the layer in inference mode (`training=False`,
-    /// as in `base_model(x, training=False)`). Anything else is refused: a constant operand or a
-    /// keyword this reader ignored would change what the layer computes.
+    /// `training`. Returns whether the call fixes the layer in inference mode: in tf-keras an
+    /// explicit `training=False` (`base_model(x, training=False)`) wins over the model's own flag;
+    /// Keras 3's Functional passes the model's `training` (which fit and predict always give)
+    /// over the recorded one, so there a recorded value changes nothing. Anything else is refused:
+    /// a constant operand or a keyword this reader ignored would change what the layer computes.
     private func auditCall(_ call: LayerCall, _ config: LayerConfig) throws -> Bool {
         for (i, arg) in call.args.enumerated() {
             let onlyTensors: Bool
@@ -329,6 +335,7 @@ struct GraphBuilder {
                 guard let flag = value.constantValue as? NSNumber, isJSONBool(flag) else {
                     throw config.fail("call keyword 'training' is \(briefJSON(value.constantValue ?? "a tensor")), expected true or false")
                 }
+                if kerasMajor >= 3 { continue }
                 guard !flag.boolValue else { throw config.fail("a call with training=True (always in training mode) is not supported") }
                 inference = true
             default:

@@ -20,7 +20,8 @@ enum ConfigAudit {
     }
 
     /// Layers whose training-time noise the trainer does not draw (identity at inference).
-    static let noiseLayers: Set<String> = ["GaussianNoise", "GaussianDropout", "AlphaDropout"]
+    static let noiseLayers: Set<String> = ["GaussianNoise", "GaussianDropout", "AlphaDropout", "RandomFlip", "RandomRotation",
+                                           "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
     /// The `trainingOnlyKeys` entry of a noise layer: refused wherever it runs in training mode,
     /// trainable or not (Keras draws the noise in a frozen part too).
     static let noise = GraphNode.trainingNoise

@@ -68,6 +68,18 @@ let layerParsers: [String: LayerParser] = [
                    offset: c.has("offset") ? try c.doubles("offset").map(Float.init) : [0])
     },
     "Normalization": parseNormalization,
+    // Augmentation layers: the identity at inference, as in Keras; training through one is refused
+    // (`ConfigAudit.noiseLayers`), since this trainer does not draw their random transformations.
+    "RandomFlip": { c, _ in try parseAugmentation(c, keys: ["mode", "seed"]) },
+    "RandomRotation": { c, _ in try parseAugmentation(c, keys: ["factor", "fill_mode", "fill_value", "interpolation", "seed"]) },
+    "RandomZoom": { c, _ in
+        try parseAugmentation(c, keys: ["height_factor", "width_factor", "fill_mode", "fill_value", "interpolation", "seed"])
+    },
+    "RandomTranslation": { c, _ in
+        try parseAugmentation(c, keys: ["height_factor", "width_factor", "fill_mode", "fill_value", "interpolation", "seed"])
+    },
+    "RandomContrast": { c, _ in try parseAugmentation(c, keys: ["factor", "value_range", "seed"]) },
+    "RandomBrightness": { c, _ in try parseAugmentation(c, keys: ["factor", "value_range", "seed"]) },
 ]
 
 func checkChannelsLast(_ c: LayerConfig) throws {
@@ -252,4 +264,12 @@ func refuseKeras3Variants(_ c: LayerConfig) throws {
     if c.has("quantization_config") { throw c.fail("quantized layers are not supported") }
     if try c.int("lora_rank", default: 0) != 0 { throw c.fail("LoRA (lora_rank \(try c.int("lora_rank"))) is not supported") }
     _ = c.has("lora_alpha")
+}
+
+/// An augmentation layer's parameters act only in training; at inference it passes images through.
+func parseAugmentation(_ c: LayerConfig, keys: [String]) throws -> LayerOp {
+    try checkChannelsLast(c)
+    // rng_type: tf-keras's choice of random generator.
+    for key in keys + ["rng_type"] { _ = c.has(key) }
+    return .identity
 }

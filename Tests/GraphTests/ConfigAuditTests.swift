@@ -92,13 +92,32 @@ final class ConfigAuditTests: XCTestCase {
         XCTAssertGreaterThan(refused, 500)
     }
 
-    func testCallWithTrainingFalseKeepsTheLayerInInferenceMode() throws {
+    /// tf-keras: an explicit training=False in the call wins over the model's flag, for a nested
+    /// model's layers too. Keras 3's Functional passes the model's own flag over the recorded one.
+    func testCallWithTrainingFalseKeepsTheLayerInInferenceModeInTfKerasOnly() throws {
         let c = try XCTUnwrap(fixtureCases().first { $0.name == "k3_mobilenetv3small" })
         let graph = try ModelConfigParser.parse(json: String(contentsOfFile: c.path(c.arch)!, encoding: .utf8), source: c.name)
-        // Keras 3's MobileNetV3 calls its Dropout with training=False.
+        // Keras 3's MobileNetV3 records training=False on its Dropout; fit overrides it.
         let dropout = try XCTUnwrap(graph.nodes.first { $0.className == "Dropout" })
-        XCTAssertTrue(dropout.inferenceOnly)
-        XCTAssertFalse(graph.nodes.first { $0.className == "Conv2D" }!.inferenceOnly)
+        XCTAssertFalse(dropout.inferenceOnly)
+
+        let k2 = try XCTUnwrap(fixtureCases().first { $0.name == "k2_nested_functional" })
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: k2.path(k2.arch)!))) as? [String: Any])
+        var config = try XCTUnwrap(root["config"] as? [String: Any])
+        var layers = try XCTUnwrap(config["layers"] as? [[String: Any]])
+        let i = try XCTUnwrap(layers.firstIndex { modelClassNames.contains($0["class_name"] as? String ?? "") })
+        let nested = layers[i]["name"] as? String ?? ""
+        var calls = try XCTUnwrap(layers[i]["inbound_nodes"] as? [[[Any]]])
+        calls = calls.map { call in call.map { t in Array(t.prefix(3)) + [["training": false] as [String: Any]] } }
+        layers[i]["inbound_nodes"] = calls
+        config["layers"] = layers
+        root["config"] = config
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: root), as: UTF8.self)
+        let graph2 = try ModelConfigParser.parse(json: json, source: "edited")
+        let inside = graph2.nodes.filter { $0.scope.first == nested }
+        XCTAssertFalse(inside.isEmpty)
+        XCTAssertTrue(inside.allSatisfy(\.inferenceOnly), "every layer of the nested model runs in inference mode")
+        XCTAssertTrue(graph2.nodes.filter { $0.scope.isEmpty && $0.className != "InputLayer" }.allSatisfy { !$0.inferenceOnly })
     }
 
     func testRegularizersAndNoiseAreKeptForTheTrainer() throws {

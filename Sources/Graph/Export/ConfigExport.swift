@@ -206,6 +206,9 @@ struct ConfigExporter {
         guard let dict = value as? [String: Any] else { return [:] }
         var out: [String: Any] = [:]
         for (key, item) in dict where !(item is NSNull) {
+            // Keras 3 passes the model's own training flag over a recorded one; written for
+            // tf-keras, where a recorded flag wins, it would fix the layer's mode.
+            if key == "training", graph.kerasMajor >= 3 { continue }
             if containsKerasTensor(item) {
                 throw GraphError("layer '\(layer)': a tensor passed as keyword argument '\(key)' is not supported")
             }

@@ -59,6 +59,16 @@ struct LayerConfigExporter {
         case "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D":
             c["trainable"] = nil
             c["noise_shape"] = nil
+        case "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness":
+            // tf-keras's generator choice, unknown to Keras 3; Keras 3's data_format (channels_last,
+            // checked when read) and RandomContrast's default value_range, unknown to tf-keras.
+            if target.loadsInKeras3 { c["rng_type"] = nil }
+            if target.loadsInKeras2 {
+                c["data_format"] = nil
+                if className == "RandomContrast", let range = c["value_range"] as? [Any], range.compactMap(number) == [0, 255] {
+                    c["value_range"] = nil
+                }
+            }
         case "LeakyReLU":
             if let slope = c.removeValue(forKey: "negative_slope") ?? c.removeValue(forKey: "alpha") {
                 c[target == .keras3 ? "negative_slope" : "alpha"] = slope

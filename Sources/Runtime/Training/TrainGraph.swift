@@ -108,8 +108,9 @@ enum TrainingLowering {
     static func refuseUnappliedTrainingBehaviour(_ graph: ModelGraph, _ params: ParameterStore) throws {
         for node in graph.nodes where !node.trainingOnlyKeys.isEmpty && !node.inferenceOnly {
             if node.trainingOnlyKeys.contains(GraphNode.trainingNoise) {
-                throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): its training-time noise is not drawn by this trainer; "
-                                   + "remove the layer from the student or call it with training=False")
+                throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): its random noise or augmentation in training is "
+                                   + "not drawn by this trainer; remove the layer from the student (distill's --augment "
+                                   + "augments the images) or call it with training=False")
             }
             let trains = node.weights.contains { w in params.find(node, w.name).map { params.entry($0).trainable } ?? false }
             if trains, let key = node.trainingOnlyKeys.first {
