@@ -37,6 +37,10 @@ public struct TrainingRunOptions: Sendable {
     public var plotPath: String? = nil
     /// The teacher's logits from `distillctl teacher-cache` instead of running the teacher.
     public var teacherCache: TeacherCache? = nil
+    /// The optimizer, learning rate and schedule as the caller describes them (recorded in
+    /// checkpoints: a resumption that changes it uses `initialLearningRate` from then on).
+    public var learningRateText: String? = nil
+    public var initialLearningRate: Double? = nil
     public init() {}
 }
 
@@ -112,6 +116,7 @@ public final class TrainingRun {
         }
         state.earlyStopping = options.earlyStopping
         state.reduceLR = options.reduceLROnPlateau
+        state.settings = settings
         if options.checkpointDirectory != nil { state.best = BestValue(monitor: monitor, mode: options.monitorMode) }
     }
 
@@ -182,8 +187,40 @@ public final class TrainingRun {
         } else { restored.reduceLR = nil }
         if let b = state.best, restored.best?.monitor != b.monitor || restored.best?.mode != b.mode { restored.best = b }
         if state.best == nil { restored.best = nil }
+        resumeChanges = []
+        if let then = restored.settings {
+            let now = settings
+            func note(_ what: String, _ a: String?, _ b: String?) {
+                if a != b { resumeChanges.append("\(what) \(a ?? "off") -> \(b ?? "off")") }
+            }
+            note("epochs", String(then.epochs), String(now.epochs))
+            note("optimizer", then.learningRate, now.learningRate)
+            note("early stopping", then.earlyStopping, now.earlyStopping)
+            note("reduce on plateau", then.reduceLROnPlateau, now.reduceLROnPlateau)
+            // The checkpoint's constant rate (maybe lowered on a plateau) holds unless the run now
+            // asks for another; a schedule is this run's own already.
+            if then.learningRate != now.learningRate, let rate = options.initialLearningRate {
+                try? distiller.optimizer.setLearningRate(Float(rate))
+            }
+        }
+        restored.settings = settings
         state = restored
     }
+
+    /// This run's changeable settings, as recorded in its checkpoints.
+    var settings: RunSettings {
+        RunSettings(epochs: options.epochs, learningRate: options.learningRateText,
+                    earlyStopping: options.earlyStopping.map {
+                        "monitor \($0.monitor), patience \($0.patience), min delta \($0.minDelta), mode \($0.mode)"
+                            + ($0.restoreBestWeights ? ", restoring the best weights" : "")
+                    },
+                    reduceLROnPlateau: options.reduceLROnPlateau.map {
+                        "monitor \($0.monitor), factor \($0.factor), patience \($0.patience), min rate \($0.minLearningRate)"
+                    })
+    }
+
+    /// What `resume` found changed since the checkpointed run, one phrase each ("epochs 10 -> 20").
+    public private(set) var resumeChanges: [String] = []
 
     func checkpoint() -> TrainingCheckpoint {
         TrainingCheckpoint(model: distiller.trainedModel(), state: state, optimizer: distiller.optimizer.state())
