@@ -62,6 +62,9 @@ struct TrainingOptions: ParsableArguments {
             throw ValidationError("--output \(output): the student is written as a full model; name it .keras or .h5 (convert makes weights-only files)")
         }
         if unfreezeFrom != nil && trainableHead { throw ValidationError("give --unfreeze-from or --trainable-head, not both") }
+        if let monitor = outputs.monitor, monitor.hasPrefix("val_"), val == nil {
+            throw ValidationError("--monitor \(monitor) needs a validation set (--val)")
+        }
     }
 
     var selection: TrainableSelection {
@@ -129,6 +132,8 @@ struct TrainingOptions: ParsableArguments {
         var valSet = try val.map { try trainSet.validationSplit($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
         // Every image is decoded once before the first step: bad ones stop the run here, listed,
         // or are left out with --skip-bad-images.
+        // The test set is read now, so that a bad one is refused before training rather than after.
+        let testSet = try test.map { try ImageDataset.load($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
         // The images are inputs too: no output may be one of them.
         files.inputs += trainSet.files.map { ("--train", $0.path) } + (valSet?.files ?? []).map { ("--val", $0.path) }
         try files.check()
@@ -150,8 +155,13 @@ struct TrainingOptions: ParsableArguments {
                              + [outputs.history, outputs.plot].compactMap { $0 }.map { ($0, 64 * 1024 + 200 * epochs) })
         for (name, set) in [("training", Optional(trainSet)), ("validation", valSet)] {
             guard let set else { continue }
-            let (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
-                                                             skipBad: skipBadImages)
+            let checked: ImageDataset, left: [BadImage]
+            do {
+                (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
+                                                              skipBad: skipBadImages)
+            } catch let e as BadImagesError {
+                throw CommandLineError("\(e) (--skip-bad-images leaves them out)")
+            }
             if !left.isEmpty {
                 print("left out \(left.count) \(name) image\(left.count == 1 ? "" : "s") that cannot be loaded: "
                       + left.prefix(5).map { "\($0.file.path) (\($0.reason))" }.joined(separator: "; ")
@@ -199,7 +209,9 @@ struct TrainingOptions: ParsableArguments {
         }
         let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
         if let (checkpoint, path) = resumeFrom {
-            try run.resume(from: checkpoint, path: path)
+            do { try run.resume(from: checkpoint, path: path) } catch let e as ResumeMismatch {
+                throw CommandLineError(resumeMismatchText(e))
+            }
             let p = run.state.position
             print("resuming from \(path): epoch \(p.epoch + 1), batch \(p.batch + 1) (step \(run.state.step + 1))"
                   + (run.resumeChanges.isEmpty ? "" : "; changed: " + run.resumeChanges.joined(separator: "; ")))
@@ -211,11 +223,16 @@ struct TrainingOptions: ParsableArguments {
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
         Interruption.install()
         var announced = false
-        let outcome = try run.run(reporter: progress, interrupted: {
-            guard Interruption.isRequested else { return false }
-            if !announced { announced = true; if terminal { print("") } }
-            return true
-        })
+        let outcome: RunOutcome
+        do {
+            outcome = try run.run(reporter: progress, interrupted: {
+                guard Interruption.isRequested else { return false }
+                if !announced { announced = true; if terminal { print("") } }
+                return true
+            })
+        } catch let e as TrainingStopped where e.checkpoint == nil && outputs.checkpointDir == nil {
+            throw TrainingStopped(message: e.message + " (--checkpoint-dir keeps a checkpoint every epoch)", checkpoint: nil)
+        }
         if case .interrupted(let path) = outcome {
             let p = run.state.position
             let dir = (path as NSString).deletingLastPathComponent
@@ -229,8 +246,7 @@ struct TrainingOptions: ParsableArguments {
             print("wrote \(output)")
         }
         guard collective.isRoot else { return }
-        if let test {
-            let testSet = try ImageDataset.load(test, options: layout.datasetOptions(classNames: trainSet.classNames))
+        if let testSet {
             if let teacher {
                 let a = try accuracy(of: InferenceSession(model: teacher), on: testSet, batchSize: batchSize)
                 print(String(format: "teacher test accuracy %.4f", a))
@@ -325,9 +341,24 @@ func shapeText(_ shapes: [[Int]]) -> String {
 /// (kept for the backward pass, and their gradients), the teacher's inference, and the student's
 /// weights four times (values, gradients, two optimizer slots).
 func trainingMemoryEstimate(student: LoadedModel, teacher: LoadedModel?, batch: Int) throws -> Int {
-    let s = try InferenceSession(model: student).estimatedBytes(items: batch, batchSize: batch, threads: 1)
+    let s = try InferenceSession(model: student).estimatedBytes(items: batch, batchSize: batch, threads: 1, wholeBatch: true)
     let t = try teacher.map { try InferenceSession(model: $0).estimatedBytes(items: batch, batchSize: batch) } ?? 0
     let weights = student.graph.parameterCounts().total * 4
     let parts = [s > Int.max / 4 ? Int.max : s * 3, t, weights * 4]
     return parts.reduce(0) { let (r, o) = $0.addingReportingOverflow($1); return o ? Int.max : r }
+}
+
+/// A checkpoint of another run, in the command line's words: each difference names its flag.
+func resumeMismatchText(_ e: ResumeMismatch) -> String {
+    "\(e.path): cannot resume: " + e.differences.map { d in
+        switch d {
+        case .kind(let then, let now): return "it was made by '\(then)', this is '\(now)'"
+        case .images(let then, let now): return "the training images differ (\(then) then, \(now) now)"
+        case .batchSize(let b): return "--batch-size was \(b)"
+        case .seed(let s): return "--seed was \(s)"
+        case .augment(let a): return "--augment was \(a.map { "'\($0)'" } ?? "off")"
+        case .loss(let a, let t): return "--alpha/--temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
+        case .teacher(let t): return "the teacher was \(t ?? "none")"
+        }
+    }.joined(separator: "; ")
 }

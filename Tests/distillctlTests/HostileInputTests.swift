@@ -162,6 +162,8 @@ final class HostileInputTests: XCTestCase {
         rows += [
             Row(what: "validation classes spelled differently", args: train + ["--val", f.misspelledVal, "--output", out], exit: 1,
                 lines: [["\(f.misspelledVal): label column 'TShirt' is not a class of the training set"]]),
+            Row(what: "test classes spelled differently, refused before training", args: train + ["--test", f.misspelledVal, "--output", out],
+                exit: 1, lines: [["\(f.misspelledVal): label column 'TShirt' is not a class of the training set"]]),
             Row(what: "validation classes in another order train", args: train + ["--val", f.reorderedVal, "--output", f.path("out/r.h5")],
                 exit: 0, lines: [], noTraining: false),
             Row(what: "a CSV ending with blank lines trains", args: train + ["--train", f.blankLinesCSV, "--output", f.path("out/b.h5")],

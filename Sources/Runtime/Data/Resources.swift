@@ -84,14 +84,17 @@ extension InferenceSession {
     /// Bytes a `run` of `items` inputs shaped `itemShapes` (no batch axis; default the model's),
     /// `batchSize` at a time, holds at its peak: the inputs and outputs, each worker's plan (its
     /// arena scaled from a one-item plan, which is laid out without allocating), and the weights.
+    /// `wholeBatch`: the batch's activations all at once, as a training step holds them (inference
+    /// runs large images one at a time).
     public func estimatedBytes(items: Int, batchSize: Int, itemShapes: [[Int]]? = nil,
-                               threads: Int = RuntimeThreads.count) throws -> Int {
+                               threads: Int = RuntimeThreads.count, wholeBatch: Bool = false) throws -> Int {
         let shapes = itemShapes ?? inputShapes
         guard shapes.allSatisfy({ $0.allSatisfy { $0 > 0 } }) else { return 0 }   // sizes only known with the data
         let (nodes, outputs) = try planNodes(inputShapes: shapes.map { [1] + $0 })
         let arena = BufferPlan(nodes: nodes, outputs: outputs).arenaCount
         let largest = nodes.map(\.count).max() ?? 0
-        let step = max(1, min(batchSize, items, InferenceSession.imagesOneByOne(largestValue: largest) ? 1 : Int.max))
+        let oneByOne = !wholeBatch && InferenceSession.imagesOneByOne(largestValue: largest)
+        let step = max(1, min(batchSize, items, oneByOne ? 1 : Int.max))
         let passes = (items + step - 1) / step
         let workers = max(1, min(threads, passes))
         let weights = model.graph.parameterCounts().total

@@ -66,7 +66,49 @@ public protocol TrainingReporter: AnyObject {
 /// is the last good one.
 public struct TrainingStopped: Error, CustomStringConvertible, Sendable {
     public var message: String
+    /// The last good checkpoint, if one was written.
+    public var checkpoint: String?
     public var description: String { message }
+
+    public init(message: String, checkpoint: String?) {
+        self.message = message
+        self.checkpoint = checkpoint
+    }
+}
+
+/// A checkpoint that belongs to another run than the one asked to resume from it.
+public struct ResumeMismatch: Error, CustomStringConvertible, Sendable {
+    /// What was different then (the run's own words; the value it had then, where it has one).
+    public enum Difference: Sendable, Equatable {
+        case kind(then: String, now: String)
+        case images(then: Int, now: Int)
+        case batchSize(Int)
+        case seed(UInt64)
+        case augment(String?)
+        case loss(alpha: Double?, temperature: Double?)
+        case teacher(String?)
+    }
+    public var path: String
+    public var differences: [Difference]
+
+    public init(path: String, differences: [Difference]) {
+        self.path = path
+        self.differences = differences
+    }
+
+    public var description: String {
+        "\(path): cannot resume: " + differences.map { d in
+            switch d {
+            case .kind(let then, let now): return "it was made by '\(then)', this is '\(now)'"
+            case .images(let then, let now): return "the training images differ (\(then) then, \(now) now)"
+            case .batchSize(let b): return "the batch size was \(b)"
+            case .seed(let s): return "the seed was \(s)"
+            case .augment(let a): return "the augmentation was \(a.map { "'\($0)'" } ?? "off")"
+            case .loss(let a, let t): return "alpha/temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
+            case .teacher(let t): return "the teacher was \(t ?? "none")"
+            }
+        }.joined(separator: "; ")
+    }
 }
 
 /// The epoch loop: shuffled batches (the last partial one included) through the distiller, the
@@ -93,7 +135,7 @@ public final class TrainingRun {
             throw RuntimeError("cannot monitor '\(monitor)': the metrics are \(EpochRecord.metricNames.joined(separator: ", "))")
         }
         if monitor.hasPrefix("val_") && validation == nil {
-            throw RuntimeError("cannot monitor '\(monitor)' without a validation set (--val)")
+            throw RuntimeError("cannot monitor '\(monitor)' without a validation set")
         }
         if monitor == "soft_loss" && !distiller.distilling {
             throw RuntimeError("cannot monitor 'soft_loss' without a teacher")
@@ -107,7 +149,7 @@ public final class TrainingRun {
             teacher: distiller.teacherIdentity))
         if let cache = options.teacherCache {
             guard options.augment == nil || options.augment!.isIdentity else {
-                throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with --augment")
+                throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with augmentation")
             }
             guard cache.classes == distiller.classes else {
                 throw RuntimeError("the teacher cache has \(cache.classes) classes, the student \(distiller.classes)")
@@ -139,7 +181,7 @@ public final class TrainingRun {
                                    skipBad: Bool) throws -> (dataset: ImageDataset, left: [BadImage]) {
         let bad = preflightCheck(dataset, height: height, width: width, channels: channels)
         guard !bad.isEmpty else { return (dataset, []) }
-        guard skipBad else { throw RuntimeError(badImagesMessage(bad, source: dataset.source)) }
+        guard skipBad else { throw BadImagesError(source: dataset.source, bad: bad) }
         return (try dataset.removing(paths: Set(bad.map(\.file.path))), bad)
     }
 
@@ -153,21 +195,19 @@ public final class TrainingRun {
     /// trainable weights, or an error saying what differs.
     public func resume(from checkpoint: TrainingCheckpoint, path: String) throws {
         let saved = checkpoint.state.identity, now = state.identity
-        var differences: [String] = []
-        if saved.kind != now.kind { differences.append("it was made by '\(saved.kind)', this is '\(now.kind)'") }
+        var differences: [ResumeMismatch.Difference] = []
+        if saved.kind != now.kind { differences.append(.kind(then: saved.kind, now: now.kind)) }
         if saved.dataFingerprint != now.dataFingerprint || saved.images != now.images {
-            differences.append("the training images differ (\(saved.images) then, \(now.images) now)")
+            differences.append(.images(then: saved.images, now: now.images))
         }
-        if saved.batchSize != now.batchSize { differences.append("--batch-size was \(saved.batchSize)") }
-        if saved.seed != now.seed { differences.append("--seed was \(saved.seed)") }
-        if saved.augment != now.augment { differences.append("--augment was \(saved.augment.map { "'\($0)'" } ?? "off")") }
+        if saved.batchSize != now.batchSize { differences.append(.batchSize(saved.batchSize)) }
+        if saved.seed != now.seed { differences.append(.seed(saved.seed)) }
+        if saved.augment != now.augment { differences.append(.augment(saved.augment)) }
         if saved.alpha != now.alpha || saved.temperature != now.temperature {
-            differences.append("--alpha/--temperature were \(saved.alpha.map { "\($0)" } ?? "-")/\(saved.temperature.map { "\($0)" } ?? "-")")
+            differences.append(.loss(alpha: saved.alpha, temperature: saved.temperature))
         }
-        if saved.teacher != now.teacher { differences.append("the teacher was \(saved.teacher ?? "none")") }
-        guard differences.isEmpty else {
-            throw RuntimeError("\(path): cannot resume: " + differences.joined(separator: "; "))
-        }
+        if saved.teacher != now.teacher { differences.append(.teacher(saved.teacher)) }
+        guard differences.isEmpty else { throw ResumeMismatch(path: path, differences: differences) }
         do { try distiller.optimizer.restore(checkpoint.optimizer) } catch {
             throw RuntimeError("\(path): cannot resume: the optimizer state does not fit this run (\(error)); "
                                + "the optimizer and the trainable layers must be those of the checkpointed run")
@@ -268,7 +308,7 @@ public final class TrainingRun {
                                            share: (batch.globalOffset, batch.globalCount))
                 } catch let e as TrainingDiverged {
                     throw TrainingStopped(message: "training stopped: \(e.reason) in epoch \(epoch + 1), batch \(batch.index + 1) of \(batches) (step \(e.step + 1)); "
-                                          + lastGoodCheckpointText())
+                                          + lastGoodCheckpointText(), checkpoint: lastGoodCheckpoint)
                 }
                 state.step += 1
                 state.position.batch = batch.index + 1
@@ -353,10 +393,12 @@ public final class TrainingRun {
         return path
     }
 
+    var lastGoodCheckpoint: String? {
+        lastCheckpointPath.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+    }
+
     func lastGoodCheckpointText() -> String {
-        guard let path = lastCheckpointPath, FileManager.default.fileExists(atPath: path) else {
-            return "no checkpoint was written yet (use --checkpoint-dir to keep one every epoch); nothing else was written"
-        }
+        guard let path = lastGoodCheckpoint else { return "no checkpoint was written yet; nothing else was written" }
         return "the last good checkpoint is \(path) (epoch \(state.history.count)); nothing else was written"
     }
 
