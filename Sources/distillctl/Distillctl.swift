@@ -19,8 +19,16 @@ struct Distillctl: ParsableCommand {
             let code = exitCode(for: error)
             // --help, --version, and errors the commands already printed (ExitCode) go as before.
             if code == .success || error is ExitCode { exit(withError: error) }
-            let text = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            var text = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
             let arguments = CommandLine.arguments.dropFirst()
+            // The parser takes "-1" after an option for another option and says the value is
+            // missing; the user gave a negative number.
+            if text.hasPrefix("Missing value for '--"),
+               let i = arguments.firstIndex(where: { text.hasPrefix("Missing value for '\($0) ") || text == "Missing value for '\($0)'" }),
+               arguments.index(after: i) < arguments.endIndex,
+               case let value = arguments[arguments.index(after: i)], value.hasPrefix("-"), Double(value) != nil {
+                text = "\(arguments[i]) \(value): a negative number is not a valid value"
+            }
             let sub = configuration.subcommands.map { $0._commandName }.first { arguments.first == $0 }
             FileHandle.standardError.write(Data("distillctl: error: \(text) (see 'distillctl\(sub.map { " " + $0 } ?? "") --help')\n".utf8))
             Foundation.exit(code.rawValue)

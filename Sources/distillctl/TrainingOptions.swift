@@ -136,6 +136,7 @@ struct TrainingOptions: ParsableArguments {
         let testSet = try test.map { try ImageDataset.load($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
         // The images are inputs too: no output may be one of them.
         files.inputs += trainSet.files.map { ("--train", $0.path) } + (valSet?.files ?? []).map { ("--val", $0.path) }
+            + (testSet?.files ?? []).map { ("--test", $0.path) }
         try files.check()
         let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
         guard inputShape.count == 3 else { throw ValidationError("\(student): the student's input is \(inputShape), not an image") }

@@ -148,7 +148,7 @@ final class HostileInputTests: XCTestCase {
         // Usage errors: one line and where the help is.
         rows += [
             Row(what: "bench --batch-size -1", args: ["bench", f.model, "--batch-size", "-1"], exit: 64,
-                lines: [["--batch-size", "(see 'distillctl bench --help')"]]),
+                lines: [["--batch-size -1: a negative number is not a valid value (see 'distillctl bench --help')"]]),
             Row(what: "an unknown flag", args: ["bench", f.model, "--bogus"], exit: 64,
                 lines: [["--bogus", "(see 'distillctl bench --help')"]]),
             Row(what: "a missing required option", args: ["convert", f.model], exit: 64,
