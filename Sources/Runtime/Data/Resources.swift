@@ -83,7 +83,8 @@ extension InferenceSession {
 
     /// Bytes a `run` of `items` inputs shaped `itemShapes` (no batch axis; default the model's),
     /// `batchSize` at a time, holds at its peak: the inputs and outputs, each worker's plan (its
-    /// arena scaled from a one-item plan, which is laid out without allocating), and the weights.
+    /// arena and workspace scaled from a one-item plan, which is laid out without allocating), and
+    /// the plan's constants (the weights as the kernels take them).
     /// `wholeBatch`: the batch's activations all at once, as a training step holds them (inference
     /// runs large images one at a time).
     public func estimatedBytes(items: Int, batchSize: Int, itemShapes: [[Int]]? = nil,
@@ -97,10 +98,13 @@ extension InferenceSession {
         let step = max(1, min(batchSize, items, oneByOne ? 1 : Int.max))
         let passes = (items + step - 1) / step
         let workers = max(1, min(threads, passes))
-        let weights = model.graph.parameterCounts().total
+        // Per item: the arena and the largest kernel workspace (both grow with the plan's batch).
+        let workspace = max(16, nodes.indices.map { CompiledPlan.workspaceNeeded(nodes, $0) }.max() ?? 0)
+        let constants = nodes.reduce(0) { $0 + constantArrays($1.op).reduce(0) { $0 + $1.count } }
         let inputFloats = saturatingSum(shapes.map { saturatingProduct([items] + $0) })
         let outputFloats = saturatingSum(outputs.map { saturatingProduct([items, nodes[$0].count]) })
-        let floats = saturatingSum([saturatingProduct([workers, step, arena]), weights, inputFloats, saturatingProduct([2, outputFloats])])
+        let floats = saturatingSum([saturatingProduct([workers, step, arena + workspace]), constants, inputFloats,
+                                    saturatingProduct([2, outputFloats])])
         return saturatingProduct([floats, MemoryLayout<Float>.size])
     }
 }
