@@ -15,7 +15,15 @@ private let libraryLock = NSRecursiveLock()
 
 /// HDF5 prints its error stack to stderr by default; switched off once, before any other call,
 /// so a failure reaches the user only as one H5ModelError line.
+///
+/// HDF5 also registers an exit handler that closes every file still open. A file whose H5Fclose
+/// failed (its metadata could not be flushed: a full disk) stays registered half torn down, and
+/// 1.10.8's handler then dereferences freed state in H5F__close_cb: the user saw the right error
+/// line followed by a segfault at exit. Every file of ours is closed (or abandoned after such a
+/// failure, its temporary file removed) before we return, so the handler has nothing to do but
+/// crash: it is switched off before the library starts.
 private let errorPrintingOff: Void = {
+    _ = H5dont_atexit()
     _ = H5open()
     _ = H5Eset_auto2(hid_t(H5E_DEFAULT), nil, nil)
 }()
@@ -51,6 +59,12 @@ private func hdf5Reason() -> String {
     _ = H5Eclear2(hid_t(H5E_DEFAULT))
     guard let text = innermost?.split(whereSeparator: \.isNewline).joined(separator: " "),
           !text.isEmpty else { return "" }
+    // A failed system call ("file write failed: time = ..., filename = '<the temporary file>', ...,
+    // errno = 28, error message = 'No space left on device', buf = ..."): its reason alone.
+    if let start = text.range(of: "error message = '"),
+       let end = text[start.upperBound...].firstIndex(of: "'") {
+        return ": \(text[start.upperBound..<end])"
+    }
     return " (HDF5: \(text))"
 }
 

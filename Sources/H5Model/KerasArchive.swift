@@ -121,13 +121,7 @@ public struct KerasArchive: Sendable {
             throw H5ModelError("\(path): cannot build the zip archive (\(zipReason(error)))")
         }
         guard let bytes = archive.data else { throw H5ModelError("\(path): cannot build the zip archive (no data)") }
-        try replaceAtomically(path) { temporary in
-            do {
-                try bytes.write(to: URL(fileURLWithPath: temporary))
-            } catch {
-                throw H5ModelError("\(path): cannot write: \(error.localizedDescription)")
-            }
-        }
+        try replaceAtomically(path) { temporary in try writeWhole(bytes, to: temporary, displayPath: path) }
     }
 }
 

@@ -96,21 +96,11 @@ extension KerasH5File {
 }
 
 /// Runs `write` on a temporary file beside `path` (`.<name>.tmp-<pid>`) and renames it over `path`
-/// only when `write` succeeded; on any error the temporary file is removed and `path` is untouched.
-func replaceAtomically(_ path: String, _ write: (String) throws -> Void) throws {
-    let target = URL(fileURLWithPath: path)
-    let folder = target.deletingLastPathComponent().path
-    var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
-        throw H5ModelError("\(path): cannot write: folder '\(folder)' does not exist")
-    }
-    let temporary = folder + "/." + target.lastPathComponent + ".tmp-\(getpid())"
-    // Probe with open(2) first: its errno ("Permission denied") says more than HDF5's message.
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o666)
-    guard fd >= 0 else {
-        throw H5ModelError("\(path): cannot write in folder '\(folder)': \(String(cString: strerror(errno)))")
-    }
-    close(fd)
+/// only when `write` succeeded; on any error (a full disk included) the temporary file is removed
+/// and a previous file at `path` is left as it was. The one atomic writer of the package's files.
+public func replaceAtomically(_ path: String, _ write: (String) throws -> Void) throws {
+    try OutputPaths.checkLocation(path)
+    let temporary = OutputPaths.temporaryPath(for: path)
     do {
         try write(temporary)
         guard rename(temporary, path) == 0 else {
@@ -120,4 +110,24 @@ func replaceAtomically(_ path: String, _ write: (String) throws -> Void) throws 
         unlink(temporary)
         throw error
     }
+}
+
+/// Writes `data` to a new file at `path` (not atomically: call it inside `replaceAtomically`).
+/// A short write (a full disk) is an error naming `displayPath` and errno's reason.
+public func writeWhole(_ data: Data, to path: String, displayPath: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o666)
+    guard fd >= 0 else { throw H5ModelError("\(displayPath): cannot write: \(String(cString: strerror(errno)))") }
+    var failure: String?
+    data.withUnsafeBytes { bytes in
+        var done = 0
+        while done < bytes.count {
+            let n = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { failure = String(cString: strerror(n < 0 ? errno : ENOSPC)); return }
+            done += n
+        }
+    }
+    // close(2) can report what a delayed write met (NFS, some full file systems).
+    if close(fd) != 0 && failure == nil { failure = String(cString: strerror(errno)) }
+    if let failure { throw H5ModelError("\(displayPath): cannot write: \(failure)") }
 }

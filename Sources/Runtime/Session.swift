@@ -87,6 +87,12 @@ public final class InferenceSession {
 
     /// Compiles the plan for these input shapes (batch included).
     func compile(inputShapes: [[Int]]) throws -> CompiledPlan {
+        let (nodes, outputs) = try planNodes(inputShapes: inputShapes)
+        return CompiledPlan(nodes: nodes, outputs: outputs)
+    }
+
+    /// The fused plan's operations for these input shapes, not yet given any memory.
+    func planNodes(inputShapes: [[Int]]) throws -> (nodes: [PlanNode], outputs: [Int]) {
         var lowering = Lowering(graph: model.graph, weights: model.weights)
         var lowered = try lowering.lower(outputs: outputNodes, inputShapes: inputShapes)
         if logits {
@@ -99,7 +105,7 @@ public final class InferenceSession {
         }
         var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
         let fused = fusion.run()
-        return CompiledPlan(nodes: fused.nodes, outputs: fused.outputs)
+        return (fused.nodes, fused.outputs)
     }
 
     private func checkInputs(_ inputs: [Tensor]) throws {

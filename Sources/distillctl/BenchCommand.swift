@@ -43,8 +43,15 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if let threads { RuntimeThreads.set(threads) }
+            guard batchSize > 0, iterations > 0 else { throw CommandLineError("--batch-size and --iterations must be positive") }
+            try setThreads(threads)
             let model = try modelOptions.load()
+            warnNonFinite(model, path: modelOptions.model)
+            let what = "bench --batch-size \(batchSize)" + (threads.map { " --threads \($0)" } ?? "")
+            let estimate = try InferenceSession(model: model).estimatedBytes(items: batchSize, batchSize: batchSize)
+            // A training step keeps the student's activations for the backward pass and adds the
+            // teacher's forward, the gradients and the optimizer's slots: about four times as much.
+            try checkMemory(what: what, bytes: train ? (estimate > Int.max / 4 ? Int.max : estimate * 4) : estimate)
             if train {
                 var config = DistillConfig()
                 if let unfreezeFrom { config.trainable = .unfreezeFrom(unfreezeFrom) }

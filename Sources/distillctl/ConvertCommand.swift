@@ -30,6 +30,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Where to write the architecture JSON (default with --weights-only: OUT with extension .json).")
     var archOutput: String?
 
+    @Flag(help: "Replace an existing architecture JSON named after --output (kept by default: it may be the user's own).")
+    var overwrite = false
+
     @Option(help: "Which Keras must load the file: both, 2 (tf-keras / R keras) or 3 (Keras 3 / R keras3). Default: both for .h5, 3 for .keras and .weights.h5 (Keras 3's own formats).")
     var keras: KerasTarget?
 
@@ -38,18 +41,22 @@ struct ConvertCommand: ParsableCommand {
             let format = KerasFileFormat.forOutput(path: output)
             let weightsOnly = weightsOnly || format == .keras3Weights
             let archPath = archOutput ?? (weightsOnly ? jsonPath(for: output) : nil)
-            let inputs = [modelOptions.model] + (modelOptions.arch.map { [$0] } ?? [])
-            if archOutput == nil, let archPath, let input = inputs.first(where: { sameFile(archPath, $0) }) {
-                throw ValidationError("the architecture JSON would go to '\(archPath)' (--output with .json), "
-                                      + "which is the input '\(input)'; pass --arch-output")
-            }
             // Checked before reading: a refused path must not cost a model load.
-            try ensureDistinctOutputs([output] + (archPath.map { [$0] } ?? []), inputs: inputs)
+            var files = modelOptions.filePlan()
+            files.output("--output", output)
+            if let archPath {
+                if archOutput != nil { files.output("--arch-output", archPath) } else { files.sideFiles.append(("the architecture JSON named after --output", archPath)) }
+            }
+            files.overwrite = overwrite
+            try files.check()
             if format == .kerasArchive && weightsOnly {
                 throw ValidationError("a .keras archive holds the whole model; for weights only name the output OUT.weights.h5")
             }
             let model = try modelOptions.load()
-            let written = try model.writeKerasFile(to: output, weightsOnly: weightsOnly, target: keras ?? model.graph.defaultTarget(for: format, weightsOnly: weightsOnly),
+            warnNonFinite(model, path: modelOptions.model)
+            try files.checkSpace([(output, estimatedFileBytes(model))] + (archPath.map { [($0, model.configJSON.utf8.count * 2)] } ?? []))
+            let written = try model.writeKerasFile(to: output, weightsOnly: weightsOnly,
+                                                   target: keras ?? model.graph.defaultTarget(for: format, weightsOnly: weightsOnly),
                                                    architecturePath: archPath)
             let what = weightsOnly ? "weights only" : "full model"
             print("wrote \(output) (\(written.format), \(what), \(written.layerCount) layers, \(written.weightCount) weights, "

@@ -54,16 +54,38 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if let threads { RuntimeThreads.set(threads) }
+            var files = modelOptions.filePlan()
+            files.input("--input", input)
+            files.input("--images", images)
+            files.output("--output", output)
+            try files.check()
+            // The images a CSV names are inputs too (cheap to list before the model is read).
+            let imageFiles = try images.map { try ImageList.load(source: $0, imageDir: imageDir, xColumn: xCol) }
+            if let imageFiles {
+                files.inputs += imageFiles.map { ("--images", $0.path) }
+                try files.check()
+            }
+            try setThreads(threads)
             let model = try modelOptions.load()
+            warnNonFinite(model, path: modelOptions.model)
             let session = try InferenceSession(model: model, outputLayers: outputLayer.map { [$0] })
             if let input {
                 let x = try NpyArray.read(path: input)
                 try checkShape(x.shape, of: input, against: session.inputShapes)
+                let items = Array(x.shape.dropFirst())
+                try checkMemory(what: "predict --batch-size \(batchSize)",
+                                bytes: session.estimatedBytes(items: x.shape[0], batchSize: batchSize, itemShapes: [items]))
+                let width = try session.outputItemCounts(itemShapes: [items]).first ?? 1
+                try files.checkSpace([(output, x.shape[0] * width * 4 + 4096)])
                 let result = try session.run([Tensor(shape: x.shape, data: x.values)], batchSize: batchSize)[0]
                 try NpyArray(shape: result.shape, values: result.data).write(path: output)
-            } else if let images {
-                try predictImages(session: session, source: images)
+            } else if let imageFiles {
+                try checkImageInput(session)
+                try checkMemory(what: "predict --batch-size \(batchSize)",
+                                bytes: session.estimatedBytes(items: min(batchSize, imageFiles.count), batchSize: batchSize))
+                let width = try session.outputItemCounts().first ?? 1
+                try files.checkSpace([(output, imageFiles.count * (width * 16 + 64))])
+                try predictImages(session: session, files: imageFiles)
             }
         }
     }
@@ -81,7 +103,8 @@ struct PredictCommand: ParsableCommand {
         }
     }
 
-    private func predictImages(session: InferenceSession, source: String) throws {
+    /// --images needs one fixed-size image input: said before anything is estimated or loaded.
+    private func checkImageInput(_ session: InferenceSession) throws {
         guard session.inputShapes.count == 1, session.inputShapes[0].count == 3 else {
             throw RuntimeError("--images needs a model with one image input (H, W, C); this one takes \(session.inputShapes)")
         }
@@ -89,7 +112,10 @@ struct PredictCommand: ParsableCommand {
         guard shape[0] > 0, shape[1] > 0, shape[2] == 1 || shape[2] == 3 else {
             throw RuntimeError("--images needs a fixed input size with 1 or 3 channels; the model's input is \(shape)")
         }
-        let files = try ImageList.load(source: source, imageDir: imageDir, xColumn: xCol)
+    }
+
+    private func predictImages(session: InferenceSession, files: [ImageFile]) throws {
+        let shape = session.inputShapes[0]
         var rows: [String] = []
         var header: [String]? = classNames.map { $0.split(separator: ",").map(String.init) }
         for start in stride(from: 0, to: files.count, by: batchSize) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Graph
+import Runtime
 
 struct SummaryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,6 +11,7 @@ struct SummaryCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let model = try modelOptions.load()
+            warnNonFinite(model, path: modelOptions.model)
             print(model.graph.summary())
         }
     }

@@ -36,14 +36,28 @@ struct TeacherCacheCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let collective = try ActiveRun.start(threads: threads)
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-            try ensureDistinctOutputs([output], inputs: [teacher, teacherArch, train].compactMap { $0 })
+            var files = FilePlan()
+            files.input("--teacher", teacher)
+            files.input("--teacher-arch", teacherArch)
+            files.input("--train", train)
+            files.input("--unlabeled", unlabeled)
+            files.output("--output", output)
+            try files.check()
+            let collective = try ActiveRun.start(threads: threads)
             let model = try LoadedModel.load(path: teacher, archPath: teacherArch)
+            try refuseNonFinite(model, path: teacher, role: "teacher")
             var dataset = try ImageDataset.load(train, options: layout.datasetOptions())
             if let unlabeled {
                 dataset = try dataset.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: dataset.classNames))
             }
+            files.inputs += dataset.files.map { ("--train", $0.path) }
+            try files.check()
+            let session = try InferenceSession(model: model, logits: true)
+            try checkMemory(what: "teacher-cache --batch-size \(batchSize)",
+                            bytes: session.estimatedBytes(items: min(batchSize, dataset.count), batchSize: batchSize))
+            let classes = try session.outputItemCounts().first ?? 1
+            try files.checkSpace([(output, dataset.count * (classes * 4 + 128) + 64 * 1024)])
             let start = Date()
             let cache = try TeacherCache.compute(teacher: model, dataset: dataset, batchSize: batchSize, collective: collective)
             guard collective.isRoot else { return }

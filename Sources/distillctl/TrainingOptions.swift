@@ -62,6 +62,9 @@ struct TrainingOptions: ParsableArguments {
             throw ValidationError("--output \(output): the student is written as a full model; name it .keras or .h5 (convert makes weights-only files)")
         }
         if unfreezeFrom != nil && trainableHead { throw ValidationError("give --unfreeze-from or --trainable-head, not both") }
+        if let monitor = outputs.monitor, monitor.hasPrefix("val_"), val == nil {
+            throw ValidationError("--monitor \(monitor) needs a validation set (--val)")
+        }
     }
 
     var selection: TrainableSelection {
@@ -77,14 +80,37 @@ struct TrainingOptions: ParsableArguments {
     /// Where a Ctrl-C checkpoint goes without --checkpoint-dir: beside the output.
     var interruptDirectory: String { outputs.checkpointDir ?? (output as NSString).deletingPathExtension + "-checkpoint" }
 
+    /// The files this run reads and writes (the teacher's added by `distill`).
+    func filePlan() -> FilePlan {
+        var files = FilePlan()
+        files.input("--student", student)
+        files.input("--student-arch", studentArch)
+        files.input("--train", train)
+        files.input("--val", val)
+        files.input("--test", test)
+        files.input("--unlabeled", unlabeled)
+        files.output("--output", output)
+        files.output("--history", outputs.history)
+        files.output("--plot", outputs.plot)
+        if let dir = outputs.checkpointDir {
+            files.folders.append(("--checkpoint-dir", dir))
+            for name in ["last.h5", "best.h5"] { files.laterFiles.append(("--checkpoint-dir", (dir as NSString).appendingPathComponent(name))) }
+        } else {
+            files.laterFiles.append(("the checkpoint an interruption writes", (interruptDirectory as NSString).appendingPathComponent("last.h5")))
+        }
+        return files
+    }
+
     /// Loads the data, trains, writes the student and the history. `teacher` nil: plain training.
-    func run(teacher: LoadedModel?, teacherCache: TeacherCache? = nil, alpha: Double, temperature: Double) throws {
+    /// `files` was checked by the caller before it read anything.
+    func run(teacher: LoadedModel?, teacherPath: String? = nil, teacherCache: TeacherCache? = nil, alpha: Double, temperature: Double,
+             files: FilePlan) throws {
+        var files = files
         let collective = try ActiveRun.start(threads: threads)
         // Rank 0 alone speaks and writes; the others only compute.
         if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
-        let written = [output, outputs.history, outputs.plot].compactMap { $0 }
-        try ensureDistinctOutputs(written, inputs: [student, studentArch, train, val, test].compactMap { $0 })
         var studentModel = try LoadedModel.load(path: student, archPath: studentArch)
+        try refuseNonFinite(studentModel, path: student, role: "student")
         var resumeFrom: (TrainingCheckpoint, String)? = nil
         if outputs.resume, let dir = outputs.checkpointDir {
             let path = (dir as NSString).appendingPathComponent("last.h5")
@@ -95,6 +121,7 @@ struct TrainingOptions: ParsableArguments {
             // The checkpoint's weights replace the student's; a nested Normalization's constants
             // (written into the checkpoint's config rather than as weights) stay the student's.
             studentModel.weights.byLayer.merge(checkpoint.model.weights.byLayer) { $1 }
+            try refuseNonFinite(studentModel, path: path, role: "checkpoint")
             resumeFrom = (checkpoint, path)
         }
         var trainSet = try ImageDataset.load(train, options: layout.datasetOptions(classNames: nil))
@@ -105,12 +132,37 @@ struct TrainingOptions: ParsableArguments {
         var valSet = try val.map { try trainSet.validationSplit($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
         // Every image is decoded once before the first step: bad ones stop the run here, listed,
         // or are left out with --skip-bad-images.
+        // The test set is read now, so that a bad one is refused before training rather than after.
+        let testSet = try test.map { try ImageDataset.load($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
+        // The images are inputs too: no output may be one of them.
+        files.inputs += trainSet.files.map { ("--train", $0.path) } + (valSet?.files ?? []).map { ("--val", $0.path) }
+            + (testSet?.files ?? []).map { ("--test", $0.path) }
+        try files.check()
         let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
         guard inputShape.count == 3 else { throw ValidationError("\(student): the student's input is \(inputShape), not an image") }
+        if let teacher, let teacherPath {
+            // The images are loaded at the student's size; the teacher must take that size too.
+            let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }
+            guard shapes.count == 1, shapes[0].count == 3, zip(shapes[0], inputShape).allSatisfy({ $0 < 0 || $0 == $1 }) else {
+                throw CommandLineError("\(teacherPath): the teacher's input is \(shapeText(shapes)), the images are loaded at "
+                                       + "the student's \(shapeText([inputShape])): both must take the same image size")
+            }
+        }
+        let stepImages = min(batchSize, trainSet.count)
+        try checkMemory(what: "training with --batch-size \(batchSize)",
+                        bytes: trainingMemoryEstimate(student: studentModel, teacher: teacherCache == nil ? teacher : nil, batch: stepImages))
+        let modelBytes = estimatedFileBytes(studentModel)
+        try files.checkSpace([(output, modelBytes)] + files.laterFiles.filter { $0.flag == "--checkpoint-dir" }.map { ($0.path, modelBytes * 3) }
+                             + [outputs.history, outputs.plot].compactMap { $0 }.map { ($0, 64 * 1024 + 200 * epochs) })
         for (name, set) in [("training", Optional(trainSet)), ("validation", valSet)] {
             guard let set else { continue }
-            let (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
-                                                             skipBad: skipBadImages)
+            let checked: ImageDataset, left: [BadImage]
+            do {
+                (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
+                                                              skipBad: skipBadImages)
+            } catch let e as BadImagesError {
+                throw CommandLineError("\(e) (--skip-bad-images leaves them out)")
+            }
             if !left.isEmpty {
                 print("left out \(left.count) \(name) image\(left.count == 1 ? "" : "s") that cannot be loaded: "
                       + left.prefix(5).map { "\($0.file.path) (\($0.reason))" }.joined(separator: "; ")
@@ -144,6 +196,8 @@ struct TrainingOptions: ParsableArguments {
         options.teacherCache = teacherCache
         options.monitor = outputs.monitor
         options.monitorMode = outputs.monitorMode
+        options.learningRateText = optimizer.describe
+        options.initialLearningRate = optimizer.initialRate
         let monitor = outputs.monitor ?? (valSet == nil ? "loss" : "val_loss")
         if let patience = outputs.earlyStoppingPatience {
             options.earlyStopping = try EarlyStopping(monitor: monitor, patience: patience, minDelta: outputs.minDelta,
@@ -156,9 +210,12 @@ struct TrainingOptions: ParsableArguments {
         }
         let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
         if let (checkpoint, path) = resumeFrom {
-            try run.resume(from: checkpoint, path: path)
+            do { try run.resume(from: checkpoint, path: path) } catch let e as ResumeMismatch {
+                throw CommandLineError(resumeMismatchText(e))
+            }
             let p = run.state.position
-            print("resuming from \(path): epoch \(p.epoch + 1), batch \(p.batch + 1) (step \(run.state.step + 1))")
+            print("resuming from \(path): epoch \(p.epoch + 1), batch \(p.batch + 1) (step \(run.state.step + 1))"
+                  + (run.resumeChanges.isEmpty ? "" : "; changed: " + run.resumeChanges.joined(separator: "; ")))
         }
         let terminal = isatty(STDOUT_FILENO) != 0
         print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(distiller.distilling ? String(format: ", alpha %.3g, temperature %.3g", alpha, temperature) : ""); \(optimizer.describe)"
@@ -167,11 +224,16 @@ struct TrainingOptions: ParsableArguments {
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
         Interruption.install()
         var announced = false
-        let outcome = try run.run(reporter: progress, interrupted: {
-            guard Interruption.isRequested else { return false }
-            if !announced { announced = true; if terminal { print("") } }
-            return true
-        })
+        let outcome: RunOutcome
+        do {
+            outcome = try run.run(reporter: progress, interrupted: {
+                guard Interruption.isRequested else { return false }
+                if !announced { announced = true; if terminal { print("") } }
+                return true
+            })
+        } catch let e as TrainingStopped where e.checkpoint == nil && outputs.checkpointDir == nil {
+            throw TrainingStopped(message: e.message + " (--checkpoint-dir keeps a checkpoint every epoch)", checkpoint: nil)
+        }
         if case .interrupted(let path) = outcome {
             let p = run.state.position
             let dir = (path as NSString).deletingLastPathComponent
@@ -185,8 +247,7 @@ struct TrainingOptions: ParsableArguments {
             print("wrote \(output)")
         }
         guard collective.isRoot else { return }
-        if let test {
-            let testSet = try ImageDataset.load(test, options: layout.datasetOptions(classNames: trainSet.classNames))
+        if let testSet {
             if let teacher {
                 let a = try accuracy(of: InferenceSession(model: teacher), on: testSet, batchSize: batchSize)
                 print(String(format: "teacher test accuracy %.4f", a))
@@ -238,13 +299,20 @@ struct DistillCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            var files = options.filePlan()
+            files.input("--teacher", teacher)
+            files.input("--teacher-arch", teacherArch)
+            files.input("--teacher-cache", teacherCache)
+            try files.check()
             let teacherModel = try teacher.map { try LoadedModel.load(path: $0, archPath: teacherArch) }
+            if let teacherModel, let teacher { try refuseNonFinite(teacherModel, path: teacher, role: "teacher") }
             let cache = try teacherCache.map { try TeacherCache.read(path: $0) }
             // With both, the cache must be this teacher's (the teacher then only gives its test accuracy).
             if let cache, let teacherModel, cache.teacher != TeacherCache.identity(of: teacherModel) {
                 throw ValidationError("\(teacherCache!): the cache was made by another teacher (\(cache.teacher)), not \(teacher!)")
             }
-            try options.run(teacher: teacherModel, teacherCache: cache, alpha: alpha, temperature: temperature)
+            try options.run(teacher: teacherModel, teacherPath: teacher, teacherCache: cache, alpha: alpha, temperature: temperature,
+                            files: files)
         }
     }
 }
@@ -257,6 +325,41 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var options: TrainingOptions
 
     func run() throws {
-        try reportingErrors { try options.run(teacher: nil, alpha: 1, temperature: 1) }
+        try reportingErrors {
+            let files = options.filePlan()
+            try files.check()
+            try options.run(teacher: nil, alpha: 1, temperature: 1, files: files)
+        }
     }
+}
+
+/// "(28, 28, 1)", or several such joined.
+func shapeText(_ shapes: [[Int]]) -> String {
+    shapes.map { "(" + $0.map { $0 < 0 ? "any" : String($0) }.joined(separator: ", ") + ")" }.joined(separator: ", ")
+}
+
+/// Memory of a training step of `batch` images: the student's activations about three times
+/// (kept for the backward pass, and their gradients), the teacher's inference, and the student's
+/// weights four times (values, gradients, two optimizer slots).
+func trainingMemoryEstimate(student: LoadedModel, teacher: LoadedModel?, batch: Int) throws -> Int {
+    let s = try InferenceSession(model: student).estimatedBytes(items: batch, batchSize: batch, threads: 1, wholeBatch: true)
+    let t = try teacher.map { try InferenceSession(model: $0).estimatedBytes(items: batch, batchSize: batch) } ?? 0
+    let weights = student.graph.parameterCounts().total * 4
+    let parts = [s > Int.max / 4 ? Int.max : s * 3, t, weights * 4]
+    return parts.reduce(0) { let (r, o) = $0.addingReportingOverflow($1); return o ? Int.max : r }
+}
+
+/// A checkpoint of another run, in the command line's words: each difference names its flag.
+func resumeMismatchText(_ e: ResumeMismatch) -> String {
+    "\(e.path): cannot resume: " + e.differences.map { d in
+        switch d {
+        case .kind(let then, let now): return "it was made by '\(then)', this is '\(now)'"
+        case .images(let then, let now): return "the training images differ (\(then) then, \(now) now)"
+        case .batchSize(let b): return "--batch-size was \(b)"
+        case .seed(let s): return "--seed was \(s)"
+        case .augment(let a): return "--augment was \(a.map { "'\($0)'" } ?? "off")"
+        case .loss(let a, let t): return "--alpha/--temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
+        case .teacher(let t): return "the teacher was \(t ?? "none")"
+        }
+    }.joined(separator: "; ")
 }

@@ -24,6 +24,7 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let model = try modelOptions.load()
+            warnNonFinite(model, path: modelOptions.model)
             let arrays = try H5Arrays.read(path: fixture)
             let inputs = try numbered(arrays, "input", count: model.graph.inputs.count)
             let expected = try numbered(arrays, "output", count: model.graph.outputs.count)

@@ -146,11 +146,11 @@ final class ExportTests: XCTestCase {
         _ = FileManager.default.createFile(atPath: input, contents: Data("x".utf8))
         try FileManager.default.createSymbolicLink(atPath: folder.path("link.h5"), withDestinationPath: input)
         for output in [input, folder.path("link.h5"), folder.url.path + "/./model.h5"] {
-            let message = errorText { try ensureDistinctOutputs([output], inputs: [input]) }
+            let message = errorText { try OutputPaths.checkDistinct(outputs: [output], inputs: [input]) }
             XCTAssertTrue(message?.contains("refusing to write over the input file") ?? false, message ?? output)
         }
-        XCTAssertNotNil(errorText { try ensureDistinctOutputs([folder.path("a.h5"), folder.path("a.h5")], inputs: []) })
-        XCTAssertNil(errorText { try ensureDistinctOutputs([folder.path("new.h5")], inputs: [input]) })
+        XCTAssertNotNil(errorText { try OutputPaths.checkDistinct(outputs: [folder.path("a.h5"), folder.path("a.h5")], inputs: []) })
+        XCTAssertNil(errorText { try OutputPaths.checkDistinct(outputs: [folder.path("new.h5")], inputs: [input]) })
     }
 
     /// A folder that cannot be written gives one line naming it, and neither file is left behind

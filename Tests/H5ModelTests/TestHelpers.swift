@@ -36,8 +36,10 @@ func errorMessage(_ body: () throws -> Void, file: StaticString = #filePath, lin
         XCTFail("expected an error", file: file, line: line)
     } catch let error as H5ModelError {
         return error.message
+    } catch let error as OutputPathError {
+        return error.description
     } catch {
-        XCTFail("expected H5ModelError, got \(error)", file: file, line: line)
+        XCTFail("expected H5ModelError or OutputPathError, got \(error)", file: file, line: line)
     }
     return ""
 }

@@ -7,6 +7,8 @@ struct CLIResult {
     var status: Int32
     var stdout: String
     var stderr: String
+    /// The signal that ended the process, if one did.
+    var signal: Int32? = nil
 }
 
 enum CLI {
@@ -18,10 +20,14 @@ enum CLI {
         return Bundle.main.bundleURL
     }
 
-    static func run(_ arguments: [String]) throws -> CLIResult {
+    /// `environment`: variables set for this run on top of the test's own.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("distillctl")
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -30,7 +36,8 @@ enum CLI {
         let errData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return CLIResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+                         stderr: String(decoding: errData, as: UTF8.self),
+                         signal: process.terminationReason == .uncaughtSignal ? process.terminationStatus : nil)
     }
 }
 

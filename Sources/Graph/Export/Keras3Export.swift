@@ -105,7 +105,7 @@ extension LoadedModel {
 /// any failure leaves neither behind.
 func writeStaged(_ path: String, architecturePath: String?, architectureJSON: String, _ write: () throws -> Void) throws {
     guard let architecturePath else { return try write() }
-    try ensureDistinctOutputs([path, architecturePath], inputs: [])
+    try OutputPaths.checkDistinct(outputs: [path, architecturePath], inputs: [])
     let staged = try StagedFile(contents: Data((architectureJSON + "\n").utf8), for: architecturePath)
     do {
         try write()

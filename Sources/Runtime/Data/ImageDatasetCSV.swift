@@ -15,20 +15,29 @@ extension ImageDataset {
         for (i, raw) in names.enumerated() {
             let name = raw.trimmingCharacters(in: .whitespaces)
             guard !name.isEmpty else {
-                throw RuntimeError("\(path) line \(i + 2): empty '\(options.xColumn)'")
+                throw RuntimeError("\(path) line \(table.lines[i]): empty '\(options.xColumn)'")
             }
             let full = name.hasPrefix("/") ? name : (base as NSString).appendingPathComponent(name)
             files.append(ImageFile(name: name, path: full))
         }
-        let place = { (i: Int) in "\(path) line \(i + 2) (\(files[i].name))" }
+        let place = { (i: Int) in "\(path) line \(table.lines[i]) (\(files[i].name))" }
 
         let spec = resolvedLabelSpec(options.labels, header: table.header, classNames: options.classNames,
                                      xColumn: options.xColumn)
         var classes: [String], labels: [Float], hasLabel: [Bool]
         switch spec {
-        case .oneHot(let columns):
-            if let given = options.classNames, given != columns {
-                throw RuntimeError("\(path): label columns \(columns.joined(separator: ", ")) are not the classes \(given.joined(separator: ", "))")
+        case .oneHot(var columns):
+            if let given = options.classNames {
+                // Matched by name, in any order; read in the given (training) order.
+                if let extra = columns.first(where: { !given.contains($0) }) {
+                    throw RuntimeError("\(path): label column '\(extra)' is not a class of the training set "
+                                       + "(\(given.joined(separator: ", ")))")
+                }
+                if let missing = given.first(where: { !columns.contains($0) }) {
+                    throw RuntimeError("\(path): no label column '\(missing)', a class of the training set "
+                                       + "(columns: \(table.header.joined(separator: ", ")))")
+                }
+                columns = given
             }
             (labels, hasLabel) = try oneHotRows(table, columns: columns, path: path, place)
             classes = columns
@@ -53,7 +62,9 @@ extension ImageDataset {
         if header.contains("label") { return .column("label") }
         if let names = classNames, !names.isEmpty, names.allSatisfy(header.contains) { return .oneHot(names) }
         let others = header.filter { $0 != xColumn && !$0.isEmpty }
-        if others.count >= 2 && classNames == nil { return .oneHot(others) }
+        // Several other columns are label columns, also when they are not the classes expected:
+        // then they are refused by name rather than read as an unlabelled split.
+        if others.count >= 2 { return .oneHot(others) }
         return .unlabelled
     }
 

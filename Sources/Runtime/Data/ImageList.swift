@@ -1,5 +1,4 @@
 import Foundation
-import SwiftCSV
 
 /// An image file to read: its name as the user gave it, and where it is.
 public struct ImageFile: Equatable, Sendable {
@@ -41,26 +40,3 @@ public enum ImageList {
     }
 }
 
-/// A CSV with a header row, read with SwiftCSV.
-public struct CSVTable: Sendable {
-    public var path: String
-    public var header: [String]
-    public var rows: [[String: String]]
-
-    public static func read(path: String) throws -> CSVTable {
-        let csv: CSV<Named>
-        do {
-            csv = try CSV<Named>(url: URL(fileURLWithPath: path), delimiter: .comma, loadColumns: false)
-        } catch {
-            throw RuntimeError("\(path): cannot read the CSV (\(error))")
-        }
-        return CSVTable(path: path, header: csv.header, rows: csv.rows)
-    }
-
-    public func column(_ name: String) throws -> [String] {
-        guard header.contains(name) else {
-            throw RuntimeError("\(path): no column '\(name)' (columns: \(header.joined(separator: ", ")))")
-        }
-        return rows.map { $0[name] ?? "" }
-    }
-}

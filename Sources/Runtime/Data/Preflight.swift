@@ -47,9 +47,20 @@ public func preflightCheck(_ dataset: ImageDataset, height: Int, width: Int, cha
     return bad.sorted { $0.0 < $1.0 }.map(\.1)
 }
 
-/// The one-line error the command line prints when the pre-flight check found bad images.
-public func badImagesMessage(_ bad: [BadImage], source: String) -> String {
-    let shown = bad.prefix(3).map { "\($0.file.path) (\($0.reason))" }.joined(separator: "; ")
-    let more = bad.count > 3 ? "; and \(bad.count - 3) more" : ""
-    return "\(source): \(bad.count) image\(bad.count == 1 ? "" : "s") cannot be loaded: \(shown)\(more) (--skip-bad-images leaves them out)"
+/// Images of a split that cannot be loaded (found by `preflightCheck`): the first few named with
+/// their reasons, in one line.
+public struct BadImagesError: Error, CustomStringConvertible, Sendable {
+    public var source: String
+    public var bad: [BadImage]
+
+    public init(source: String, bad: [BadImage]) {
+        self.source = source
+        self.bad = bad
+    }
+
+    public var description: String {
+        let shown = bad.prefix(3).map { "\($0.file.path) (\($0.reason))" }.joined(separator: "; ")
+        let more = bad.count > 3 ? "; and \(bad.count - 3) more" : ""
+        return "\(source): \(bad.count) image\(bad.count == 1 ? "" : "s") cannot be loaded: \(shown)\(more)"
+    }
 }

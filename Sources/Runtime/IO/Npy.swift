@@ -51,21 +51,10 @@ public struct NpyArray: Sendable, Equatable {
         }
     }
 
-    /// Writes atomically: into a temporary file beside `path`, then renamed over it.
+    /// Writes atomically: into a temporary file beside `path`, then renamed over it; a failure
+    /// leaves neither a temporary file nor a changed `path`.
     public func write(path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
-        do {
-            try encoded().write(to: temporary)
-        } catch {
-            throw NpyError(file: path, reason: "cannot write (\((error as NSError).localizedDescription))")
-        }
-        guard rename(temporary.path, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw NpyError(file: path, reason: "cannot move the written file into place (\(reason))")
-        }
+        try writeAtomically(encoded(), to: path)
     }
 
     /// The file's bytes, as `numpy.save` lays them out.

@@ -45,6 +45,16 @@ public struct RunIdentity: Sendable, Equatable, Codable {
     public var teacher: String?           // the teacher's name and parameter count
 }
 
+/// What a resumed run may change: each as the run describes it, so a resumption can say what
+/// changed. (Checkpoints written before these were recorded have none: nothing is reported.)
+public struct RunSettings: Sendable, Equatable, Codable {
+    public var epochs: Int
+    /// The optimizer and its learning rate and schedule, as the caller describes them.
+    public var learningRate: String?
+    public var earlyStopping: String?
+    public var reduceLROnPlateau: String?
+}
+
 /// Where a run stands, and what it has measured so far.
 public struct RunState: Sendable, Equatable, Codable {
     public var format = 1
@@ -57,6 +67,7 @@ public struct RunState: Sendable, Equatable, Codable {
     public var earlyStopping: EarlyStopping?
     public var reduceLR: ReduceLROnPlateau?
     public var best: BestValue?
+    public var settings: RunSettings?
     /// True when the checkpoint was taken in the middle of an epoch (Ctrl-C).
     public var midEpoch: Bool { position.batch > 0 }
 

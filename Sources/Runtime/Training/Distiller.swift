@@ -152,6 +152,7 @@ public final class Distiller {
             let teacherLogits = try self.teacherLogits(x, cached: cached)
             phases?.lap("teacher forward", &clock)
             p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share?.offset ?? 0, phases: &phases)
+            try p.throwBatchNormSyncFailure()
             let node = p.split.logits
             let s = UnsafeBufferPointer(start: p.values[node], count: rows * k)
             if let t = teacherLogits {
@@ -197,7 +198,10 @@ public final class Distiller {
         guard result.total.isFinite else { throw TrainingDiverged(step: index, reason: "the loss became \(result.total)") }
         var clock = phases.map { _ in DispatchTimeNanos.now() }
         params.zeroGradients()
-        if let plan { gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) } }
+        if let plan {
+            gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
+            try plan.throwBatchNormSyncFailure()
+        }
         phases?.lap("student backward", &clock)
         if distributed { try sumGradientsOverRanks() }
         try applyUpdate(step: index)
@@ -301,11 +305,13 @@ final class CollectiveBatchNormSync: BatchNormSync {
         return Int(first[C])
     }
 
+    /// The first sum over ranks that failed. The kernels calling `combine` cannot throw, so the
+    /// step throws it after the pass (the caller decides how to end the ranks).
+    private(set) var failure: Error?
+
     func sum(_ values: UnsafeMutablePointer<Double>, count: Int) {
-        do { try collective.allReduceSum(values, count: count) } catch {
-            FileHandle.standardError.write(Data("distillctl: error: rank \(collective.rank): \(error)\n".utf8))
-            collective.abort(code: 1)
-        }
+        guard failure == nil else { return }
+        do { try collective.allReduceSum(values, count: count) } catch { failure = error }
     }
 
     private func sum(_ values: inout [Double]) {
@@ -327,5 +333,12 @@ public struct PhaseTimes: Sendable {
         if seconds[phase] == nil { order.append(phase) }
         seconds[phase, default: 0] += Double(now - start) / 1e9
         clock = now
+    }
+}
+
+extension TrainingPlan {
+    /// A batch-normalization sum over ranks that failed during the last pass, thrown.
+    func throwBatchNormSyncFailure() throws {
+        if let sync = batchNormSync as? CollectiveBatchNormSync, let failure = sync.failure { throw failure }
     }
 }

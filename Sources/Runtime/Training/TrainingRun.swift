@@ -37,6 +37,10 @@ public struct TrainingRunOptions: Sendable {
     public var plotPath: String? = nil
     /// The teacher's logits from `distillctl teacher-cache` instead of running the teacher.
     public var teacherCache: TeacherCache? = nil
+    /// The optimizer, learning rate and schedule as the caller describes them (recorded in
+    /// checkpoints: a resumption that changes it uses `initialLearningRate` from then on).
+    public var learningRateText: String? = nil
+    public var initialLearningRate: Double? = nil
     public init() {}
 }
 
@@ -62,7 +66,49 @@ public protocol TrainingReporter: AnyObject {
 /// is the last good one.
 public struct TrainingStopped: Error, CustomStringConvertible, Sendable {
     public var message: String
+    /// The last good checkpoint, if one was written.
+    public var checkpoint: String?
     public var description: String { message }
+
+    public init(message: String, checkpoint: String?) {
+        self.message = message
+        self.checkpoint = checkpoint
+    }
+}
+
+/// A checkpoint that belongs to another run than the one asked to resume from it.
+public struct ResumeMismatch: Error, CustomStringConvertible, Sendable {
+    /// What was different then (the run's own words; the value it had then, where it has one).
+    public enum Difference: Sendable, Equatable {
+        case kind(then: String, now: String)
+        case images(then: Int, now: Int)
+        case batchSize(Int)
+        case seed(UInt64)
+        case augment(String?)
+        case loss(alpha: Double?, temperature: Double?)
+        case teacher(String?)
+    }
+    public var path: String
+    public var differences: [Difference]
+
+    public init(path: String, differences: [Difference]) {
+        self.path = path
+        self.differences = differences
+    }
+
+    public var description: String {
+        "\(path): cannot resume: " + differences.map { d in
+            switch d {
+            case .kind(let then, let now): return "it was made by '\(then)', this is '\(now)'"
+            case .images(let then, let now): return "the training images differ (\(then) then, \(now) now)"
+            case .batchSize(let b): return "the batch size was \(b)"
+            case .seed(let s): return "the seed was \(s)"
+            case .augment(let a): return "the augmentation was \(a.map { "'\($0)'" } ?? "off")"
+            case .loss(let a, let t): return "alpha/temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
+            case .teacher(let t): return "the teacher was \(t ?? "none")"
+            }
+        }.joined(separator: "; ")
+    }
 }
 
 /// The epoch loop: shuffled batches (the last partial one included) through the distiller, the
@@ -89,7 +135,7 @@ public final class TrainingRun {
             throw RuntimeError("cannot monitor '\(monitor)': the metrics are \(EpochRecord.metricNames.joined(separator: ", "))")
         }
         if monitor.hasPrefix("val_") && validation == nil {
-            throw RuntimeError("cannot monitor '\(monitor)' without a validation set (--val)")
+            throw RuntimeError("cannot monitor '\(monitor)' without a validation set")
         }
         if monitor == "soft_loss" && !distiller.distilling {
             throw RuntimeError("cannot monitor 'soft_loss' without a teacher")
@@ -103,7 +149,7 @@ public final class TrainingRun {
             teacher: distiller.teacherIdentity))
         if let cache = options.teacherCache {
             guard options.augment == nil || options.augment!.isIdentity else {
-                throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with --augment")
+                throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with augmentation")
             }
             guard cache.classes == distiller.classes else {
                 throw RuntimeError("the teacher cache has \(cache.classes) classes, the student \(distiller.classes)")
@@ -112,6 +158,7 @@ public final class TrainingRun {
         }
         state.earlyStopping = options.earlyStopping
         state.reduceLR = options.reduceLROnPlateau
+        state.settings = settings
         if options.checkpointDirectory != nil { state.best = BestValue(monitor: monitor, mode: options.monitorMode) }
     }
 
@@ -134,7 +181,7 @@ public final class TrainingRun {
                                    skipBad: Bool) throws -> (dataset: ImageDataset, left: [BadImage]) {
         let bad = preflightCheck(dataset, height: height, width: width, channels: channels)
         guard !bad.isEmpty else { return (dataset, []) }
-        guard skipBad else { throw RuntimeError(badImagesMessage(bad, source: dataset.source)) }
+        guard skipBad else { throw BadImagesError(source: dataset.source, bad: bad) }
         return (try dataset.removing(paths: Set(bad.map(\.file.path))), bad)
     }
 
@@ -148,21 +195,19 @@ public final class TrainingRun {
     /// trainable weights, or an error saying what differs.
     public func resume(from checkpoint: TrainingCheckpoint, path: String) throws {
         let saved = checkpoint.state.identity, now = state.identity
-        var differences: [String] = []
-        if saved.kind != now.kind { differences.append("it was made by '\(saved.kind)', this is '\(now.kind)'") }
+        var differences: [ResumeMismatch.Difference] = []
+        if saved.kind != now.kind { differences.append(.kind(then: saved.kind, now: now.kind)) }
         if saved.dataFingerprint != now.dataFingerprint || saved.images != now.images {
-            differences.append("the training images differ (\(saved.images) then, \(now.images) now)")
+            differences.append(.images(then: saved.images, now: now.images))
         }
-        if saved.batchSize != now.batchSize { differences.append("--batch-size was \(saved.batchSize)") }
-        if saved.seed != now.seed { differences.append("--seed was \(saved.seed)") }
-        if saved.augment != now.augment { differences.append("--augment was \(saved.augment.map { "'\($0)'" } ?? "off")") }
+        if saved.batchSize != now.batchSize { differences.append(.batchSize(saved.batchSize)) }
+        if saved.seed != now.seed { differences.append(.seed(saved.seed)) }
+        if saved.augment != now.augment { differences.append(.augment(saved.augment)) }
         if saved.alpha != now.alpha || saved.temperature != now.temperature {
-            differences.append("--alpha/--temperature were \(saved.alpha.map { "\($0)" } ?? "-")/\(saved.temperature.map { "\($0)" } ?? "-")")
+            differences.append(.loss(alpha: saved.alpha, temperature: saved.temperature))
         }
-        if saved.teacher != now.teacher { differences.append("the teacher was \(saved.teacher ?? "none")") }
-        guard differences.isEmpty else {
-            throw RuntimeError("\(path): cannot resume: " + differences.joined(separator: "; "))
-        }
+        if saved.teacher != now.teacher { differences.append(.teacher(saved.teacher)) }
+        guard differences.isEmpty else { throw ResumeMismatch(path: path, differences: differences) }
         do { try distiller.optimizer.restore(checkpoint.optimizer) } catch {
             throw RuntimeError("\(path): cannot resume: the optimizer state does not fit this run (\(error)); "
                                + "the optimizer and the trainable layers must be those of the checkpointed run")
@@ -182,8 +227,40 @@ public final class TrainingRun {
         } else { restored.reduceLR = nil }
         if let b = state.best, restored.best?.monitor != b.monitor || restored.best?.mode != b.mode { restored.best = b }
         if state.best == nil { restored.best = nil }
+        resumeChanges = []
+        if let then = restored.settings {
+            let now = settings
+            func note(_ what: String, _ a: String?, _ b: String?) {
+                if a != b { resumeChanges.append("\(what) \(a ?? "off") -> \(b ?? "off")") }
+            }
+            note("epochs", String(then.epochs), String(now.epochs))
+            note("optimizer", then.learningRate, now.learningRate)
+            note("early stopping", then.earlyStopping, now.earlyStopping)
+            note("reduce on plateau", then.reduceLROnPlateau, now.reduceLROnPlateau)
+            // The checkpoint's constant rate (maybe lowered on a plateau) holds unless the run now
+            // asks for another; a schedule is this run's own already.
+            if then.learningRate != now.learningRate, let rate = options.initialLearningRate {
+                try? distiller.optimizer.setLearningRate(Float(rate))
+            }
+        }
+        restored.settings = settings
         state = restored
     }
+
+    /// This run's changeable settings, as recorded in its checkpoints.
+    var settings: RunSettings {
+        RunSettings(epochs: options.epochs, learningRate: options.learningRateText,
+                    earlyStopping: options.earlyStopping.map {
+                        "monitor \($0.monitor), patience \($0.patience), min delta \($0.minDelta), mode \($0.mode)"
+                            + ($0.restoreBestWeights ? ", restoring the best weights" : "")
+                    },
+                    reduceLROnPlateau: options.reduceLROnPlateau.map {
+                        "monitor \($0.monitor), factor \($0.factor), patience \($0.patience), min rate \($0.minLearningRate)"
+                    })
+    }
+
+    /// What `resume` found changed since the checkpointed run, one phrase each ("epochs 10 -> 20").
+    public private(set) var resumeChanges: [String] = []
 
     func checkpoint() -> TrainingCheckpoint {
         TrainingCheckpoint(model: distiller.trainedModel(), state: state, optimizer: distiller.optimizer.state())
@@ -231,7 +308,7 @@ public final class TrainingRun {
                                            share: (batch.globalOffset, batch.globalCount))
                 } catch let e as TrainingDiverged {
                     throw TrainingStopped(message: "training stopped: \(e.reason) in epoch \(epoch + 1), batch \(batch.index + 1) of \(batches) (step \(e.step + 1)); "
-                                          + lastGoodCheckpointText())
+                                          + lastGoodCheckpointText(), checkpoint: lastGoodCheckpoint)
                 }
                 state.step += 1
                 state.position.batch = batch.index + 1
@@ -316,10 +393,12 @@ public final class TrainingRun {
         return path
     }
 
+    var lastGoodCheckpoint: String? {
+        lastCheckpointPath.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+    }
+
     func lastGoodCheckpointText() -> String {
-        guard let path = lastCheckpointPath, FileManager.default.fileExists(atPath: path) else {
-            return "no checkpoint was written yet (use --checkpoint-dir to keep one every epoch); nothing else was written"
-        }
+        guard let path = lastGoodCheckpoint else { return "no checkpoint was written yet; nothing else was written" }
         return "the last good checkpoint is \(path) (epoch \(state.history.count)); nothing else was written"
     }
 

@@ -165,7 +165,7 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         XCTAssertEqual(bad.map(\.file.name), ["corrupt.png", "missing.jpg", "empty.jpg", "gif.png"])
         XCTAssertTrue(bad.allSatisfy { !$0.reason.isEmpty })
         XCTAssertEqual(seen.maximum, 6)
-        let message = badImagesMessage(bad, source: csv)
+        let message = BadImagesError(source: csv, bad: bad).description
         XCTAssertTrue(message.contains("4 images cannot be loaded") && message.contains("corrupt.png") && message.contains("and 1 more"), message)
         let cleaned = try dataset.removing(paths: Set(bad.map(\.file.path)))
         XCTAssertEqual(cleaned.count, 2)

@@ -209,10 +209,11 @@ final class DatasetTests: TemporaryFolderTestCase {
         XCTAssertEqual(val.labels.count, 5 * 5)
         // Class folders are read against the training classes.
         XCTAssertEqual(try train.validationSplit(flow + "/classes").classNames, Self.classes)
-        // One-hot columns naming other classes are refused.
+        // One-hot columns that are not the training classes are refused, naming the missing class.
         var oneHot = seedOptions()
         oneHot.labels = .oneHot(["CBB", "CBSD", "CGM", "CMD"])
-        assertThrows(try train.validationSplit(flow + "/train.csv", options: oneHot), mentioning: ["not the classes"])
+        assertThrows(try train.validationSplit(flow + "/train.csv", options: oneHot),
+                     mentioning: ["no label column 'Healthy', a class of the training set"])
     }
 
     func testSubsetAndRemoving() throws {
