@@ -14,11 +14,11 @@ struct TeacherCacheCommand: ParsableCommand {
         for changed images. Under mpirun, the ranks share the images and rank 0 writes the file.
         """)
 
-    @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch.")
-    var teacher: String
+    @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch. Repeat for several teachers: each one's logits are kept, for distill's --teacher-weights.")
+    var teacher: [String]
 
-    @Option(help: "Architecture JSON for a weights-only teacher.")
-    var teacherArch: String?
+    @Option(help: "Architecture JSON for a weights-only teacher (one per --teacher, in the same order, when given).")
+    var teacherArch: [String] = []
 
     @Option(help: "Training images, as distill's --train: a CSV or a folder per class.")
     var train: String
@@ -38,14 +38,19 @@ struct TeacherCacheCommand: ParsableCommand {
         try reportingErrors {
             let collective = try ActiveRun.start(threads: threads)
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-            try ensureDistinctOutputs([output], inputs: [teacher, teacherArch, train].compactMap { $0 })
-            let model = try LoadedModel.load(path: teacher, archPath: teacherArch)
+            try ensureDistinctOutputs([output], inputs: teacher + teacherArch + [train])
+            guard teacherArch.isEmpty || teacherArch.count == teacher.count else {
+                throw ValidationError("\(teacherArch.count) --teacher-arch for \(teacher.count) --teacher: give one per teacher, or none")
+            }
+            let models = try teacher.enumerated().map { i, path in
+                try LoadedModel.load(path: path, archPath: teacherArch.isEmpty ? nil : teacherArch[i])
+            }
             var dataset = try ImageDataset.load(train, options: layout.datasetOptions())
             if let unlabeled {
                 dataset = try dataset.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: dataset.classNames))
             }
             let start = Date()
-            let cache = try TeacherCache.compute(teacher: model, dataset: dataset, batchSize: batchSize, collective: collective)
+            let cache = try TeacherCache.compute(teachers: models, dataset: dataset, batchSize: batchSize, collective: collective)
             guard collective.isRoot else { return }
             try cache.write(to: output)
             print(String(format: "wrote %@: %d images x %d logits of %@ (%.1f s%@)", output, cache.images.count, cache.classes,

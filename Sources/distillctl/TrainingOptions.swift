@@ -77,8 +77,10 @@ struct TrainingOptions: ParsableArguments {
     /// Where a Ctrl-C checkpoint goes without --checkpoint-dir: beside the output.
     var interruptDirectory: String { outputs.checkpointDir ?? (output as NSString).deletingPathExtension + "-checkpoint" }
 
-    /// Loads the data, trains, writes the student and the history. `teacher` nil: plain training.
-    func run(teacher: LoadedModel?, teacherCache: TeacherCache? = nil, alpha: Double, temperature: Double) throws {
+    /// Loads the data, trains, writes the student and the history. No teacher: plain training.
+    /// `teacherWeights`: normalised, one per teacher (of the cache when there is one).
+    func run(teachers: [LoadedModel] = [], teacherCache: TeacherCache? = nil, teacherWeights: [Double] = [],
+             alpha: Double, temperature: Double, softLoss: SoftLoss = .kd) throws {
         let collective = try ActiveRun.start(threads: threads)
         // Rank 0 alone speaks and writes; the others only compute.
         if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
@@ -99,7 +101,7 @@ struct TrainingOptions: ParsableArguments {
         }
         var trainSet = try ImageDataset.load(train, options: layout.datasetOptions(classNames: nil))
         if let unlabeled {
-            guard teacher != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
+            guard !teachers.isEmpty || teacherCache != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
             trainSet = try trainSet.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: trainSet.classNames))
         }
         var valSet = try val.map { try trainSet.validationSplit($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
@@ -124,12 +126,14 @@ struct TrainingOptions: ParsableArguments {
         config.seed = seed
         config.trainable = selection
         config.frozen = Set(freeze)
+        config.softLoss = softLoss
         let batchesPerEpoch = (trainSet.count + batchSize - 1) / batchSize
-        let distiller = try Distiller(student: studentModel, teacher: teacherCache == nil ? teacher : nil,
+        let distiller = try Distiller(student: studentModel, teachers: teacherCache == nil ? teachers : [],
+                                      teacherWeights: teacherWeights,
                                       optimizer: optimizer.make(batchesPerEpoch: batchesPerEpoch, epochs: epochs), config: config)
         distiller.collective = collective
         distiller.syncBatchNorm = syncBatchnorm
-        distiller.teacherCacheIdentity = teacherCache?.teacher
+        distiller.teacherCacheIdentity = teacherCache.map { TeacherCache.identity(teachers: $0.teachers, weights: teacherWeights) }
         var options = TrainingRunOptions()
         options.epochs = epochs
         options.batchSize = batchSize
@@ -161,7 +165,7 @@ struct TrainingOptions: ParsableArguments {
             print("resuming from \(path): epoch \(p.epoch + 1), batch \(p.batch + 1) (step \(run.state.step + 1))")
         }
         let terminal = isatty(STDOUT_FILENO) != 0
-        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(distiller.distilling ? String(format: ", alpha %.3g, temperature %.3g", alpha, temperature) : ""); \(optimizer.describe)"
+        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(distiller.distilling ? String(format: ", alpha %.3g, temperature %.3g, loss %@", alpha, temperature, softLoss.description) : ""); \(optimizer.describe)"
               + (collective.isDistributed ? "; \(collective.size) ranks, \(batchSize) images per step in all\(syncBatchnorm ? ", batch norm synchronised" : "")" : "")
               + (teacherCache != nil ? "; teacher logits from the cache" : ""))
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
@@ -187,9 +191,9 @@ struct TrainingOptions: ParsableArguments {
         guard collective.isRoot else { return }
         if let test {
             let testSet = try ImageDataset.load(test, options: layout.datasetOptions(classNames: trainSet.classNames))
-            if let teacher {
+            for (i, teacher) in teachers.enumerated() {
                 let a = try accuracy(of: InferenceSession(model: teacher), on: testSet, batchSize: batchSize)
-                print(String(format: "teacher test accuracy %.4f", a))
+                print(String(format: "teacher%@ test accuracy %.4f", teachers.count > 1 ? " \(i + 1)" : "", a))
             }
             let a = try accuracy(of: InferenceSession(model: trained), on: testSet, batchSize: batchSize)
             print(String(format: "student test accuracy %.4f (%d images)", a, testSet.count))
@@ -202,7 +206,7 @@ struct DistillCommand: ParsableCommand {
         commandName: "distill",
         abstract: "Distil a teacher into a student on your images and write the student as a Keras file (.h5 or .keras).",
         discussion: """
-        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone.
+        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone. --loss dkd or dist replaces the KL term (see --loss); several --teacher give the weighted mean of their logits as the teacher's.
 
         Teacher: inference mode. Student: training mode (trainable BatchNormalization uses batch statistics and updates its moving statistics; frozen ones run in inference mode, as in Keras). Optimizer: Adam with Keras's defaults unless --optimizer says otherwise.
 
@@ -210,14 +214,7 @@ struct DistillCommand: ParsableCommand {
         """)
 
 
-    @Option(help: "The teacher: a full model (.h5 or .keras), or a weights-only file (.h5 or .weights.h5) with --teacher-arch.")
-    var teacher: String?
-
-    @Option(help: "The teacher's logits from `distillctl teacher-cache`, used instead of running the teacher (no augmentation). With --teacher too, the cache must be that teacher's.")
-    var teacherCache: String?
-
-    @Option(help: "Architecture JSON for a weights-only teacher.")
-    var teacherArch: String?
+    @OptionGroup(title: "Teachers") var teachers: TeacherOptions
 
     @Option(help: "Weight of the hard-label loss (the soft loss gets 1 - alpha).")
     var alpha: Double = 0.9
@@ -225,11 +222,12 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Softmax temperature of the soft loss.")
     var temperature: Double = 3
 
+    @OptionGroup(title: "Logit loss") var loss: LossOptions
+
     @OptionGroup var options: TrainingOptions
 
     func validate() throws {
-        guard teacher != nil || teacherCache != nil else { throw ValidationError("give --teacher, or --teacher-cache") }
-        if teacherCache != nil && options.augment != nil {
+        if teachers.teacherCache != nil && options.augment != nil {
             throw ValidationError("--teacher-cache holds the logits of the images as they are: it cannot be combined with --augment")
         }
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1]") }
@@ -238,13 +236,9 @@ struct DistillCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let teacherModel = try teacher.map { try LoadedModel.load(path: $0, archPath: teacherArch) }
-            let cache = try teacherCache.map { try TeacherCache.read(path: $0) }
-            // With both, the cache must be this teacher's (the teacher then only gives its test accuracy).
-            if let cache, let teacherModel, cache.teacher != TeacherCache.identity(of: teacherModel) {
-                throw ValidationError("\(teacherCache!): the cache was made by another teacher (\(cache.teacher)), not \(teacher!)")
-            }
-            try options.run(teacher: teacherModel, teacherCache: cache, alpha: alpha, temperature: temperature)
+            let (models, cache, weights) = try teachers.load()
+            try options.run(teachers: models, teacherCache: cache, teacherWeights: weights, alpha: alpha,
+                            temperature: temperature, softLoss: try loss.softLoss())
         }
     }
 }
@@ -257,6 +251,6 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var options: TrainingOptions
 
     func run() throws {
-        try reportingErrors { try options.run(teacher: nil, alpha: 1, temperature: 1) }
+        try reportingErrors { try options.run(alpha: 1, temperature: 1) }
     }
 }

@@ -100,13 +100,16 @@ public final class TrainingRun {
             images: train.count, batchSize: options.batchSize, seed: options.seed, augment: options.augmentText,
             alpha: distilling ? distiller.config.alpha : nil,
             temperature: distilling ? distiller.config.temperature : nil,
-            teacher: distiller.teacherIdentity))
+            teacher: distiller.teacherIdentity, loss: distilling ? distiller.config.softLoss.description : nil))
         if let cache = options.teacherCache {
             guard options.augment == nil || options.augment!.isIdentity else {
                 throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with --augment")
             }
             guard cache.classes == distiller.classes else {
                 throw RuntimeError("the teacher cache has \(cache.classes) classes, the student \(distiller.classes)")
+            }
+            guard cache.teachers.count == distiller.teacherWeights.count else {
+                throw RuntimeError("the teacher cache holds \(cache.teachers.count) teachers, but \(distiller.teacherWeights.count) teacher weights were given")
             }
             cacheRows = try cache.rows(for: train, source: train.source)
         }
@@ -160,6 +163,10 @@ public final class TrainingRun {
             differences.append("--alpha/--temperature were \(saved.alpha.map { "\($0)" } ?? "-")/\(saved.temperature.map { "\($0)" } ?? "-")")
         }
         if saved.teacher != now.teacher { differences.append("the teacher was \(saved.teacher ?? "none")") }
+        // Checkpoints from before --loss existed were all kd.
+        if saved.kind == "distill" && (saved.loss ?? "kd") != (now.loss ?? "kd") {
+            differences.append("--loss was \(saved.loss ?? "kd")")
+        }
         guard differences.isEmpty else {
             throw RuntimeError("\(path): cannot resume: " + differences.joined(separator: "; "))
         }
@@ -220,10 +227,7 @@ public final class TrainingRun {
                                                    : batch.labels.data
                 var cached: [Float]? = nil
                 if let cache = options.teacherCache {
-                    let k = cache.classes
-                    var rows = [Float](); rows.reserveCapacity(batch.count * k)
-                    for item in batch.items { let r = cacheRows[item]; rows += cache.logits[r * k ..< (r + 1) * k] }
-                    cached = rows
+                    cached = cache.logits(rows: batch.items.map { cacheRows[$0] }, weights: distiller.teacherWeights)
                 }
                 let r: StepResult
                 do {
