@@ -380,24 +380,10 @@ extension EpochRecord {
 /// Accuracy of any model (e.g. the teacher) on a labelled dataset: argmax of its outputs against
 /// the labels, images loaded as for training but never augmented.
 public func accuracy(of session: InferenceSession, on dataset: ImageDataset, batchSize: Int = 32) throws -> Double {
-    let shape = session.inputShapes[0]
-    guard shape.count == 3 else { throw RuntimeError("accuracy needs an image model; the input is \(shape)") }
-    let loader = try BatchLoader(dataset: dataset, options: LoaderOptions(height: shape[0], width: shape[1], channels: shape[2],
-                                                                          batchSize: batchSize, shuffle: false))
-    var correct = 0, counted = 0
-    let stream = loader.epoch(0)
-    while let batch = try stream.next() {
-        let out = try session.run([batch.images], batchSize: batchSize)[0]
-        let k = dataset.classCount
-        guard out.itemCount == k else {
-            throw RuntimeError("\(dataset.source): \(k) classes, the model gives \(out.itemCount) outputs")
-        }
-        let r = out.data.withUnsafeBufferPointer {
-            Metrics.correctPredictions(outputs: $0, targets: .distribution(batch.labels.data), classes: k)
-        }
-        correct += r.correct
-        counted += r.counted
-    }
-    guard counted > 0 else { throw RuntimeError("\(dataset.source): no labelled images") }
-    return Double(correct) / Double(counted)
+    let k = dataset.classCount
+    let (outputs, count) = try predictions(of: session, on: dataset, batchSize: batchSize)
+    guard count == k else { throw RuntimeError("\(dataset.source): \(k) classes, the model gives \(count) outputs") }
+    let r = Metrics.correctPredictions(outputs: outputs, targets: .distribution(dataset.labels), classes: k)
+    guard r.counted > 0 else { throw RuntimeError("\(dataset.source): no labelled images") }
+    return Double(r.correct) / Double(r.counted)
 }
