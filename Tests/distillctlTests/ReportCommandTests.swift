@@ -77,6 +77,28 @@ final class ReportCommandTests: XCTestCase {
                        "only SVG namespace URIs may appear")
     }
 
+    /// Keras's own CSVLogger file (fixtures/make_report_fixture.py) is a history the report draws.
+    func testKerasCSVLoggerHistory() throws {
+        let csv = fixturesDirectory.appendingPathComponent("report/keras_csvlogger.csv").path
+        let r = try CLI.run(report(["--history", csv, "--speed-iterations", "0", "--output", path("r.html"), "--json", path("r.json")]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ours = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path("r.json")))) as! [String: Any]
+        let history = ours["history"] as! [[String: Any]]
+        XCTAssertEqual(history.map { $0["epoch"] as? Int }, [0, 1])
+        let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n").dropFirst()
+        for (record, line) in zip(history, lines) {
+            let cells = line.split(separator: ",").map { Double($0)! }   // epoch,accuracy,loss,val_accuracy,val_loss
+            XCTAssertEqual((record["accuracy"] as! NSNumber).doubleValue, cells[1])
+            XCTAssertEqual((record["loss"] as! NSNumber).doubleValue, cells[2])
+            XCTAssertEqual((record["val_accuracy"] as! NSNumber).doubleValue, cells[3])
+            XCTAssertEqual((record["val_loss"] as! NSNumber).doubleValue, cells[4])
+        }
+        XCTAssertNil((ours["teacher"] as! [String: Any])["speed"], "--speed-iterations 0 leaves the timing out")
+        let html = try String(contentsOfFile: path("r.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("data-metric=\"accuracy\""))
+        XCTAssertFalse(html.contains("images per second"))
+    }
+
     func testBadInputsFailInOneLineBeforeWork() throws {
         assertCleanFailure(try CLI.run(report(["--history", path("none.csv"), "--output", path("r.html")])),
                            mentions: ["none.csv"])

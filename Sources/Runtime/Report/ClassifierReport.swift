@@ -95,7 +95,7 @@ public struct TestSetFigures: Sendable, Codable, Equatable {
 }
 
 /// Everything the report shows; `--json` writes this.
-public struct ReportFigures: Sendable, Codable, Equatable {
+public struct ReportFigures: Sendable, Encodable, Equatable {
     public var classes: [String]
     public var test: TestSetFigures
     public var teacher: ModelFigures
@@ -103,12 +103,35 @@ public struct ReportFigures: Sendable, Codable, Equatable {
     /// Fraction of all test images (labelled or not) on which both models pick the same class.
     public var agreement: Double
     public var agreementInterval: Proportion
-    public var history: [EpochRecord]?
+    /// The training history drawn on the page (not in the JSON as records: see `history`).
+    public var historyRecords: [EpochRecord]?
     public var calibrationBins: Int
+
+    /// Each epoch's metrics under Keras's names (`epoch`, `loss`, `val_accuracy`, ...), as in the CSV.
+    public var history: [[String: Double]]? {
+        historyRecords?.map { r in
+            var row = ["epoch": Double(r.epoch)]
+            for name in EpochRecord.metricNames { if let v = r.metric(name), v.isFinite { row[name] = v } }
+            if let rate = r.learningRate { row["learning_rate"] = rate }
+            return row
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case classes, test, teacher, student, agreement, agreementInterval = "agreement_95", history
         case calibrationBins = "calibration_bins"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(test, forKey: .test)
+        try c.encode(teacher, forKey: .teacher)
+        try c.encode(student, forKey: .student)
+        try c.encode(agreement, forKey: .agreement)
+        try c.encode(agreementInterval, forKey: .agreementInterval)
+        try c.encodeIfPresent(history, forKey: .history)
+        try c.encode(calibrationBins, forKey: .calibrationBins)
     }
 }
 
@@ -235,7 +258,7 @@ public enum ClassifierReport {
         return ReportFigures(classes: test.classNames,
                              test: TestSetFigures(source: test.source, images: test.count, labelled: test.labelledCount),
                              teacher: figures[0], student: figures[1], agreement: agreement.value,
-                             agreementInterval: agreement, history: history, calibrationBins: calibrationBins)
+                             agreementInterval: agreement, historyRecords: history, calibrationBins: calibrationBins)
     }
 
     /// Latency at batch 1 and throughput at `batchSize`, after a warm-up.

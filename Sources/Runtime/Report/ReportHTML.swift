@@ -30,7 +30,7 @@ extension ClassifierReport {
         out += confusion(r.teacher, "Teacher", r.classes) + confusion(r.student, "Student", r.classes) + "</div>\n"
         out += "<h2>Calibration</h2>\n<p class=\"note\">Expected calibration error (ECE) over \(r.calibrationBins) equal-width bins of the top-class probability: the images' share of each bin times |accuracy - mean confidence|, summed. Bars: accuracy per bin; the diagonal is perfect calibration.</p>\n<div class=\"pair\">\n"
         out += reliabilitySVG(r.teacher, "Teacher", teacherColour) + reliabilitySVG(r.student, "Student", studentColour) + "</div>\n"
-        if let history = r.history, !history.isEmpty {
+        if let history = r.historyRecords, !history.isEmpty {
             out += "<h2>Training</h2>\n" + TrainingPlot.svg(history)
         }
         out += "</body></html>\n"

@@ -212,7 +212,7 @@ public final class Distiller {
                 }
                 let loss: DistillationLoss
                 if distributed && config.softLoss.couplesRows {
-                    loss = try wholeBatchLoss(student: Array(s), teacher: t.data, labels: labels, share: share!,
+                    loss = try wholeBatchLoss(student: Array(s), teacher: t.data, labels: labels, share: share,
                                               gradient: &gradient)
                 } else {
                     loss = t.data.withUnsafeBufferPointer { tp in
@@ -237,7 +237,7 @@ public final class Distiller {
             (local.correct, local.counted) = (accuracy.correct, accuracy.counted)
         } else if distributed && distilling && config.softLoss.couplesRows {
             // This rank has no rows but must still take part in gathering the batch.
-            _ = try wholeBatchLoss(student: [], teacher: [], labels: [], share: share!, gradient: &gradient)
+            _ = try wholeBatchLoss(student: [], teacher: [], labels: [], share: share, gradient: &gradient)
         }
         var result = local
         if distributed {
@@ -270,8 +270,9 @@ public final class Distiller {
     /// batch's student and teacher logits and labels, computes the loss and gradient of the whole
     /// batch as one process would, and keeps its own rows' gradient. The loss terms returned are
     /// this rank's share (rows / batch) of the whole batch's, so that their sum over ranks is it.
-    private func wholeBatchLoss(student: [Float], teacher: [Float], labels: [Float], share: (offset: Int, global: Int),
+    private func wholeBatchLoss(student: [Float], teacher: [Float], labels: [Float], share: (offset: Int, global: Int)?,
                                 gradient: inout [Float]) throws -> DistillationLoss {
+        guard let share else { throw RuntimeError("a data-parallel step needs its share of the batch (offset and size)") }
         let k = classes, n = share.global, rows = student.count / k
         var all = [Double](repeating: 0, count: 3 * n * k)
         for (part, values) in [student, teacher, labels].enumerated() {
