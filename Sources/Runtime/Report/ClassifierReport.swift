@@ -199,7 +199,7 @@ public enum ClassifierReport {
                                        count: count, accuracy: accuracy, confidence: confidence))
         }
         let interval = Proportion(correct, of: labelled)
-        return ModelFigures(file: file, name: model.graph.name, fileBytes: fileSize(file),
+        return ModelFigures(file: file, name: model.graph.name, fileBytes: TeacherCache.fileSize(file),
                             parameters: model.graph.parameterCounts().total, accuracy: interval.value,
                             accuracyInterval: interval, macroF1: perClass.map(\.f1).reduce(0, +) / Double(max(1, k)),
                             perClass: perClass, confusion: confusion, expectedCalibrationError: ece, reliability: bins,
@@ -221,20 +221,12 @@ public enum ClassifierReport {
         logits.withUnsafeBufferPointer { p in (0..<logits.count / k).map { Metrics.argmax(p.baseAddress! + $0 * k, k) } }
     }
 
-    /// The largest softmax probability of one row of logits.
+    /// The largest softmax probability of one row of logits: exp(max - logsumexp).
     static func topProbability(_ logits: [Float], row: Int, classes k: Int) -> Double {
         logits.withUnsafeBufferPointer { p in
             let x = p.baseAddress! + row * k
-            var m = -Double.infinity
-            for j in 0..<k { m = max(m, Double(x[j])) }
-            var s = 0.0
-            for j in 0..<k { s += exp(Double(x[j]) - m) }
-            return 1 / s
+            return exp(Double(x[Metrics.argmax(x, k)]) - logSumExp(x, k))
         }
-    }
-
-    static func fileSize(_ path: String) -> Int {
-        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
     }
 
     /// Runs both models over the test set and measures them. `speedIterations` 0 skips the timing.
