@@ -4,7 +4,8 @@
 set -euo pipefail
 # openmpi-bin: mpirun and libmpi.so.40 for data-parallel distillation; distillctl loads libmpi only
 # when mpirun starts it, so a plain run needs none of it. zlib1g-dev: ZIPFoundation (.keras archives).
-packages=(libhdf5-dev zlib1g-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev pkg-config hdf5-tools dataset-fashion-mnist openmpi-bin)
+# chromium: scripts/check_report.sh renders `distillctl report`'s page headless and checks the screenshot.
+packages=(libhdf5-dev zlib1g-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev pkg-config hdf5-tools dataset-fashion-mnist openmpi-bin chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,7 +7,7 @@ struct Distillctl: ParsableCommand {
         commandName: "distillctl",
         abstract: "Run Keras models fast on a CPU, distil them into students, and write Keras files back.",
         subcommands: [SummaryCommand.self, PredictCommand.self, VerifyCommand.self, ConvertCommand.self,
-                      DistillCommand.self, TrainCommand.self, TeacherCacheCommand.self, BenchCommand.self])
+                      DistillCommand.self, TrainCommand.self, TeacherCacheCommand.self, BenchCommand.self, ReportCommand.self])
 
     /// As ArgumentParser's own main, except that a usage error is one line (the parser's message
     /// and where the help is) instead of the message, the usage and a help hint on several lines.

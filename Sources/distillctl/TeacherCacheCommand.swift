@@ -14,11 +14,11 @@ struct TeacherCacheCommand: ParsableCommand {
         for changed images. Under mpirun, the ranks share the images and rank 0 writes the file.
         """)
 
-    @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch.")
-    var teacher: String
+    @Option(help: "The teacher: a full-model .h5, or a weights-only file with --teacher-arch. Repeat for several teachers: each one's logits are kept, for distill's --teacher-weights.")
+    var teacher: [String]
 
-    @Option(help: "Architecture JSON for a weights-only teacher.")
-    var teacherArch: String?
+    @Option(help: "Architecture JSON for a weights-only teacher (one per --teacher, in the same order, when given).")
+    var teacherArch: [String] = []
 
     @Option(help: "Training images, as distill's --train: a CSV or a folder per class.")
     var train: String
@@ -37,29 +37,38 @@ struct TeacherCacheCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+            guard teacherArch.isEmpty || teacherArch.count == teacher.count else {
+                throw ValidationError("\(teacherArch.count) --teacher-arch for \(teacher.count) --teacher: give one per teacher, or none")
+            }
             var files = FilePlan()
-            files.input("--teacher", teacher)
-            files.input("--teacher-arch", teacherArch)
+            for path in teacher { files.input("--teacher", path) }
+            for path in teacherArch { files.input("--teacher-arch", path) }
             files.input("--train", train)
             files.input("--unlabeled", unlabeled)
             files.output("--output", output)
             try files.check()
             let collective = try ActiveRun.start(threads: threads)
-            let model = try LoadedModel.load(path: teacher, archPath: teacherArch)
-            try refuseNonFinite(model, path: teacher, role: "teacher")
+            let models = try teacher.enumerated().map { i, path in
+                let model = try LoadedModel.load(path: path, archPath: teacherArch.isEmpty ? nil : teacherArch[i])
+                try refuseNonFinite(model, path: path, role: "teacher")
+                return model
+            }
             var dataset = try ImageDataset.load(train, options: layout.datasetOptions())
             if let unlabeled {
                 dataset = try dataset.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: dataset.classNames))
             }
             files.inputs += dataset.files.map { ("--train", $0.path) }
             try files.check()
-            let session = try InferenceSession(model: model, logits: true)
-            try checkMemory(what: "teacher-cache --batch-size \(batchSize)",
-                            bytes: session.estimatedBytes(items: min(batchSize, dataset.count), batchSize: batchSize))
-            let classes = try session.outputItemCounts().first ?? 1
-            try files.checkSpace([(output, dataset.count * (classes * 4 + 128) + 64 * 1024)])
+            var classes = 1
+            for model in models {
+                let session = try InferenceSession(model: model, logits: true)
+                try checkMemory(what: "teacher-cache --batch-size \(batchSize)",
+                                bytes: session.estimatedBytes(items: min(batchSize, dataset.count), batchSize: batchSize))
+                classes = try session.outputItemCounts().first ?? 1
+            }
+            try files.checkSpace([(output, dataset.count * (classes * 4 * models.count + 128) + 64 * 1024)])
             let start = Date()
-            let cache = try TeacherCache.compute(teacher: model, dataset: dataset, batchSize: batchSize, collective: collective)
+            let cache = try TeacherCache.compute(teachers: models, dataset: dataset, batchSize: batchSize, collective: collective)
             guard collective.isRoot else { return }
             try cache.write(to: output)
             print(String(format: "wrote %@: %d images x %d logits of %@ (%.1f s%@)", output, cache.images.count, cache.classes,

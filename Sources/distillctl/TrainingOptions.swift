@@ -80,7 +80,7 @@ struct TrainingOptions: ParsableArguments {
     /// Where a Ctrl-C checkpoint goes without --checkpoint-dir: beside the output.
     var interruptDirectory: String { outputs.checkpointDir ?? (output as NSString).deletingPathExtension + "-checkpoint" }
 
-    /// The files this run reads and writes (the teacher's added by `distill`).
+    /// The files this run reads and writes (the teachers' added by `distill`).
     func filePlan() -> FilePlan {
         var files = FilePlan()
         files.input("--student", student)
@@ -101,9 +101,11 @@ struct TrainingOptions: ParsableArguments {
         return files
     }
 
-    /// Loads the data, trains, writes the student and the history. `teacher` nil: plain training.
-    /// `files` was checked by the caller before it read anything.
-    func run(teacher: LoadedModel?, teacherPath: String? = nil, teacherCache: TeacherCache? = nil, alpha: Double, temperature: Double,
+    /// Loads the data, trains, writes the student and the history. No teacher: plain training.
+    /// `teacherPaths` name `teachers` in messages; `teacherWeights`: normalised, one per teacher (of
+    /// the cache when there is one). `files` was checked by the caller before it read anything.
+    func run(teachers: [LoadedModel] = [], teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
+             teacherWeights: [Double] = [], alpha: Double, temperature: Double, softLoss: SoftLoss = .kd,
              files: FilePlan) throws {
         var files = files
         let collective = try ActiveRun.start(threads: threads)
@@ -126,7 +128,7 @@ struct TrainingOptions: ParsableArguments {
         }
         var trainSet = try ImageDataset.load(train, options: layout.datasetOptions(classNames: nil))
         if let unlabeled {
-            guard teacher != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
+            guard !teachers.isEmpty || teacherCache != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
             trainSet = try trainSet.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: trainSet.classNames))
         }
         var valSet = try val.map { try trainSet.validationSplit($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
@@ -140,8 +142,8 @@ struct TrainingOptions: ParsableArguments {
         try files.check()
         let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
         guard inputShape.count == 3 else { throw ValidationError("\(student): the student's input is \(inputShape), not an image") }
-        if let teacher, let teacherPath {
-            // The images are loaded at the student's size; the teacher must take that size too.
+        for (teacher, teacherPath) in zip(teachers, teacherPaths) {
+            // The images are loaded at the student's size; each teacher must take that size too.
             let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }
             guard shapes.count == 1, shapes[0].count == 3, zip(shapes[0], inputShape).allSatisfy({ $0 < 0 || $0 == $1 }) else {
                 throw CommandLineError("\(teacherPath): the teacher's input is \(shapeText(shapes)), the images are loaded at "
@@ -150,7 +152,7 @@ struct TrainingOptions: ParsableArguments {
         }
         let stepImages = min(batchSize, trainSet.count)
         try checkMemory(what: "training with --batch-size \(batchSize)",
-                        bytes: trainingMemoryEstimate(student: studentModel, teacher: teacherCache == nil ? teacher : nil, batch: stepImages))
+                        bytes: trainingMemoryEstimate(student: studentModel, teachers: teacherCache == nil ? teachers : [], batch: stepImages))
         let modelBytes = estimatedFileBytes(studentModel)
         try files.checkSpace([(output, modelBytes)] + files.laterFiles.filter { $0.flag == "--checkpoint-dir" }.map { ($0.path, modelBytes * 3) }
                              + [outputs.history, outputs.plot].compactMap { $0 }.map { ($0, 64 * 1024 + 200 * epochs) })
@@ -176,12 +178,14 @@ struct TrainingOptions: ParsableArguments {
         config.seed = seed
         config.trainable = selection
         config.frozen = Set(freeze)
+        config.softLoss = softLoss
         let batchesPerEpoch = (trainSet.count + batchSize - 1) / batchSize
-        let distiller = try Distiller(student: studentModel, teacher: teacherCache == nil ? teacher : nil,
+        let distiller = try Distiller(student: studentModel, teachers: teacherCache == nil ? teachers : [],
+                                      teacherWeights: teacherWeights,
                                       optimizer: optimizer.make(batchesPerEpoch: batchesPerEpoch, epochs: epochs), config: config)
         distiller.collective = collective
         distiller.syncBatchNorm = syncBatchnorm
-        distiller.teacherCacheIdentity = teacherCache?.teacher
+        distiller.teacherCacheIdentity = teacherCache.map { TeacherCache.identity(teachers: $0.teachers, weights: teacherWeights) }
         var options = TrainingRunOptions()
         options.epochs = epochs
         options.batchSize = batchSize
@@ -218,7 +222,7 @@ struct TrainingOptions: ParsableArguments {
                   + (run.resumeChanges.isEmpty ? "" : "; changed: " + run.resumeChanges.joined(separator: "; ")))
         }
         let terminal = isatty(STDOUT_FILENO) != 0
-        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(distiller.distilling ? String(format: ", alpha %.3g, temperature %.3g", alpha, temperature) : ""); \(optimizer.describe)"
+        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(distiller.distilling ? String(format: ", alpha %.3g, temperature %.3g, loss %@", alpha, temperature, softLoss.description) : ""); \(optimizer.describe)"
               + (collective.isDistributed ? "; \(collective.size) ranks, \(batchSize) images per step in all\(syncBatchnorm ? ", batch norm synchronised" : "")" : "")
               + (teacherCache != nil ? "; teacher logits from the cache" : ""))
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
@@ -248,9 +252,9 @@ struct TrainingOptions: ParsableArguments {
         }
         guard collective.isRoot else { return }
         if let testSet {
-            if let teacher {
+            for (i, teacher) in teachers.enumerated() {
                 let a = try accuracy(of: InferenceSession(model: teacher), on: testSet, batchSize: batchSize)
-                print(String(format: "teacher test accuracy %.4f", a))
+                print(String(format: "teacher%@ test accuracy %.4f", teachers.count > 1 ? " \(i + 1)" : "", a))
             }
             let a = try accuracy(of: InferenceSession(model: trained), on: testSet, batchSize: batchSize)
             print(String(format: "student test accuracy %.4f (%d images)", a, testSet.count))
@@ -263,7 +267,7 @@ struct DistillCommand: ParsableCommand {
         commandName: "distill",
         abstract: "Distil a teacher into a student on your images and write the student as a Keras file (.h5 or .keras).",
         discussion: """
-        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone.
+        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone. --loss dkd or dist replaces the KL term (see --loss); several --teacher give the weighted mean of their logits as the teacher's.
 
         Teacher: inference mode. Student: training mode (trainable BatchNormalization uses batch statistics and updates its moving statistics; frozen ones run in inference mode, as in Keras). Optimizer: Adam with Keras's defaults unless --optimizer says otherwise.
 
@@ -271,14 +275,7 @@ struct DistillCommand: ParsableCommand {
         """)
 
 
-    @Option(help: "The teacher: a full model (.h5 or .keras), or a weights-only file (.h5 or .weights.h5) with --teacher-arch.")
-    var teacher: String?
-
-    @Option(help: "The teacher's logits from `distillctl teacher-cache`, used instead of running the teacher (no augmentation). With --teacher too, the cache must be that teacher's.")
-    var teacherCache: String?
-
-    @Option(help: "Architecture JSON for a weights-only teacher.")
-    var teacherArch: String?
+    @OptionGroup(title: "Teachers") var teachers: TeacherOptions
 
     @Option(help: "Weight of the hard-label loss (the soft loss gets 1 - alpha).")
     var alpha: Double = 0.9
@@ -286,11 +283,12 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Softmax temperature of the soft loss.")
     var temperature: Double = 3
 
+    @OptionGroup(title: "Logit loss") var loss: LossOptions
+
     @OptionGroup var options: TrainingOptions
 
     func validate() throws {
-        guard teacher != nil || teacherCache != nil else { throw ValidationError("give --teacher, or --teacher-cache") }
-        if teacherCache != nil && options.augment != nil {
+        if teachers.teacherCache != nil && options.augment != nil {
             throw ValidationError("--teacher-cache holds the logits of the images as they are: it cannot be combined with --augment")
         }
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1]") }
@@ -300,19 +298,14 @@ struct DistillCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             var files = options.filePlan()
-            files.input("--teacher", teacher)
-            files.input("--teacher-arch", teacherArch)
-            files.input("--teacher-cache", teacherCache)
+            for path in teachers.teacher { files.input("--teacher", path) }
+            for path in teachers.teacherArch { files.input("--teacher-arch", path) }
+            files.input("--teacher-cache", teachers.teacherCache)
             try files.check()
-            let teacherModel = try teacher.map { try LoadedModel.load(path: $0, archPath: teacherArch) }
-            if let teacherModel, let teacher { try refuseNonFinite(teacherModel, path: teacher, role: "teacher") }
-            let cache = try teacherCache.map { try TeacherCache.read(path: $0) }
-            // With both, the cache must be this teacher's (the teacher then only gives its test accuracy).
-            if let cache, let teacherModel, cache.teacher != TeacherCache.identity(of: teacherModel) {
-                throw ValidationError("\(teacherCache!): the cache was made by another teacher (\(cache.teacher)), not \(teacher!)")
-            }
-            try options.run(teacher: teacherModel, teacherPath: teacher, teacherCache: cache, alpha: alpha, temperature: temperature,
-                            files: files)
+            let (models, cache, weights) = try teachers.load()
+            for (model, path) in zip(models, teachers.teacher) { try refuseNonFinite(model, path: path, role: "teacher") }
+            try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
+                            alpha: alpha, temperature: temperature, softLoss: try loss.softLoss(), files: files)
         }
     }
 }
@@ -328,7 +321,7 @@ struct TrainCommand: ParsableCommand {
         try reportingErrors {
             let files = options.filePlan()
             try files.check()
-            try options.run(teacher: nil, alpha: 1, temperature: 1, files: files)
+            try options.run(alpha: 1, temperature: 1, files: files)
         }
     }
 }
@@ -339,11 +332,14 @@ func shapeText(_ shapes: [[Int]]) -> String {
 }
 
 /// Memory of a training step of `batch` images: the student's activations about three times
-/// (kept for the backward pass, and their gradients), the teacher's inference, and the student's
+/// (kept for the backward pass, and their gradients), the teachers' inference, and the student's
 /// weights four times (values, gradients, two optimizer slots).
-func trainingMemoryEstimate(student: LoadedModel, teacher: LoadedModel?, batch: Int) throws -> Int {
+func trainingMemoryEstimate(student: LoadedModel, teachers: [LoadedModel], batch: Int) throws -> Int {
     let s = try InferenceSession(model: student).estimatedBytes(items: batch, batchSize: batch, threads: 1, wholeBatch: true)
-    let t = try teacher.map { try InferenceSession(model: $0).estimatedBytes(items: batch, batchSize: batch) } ?? 0
+    let t = try teachers.reduce(0) { sum, teacher in
+        let (r, o) = sum.addingReportingOverflow(try InferenceSession(model: teacher).estimatedBytes(items: batch, batchSize: batch))
+        return o ? Int.max : r
+    }
     let weights = student.graph.parameterCounts().total * 4
     let parts = [s > Int.max / 4 ? Int.max : s * 3, t, weights * 4]
     return parts.reduce(0) { let (r, o) = $0.addingReportingOverflow($1); return o ? Int.max : r }
@@ -359,6 +355,7 @@ func resumeMismatchText(_ e: ResumeMismatch) -> String {
         case .seed(let s): return "--seed was \(s)"
         case .augment(let a): return "--augment was \(a.map { "'\($0)'" } ?? "off")"
         case .loss(let a, let t): return "--alpha/--temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
+        case .softLoss(let l): return "--loss was \(l)"
         case .teacher(let t): return "the teacher was \(t ?? "none")"
         }
     }.joined(separator: "; ")

@@ -43,6 +43,7 @@ public struct RunIdentity: Sendable, Equatable, Codable {
     public var alpha: Double?
     public var temperature: Double?
     public var teacher: String?           // the teacher's name and parameter count
+    public var loss: String?              // the logit loss of a distillation (SoftLoss.description)
 }
 
 /// What a resumed run may change: each as the run describes it, so a resumption can say what

@@ -2,12 +2,13 @@
 //
 //     total = alpha * hard + (1 - alpha) * soft
 //     hard  = mean over the LABELLED rows of CE(y, softmax(s))           (from_logits=True)
-//     soft  = T^2 * mean over ALL rows of KL(softmax(t / T) || softmax(s / T))
+//     soft  = the chosen logit loss over ALL rows (LogitLosses.swift); by default (kd)
+//             T^2 * mean over ALL rows of KL(softmax(t / T) || softmax(s / T))
 //
 // with Keras's KLDivergence: both distributions clipped to [1e-7, 1] before
 // sum(p_t * log(p_t / p_s)) (keras.losses.kl_divergence), exactly as the keras.io
 // knowledge-distillation example computes its distillation term (it multiplies by T^2 too).
-// `alpha` weights the hard-label loss (DESIGN.md "Distillation conventions").
+// `alpha` weights the hard-label loss, as in the Keras example and the blog post.
 //
 // Unlabelled rows (images without a label: a negative class index, or an all-zero target row)
 // have only the soft term. The hard term is averaged over the labelled rows, so its scale does
@@ -15,11 +16,6 @@
 // batch with no labelled row has no hard term: total = (1 - alpha) * soft, i.e. the soft term
 // keeps the weight it has in every other batch (with alpha = 1 such a batch contributes nothing).
 // When every row is labelled this is exactly the Keras example's loss.
-//
-// Gradient of the soft term: with p_s = softmax(s/T), p_t' = clip(p_t), M = sum_j m_j p_t'_j
-// where m_j = [p_s,j >= 1e-7] (the clip passes no gradient below its floor),
-//     d soft_row / d s_k = T * (p_s,k * M - m_k * p_t'_k)        (T^2 * (1/T) from s/T)
-// which is T * (p_s - p_t) when nothing is clipped.
 import Foundation
 
 public struct DistillationLoss: Sendable, Equatable {
@@ -27,7 +23,7 @@ public struct DistillationLoss: Sendable, Equatable {
     public var total: Float
     /// Mean cross-entropy over the labelled rows; nil when the batch has none.
     public var hard: Float?
-    /// T^2 * mean KL over all rows, before the (1 - alpha) weight.
+    /// The soft term (kd: T^2 * mean KL over all rows), before the (1 - alpha) weight.
     public var soft: Float
     /// Rows with a label.
     public var labelled: Int
@@ -44,7 +40,7 @@ extension Losses {
     /// for the caller to form from the sums.
     public static func distillation(student: UnsafeBufferPointer<Float>, teacher: UnsafeBufferPointer<Float>,
                                     labels: ClassTargets?, classes: Int, alpha: Double, temperature: Double,
-                                    gradient: UnsafeMutableBufferPointer<Float>? = nil,
+                                    softLoss: SoftLoss = .kd, gradient: UnsafeMutableBufferPointer<Float>? = nil,
                                     normalizers: (labelled: Int, rows: Int)? = nil) -> DistillationLoss {
         precondition(classes > 0 && student.count % classes == 0, "student output is not [batch, \(classes)]")
         precondition(teacher.count == student.count, "teacher and student outputs differ in size")
@@ -59,32 +55,10 @@ extension Losses {
         let labelledNormalizer = normalizers?.labelled ?? labelledCount
 
         // Soft term over every row.
-        let softWeight = (1 - alpha) * temperature / rowsNormalizer  // (1-alpha) * T^2 / n * (1/T)
-        var klSum = 0.0
-        var ps = [Double](repeating: 0, count: classes), pt = ps
-        for r in 0..<n {
-            let s = student.baseAddress! + r * classes, t = teacher.baseAddress! + r * classes
-            temperedSoftmax(s, classes, Float(temperature), into: &ps)
-            temperedSoftmax(t, classes, Float(temperature), into: &pt)
-            var mass = 0.0
-            for j in 0..<classes {
-                // Keras: float32 probabilities, clipped to [1e-7, 1].
-                let ptc = Double(min(max(Float(pt[j]), probabilityEpsilon), 1))
-                let psf = Float(ps[j])
-                let psc = Double(min(max(psf, probabilityEpsilon), 1))
-                klSum += ptc * log(ptc / psc)
-                if psf >= probabilityEpsilon { mass += ptc }
-            }
-            if let g = gradient {
-                let row = g.baseAddress! + r * classes
-                for k in 0..<classes {
-                    let ptc = Double(min(max(Float(pt[k]), probabilityEpsilon), 1))
-                    let passes = Float(ps[k]) >= probabilityEpsilon
-                    row[k] = Float(softWeight * (ps[k] * mass - (passes ? ptc : 0)))
-                }
-            }
-        }
-        let soft = temperature * temperature * klSum / rowsNormalizer
+        let soft = softTerm(softLoss, student: student.baseAddress!, teacher: teacher.baseAddress!, rows: n, classes: classes,
+                            temperature: temperature,
+                            targets: softLoss == .kd ? [] : targetClasses(labels, isLabelled, teacher, n, classes),
+                            rowsNormalizer: rowsNormalizer, weight: 1 - alpha, gradient: gradient?.baseAddress)
 
         // Hard term over the labelled rows.
         var hard: Double? = nil
@@ -117,17 +91,31 @@ extension Losses {
 
     /// Array convenience: the loss and d total / d student logits.
     public static func distillation(student: [Float], teacher: [Float], labels: ClassTargets?, classes: Int,
-                                    alpha: Double, temperature: Double) -> (loss: DistillationLoss, gradient: [Float]) {
+                                    alpha: Double, temperature: Double,
+                                    softLoss: SoftLoss = .kd) -> (loss: DistillationLoss, gradient: [Float]) {
         var g = [Float](repeating: 0, count: student.count)
         let loss = student.withUnsafeBufferPointer { s in
             teacher.withUnsafeBufferPointer { t in
                 g.withUnsafeMutableBufferPointer {
                     distillation(student: s, teacher: t, labels: labels, classes: classes, alpha: alpha,
-                                 temperature: temperature, gradient: $0)
+                                 temperature: temperature, softLoss: softLoss, gradient: $0)
                 }
             }
         }
         return (loss, g)
+    }
+
+    /// Each row's class for DKD: the label (the top class of a distribution), or for an unlabelled
+    /// row the teacher's top class.
+    static func targetClasses(_ labels: ClassTargets?, _ isLabelled: [Bool], _ teacher: UnsafeBufferPointer<Float>,
+                              _ n: Int, _ classes: Int) -> [Int] {
+        (0..<n).map { r in
+            guard isLabelled[r], let labels else { return Metrics.argmax(teacher.baseAddress! + r * classes, classes) }
+            switch labels {
+            case .sparse(let y): return y[r]
+            case .distribution(let y): return y.withUnsafeBufferPointer { Metrics.argmax($0.baseAddress! + r * classes, classes) }
+            }
+        }
     }
 
     /// Which rows carry a label: sparse index >= 0, or a target row that is not all zero.

@@ -33,6 +33,8 @@ public struct DistillConfig: Sendable {
     public var seed: UInt64 = 0
     public var trainable: TrainableSelection = .asConfigured
     public var frozen: Set<String> = []
+    /// The logit loss the teacher's soft targets enter through (kd, dkd or dist).
+    public var softLoss: SoftLoss = .kd
     public init() {}
 }
 
@@ -46,14 +48,18 @@ public struct StepResult: Sendable {
     public var rows: Int
 }
 
-/// Trains a student, with or without a teacher: the student's frozen prefix runs as a fused
-/// inference plan, the rest forward and backward in training mode; the teacher (frozen, inference
-/// mode) gives logits; the loss is DESIGN.md's distillation loss (alpha weights the hard term) or,
-/// without a teacher, cross-entropy on the student's logits.
+/// Trains a student, with or without teachers: the student's frozen prefix runs as a fused
+/// inference plan, the rest forward and backward in training mode; the teachers (frozen, inference
+/// mode) give logits, and their weighted mean is the soft target; the loss is the distillation
+/// loss (alpha weights the hard term; `Losses.distillation`) or, without a teacher, cross-entropy
+/// on the student's logits.
 public final class Distiller {
     public let student: LoadedModel
-    public let teacher: InferenceSession?
-    let teacherModel: LoadedModel?
+    public let teachers: [InferenceSession]
+    let teacherModels: [LoadedModel]
+    /// Each teacher's weight in the mean of their logits, summing to 1 (the teachers of a cache
+    /// when the logits come from one).
+    public let teacherWeights: [Double]
     public let params: ParameterStore
     public let optimizer: Optimizer
     public let config: DistillConfig
@@ -68,7 +74,14 @@ public final class Distiller {
     public var teacherCacheIdentity: String?
     private var fused: [Float] = []
 
-    public init(student: LoadedModel, teacher: LoadedModel?, optimizer: Optimizer, config: DistillConfig) throws {
+    public convenience init(student: LoadedModel, teacher: LoadedModel?, optimizer: Optimizer, config: DistillConfig) throws {
+        try self.init(student: student, teachers: teacher.map { [$0] } ?? [], optimizer: optimizer, config: config)
+    }
+
+    /// `teacherWeights`: relative weights of the teachers (divided by their sum; equal when nil).
+    /// With a teacher cache and no teacher model, give the cache's teacher count as weights.
+    public init(student: LoadedModel, teachers: [LoadedModel], teacherWeights: [Double]? = nil, optimizer: Optimizer,
+                config: DistillConfig) throws {
         self.student = student
         self.config = config
         self.optimizer = optimizer
@@ -83,8 +96,12 @@ public final class Distiller {
         }
         guard !buffers.isEmpty else { throw RuntimeError("the student '\(graph.name)' has no trainable weights with these settings") }
         try optimizer.build(buffers)
-        self.teacher = try teacher.map { try InferenceSession(model: $0, logits: true) }
-        self.teacherModel = teacher
+        self.teachers = try teachers.map { try InferenceSession(model: $0, logits: true) }
+        self.teacherModels = teachers
+        self.teacherWeights = try Self.normalizedWeights(teacherWeights ?? [Double](repeating: 1, count: teachers.count))
+        if !teachers.isEmpty && self.teacherWeights.count != teachers.count {
+            throw RuntimeError("\(self.teacherWeights.count) teacher weights for \(teachers.count) teachers")
+        }
     }
 
     func plan(batch: Int) throws -> TrainingPlan {
@@ -96,11 +113,40 @@ public final class Distiller {
     }
 
     /// Whether a teacher (a model or a cache of its logits) teaches.
-    public var distilling: Bool { teacher != nil || teacherCacheIdentity != nil }
+    public var distilling: Bool { !teachers.isEmpty || teacherCacheIdentity != nil }
 
-    /// The teacher as a checkpoint records it (its name and parameter count).
+    /// The teachers as a checkpoint records them (name, parameter count, weights' hash; the
+    /// weights of several).
     public var teacherIdentity: String? {
-        teacherCacheIdentity ?? teacherModel.map { TeacherCache.identity(of: $0) }
+        if let teacherCacheIdentity { return teacherCacheIdentity }
+        guard !teacherModels.isEmpty else { return nil }
+        return TeacherCache.identity(teachers: teacherModels.map { TeacherCache.identity(of: $0) }, weights: teacherWeights)
+    }
+
+    /// Weights divided by their sum, after checking they are finite, non-negative and not all zero.
+    public static func normalizedWeights(_ weights: [Double]) throws -> [Double] {
+        guard weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+            throw RuntimeError("teacher weights must be finite and not negative: \(weights)")
+        }
+        let total = weights.reduce(0, +)
+        guard weights.isEmpty || total > 0 else { throw RuntimeError("the teacher weights are all zero") }
+        return weights.map { $0 / total }
+    }
+
+    /// The weighted mean of several teachers' logits (each [batch, classes], in the order of the
+    /// weights), summed in Double. One teacher's logits are returned as they are.
+    public static func meanLogits(_ logits: [[Float]], weights: [Double]) -> [Float] {
+        precondition(logits.count == weights.count && !logits.isEmpty, "one weight per teacher")
+        if logits.count == 1 { return logits[0] }
+        let n = logits[0].count
+        precondition(logits.allSatisfy { $0.count == n }, "the teachers' outputs differ in size")
+        var out = [Float](repeating: 0, count: n)
+        for i in 0..<n {
+            var v = 0.0
+            for (t, w) in zip(logits, weights) { v += w * Double(t[i]) }
+            out[i] = Float(v)
+        }
+        return out
     }
 
     /// Classes of the student's output.
@@ -114,7 +160,13 @@ public final class Distiller {
             }
             return Tensor(shape: [x.batch, classes], data: cached)
         }
-        return try teacher.map { try $0.run([x], batchSize: x.batch)[0] }
+        guard !teachers.isEmpty else { return nil }
+        let outputs = try teachers.map { try $0.run([x], batchSize: x.batch)[0] }
+        if outputs.count == 1 { return outputs[0] }
+        guard outputs.allSatisfy({ $0.itemCount == outputs[0].itemCount }) else {
+            throw RuntimeError("the teachers give different numbers of outputs (\(outputs.map(\.itemCount)))")
+        }
+        return Tensor(shape: outputs[0].shape, data: Self.meanLogits(outputs.map(\.data), weights: teacherWeights))
     }
 
     /// One step on a batch: `labels` one-hot rows (all zero for an unlabelled image).
@@ -159,11 +211,17 @@ public final class Distiller {
                 guard t.count == rows * k else {
                     throw RuntimeError("the teacher gives \(t.itemCount) outputs per image, the student \(k)")
                 }
-                let loss = t.data.withUnsafeBufferPointer { tp in
-                    gradient.withUnsafeMutableBufferPointer { g in
-                        Losses.distillation(student: s, teacher: tp, labels: targets, classes: k, alpha: config.alpha,
-                                            temperature: config.temperature, gradient: g,
-                                            normalizers: (labelled, total))
+                let loss: DistillationLoss
+                if distributed && config.softLoss.couplesRows {
+                    loss = try wholeBatchLoss(student: Array(s), teacher: t.data, labels: labels, share: share,
+                                              gradient: &gradient)
+                } else {
+                    loss = t.data.withUnsafeBufferPointer { tp in
+                        gradient.withUnsafeMutableBufferPointer { g in
+                            Losses.distillation(student: s, teacher: tp, labels: targets, classes: k, alpha: config.alpha,
+                                                temperature: config.temperature, softLoss: config.softLoss, gradient: g,
+                                                normalizers: (labelled, total))
+                        }
                     }
                 }
                 (local.total, local.hard, local.soft) = (loss.total, loss.hard, loss.soft)
@@ -178,6 +236,9 @@ public final class Distiller {
             }
             let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: k)
             (local.correct, local.counted) = (accuracy.correct, accuracy.counted)
+        } else if distributed && distilling && config.softLoss.couplesRows {
+            // This rank has no rows but must still take part in gathering the batch.
+            _ = try wholeBatchLoss(student: [], teacher: [], labels: [], share: share, gradient: &gradient)
         }
         var result = local
         if distributed {
@@ -207,6 +268,29 @@ public final class Distiller {
         try applyUpdate(step: index)
         phases?.lap("optimizer update", &clock)
         return result
+    }
+
+    /// A loss that couples the rows (DIST), under data parallelism: every rank gathers the whole
+    /// batch's student and teacher logits and labels, computes the loss and gradient of the whole
+    /// batch as one process would, and keeps its own rows' gradient. The loss terms returned are
+    /// this rank's share (rows / batch) of the whole batch's, so that their sum over ranks is it.
+    private func wholeBatchLoss(student: [Float], teacher: [Float], labels: [Float], share: (offset: Int, global: Int)?,
+                                gradient: inout [Float]) throws -> DistillationLoss {
+        guard let share else { throw RuntimeError("a data-parallel step needs its share of the batch (offset and size)") }
+        let k = classes, n = share.global, rows = student.count / k
+        var all = [Double](repeating: 0, count: 3 * n * k)
+        for (part, values) in [student, teacher, labels].enumerated() {
+            for (i, v) in values.enumerated() { all[part * n * k + share.offset * k + i] = Double(v) }
+        }
+        try collective.allReduceSum(&all)
+        let whole = (0..<3).map { part in all[part * n * k ..< (part + 1) * n * k].map { Float($0) } }
+        let (loss, g) = Losses.distillation(student: whole[0], teacher: whole[1], labels: .distribution(whole[2]),
+                                            classes: k, alpha: config.alpha, temperature: config.temperature,
+                                            softLoss: config.softLoss)
+        for i in 0..<rows * k { gradient[i] = g[share.offset * k + i] }
+        let part = Double(rows) / Double(max(1, n))
+        return DistillationLoss(total: Float(Double(loss.total) * part), hard: loss.hard.map { Float(Double($0) * part) },
+                                soft: Float(Double(loss.soft) * part), labelled: loss.labelled, batch: rows)
     }
 
     /// Every trainable gradient summed over the ranks in one fused buffer (Horovod's tensor fusion).

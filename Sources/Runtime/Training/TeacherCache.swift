@@ -3,6 +3,11 @@
 // cache records the teacher it came from (name, parameter count and a hash of every weight) and
 // each image's file name and size; `distill` refuses it for another teacher or changed images,
 // and with augmentation (the cached logits are of the images as they are).
+//
+// Several teachers: each teacher's logits are kept (not their mean), so `distill` can weigh them
+// with any --teacher-weights without running them again. A one-teacher cache is format 1
+// (`teacher`, logits [images, classes]); a several-teacher cache is format 2 (`teachers`, in
+// order, logits [teachers, images, classes]).
 import Foundation
 import Graph
 import H5Model
@@ -17,16 +22,45 @@ public struct TeacherCache: Sendable {
 
     struct Meta: Codable {
         var format = 1
-        var teacher: String
+        var teacher: String?
+        var teachers: [String]?
         var classes: Int
         var images: [Image]
     }
 
-    public var teacher: String
+    /// Each teacher's identity, in the order of their logits.
+    public var teachers: [String]
     public var classes: Int
     public var images: [Image]
-    /// [images.count, classes]
+    /// [teachers.count, images.count, classes]
     public var logits: [Float]
+
+    public init(teachers: [String], classes: Int, images: [Image], logits: [Float]) {
+        self.teachers = teachers
+        self.classes = classes
+        self.images = images
+        self.logits = logits
+    }
+
+    /// The teachers as one line (for messages).
+    public var teacher: String { teachers.joined(separator: " + ") }
+
+    /// Several teachers weighed together, as a checkpoint records them; one teacher is its identity.
+    public static func identity(teachers: [String], weights: [Double]) -> String {
+        guard teachers.count > 1 else { return teachers.first ?? "" }
+        return teachers.joined(separator: " + ") + " (weights " + weights.map { "\($0)" }.joined(separator: ", ") + ")"
+    }
+
+    /// The logits of the images at `rows`, [rows.count, classes]: the weighted mean of the teachers'.
+    public func logits(rows: [Int], weights: [Double]) -> [Float] {
+        let k = classes, perTeacher = images.count * classes
+        let each = teachers.indices.map { t in
+            var out = [Float](); out.reserveCapacity(rows.count * k)
+            for r in rows { out += logits[t * perTeacher + r * k ..< t * perTeacher + (r + 1) * k] }
+            return out
+        }
+        return Distiller.meanLogits(each, weights: weights)
+    }
 
     /// A model's identity: its name, parameter count and a hash (FNV-1a 64 over the bit patterns)
     /// of every weight, in the graph's layer order.
@@ -50,9 +84,35 @@ public struct TeacherCache: Sendable {
     public static func compute(teacher: LoadedModel, dataset: ImageDataset, batchSize: Int,
                                collective: any Collective = SingleProcess(),
                                progress: ((Int, Int) -> Void)? = nil) throws -> TeacherCache {
+        try compute(teachers: [teacher], dataset: dataset, batchSize: batchSize, collective: collective, progress: progress)
+    }
+
+    /// Each of `teachers` on every image, as `compute(teacher:...)`; the teachers must take the same
+    /// input and give the same number of outputs.
+    public static func compute(teachers: [LoadedModel], dataset: ImageDataset, batchSize: Int,
+                               collective: any Collective = SingleProcess(),
+                               progress: ((Int, Int) -> Void)? = nil) throws -> TeacherCache {
+        precondition(!teachers.isEmpty, "no teacher")
+        var all: [Float] = []
+        var classes = 0
+        for teacher in teachers {
+            let one = try computeOne(teacher: teacher, dataset: dataset, batchSize: batchSize, collective: collective,
+                                     progress: progress)
+            guard classes == 0 || one.classes == classes else {
+                throw RuntimeError("the teachers give different numbers of outputs (\(classes) and \(one.classes) for \(teacher.graph.name))")
+            }
+            classes = one.classes
+            all += one.logits
+        }
+        return TeacherCache(teachers: teachers.map { identity(of: $0) }, classes: classes,
+                            images: dataset.files.map { Image(name: $0.name, bytes: fileSize($0.path)) }, logits: all)
+    }
+
+    private static func computeOne(teacher: LoadedModel, dataset: ImageDataset, batchSize: Int,
+                                   collective: any Collective, progress: ((Int, Int) -> Void)?) throws -> (classes: Int, logits: [Float]) {
         let session = try InferenceSession(model: teacher, logits: true)
         let shape = session.inputShapes[0]
-        guard shape.count == 3 else { throw RuntimeError("the teacher's input is \(shape), not an image") }
+        guard shape.count == 3 else { throw RuntimeError("the teacher \(teacher.graph.name)'s input is \(shape), not an image") }
         var options = LoaderOptions(height: shape[0], width: shape[1], channels: shape[2], batchSize: batchSize, shuffle: false)
         let count = dataset.count
         let lo = count * collective.rank / collective.size, hi = count * (collective.rank + 1) / collective.size
@@ -86,16 +146,18 @@ public struct TeacherCache: Sendable {
         if collective.isDistributed {
             try all.withUnsafeMutableBufferPointer { try collective.allReduceSum($0.baseAddress!, count: count * classes) }
         }
-        return TeacherCache(teacher: identity(of: teacher), classes: classes,
-                            images: dataset.files.map { Image(name: $0.name, bytes: fileSize($0.path)) }, logits: all)
+        return (classes, all)
     }
 
     public func write(to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let meta = Meta(teacher: teacher, classes: classes, images: images)
+        let one = teachers.count == 1
+        let meta = Meta(format: one ? 1 : 2, teacher: one ? teachers[0] : nil, teachers: one ? nil : teachers,
+                        classes: classes, images: images)
+        let shape = one ? [images.count, classes] : [teachers.count, images.count, classes]
         try H5Attachment(group: Self.group, text: ["meta": String(decoding: try encoder.encode(meta), as: UTF8.self)],
-                         arrays: ["logits": H5Array(shape: [images.count, classes], values: .float32(logits))])
+                         arrays: ["logits": H5Array(shape: shape, values: .float32(logits))])
             .writeFile(to: path)
     }
 
@@ -104,11 +166,12 @@ public struct TeacherCache: Sendable {
             throw RuntimeError("\(path): not a teacher cache (no '\(group)' group; make one with distillctl teacher-cache)")
         }
         guard let text = a.text["meta"], let meta = try? JSONDecoder().decode(Meta.self, from: Data(text.utf8)),
-              meta.format == 1, let logits = a.arrays["logits"],
-              logits.shape == [meta.images.count, meta.classes] else {
+              let teachers = meta.format == 1 ? meta.teacher.map({ [$0] }) : meta.format == 2 ? meta.teachers : nil,
+              teachers.count >= 1, let logits = a.arrays["logits"],
+              logits.shape == (meta.format == 1 ? [] : [teachers.count]) + [meta.images.count, meta.classes] else {
             throw RuntimeError("\(path): a damaged teacher cache (its description and logits do not agree)")
         }
-        return TeacherCache(teacher: meta.teacher, classes: meta.classes, images: meta.images, logits: logits.floats)
+        return TeacherCache(teachers: teachers, classes: meta.classes, images: meta.images, logits: logits.floats)
     }
 
     /// For each item of `dataset`, the row of its logits, after checking the cache belongs to these

@@ -86,6 +86,8 @@ public struct ResumeMismatch: Error, CustomStringConvertible, Sendable {
         case seed(UInt64)
         case augment(String?)
         case loss(alpha: Double?, temperature: Double?)
+        /// The soft loss (kd, dkd, dist with their parameters) of the checkpointed run.
+        case softLoss(String)
         case teacher(String?)
     }
     public var path: String
@@ -105,6 +107,7 @@ public struct ResumeMismatch: Error, CustomStringConvertible, Sendable {
             case .seed(let s): return "the seed was \(s)"
             case .augment(let a): return "the augmentation was \(a.map { "'\($0)'" } ?? "off")"
             case .loss(let a, let t): return "alpha/temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
+            case .softLoss(let l): return "the distillation loss was \(l)"
             case .teacher(let t): return "the teacher was \(t ?? "none")"
             }
         }.joined(separator: "; ")
@@ -146,13 +149,16 @@ public final class TrainingRun {
             images: train.count, batchSize: options.batchSize, seed: options.seed, augment: options.augmentText,
             alpha: distilling ? distiller.config.alpha : nil,
             temperature: distilling ? distiller.config.temperature : nil,
-            teacher: distiller.teacherIdentity))
+            teacher: distiller.teacherIdentity, loss: distilling ? distiller.config.softLoss.description : nil))
         if let cache = options.teacherCache {
             guard options.augment == nil || options.augment!.isIdentity else {
                 throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with augmentation")
             }
             guard cache.classes == distiller.classes else {
                 throw RuntimeError("the teacher cache has \(cache.classes) classes, the student \(distiller.classes)")
+            }
+            guard cache.teachers.count == distiller.teacherWeights.count else {
+                throw RuntimeError("the teacher cache holds \(cache.teachers.count) teachers, but \(distiller.teacherWeights.count) teacher weights were given")
             }
             cacheRows = try cache.rows(for: train, source: train.source)
         }
@@ -205,6 +211,10 @@ public final class TrainingRun {
         if saved.augment != now.augment { differences.append(.augment(saved.augment)) }
         if saved.alpha != now.alpha || saved.temperature != now.temperature {
             differences.append(.loss(alpha: saved.alpha, temperature: saved.temperature))
+        }
+        // Checkpoints from before the choice of soft loss existed were all kd.
+        if saved.kind == "distill" && (saved.loss ?? "kd") != (now.loss ?? "kd") {
+            differences.append(.softLoss(saved.loss ?? "kd"))
         }
         if saved.teacher != now.teacher { differences.append(.teacher(saved.teacher)) }
         guard differences.isEmpty else { throw ResumeMismatch(path: path, differences: differences) }
@@ -297,10 +307,7 @@ public final class TrainingRun {
                                                    : batch.labels.data
                 var cached: [Float]? = nil
                 if let cache = options.teacherCache {
-                    let k = cache.classes
-                    var rows = [Float](); rows.reserveCapacity(batch.count * k)
-                    for item in batch.items { let r = cacheRows[item]; rows += cache.logits[r * k ..< (r + 1) * k] }
-                    cached = rows
+                    cached = cache.logits(rows: batch.items.map { cacheRows[$0] }, weights: distiller.teacherWeights)
                 }
                 let r: StepResult
                 do {
@@ -455,24 +462,10 @@ extension EpochRecord {
 /// Accuracy of any model (e.g. the teacher) on a labelled dataset: argmax of its outputs against
 /// the labels, images loaded as for training but never augmented.
 public func accuracy(of session: InferenceSession, on dataset: ImageDataset, batchSize: Int = 32) throws -> Double {
-    let shape = session.inputShapes[0]
-    guard shape.count == 3 else { throw RuntimeError("accuracy needs an image model; the input is \(shape)") }
-    let loader = try BatchLoader(dataset: dataset, options: LoaderOptions(height: shape[0], width: shape[1], channels: shape[2],
-                                                                          batchSize: batchSize, shuffle: false))
-    var correct = 0, counted = 0
-    let stream = loader.epoch(0)
-    while let batch = try stream.next() {
-        let out = try session.run([batch.images], batchSize: batchSize)[0]
-        let k = dataset.classCount
-        guard out.itemCount == k else {
-            throw RuntimeError("\(dataset.source): \(k) classes, the model gives \(out.itemCount) outputs")
-        }
-        let r = out.data.withUnsafeBufferPointer {
-            Metrics.correctPredictions(outputs: $0, targets: .distribution(batch.labels.data), classes: k)
-        }
-        correct += r.correct
-        counted += r.counted
-    }
-    guard counted > 0 else { throw RuntimeError("\(dataset.source): no labelled images") }
-    return Double(correct) / Double(counted)
+    let k = dataset.classCount
+    let (outputs, count) = try predictions(of: session, on: dataset, batchSize: batchSize)
+    guard count == k else { throw RuntimeError("\(dataset.source): \(k) classes, the model gives \(count) outputs") }
+    let r = Metrics.correctPredictions(outputs: outputs, targets: .distribution(dataset.labels), classes: k)
+    guard r.counted > 0 else { throw RuntimeError("\(dataset.source): no labelled images") }
+    return Double(r.correct) / Double(r.counted)
 }
