@@ -347,16 +347,14 @@ func trainingMemoryEstimate(student: LoadedModel, teachers: [LoadedModel], batch
 
 /// A checkpoint of another run, in the command line's words: each difference names its flag.
 func resumeMismatchText(_ e: ResumeMismatch) -> String {
-    "\(e.path): cannot resume: " + e.differences.map { d in
+    e.text { d in
         switch d {
-        case .kind(let then, let now): return "it was made by '\(then)', this is '\(now)'"
-        case .images(let then, let now): return "the training images differ (\(then) then, \(now) now)"
         case .batchSize(let b): return "--batch-size was \(b)"
         case .seed(let s): return "--seed was \(s)"
         case .augment(let a): return "--augment was \(a.map { "'\($0)'" } ?? "off")"
         case .loss(let a, let t): return "--alpha/--temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
         case .softLoss(let l): return "--loss was \(l)"
-        case .teacher(let t): return "the teacher was \(t ?? "none")"
+        case .kind, .images, .teacher: return nil
         }
-    }.joined(separator: "; ")
+    }
 }

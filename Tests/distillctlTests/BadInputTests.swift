@@ -313,7 +313,7 @@ extension BadInputTests {
             let got = rows[1].split(separator: ",").dropFirst().map { Float($0)! }
 
             let x = temp.appendingPathComponent("keras-\(file).npy").path, y = temp.appendingPathComponent("y-\(file).npy").path
-            try writeNpy(x, shape: [1, size[0], size[1], 3], values: kerasPixels)
+            try writeTestNpy(x, shape: [1, size[0], size[1], 3], values: kerasPixels)
             let keras = try CLI.run(["predict", c.path(c.weights)!, "--arch", arch, "--input", x, "--output", y])
             XCTAssertEqual(keras.status, 0, keras.stderr)
             assertClose(got, try readNpyValues(y), tolerance: 1e-5, "\(file): distillctl's conversion vs Keras's pixels")
@@ -436,16 +436,6 @@ extension BadInputTests {
         return url.path
     }
 
-    /// A float32 C-order .npy (format 1.0), written here so the test does not use the code under test.
-    func writeNpy(_ path: String, shape: [Int], values: [Float]) throws {
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", ")),), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)])
-        data.append(Data(header.utf8))
-        values.withUnsafeBytes { data.append(contentsOf: $0) }
-        try data.write(to: URL(fileURLWithPath: path))
-    }
 
     /// The float32 values of a .npy written by distillctl (header skipped by its stated length).
     func readNpyValues(_ path: String) throws -> [Float] {

@@ -402,9 +402,9 @@ struct Files {
         let arrays = try H5Arrays.read(path: io)
         let input = try XCTUnwrap(arrays["input"])
         x = root.appendingPathComponent("x.npy").path
-        try Files.writeNpy(x, shape: input.shape, values: input.floats)
+        try writeTestNpy(x, shape: input.shape, values: input.floats)
         bigX = root.appendingPathComponent("big.npy").path
-        try Files.writeNpy(bigX, shape: [20000, 6], values: (0..<120000).map { Float($0 % 7) })
+        try writeTestNpy(bigX, shape: [20000, 6], values: (0..<120000).map { Float($0 % 7) })
 
         // A NaN in the small model's last weight; an infinity in the teacher's first.
         nanModel = root.appendingPathComponent("nan.h5").path
@@ -431,16 +431,6 @@ struct Files {
         try file.write(to: target)
     }
 
-    /// A float32 C-order .npy (format 1.0), written here so the test does not use the code under test.
-    static func writeNpy(_ path: String, shape: [Int], values: [Float]) throws {
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", ")),), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)])
-        data.append(Data(header.utf8))
-        values.withUnsafeBytes { data.append(contentsOf: $0) }
-        try data.write(to: URL(fileURLWithPath: path))
-    }
 }
 
 /// SHA-256 (FIPS 180-4), here because Foundation on Linux has no hash functions and the test must

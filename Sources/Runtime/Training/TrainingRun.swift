@@ -98,8 +98,12 @@ public struct ResumeMismatch: Error, CustomStringConvertible, Sendable {
         self.differences = differences
     }
 
-    public var description: String {
-        "\(path): cannot resume: " + differences.map { d in
+    public var description: String { text() }
+
+    /// The message; `naming` may word a difference otherwise (the command line names its flag).
+    public func text(naming: (Difference) -> String? = { _ in nil }) -> String {
+        "\(path): cannot resume: " + differences.map { d -> String in
+            if let own = naming(d) { return own }
             switch d {
             case .kind(let then, let now): return "it was made by '\(then)', this is '\(now)'"
             case .images(let then, let now): return "the training images differ (\(then) then, \(now) now)"
