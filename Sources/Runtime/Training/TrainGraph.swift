@@ -109,13 +109,13 @@ enum TrainingLowering {
         for node in graph.nodes where !node.trainingOnlyKeys.isEmpty && !node.inferenceOnly {
             if node.trainingOnlyKeys.contains(GraphNode.trainingNoise) {
                 throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): its random noise or augmentation in training is "
-                                   + "not drawn by this trainer; remove the layer from the student (distill's --augment "
-                                   + "augments the images) or call it with training=False")
+                                   + "not drawn by this trainer; remove the layer from the student (augment the images "
+                                   + "instead) or call it with training=False")
             }
             let trains = node.weights.contains { w in params.find(node, w.name).map { params.entry($0).trainable } ?? false }
             if trains, let key = node.trainingOnlyKeys.first {
                 throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): '\(key)' acts in training and this trainer does not "
-                                   + "apply it; freeze the layer (--freeze \(node.name)) or remove the \(key) from the student")
+                                   + "apply it; freeze the layer or remove the \(key) from the student")
             }
         }
     }
@@ -145,7 +145,7 @@ enum TrainingLowering {
             throw RuntimeError("layer '\(name)': an input inside the trainable part")
         case .conv2d(let s):
             guard s.groups == 1 else {
-                throw RuntimeError("layer '\(name)': a grouped convolution (groups \(s.groups)) cannot be trained yet; freeze it (--freeze, --unfreeze-from after it)")
+                throw RuntimeError("layer '\(name)': a grouped convolution (groups \(s.groups)) cannot be trained yet; freeze it, or train only layers after it")
             }
             let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
             let c = append(.conv(p, kernel: try ref("kernel"), bias: s.useBias ? try ref("bias") : nil), ins, shape)

@@ -51,10 +51,19 @@ final class DistillerTests: XCTestCase {
     /// switches to inference): the frozen prefix, run as a fused plan, keeps them. Masks are
     /// reproducible per (seed, step), new every step, and off when evaluating.
     func testFrozenPrefixKeepsDropoutInTrainingMode() throws {
-        let (model, x) = try load("k2_dropout_noise")
+        var (model, x) = try load("k2_dropout_noise")
         var config = DistillConfig()
         config.frozen = ["conv2d"]
         config.seed = 3
+        // Its noise layers draw noise in training in Keras, which this trainer does not: refused,
+        // naming the layer. Called with training=False (tf-keras), they are the identity.
+        let refused = try Distiller(student: model, teacher: nil, optimizer: SGD(learningRate: .constant(0.01)), config: config)
+        XCTAssertThrowsError(try refused.plan(batch: x.batch)) { error in
+            XCTAssertTrue("\(error)".contains("(GaussianNoise)") || "\(error)".contains("Dropout)"), "\(error)")
+        }
+        for i in model.graph.nodes.indices where model.graph.nodes[i].trainingOnlyKeys.contains(GraphNode.trainingNoise) {
+            model.graph.nodes[i].inferenceOnly = true
+        }
         let distiller = try Distiller(student: model, teacher: nil, optimizer: SGD(learningRate: .constant(0.01)), config: config)
         let plan = try distiller.plan(batch: x.batch)
         XCTAssertNotNil(plan.prefix, "conv2d and the dropouts after it are the frozen prefix")
