@@ -107,6 +107,49 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         XCTAssertNotEqual(image(of: 0, in: Array(full[0..<6])), image(of: 0, in: Array(full[6...])))
     }
 
+    /// Images loaded by the worker pool's threads between the loops of a "step" (parallel loops
+    /// the consumer runs after each batch), with the pool threads polling for those loops from
+    /// inside JPEG decoding, resizing and augmentation, and by the consumer itself, make the
+    /// batches `makeBatch` makes serially, bit for bit: same images, order and random draws.
+    func testImagesLoadedBetweenStepLoopsEqualSerialBatches() throws {
+        for i in 0..<12 { try copyImage("augment/bench_600x800.jpg", to: "imgs/\(i).jpg") }
+        let dataset = try ImageDataset.load(folder + "/imgs")
+        var options = LoaderOptions(height: 96, width: 80, batchSize: 4, shuffle: true, seed: 5, augment: .seedExample)
+        options.decodeThreads = 0     // no helper threads: images come from the pool or the consumer
+        options.prefetch = 2
+        let loader = try BatchLoader(dataset: dataset, options: options)
+        let stream = loader.batches(untilEpoch: 2)
+        var batches: [Batch] = []
+        let sums = UnsafeMutablePointer<Double>.allocate(capacity: 64)
+        defer { sums.deallocate() }
+        while let b = try stream.next() {
+            batches.append(b)
+            for _ in 0..<400 {
+                parallelFor(64, minChunk: 1) { w, r in
+                    var x = 0.0
+                    for i in r { for k in 0..<200 { x += sin(Double(i * k)) } }
+                    sums[w] = x
+                }
+            }
+        }
+        XCTAssertEqual(batches.count, 6)
+        let t = stream.timings
+        XCTAssertEqual(t.images, 24)
+        if RuntimeThreads.count > 1 {
+            XCTAssertLessThan(t.byConsumer, t.images, "no image was loaded by a pool thread between the step's loops")
+        }
+        print("pool threads loaded \(t.images - t.byConsumer) of \(t.images) images; \(t.describe(stepSeconds: 0, stepImages: 0))")
+        var serial = options
+        serial.decodeThreads = 1
+        let reference = try BatchLoader(dataset: dataset, options: serial)
+        for b in batches {
+            let direct = try reference.makeBatch(epoch: b.epoch, batch: b.index)
+            XCTAssertEqual(b.items, direct.items)
+            XCTAssertEqual(b.images, direct.images, "epoch \(b.epoch) batch \(b.index)")
+            XCTAssertEqual(b.labels, direct.labels)
+        }
+    }
+
     func testValidationIteratesInOrderWithoutAugmentation() throws {
         let dataset = try manyItems(11)
         let loader = try BatchLoader(dataset: dataset, options: LoaderOptions(height: 12, width: 10, batchSize: 4, shuffle: false))
