@@ -28,6 +28,11 @@ public struct BadImage: Sendable, Equatable {
     }
 }
 
+/// See `LoaderOptions.pipeline`.
+public enum ImagePipeline: Sendable {
+    case pool, thread
+}
+
 public struct LoaderOptions: Sendable {
     public var height: Int
     public var width: Int
@@ -42,9 +47,15 @@ public struct LoaderOptions: Sendable {
     public var badImages: BadImagePolicy = .fail
     /// Batches prepared ahead of the consumer (bounded queue).
     public var prefetch = 2
-    /// Helper threads loading images at idle priority beside the worker pool's threads and the
-    /// consumer (BatchStream); threads sharing one batch in `makeBatch`. 0: no helpers.
+    /// Helper threads loading images beside the worker pool's threads and the consumer
+    /// (BatchStream); threads sharing one batch in `makeBatch`. 0: no helpers.
     public var decodeThreads = 1
+    /// How a `BatchStream` shares the cores with the step. `.pool` (the default): idle pool
+    /// threads load images between the step's loops and the helpers run at idle priority.
+    /// `.thread`: no pool threads, the helpers at normal priority (near the arrangement before
+    /// `.pool`, kept to compare the two on one binary: DISTILLCTL_IMAGE_PIPELINE=thread).
+    public var pipeline: ImagePipeline =
+        ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] == "thread" ? .thread : .pool
     public var interpolation: Interpolation = .nearest
     /// Data parallelism: this process loads only its share of every batch, rows
     /// [n * rank / ranks, n * (rank + 1) / ranks) of the batch's n.

@@ -8,6 +8,9 @@
 //     waits);
 //   - `decodeThreads` helper threads at idle scheduling priority, which only get a core nothing
 //     else wants (the pool not started yet, one compute thread, the caller between steps).
+// With `LoaderOptions.pipeline == .thread` the pool takes no part and the helpers run at normal
+// priority (a third thread beside the two that compute, which gets more of a machine shared with
+// other processes).
 // An image lands in its own slot whoever loads it, and a batch is a pure function of (epoch,
 // index) (BatchLoader), so the batches are those of `BatchLoader.makeBatch`, bit for bit.
 import CKernels
@@ -21,10 +24,11 @@ public final class BatchStream: @unchecked Sendable {
         self.loader = loader
         shared = Shared(loader: loader, start: start, endEpoch: endEpoch)
         let shared = self.shared
-        BackgroundWork.add(shared) { shared.runOne() }
+        let pool = loader.options.pipeline == .pool
+        if pool { BackgroundWork.add(shared) { shared.runOne() } }
         for i in 0..<loader.options.decodeThreads {
             let thread = Thread {
-                lowerToIdlePriority()
+                if pool { lowerToIdlePriority() }
                 shared.help()
             }
             thread.name = "distillctl.images.\(i)"

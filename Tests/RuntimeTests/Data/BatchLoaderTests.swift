@@ -68,14 +68,15 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         LoaderOptions(height: 16, width: 14, batchSize: batchSize, shuffle: true, seed: 9, augment: .seedExample)
     }
 
-    /// Background batches equal synchronously built ones, with 1 or 2 decode threads, and a
-    /// stream started at (epoch 1, batch 3) equals the tail of an uninterrupted run.
+    /// Background batches equal synchronously built ones, with 1 or 2 decode threads, either
+    /// pipeline, and a stream started at (epoch 1, batch 3) equals the tail of an uninterrupted run.
     func testBackgroundAndResumedBatchesAreIdentical() throws {
         let dataset = try manyItems(23)
         let loader = try BatchLoader(dataset: dataset, options: augmentedOptions())
         var two = augmentedOptions()
         two.decodeThreads = 2
         two.prefetch = 1
+        two.pipeline = .thread      // helper threads alone (the first loader: pool threads too)
         let loader2 = try BatchLoader(dataset: dataset, options: two)
         let full = try drain(loader.batches(untilEpoch: 2))
         XCTAssertEqual(full.count, 2 * 6)
