@@ -50,12 +50,13 @@ public struct LoaderOptions: Sendable {
     /// Helper threads loading images beside the worker pool's threads and the consumer
     /// (BatchStream); threads sharing one batch in `makeBatch`. 0: no helpers.
     public var decodeThreads = 1
-    /// How a `BatchStream` shares the cores with the step. `.pool` (the default): idle pool
-    /// threads load images between the step's loops and the helpers run at idle priority.
-    /// `.thread`: no pool threads, the helpers at normal priority (near the arrangement before
-    /// `.pool`, kept to compare the two on one binary: DISTILLCTL_IMAGE_PIPELINE=thread).
+    /// How a `BatchStream` shares the cores with the step. `.thread` (the default): the helpers
+    /// at normal priority beside the step's threads. `.pool` (DISTILLCTL_IMAGE_PIPELINE=pool):
+    /// idle pool threads load images between the step's loops and the helpers run at idle
+    /// priority; a few percent faster on a quiet 2-core machine, but measured with a long tail
+    /// (one run 4x slower) on one shared with other builds, so not yet the default.
     public var pipeline: ImagePipeline =
-        ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] == "thread" ? .thread : .pool
+        ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] == "pool" ? .pool : .thread
     public var interpolation: Interpolation = .nearest
     /// Data parallelism: this process loads only its share of every batch, rows
     /// [n * rank / ranks, n * (rank + 1) / ranks) of the batch's n.

@@ -1,16 +1,14 @@
 // The next batches, prepared while the caller computes on the current one. A window of
 // `prefetch` batches is in preparation at once (bounded memory); each of its images is one unit
 // of work, taken earliest batch first by
-//   - the worker pool's threads between the jobs of a step (instead of spinning: see
-//     CKernels/pool.c), polling for the step's next job as they go, so the images use the gaps in
-//     the step without a third thread competing with the two that compute;
+//   - `decodeThreads` helper threads;
 //   - the caller, in `next()`, when the batch it needs is not ready (it loads images rather than
 //     waits);
-//   - `decodeThreads` helper threads at idle scheduling priority, which only get a core nothing
-//     else wants (the pool not started yet, one compute thread, the caller between steps).
-// With `LoaderOptions.pipeline == .thread` the pool takes no part and the helpers run at normal
-// priority (a third thread beside the two that compute, which gets more of a machine shared with
-// other processes).
+//   - with `LoaderOptions.pipeline == .pool`, also the worker pool's threads between the jobs of
+//     a step (instead of spinning: see CKernels/pool.c), polling for the step's next job as they
+//     go, so the images use the gaps in the step without a third thread competing with the two
+//     that compute; the helpers then run at idle scheduling priority, getting only a core
+//     nothing else wants (the pool not started yet, one compute thread, the caller between steps).
 // An image lands in its own slot whoever loads it, and a batch is a pure function of (epoch,
 // index) (BatchLoader), so the batches are those of `BatchLoader.makeBatch`, bit for bit.
 import CKernels

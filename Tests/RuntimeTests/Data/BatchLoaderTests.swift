@@ -76,7 +76,7 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         var two = augmentedOptions()
         two.decodeThreads = 2
         two.prefetch = 1
-        two.pipeline = .thread      // helper threads alone (the first loader: pool threads too)
+        two.pipeline = .pool        // pool threads too (the first loader: the default, helper threads)
         let loader2 = try BatchLoader(dataset: dataset, options: two)
         let full = try drain(loader.batches(untilEpoch: 2))
         XCTAssertEqual(full.count, 2 * 6)
@@ -116,6 +116,7 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         for i in 0..<12 { try copyImage("augment/bench_600x800.jpg", to: "imgs/\(i).jpg") }
         let dataset = try ImageDataset.load(folder + "/imgs")
         var options = LoaderOptions(height: 96, width: 80, batchSize: 4, shuffle: true, seed: 5, augment: .seedExample)
+        options.pipeline = .pool
         options.decodeThreads = 0     // no helper threads: images come from the pool or the consumer
         options.prefetch = 2
         let loader = try BatchLoader(dataset: dataset, options: options)
