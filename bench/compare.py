@@ -20,10 +20,12 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS = ["tensorflow", "onnxruntime", "openvino", "tflite"]
+# The binary under test; bench/run.sh passes its -Ounchecked build (--distillctl).
+DISTILLCTL = os.path.join(ROOT, ".build/release/distillctl")
 
 
 def distillctl(model, batch, iterations, threads):
-    out = subprocess.run([os.path.join(ROOT, ".build/release/distillctl"), "bench", model, "--batch-size", str(batch),
+    out = subprocess.run([DISTILLCTL, "bench", model, "--batch-size", str(batch),
                           "--iterations", str(iterations), "--threads", str(threads)],
                          check=True, capture_output=True, text=True).stdout
     img_s = float(re.search(r"([\d.]+) img/s", out).group(1))
@@ -34,7 +36,7 @@ def distillctl(model, batch, iterations, threads):
 
 def distillctl_train(model, batch, iterations, threads, unfreeze_from):
     setup = ["--unfreeze-from", unfreeze_from] if unfreeze_from else ["--head-only"]
-    out = subprocess.run([os.path.join(ROOT, ".build/release/distillctl"), "bench", model, "--train", "--batch-size",
+    out = subprocess.run([DISTILLCTL, "bench", model, "--train", "--batch-size",
                           str(batch), "--iterations", str(iterations), "--threads", str(threads)] + setup,
                          check=True, capture_output=True, text=True).stdout
     return {"runtime": "distillctl", "s_step": float(re.search(r"([\d.]+) s per step", out).group(1)),
@@ -85,6 +87,7 @@ def versions():
 
 
 def main():
+    global DISTILLCTL
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "fixtures/cases/k2_seed_effnetb0/model.h5"))
     ap.add_argument("--rounds", type=int, default=2)
@@ -95,7 +98,9 @@ def main():
     ap.add_argument("--train-iterations", type=int, default=10)
     ap.add_argument("--no-inference", dest="inference", action="store_false")
     ap.add_argument("--no-train", dest="train", action="store_false")
+    ap.add_argument("--distillctl", default=DISTILLCTL)
     args = ap.parse_args()
+    DISTILLCTL = args.distillctl
     args.workdir = workdir = os.path.expanduser("~/.cache/distillctl/bench-models")
     stamp = os.path.join(workdir, "source")
     if args.inference and (not os.path.exists(stamp) or open(stamp).read() != os.path.abspath(args.model)):

@@ -9,5 +9,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import tensorflow, tf
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py onnxruntime openvino tf2onnx
 fi
-swift build -c release --product distillctl
-"$venv/bin/python" bench/compare.py "$@"
+# The benchmarked binary: the speed flags plus -Ounchecked, in its own scratch path.
+source scripts/build-flags.sh
+swift build -c release --scratch-path "$bench_scratch" "${bench_flags[@]}" --product distillctl
+"$venv/bin/python" bench/compare.py --distillctl "$bench_scratch/release/distillctl" "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Quality check on the bundled example: distillctl against real Keras, the same recipe.
 
-    swift build -c release --product distillctl
+    scripts/example.sh builds it (or: source scripts/build-flags.sh; swift build -c release "${build_flags[@]}" --product distillctl)
     /root/.cache/distillctl/venv/bin/python example/compare.py                 # 3 settings x 5 seeds, ~9-15 min
     /root/.cache/distillctl/venv/bin/python example/compare.py --seeds 1       # one seed, ~2 min
     /root/.cache/distillctl/venv/bin/python example/compare.py --keras-only    # the Keras half alone
@@ -172,8 +172,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     use_distillctl = not a.keras_only
     if use_distillctl and not os.access(a.distillctl, os.X_OK):
-        sys.exit(f"compare.py: no distillctl at {a.distillctl}: build it (swift build -c release "
-                 f"--product distillctl), pass --distillctl PATH, or run --keras-only")
+        sys.exit(f"compare.py: no distillctl at {a.distillctl}: build it (scripts/example.sh "
+                 f"builds it), pass --distillctl PATH, or run --keras-only")
     log(f"work folder: {work}")
 
     results = {s: {"distillctl": [], "keras": []} for s in a.settings}

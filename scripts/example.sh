@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift build -c release --product distillctl
+source scripts/build-flags.sh
+swift build -c release "${build_flags[@]}" --product distillctl
 out="${1:-example-student.h5}"
 .build/release/distillctl distill \
     --teacher example/teacher.h5 --student example/student.h5 \

@@ -28,8 +28,8 @@ if [[ -z "$fuzzer_lib" ]]; then
 fi
 
 echo "fuzz: building FuzzH5 with libFuzzer and AddressSanitizer (.build-fuzz)"
-# Debug configuration on purpose: bounds and overflow checks stay on (the release settings use
-# -Ounchecked), so a Swift-side bug traps instead of corrupting memory quietly.
+# Debug configuration on purpose: bounds and overflow checks stay on and nothing is inlined
+# away, so a Swift-side bug traps instead of corrupting memory quietly.
 # -sanitize=fuzzer goes to the frontend only (coverage instrumentation): the driver's
 # -sanitize=fuzzer would link libFuzzer's main(), which SwiftPM's `--defsym main=...` collides with.
 build_start=$SECONDS

@@ -2,11 +2,15 @@
 // concurrentPerform puts its worker to sleep when a loop ends, and a forward pass of
 // EfficientNet at batch 1 is about a hundred loops of 10-200 microseconds each; waking a sleeping
 // virtual CPU costs tens of microseconds, which was a third of the second core's time. Here a
-// worker spins (with `pause`) for about half a millisecond after a job before it sleeps.
+// worker spins (with `pause`) for about half a millisecond after a job before it sleeps; when there
+// is background work (the next batches' images) it runs that instead of spinning, polling for the
+// next job (ck_pool_poll) as it goes, so the images fill the gaps between a step's loops without
+// a third thread competing with the two that compute.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include "ckernels.h"
 
 #if defined(__x86_64__)
@@ -18,7 +22,7 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-enum { MAX_THREADS = 256, SPINS = 8192 };
+enum { MAX_THREADS = 256, SPINS = 8192, BACKGROUND_EVERY = 64 };
 
 static pthread_mutex_t caller_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -36,8 +40,23 @@ static long job_tasks;
 static int job_workers;
 
 static _Thread_local int inside;
+/* On a pool thread: its worker number and the last generation it acknowledged (the job after it is
+   its next one). ck_pool_poll and the thread's loop both advance `seen`. */
+static _Thread_local int pool_worker;          /* 0: not a pool thread */
+static _Thread_local unsigned long seen;
+
+/* Background work (ck_pool_set_background) and a count of postings, so a thread that found none
+   does not sleep through a posting made after it looked. */
+static int (*_Atomic background_fn)(void *);
+static void *_Atomic background_context;
+static _Atomic unsigned long background_postings;
 
 int ck_pool_inside(void) { return inside; }
+
+void ck_pool_set_background(int (*fn)(void *), void *context) {
+    atomic_store(&background_context, context);
+    atomic_store(&background_fn, fn);
+}
 
 static void run_tasks(int worker) {
     for (;;) {
@@ -49,36 +68,90 @@ static void run_tasks(int worker) {
 
 typedef struct { int worker; unsigned long generation; } thread_start;
 
+/* Takes this thread's part of the job published after `seen` and acknowledges it. Every pool thread
+   acknowledges every job, the ones it has no part in too, so none can still be reading this job's
+   fields when the caller publishes the next (which is why generation is never more than one ahead
+   of any thread's `seen`). */
+static void take_job(unsigned long now) {
+    seen = now;
+    if (pool_worker < job_workers) run_tasks(pool_worker);
+    atomic_fetch_sub_explicit(&pending, 1, memory_order_release);
+}
+
+static _Thread_local double polled_seconds;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void ck_pool_poll(void) {
+    if (!pool_worker) return;
+    const unsigned long now = atomic_load_explicit(&generation, memory_order_acquire);
+    if (now == seen) return;
+    const double start = now_seconds();
+    take_job(now);
+    polled_seconds += now_seconds() - start;
+}
+
+double ck_pool_polled_seconds(void) { return polled_seconds; }
+
 static void *pool_thread(void *arg) {
     const thread_start start = *(thread_start *)arg;
     free(arg);
-    const int worker = start.worker;
-    unsigned long seen = start.generation;     /* the jobs after this one are this thread's */
+    pool_worker = start.worker;
+    seen = start.generation;                   /* the jobs after this one are this thread's */
     inside = 1;
     for (;;) {
         unsigned long now = seen;
-        for (int i = 0; i < SPINS && (now = atomic_load_explicit(&generation, memory_order_acquire)) == seen; i++)
-            CPU_RELAX();
-        if (now == seen) {
+        int spins = 0;
+        while ((now = atomic_load_explicit(&generation, memory_order_acquire)) == seen) {
+            /* Between jobs: background work if there is any (its polls may take jobs and move
+               `seen`), else spin a while, then sleep until a job or a posting. Asked every
+               BACKGROUND_EVERY spins only: the question takes two locks, and asked on every spin
+               it stretched the half millisecond of spinning before sleep several times over. */
+            const unsigned long postings = atomic_load(&background_postings);
+            int (*fn)(void *) = atomic_load(&background_fn);
+            if (fn && spins % BACKGROUND_EVERY == 0 && fn(atomic_load(&background_context))) {
+                spins = 0;
+                continue;
+            }
+            if (++spins < SPINS) {
+                CPU_RELAX();
+                continue;
+            }
             pthread_mutex_lock(&sleep_lock);
             atomic_fetch_add(&sleepers, 1);
-            while ((now = atomic_load(&generation)) == seen) pthread_cond_wait(&wake, &sleep_lock);
+            while (atomic_load(&generation) == seen && atomic_load(&background_postings) == postings)
+                pthread_cond_wait(&wake, &sleep_lock);
             atomic_fetch_sub(&sleepers, 1);
             pthread_mutex_unlock(&sleep_lock);
+            spins = 0;
         }
-        seen = now;
-        /* Every pool thread acknowledges every job, the ones it has no part in too, so none can
-           still be reading this job's fields when the caller publishes the next. */
-        if (worker < job_workers) run_tasks(worker);
-        atomic_fetch_sub_explicit(&pending, 1, memory_order_release);
+        take_job(now);
     }
     return NULL;
+}
+
+static void wake_sleepers(void) {
+    if (atomic_load(&sleepers) > 0) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+    }
+}
+
+void ck_pool_background_posted(void) {
+    atomic_fetch_add(&background_postings, 1);
+    wake_sleepers();
 }
 
 /* A forked child has none of the parent's pool threads (and may inherit a lock held by one of
    the parent's other threads): it starts a pool of its own. */
 static void after_fork_in_child(void) {
     started = 0;
+    atomic_store(&background_fn, NULL);     /* the parent's image pipeline is not the child's */
     atomic_store(&sleepers, 0);
     inside = 0;
     pthread_mutex_init(&caller_lock, NULL);
@@ -130,11 +203,7 @@ void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context) {
     atomic_store(&next_task, 0);
     atomic_store(&pending, started);
     atomic_fetch_add(&generation, 1);            /* publishes the job (seq_cst) */
-    if (atomic_load(&sleepers) > 0) {
-        pthread_mutex_lock(&sleep_lock);
-        pthread_cond_broadcast(&wake);
-        pthread_mutex_unlock(&sleep_lock);
-    }
+    wake_sleepers();
     inside = 1;
     run_tasks(0);
     inside = 0;

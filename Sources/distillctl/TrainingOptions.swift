@@ -53,6 +53,9 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Under mpirun: batch-normalization statistics over every rank's images (default: each rank's own, as Horovod).")
     var syncBatchnorm = false
 
+    @Flag(help: "After training, print the image pipeline's time per image (decode, resize, augment) beside the steps'.")
+    var profile = false
+
     @OptionGroup(title: "Optimizer") var optimizer: OptimizerOptions
     @OptionGroup(title: "Checkpoints, history and stopping") var outputs: RunOutputOptions
 
@@ -238,6 +241,7 @@ struct TrainingOptions: ParsableArguments {
         } catch let e as TrainingStopped where e.checkpoint == nil && outputs.checkpointDir == nil {
             throw TrainingStopped(message: e.message + " (--checkpoint-dir keeps a checkpoint every epoch)", checkpoint: nil)
         }
+        if profile { print(run.imageTimings.describe(stepSeconds: run.stepSeconds, stepImages: run.stepImages)) }
         if case .interrupted(let path) = outcome {
             let p = run.state.position
             let dir = (path as NSString).deletingLastPathComponent

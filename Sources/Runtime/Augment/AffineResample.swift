@@ -8,6 +8,7 @@
 // at integers, axis 0 = row, axis 1 = column. For output pixel (r, c) the input is sampled at
 //     row = r * m00 + c * m01 + offset0,   col = r * m10 + c * m11 + offset1
 // -- accumulated in that order, in Double, as scipy does, so the sample points are the same doubles.
+import CKernels
 import Foundation
 
 /// The matrix and offset Keras hands to scipy (already in (row, column) order).
@@ -206,6 +207,7 @@ func affineResample(_ src: UnsafePointer<Float>, height: Int, width: Int, channe
     let fill = Float(cval)
     let m = matrix
     for r in 0..<height {
+        ck_pool_poll()   // background work on a pool thread: let a step's next loop in
         let outRow = flipVertical ? height - 1 - r : r
         let rowPart0 = Double(r) * m.m00, rowPart1 = Double(r) * m.m10
         for q in 0..<width {

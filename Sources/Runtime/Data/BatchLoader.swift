@@ -5,6 +5,7 @@
 // EpochSchedule, the augmentation of item i in epoch e from derivedSeed(seed, .augment, e, i).
 // So batches are identical whether built here or in the background, in any thread timing, and
 // after a restart at any DataPosition.
+import CKernels
 import Foundation
 import Graph
 
@@ -27,6 +28,11 @@ public struct BadImage: Sendable, Equatable {
     }
 }
 
+/// See `LoaderOptions.pipeline`.
+public enum ImagePipeline: Sendable {
+    case pool, thread
+}
+
 public struct LoaderOptions: Sendable {
     public var height: Int
     public var width: Int
@@ -41,9 +47,16 @@ public struct LoaderOptions: Sendable {
     public var badImages: BadImagePolicy = .fail
     /// Batches prepared ahead of the consumer (bounded queue).
     public var prefetch = 2
-    /// Threads decoding one batch's images in the background (1: one background thread, so the
-    /// training step keeps the other cores).
+    /// Helper threads loading images beside the worker pool's threads and the consumer
+    /// (BatchStream); threads sharing one batch in `makeBatch`. 0: no helpers.
     public var decodeThreads = 1
+    /// How a `BatchStream` shares the cores with the step. `.thread` (the default): the helpers
+    /// at normal priority beside the step's threads. `.pool` (DISTILLCTL_IMAGE_PIPELINE=pool):
+    /// idle pool threads load images between the step's loops and the helpers run at idle
+    /// priority; a few percent faster on a quiet 2-core machine, but measured with a long tail
+    /// (one run 4x slower) on one shared with other builds, so not yet the default.
+    public var pipeline: ImagePipeline =
+        ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] == "pool" ? .pool : .thread
     public var interpolation: Interpolation = .nearest
     /// Data parallelism: this process loads only its share of every batch, rows
     /// [n * rank / ranks, n * (rank + 1) / ranks) of the batch's n.
@@ -59,6 +72,56 @@ public struct LoaderOptions: Sendable {
         self.shuffle = shuffle
         self.seed = seed
         self.augment = augment
+    }
+}
+
+/// Where the image pipeline's time went: seconds summed over the images loaded (decode: reading
+/// and decoding the file; resize: colour conversion, resize and conversion to float; augment: the
+/// random transform), and the seconds the consumer of a `BatchStream` spent in `next()` (loading
+/// images itself or waiting for them).
+public struct LoaderTimings: Sendable, Equatable {
+    public var images = 0
+    public var decode = 0.0
+    public var resize = 0.0
+    public var augment = 0.0
+    public var waited = 0.0
+    /// Of `images`, those the consumer loaded itself in `next()` (the rest: pool threads between
+    /// a step's loops, and the idle-priority helpers).
+    public var byConsumer = 0
+
+    public init() {}
+
+    /// One line: milliseconds per image of each stage, beside the steps' (`stepSeconds` over
+    /// `stepImages`), and the time the steps waited for images.
+    public func describe(stepSeconds: Double, stepImages: Int) -> String {
+        let n = Double(max(1, images)), m = Double(max(1, stepImages))
+        return String(format: "images: %d loaded, per image decode %.2f ms, resize %.2f ms, augment %.2f ms "
+                      + "(%.2f ms of CPU; %d loaded while the steps waited); steps %.2f ms per image; the steps waited %.2f s for images",
+                      images, 1e3 * decode / n, 1e3 * resize / n, 1e3 * augment / n,
+                      1e3 * (decode + resize + augment) / n, byConsumer, 1e3 * stepSeconds / m, waited)
+    }
+
+    public static func + (a: LoaderTimings, b: LoaderTimings) -> LoaderTimings {
+        var r = a
+        r.images += b.images
+        r.decode += b.decode
+        r.resize += b.resize
+        r.augment += b.augment
+        r.waited += b.waited
+        r.byConsumer += b.byConsumer
+        return r
+    }
+}
+
+/// Wall-clock laps of one thread, less the step work `ck_pool_poll` ran on it meanwhile.
+struct StageClock {
+    private var last = DispatchTime.now().uptimeNanoseconds
+    private var polled = ck_pool_polled_seconds()
+
+    mutating func lap() -> Double {
+        let now = DispatchTime.now().uptimeNanoseconds, p = ck_pool_polled_seconds()
+        defer { last = now; polled = p }
+        return max(0, Double(now - last) / 1e9 - (p - polled))
     }
 }
 
@@ -96,8 +159,8 @@ public final class BatchLoader: Sendable {
         guard options.channels == 1 || options.channels == 3 else {
             throw RuntimeError("channels must be 1 (grayscale) or 3 (rgb), got \(options.channels)")
         }
-        guard options.prefetch >= 1, options.decodeThreads >= 1 else {
-            throw RuntimeError("prefetch and decode threads must be at least 1")
+        guard options.prefetch >= 1, options.decodeThreads >= 0 else {
+            throw RuntimeError("prefetch must be at least 1 and decode threads at least 0")
         }
         self.dataset = dataset
         self.options = options
@@ -115,12 +178,9 @@ public final class BatchLoader: Sendable {
     /// Batch `batch` of epoch `epoch`, built on the calling thread. Throws the first bad image's
     /// `ImageError` under `.fail`; under `.skip` the batch may be smaller, even empty.
     public func makeBatch(epoch: Int, batch: Int) throws -> Batch {
-        let all = schedule.items(epoch: epoch, batch: batch)
-        let lo = all.count * options.shardRank / options.shardCount
-        let hi = all.count * (options.shardRank + 1) / options.shardCount
-        let items = Array(all[lo..<hi])
-        let (h, w, c) = (options.height, options.width, options.channels)
-        let size = h * w * c
+        let rows = rows(epoch: epoch, batch: batch)
+        let items = rows.items
+        let size = imageSize
         var pixels = [Float](repeating: 0, count: items.count * size)
         var failures = [BadImage?](repeating: nil, count: items.count)
         let threads = min(options.decodeThreads, items.count)
@@ -130,11 +190,11 @@ public final class BatchLoader: Sendable {
                 let badBase = bad.baseAddress!
                 let work = { (range: Range<Int>) in
                     var scratch = [Float](repeating: 0, count: self.augmenter == nil ? 0 : size)
+                    var timings = LoaderTimings()
                     for slot in range {
                         let slice = UnsafeMutableBufferPointer(start: base + slot * size, count: size)
-                        if let failure = self.load(item: items[slot], epoch: epoch, into: slice, scratch: &scratch) {
-                            badBase[slot] = failure
-                        }
+                        badBase[slot] = self.load(item: items[slot], epoch: epoch, into: slice, scratch: &scratch,
+                                                  timings: &timings)
                     }
                 }
                 if threads <= 1 {
@@ -146,9 +206,31 @@ public final class BatchLoader: Sendable {
                 }
             }
         }
+        return try assemble(epoch: epoch, batch: batch, rows: rows, pixels: pixels, failures: failures)
+    }
+
+    /// Floats per image: height x width x channels.
+    var imageSize: Int { options.height * options.width * options.channels }
+
+    /// The dataset items of batch `batch` of `epoch` this process loads (its shard's rows), and
+    /// the whole batch's size and where the share starts in it.
+    func rows(epoch: Int, batch: Int) -> (items: [Int], globalCount: Int, globalOffset: Int) {
+        let all = schedule.items(epoch: epoch, batch: batch)
+        let lo = all.count * options.shardRank / options.shardCount
+        let hi = all.count * (options.shardRank + 1) / options.shardCount
+        return (Array(all[lo..<hi]), all.count, lo)
+    }
+
+    /// The batch from its rows' loaded pixels (`rows.items.count` images) and failures: the
+    /// first failure thrown under `.fail`, the failed rows left out under `.skip`.
+    func assemble(epoch: Int, batch: Int, rows: (items: [Int], globalCount: Int, globalOffset: Int),
+                  pixels loaded: [Float], failures: [BadImage?]) throws -> Batch {
+        let items = rows.items
+        let size = imageSize
         if options.badImages == .fail, let first = failures.compactMap({ $0 }).first {
             throw ImageError(file: first.file.path, reason: first.reason)
         }
+        var pixels = loaded
         let keep = items.indices.filter { failures[$0] == nil }
         if keep.count < items.count {
             var compact = [Float](repeating: 0, count: keep.count * size)
@@ -163,31 +245,39 @@ public final class BatchLoader: Sendable {
         labels.reserveCapacity(kept.count * k)
         for i in kept { labels.append(contentsOf: dataset.labelRow(i)) }
         var out = Batch(epoch: epoch, index: batch, items: kept,
-                        images: Tensor(shape: [kept.count, h, w, c], data: pixels),
+                        images: Tensor(shape: [kept.count, options.height, options.width, options.channels], data: pixels),
                         labels: Tensor(shape: [kept.count, k], data: labels),
                         hasLabel: kept.map { dataset.hasLabel[$0] },
                         skipped: failures.compactMap { $0 })
-        out.globalCount = all.count
-        out.globalOffset = lo
+        out.globalCount = rows.globalCount
+        out.globalOffset = rows.globalOffset
         return out
     }
 
     /// Decodes item `item` into `slot`, augmenting it for `epoch`; returns the failure, if any.
-    func load(item: Int, epoch: Int, into slot: UnsafeMutableBufferPointer<Float>, scratch: inout [Float]) -> BadImage? {
+    /// Adds the time of each stage to `timings` (less any step work a pool thread took in between).
+    func load(item: Int, epoch: Int, into slot: UnsafeMutableBufferPointer<Float>, scratch: inout [Float],
+              timings: inout LoaderTimings) -> BadImage? {
         let file = dataset.files[item]
         let (h, w, c) = (options.height, options.width, options.channels)
+        var clock = StageClock()
         do {
+            let decoded = try Image(contentsOfFile: file.path)
+            timings.decode += clock.lap()
+            let image = try kerasImage(decoded, name: file.path, channels: c, targetHeight: h, targetWidth: w,
+                                       interpolation: options.interpolation)
             guard let augmenter else {
-                try loadImage(path: file.path, channels: c, targetHeight: h, targetWidth: w,
-                              interpolation: options.interpolation, into: slot)
+                image.writeFloatValues(into: slot)
+                timings.resize += clock.lap()
+                timings.images += 1
                 return nil
             }
-            try scratch.withUnsafeMutableBufferPointer { decoded in
-                try loadImage(path: file.path, channels: c, targetHeight: h, targetWidth: w,
-                              interpolation: options.interpolation, into: decoded)
-                let p = augmenter.randomParameters(height: h, width: w, seed: options.seed, epoch: epoch, item: item)
-                augmenter.apply(p, to: UnsafeBufferPointer(decoded), height: h, width: w, channels: c, into: slot)
-            }
+            scratch.withUnsafeMutableBufferPointer { image.writeFloatValues(into: $0) }
+            timings.resize += clock.lap()
+            let p = augmenter.randomParameters(height: h, width: w, seed: options.seed, epoch: epoch, item: item)
+            scratch.withUnsafeBufferPointer { augmenter.apply(p, to: $0, height: h, width: w, channels: c, into: slot) }
+            timings.augment += clock.lap()
+            timings.images += 1
             return nil
         } catch let e as ImageError {
             return BadImage(file: file, reason: e.reason)

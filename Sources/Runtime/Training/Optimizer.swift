@@ -275,7 +275,7 @@ public class Optimizer: @unchecked Sendable {
 
     /// Subclasses run their kernel through `run`.
     func update(_ parameters: [ParameterBuffer], learningRate: Float, clip: ClipMode) {
-        fatalError("subclass")
+        preconditionFailure("\(type(of: self)) does not override update")
     }
 
     /// How the gradients are transformed this step (after the norms were measured).

@@ -16,7 +16,8 @@ enum TrainOp {
     /// y = x * scale + shift per channel: frozen BatchNormalization, Rescaling, Normalization.
     case affine(scale: [Float], shift: [Float])
     case activation(ActivationSpec)
-    case softmax(axis: Int)
+    /// Softmax or log-softmax (`log`) along `axis`.
+    case softmax(axis: Int, log: Bool)
     case dropout(rate: Float, noiseShape: [Int]?)
     case pool(kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int)
     case globalPool(PoolKind)
@@ -98,7 +99,7 @@ enum TrainingLowering {
             throw RuntimeError("model '\(graph.name)': its output does not depend on any trainable weight")
         }
         var logits = out
-        if case .softmax = nodes[out].op { logits = nodes[out].inputs[0] }
+        if case .softmax(_, false) = nodes[out].op { logits = nodes[out].inputs[0] }
         return TrainingSplit(boundary: boundary, nodes: nodes, output: out, logits: logits)
     }
 
@@ -134,8 +135,8 @@ enum TrainingLowering {
         func activate(_ producer: Int, _ act: ActivationSpec) -> Int {
             switch act.kind {
             case .linear: return producer
-            case .softmax: return append(.softmax(axis: shape.count - 1), [producer], shape)
-            case .logSoftmax: return append(.activation(act), [producer], shape)   // rejected in execution
+            case .softmax, .logSoftmax:
+                return append(.softmax(axis: shape.count - 1, log: act.kind == .logSoftmax), [producer], shape)
             default: return append(.activation(act), [producer], shape)
             }
         }
@@ -194,9 +195,12 @@ enum TrainingLowering {
         case .activation(let a):
             return a.isIdentity ? append(.view, ins, shape) : activate(ins[0], a)
         case .softmax(let axis, let log):
-            guard !log else { throw RuntimeError("layer '\(name)': log_softmax cannot be trained here") }
-            return append(.softmax(axis: axis < 0 ? shape.count + axis : axis), ins, shape)
+            return append(.softmax(axis: axis < 0 ? shape.count + axis : axis, log: log), ins, shape)
         case .dropout(let rate, let noise, _):
+            // A rate from the model's config (tf.nn.dropout refuses the same ones when training).
+            guard rate >= 0 && rate < 1 else {
+                throw RuntimeError("layer '\(name)': dropout rate \(rate) is outside [0, 1), which training cannot apply")
+            }
             return node.inferenceOnly ? append(.view, ins, shape) : append(.dropout(rate: rate, noiseShape: noise), ins, shape)
         case .identity, .reshape, .flatten:
             return append(.view, ins, shape)

@@ -104,11 +104,17 @@ extension TrainingPlan {
         case .activation(let a):
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             activationBackward(a, input: x!, dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
-        case .softmax(let axis):
+        case .softmax(let axis, let log):
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             let s = node.shape
-            softmaxBackward(output: y, dOutput: dy, dInput: dx, outer: s[..<axis].reduce(1, *), axisLength: s[axis],
-                            inner: s[(axis + 1)...].reduce(1, *), accumulate: acc)
+            let (outer, length, inner) = (s[..<axis].reduce(1, *), s[axis], s[(axis + 1)...].reduce(1, *))
+            if log {
+                logSoftmaxBackward(output: y, dOutput: dy, dInput: dx, outer: outer, axisLength: length, inner: inner,
+                                   accumulate: acc)
+            } else {
+                softmaxBackward(output: y, dOutput: dy, dInput: dx, outer: outer, axisLength: length, inner: inner,
+                                accumulate: acc)
+            }
         case .dropout(let rate, let noiseShape):
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             if rate > 0 && lastForwardTraining {

@@ -219,10 +219,12 @@ final class TrainingPlan {
             DataOps.affine(x!, out, count: node.count, scale: scale, shift: shift, channels: scale.count)
         case .activation(let a):
             applyActivation(a, from: x!, to: out, count: node.count)
-        case .softmax(let axis):
+        case .softmax(let axis, let log):
             out.update(from: x!, count: node.count)
             let s = node.shape
-            softmax(out, outer: s[..<axis].reduce(1, *), axisLength: s[axis], inner: s[(axis + 1)...].reduce(1, *))
+            let (outer, length, inner) = (s[..<axis].reduce(1, *), s[axis], s[(axis + 1)...].reduce(1, *))
+            if log { logSoftmax(out, outer: outer, axisLength: length, inner: inner) }
+            else { softmax(out, outer: outer, axisLength: length, inner: inner) }
         case .dropout(let rate, let noiseShape):
             if training && rate > 0 {
                 let maskShape = dropoutMaskShape(node.shape, noiseShape)

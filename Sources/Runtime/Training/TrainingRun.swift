@@ -126,6 +126,10 @@ public final class TrainingRun {
     public let validation: ImageDataset?
     public let options: TrainingRunOptions
     public private(set) var state: RunState
+    /// The training images' pipeline times and the steps' (`profile`), summed over this run.
+    public private(set) var imageTimings = LoaderTimings()
+    public private(set) var stepSeconds = 0.0
+    public private(set) var stepImages = 0
     public var history: [EpochRecord] { state.history }
 
     public init(distiller: Distiller, train: ImageDataset, validation: ImageDataset?, options: TrainingRunOptions) throws {
@@ -314,6 +318,7 @@ public final class TrainingRun {
                     cached = cache.logits(rows: batch.items.map { cacheRows[$0] }, weights: distiller.teacherWeights)
                 }
                 let r: StepResult
+                let stepStart = DispatchTime.now().uptimeNanoseconds
                 do {
                     r = try distiller.step(batch.images, labels: labels, index: state.step, teacherLogits: cached,
                                            share: (batch.globalOffset, batch.globalCount))
@@ -321,6 +326,8 @@ public final class TrainingRun {
                     throw TrainingStopped(message: "training stopped: \(e.reason) in epoch \(epoch + 1), batch \(batch.index + 1) of \(batches) (step \(e.step + 1)); "
                                           + lastGoodCheckpointText(), checkpoint: lastGoodCheckpoint)
                 }
+                stepSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
+                stepImages += batch.count
                 state.step += 1
                 state.position.batch = batch.index + 1
                 state.sums.add(r)
@@ -331,6 +338,7 @@ public final class TrainingRun {
                     return .interrupted(checkpoint: try saveInterrupted())
                 }
             }
+            imageTimings = imageTimings + stream.timings
             var record = EpochRecord(epoch: epoch, loss: state.sums.meanLoss, hardLoss: state.sums.meanHard,
                                      softLoss: distiller.distilling ? state.sums.meanSoft : nil,
                                      accuracy: state.sums.accuracy, valLoss: nil, valAccuracy: nil, seconds: 0)

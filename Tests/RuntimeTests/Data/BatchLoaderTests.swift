@@ -68,14 +68,15 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         LoaderOptions(height: 16, width: 14, batchSize: batchSize, shuffle: true, seed: 9, augment: .seedExample)
     }
 
-    /// Background batches equal synchronously built ones, with 1 or 2 decode threads, and a
-    /// stream started at (epoch 1, batch 3) equals the tail of an uninterrupted run.
+    /// Background batches equal synchronously built ones, with 1 or 2 decode threads, either
+    /// pipeline, and a stream started at (epoch 1, batch 3) equals the tail of an uninterrupted run.
     func testBackgroundAndResumedBatchesAreIdentical() throws {
         let dataset = try manyItems(23)
         let loader = try BatchLoader(dataset: dataset, options: augmentedOptions())
         var two = augmentedOptions()
         two.decodeThreads = 2
         two.prefetch = 1
+        two.pipeline = .pool        // pool threads too (the first loader: the default, helper threads)
         let loader2 = try BatchLoader(dataset: dataset, options: two)
         let full = try drain(loader.batches(untilEpoch: 2))
         XCTAssertEqual(full.count, 2 * 6)
@@ -105,6 +106,50 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         }
         XCTAssertEqual(image(of: 0, in: a), image(of: 0, in: Array(full[0..<6])))
         XCTAssertNotEqual(image(of: 0, in: Array(full[0..<6])), image(of: 0, in: Array(full[6...])))
+    }
+
+    /// Images loaded by the worker pool's threads between the loops of a "step" (parallel loops
+    /// the consumer runs after each batch), with the pool threads polling for those loops from
+    /// inside JPEG decoding, resizing and augmentation, and by the consumer itself, make the
+    /// batches `makeBatch` makes serially, bit for bit: same images, order and random draws.
+    func testImagesLoadedBetweenStepLoopsEqualSerialBatches() throws {
+        for i in 0..<12 { try copyImage("augment/bench_600x800.jpg", to: "imgs/\(i).jpg") }
+        let dataset = try ImageDataset.load(folder + "/imgs")
+        var options = LoaderOptions(height: 96, width: 80, batchSize: 4, shuffle: true, seed: 5, augment: .seedExample)
+        options.pipeline = .pool
+        options.decodeThreads = 0     // no helper threads: images come from the pool or the consumer
+        options.prefetch = 2
+        let loader = try BatchLoader(dataset: dataset, options: options)
+        let stream = loader.batches(untilEpoch: 2)
+        var batches: [Batch] = []
+        let sums = UnsafeMutablePointer<Double>.allocate(capacity: 64)
+        defer { sums.deallocate() }
+        while let b = try stream.next() {
+            batches.append(b)
+            for _ in 0..<400 {
+                parallelFor(64, minChunk: 1) { w, r in
+                    var x = 0.0
+                    for i in r { for k in 0..<200 { x += sin(Double(i * k)) } }
+                    sums[w] = x
+                }
+            }
+        }
+        XCTAssertEqual(batches.count, 6)
+        let t = stream.timings
+        XCTAssertEqual(t.images, 24)
+        if RuntimeThreads.count > 1 {
+            XCTAssertLessThan(t.byConsumer, t.images, "no image was loaded by a pool thread between the step's loops")
+        }
+        print("pool threads loaded \(t.images - t.byConsumer) of \(t.images) images; \(t.describe(stepSeconds: 0, stepImages: 0))")
+        var serial = options
+        serial.decodeThreads = 1
+        let reference = try BatchLoader(dataset: dataset, options: serial)
+        for b in batches {
+            let direct = try reference.makeBatch(epoch: b.epoch, batch: b.index)
+            XCTAssertEqual(b.items, direct.items)
+            XCTAssertEqual(b.images, direct.images, "epoch \(b.epoch) batch \(b.index)")
+            XCTAssertEqual(b.labels, direct.labels)
+        }
     }
 
     func testValidationIteratesInOrderWithoutAugmentation() throws {

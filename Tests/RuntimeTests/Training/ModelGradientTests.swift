@@ -72,4 +72,85 @@ final class ModelGradientTests: XCTestCase {
     func testSeedMiniPartlyFrozen() throws { try check("k2_seed_mini", trainable: .asConfigured) }
     func testResNetBlockSmooth() throws { try check("k2_resnet_block", trainable: .asConfigured, smooth: true) }
     func testBatchNormOnDenseFeatures() throws { try check("k2_bn_dense", trainable: .asConfigured) }
+
+    /// A trainable `log_softmax` head (the seed's mini model with its final softmax activation
+    /// spelled log_softmax): the forward equals log of Keras's probabilities, and the gradient of a
+    /// loss that is not shift-invariant along the classes (a weighted sum of the log-probabilities,
+    /// so the backward's sum term is exercised, which cross-entropy on them would cancel) matches
+    /// finite differences for every trainable tensor.
+    func testLogSoftmaxHeadTrains() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_mini" })
+        let text = try String(contentsOfFile: c.path(c.arch)!, encoding: .utf8)
+        XCTAssertEqual(text.components(separatedBy: "\"activation\": \"softmax\"").count, 2)
+        let arch = FileManager.default.temporaryDirectory.appendingPathComponent("k2_seed_mini-log-\(UUID().uuidString).json").path
+        try text.replacingOccurrences(of: "\"activation\": \"softmax\"", with: "\"activation\": \"log_softmax\"")
+            .write(toFile: arch, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: arch) }
+        let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: arch)
+        let io = try H5Arrays.read(path: c.path(c.io)!)
+        let x = Tensor(shape: io["input"]!.shape, data: io["input"]!.floats)
+        var decisions: [String: Bool] = [:]
+        for node in model.graph.uniqueLayers {
+            decisions[node.layerKey] = try TrainableSelection.asConfigured.isTrainable(node, in: model.graph, frozen: [])
+        }
+        let params = ParameterStore(model: model) { node, spec in spec.trainableKind && decisions[node.layerKey]! }
+        let plan = try TrainingPlan(model: model, params: params, batch: x.batch)
+        let out = plan.split.output
+        guard case .softmax(_, true) = plan.nodes[out].op else { return XCTFail("output is \(plan.nodes[out].op)") }
+        XCTAssertEqual(plan.split.logits, out, "a log_softmax is not peeled off as a softmax is")
+        plan.forward([x], training: false, seed: 1, step: 0)
+        let keras = io["output"]!.floats
+        let ours = Array(UnsafeBufferPointer(start: plan.values[out], count: plan.nodes[out].count))
+        XCTAssertEqual(ours.count, keras.count)
+        for (a, p) in zip(ours, keras) { XCTAssertEqual(a, Foundation.log(p), accuracy: 1e-4) }
+
+        var rng = SplitMix64(seed: 11)
+        let w = (0..<ours.count).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
+        func loss() -> Double {
+            plan.forward([x], training: true, seed: 1, step: 0)
+            return (0..<w.count).reduce(0.0) { $0 + Double(plan.values[out][$1]) * Double(w[$1]) }
+        }
+        _ = loss()
+        params.zeroGradients()
+        w.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
+        var checked = 0
+        // The head (after the base's global max pooling): a step of h in the base's weights can
+        // move a channel's maximum to another pixel, a kink finite differences straddle; the
+        // base's backward is checked without that by the tests above.
+        for e in params.entries where e.trainable && !e.layerKey.hasPrefix("efficientnet_mini/") {
+            let direction = (0..<e.count).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
+            let analytic = (0..<e.count).reduce(0.0) { $0 + Double(e.gradient![$1]) * Double(direction[$1]) }
+            let original = Array(UnsafeBufferPointer(start: e.values, count: e.count))
+            let h: Float = 1e-3
+            for i in 0..<e.count { e.values[i] = original[i] + h * direction[i] }
+            let plus = loss()
+            for i in 0..<e.count { e.values[i] = original[i] - h * direction[i] }
+            let minus = loss()
+            for i in 0..<e.count { e.values[i] = original[i] }
+            let numeric = (plus - minus) / (2 * Double(h))
+            XCTAssertLessThanOrEqual(abs(numeric - analytic), 2e-2 * max(abs(numeric), abs(analytic)) + 1e-3,
+                                     "\(e.layerKey)/\(e.spec.name): analytic \(analytic) numeric \(numeric)")
+            checked += 1
+        }
+        XCTAssertGreaterThanOrEqual(checked, 4, "the Dense kernel and bias, BatchNormalization's gamma and beta")
+    }
+
+    /// A Dropout rate tf.nn.dropout would refuse in training (here 1.0, hand-edited into the
+    /// config) is refused when the training plan is built, naming the layer, instead of reaching
+    /// the dropout kernel's precondition at the first step.
+    func testDropoutRateOneRefusedAtPlanTime() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_dropout_noise" })
+        let text = try String(contentsOfFile: c.path(c.arch)!, encoding: .utf8)
+        XCTAssertTrue(text.contains("\"name\": \"dropout_2\", \"trainable\": true, \"dtype\": \"float32\", \"rate\": 0.4"))
+        let arch = FileManager.default.temporaryDirectory.appendingPathComponent("k2_dropout_one-\(UUID().uuidString).json").path
+        try text.replacingOccurrences(of: "\"name\": \"dropout_2\", \"trainable\": true, \"dtype\": \"float32\", \"rate\": 0.4",
+                                      with: "\"name\": \"dropout_2\", \"trainable\": true, \"dtype\": \"float32\", \"rate\": 1.0")
+            .write(toFile: arch, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: arch) }
+        let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: arch)
+        let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
+        XCTAssertThrowsError(try TrainingPlan(model: model, params: params, batch: 2)) { error in
+            XCTAssertTrue("\(error)".contains("layer 'dropout_2'") && "\(error)".contains("dropout rate 1.0"), "\(error)")
+        }
+    }
 }
