@@ -296,7 +296,7 @@ struct DistillCommand: ParsableCommand {
             throw ValidationError("--teacher-cache holds the logits of the images as they are: it cannot be combined with --augment")
         }
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1]") }
-        guard temperature > 0 else { throw ValidationError("--temperature must be positive") }
+        guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be a positive finite number") }
     }
 
     func run() throws {
