@@ -2,8 +2,9 @@
 import PackageDescription
 
 // No unsafe flags: a package that declares them cannot be depended on by version. The speed
-// flags (a CPU target for the SIMD8 Swift kernels, -O3 for C, -Ounchecked for the benchmarked
-// binary) are passed on the command line by the scripts that build: scripts/build-flags.sh.
+// flags (a CPU target for the SIMD8 Swift kernels, -O3 for C, and for the benchmarked binary only
+// the unchecked optimisation level) are passed on the command line by the scripts that build:
+// scripts/build-flags.sh.
 
 let package = Package(
     name: "distillctl",
