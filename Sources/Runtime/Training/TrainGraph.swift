@@ -175,7 +175,12 @@ enum TrainingLowering {
             // --trainable-head is not, whatever its config says); without either, its config's flag.
             let own = [s.scale ? "gamma" : nil, s.center ? "beta" : nil].compactMap { $0 }
                 .compactMap { params.find(node, $0) }.map { params.entry($0).trainable }
-            // A call with training=False keeps it in inference mode whatever trains.
+            // A call with training=False keeps it in inference mode; Keras still trains its gamma and
+            // beta then, through the moving statistics, which the folded form below cannot: refused.
+            if node.inferenceOnly && own.contains(true) {
+                throw RuntimeError("layer '\(name)': a batch normalization called with training=False whose gamma/beta "
+                                   + "train is not supported; freeze the layer")
+            }
             if (own.isEmpty ? node.trainable : own.contains(true)) && !node.inferenceOnly {
                 return append(.batchNorm(gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
                                          movingMean: mean, movingVariance: variance, epsilon: s.epsilon,

@@ -157,4 +157,32 @@ final class ModelGradientTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("layer 'dropout_2'") && "\(error)".contains("dropout rate 1.0"), "\(error)")
         }
     }
+
+    /// tf-keras's `encoder(x, training=False)`: the encoder's batch norm stays in inference mode while
+    /// the rest trains; its gamma/beta training through moving statistics is refused, not folded away.
+    func testTrainingFalseCallKeepsBatchNormInInferenceMode() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_nested_functional" })
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: c.path(c.arch)!))) as? [String: Any])
+        var config = try XCTUnwrap(root["config"] as? [String: Any])
+        var layers = try XCTUnwrap(config["layers"] as? [[String: Any]])
+        let i = try XCTUnwrap(layers.firstIndex { $0["class_name"] as? String == "Functional" })
+        let calls = try XCTUnwrap(layers[i]["inbound_nodes"] as? [[[Any]]])
+        layers[i]["inbound_nodes"] = calls.map { call in call.map { Array($0.prefix(3)) + [["training": false] as [String: Any]] } }
+        config["layers"] = layers
+        root["config"] = config
+        let arch = FileManager.default.temporaryDirectory.appendingPathComponent("training-false-\(UUID().uuidString).json").path
+        try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: arch))
+        defer { try? FileManager.default.removeItem(atPath: arch) }
+        let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: arch)
+        let bn = try XCTUnwrap(model.graph.nodes.first { $0.name == "enc_bn" })
+        XCTAssertTrue(bn.inferenceOnly)
+        let all = ParameterStore(model: model) { _, spec in spec.trainableKind }
+        XCTAssertThrowsError(try TrainingPlan(model: model, params: all, batch: 2)) { error in
+            XCTAssertTrue("\(error)".contains("enc_bn") && "\(error)".contains("training=False"), "\(error)")
+        }
+        let bnFrozen = ParameterStore(model: model) { node, spec in spec.trainableKind && node.name != "enc_bn" }
+        let plan = try TrainingPlan(model: model, params: bnFrozen, batch: 2)
+        XCTAssertFalse(plan.nodes.contains { if case .batchNorm = $0.op { return true } else { return false } },
+                       "no batch-statistics batch norm in the plan")
+    }
 }
