@@ -261,14 +261,14 @@ struct GraphBuilder {
         let layerConfig = entry["config"] as? [String: Any] ?? [:]
         let config = LayerConfig(dict: layerConfig, layerName: name, className: className)
         if let call, isOpLayer(entry, className: className) {
-            let tfOp = className == "TFOpLambda" || className == "SlicingOpLambda"
+            let tfOp = isTFOpLayer(className)
             let function = tfOp ? try config.string("function") : className
             if tfOp { _ = try ConfigAudit.check(config) }
             let shapes = inputs.map { nodes[$0].outputShape }
             let parsed = try OpLayerParser(config: config, call: call, shapes: shapes).parse(function: function)
             let id = try addLayerNode(parsed.op, config: config, scope: scope, trainable: trainable,
                                       inputs: parsed.inputs.map { inputs[$0] })
-            nodes[id].kerasOp = className == "TFOpLambda" || className == "SlicingOpLambda" ? 2 : 3
+            nodes[id].kerasOp = tfOp ? 2 : 3
             return [id]
         }
         let inference = try call.map { try auditCall($0, config) } ?? false
@@ -292,7 +292,7 @@ struct GraphBuilder {
         if className == "InputLayer" { return inputs }     // an InputLayer listed inside a called model
         let op = try parser(config, ParseContext(kerasMajor: kerasMajor))
         var trainingOnly = try ConfigAudit.check(config)
-        if ConfigAudit.noiseLayers.contains(className) { trainingOnly.append(ConfigAudit.noise) }
+        if ConfigAudit.noiseLayers.contains(className) { trainingOnly.append(GraphNode.trainingNoise) }
         let id = try addLayerNode(op, config: config, scope: scope, trainable: trainable, inputs: inputs)
         nodes[id].trainingOnlyKeys = trainingOnly
         return [id]
@@ -317,13 +317,7 @@ struct GraphBuilder {
     /// a constant operand or a keyword this reader ignored would change what the layer computes.
     private func auditCall(_ call: LayerCall, _ config: LayerConfig) throws -> Bool {
         for (i, arg) in call.args.enumerated() {
-            let onlyTensors: Bool
-            switch arg {
-            case .tensor: onlyTensors = true
-            case .list(let items): onlyTensors = items.allSatisfy { if case .tensor = $0 { return true } else { return false } }
-            case .constant: onlyTensors = false
-            }
-            guard i == 0, onlyTensors else {
+            guard i == 0, arg.isTensorInput else {
                 throw config.fail("call argument \(i + 1) (\(briefJSON(arg.constantValue ?? "tensors"))) is not understood")
             }
         }

@@ -8,8 +8,7 @@ enum ConfigAudit {
     static let inert: Set<String> = [
         "name", "trainable", "dtype", "dtype_policy", "batch_input_shape", "batch_shape", "input_shape", "batch_size",
         "input_dim", "input_dtype", "dynamic", "autocast", "sparse", "ragged", "optional",
-        // BatchNormalization: cross-replica statistics (one replica here) and Keras 1-2 renorm
-        // switches, refused below when they are on.
+        // BatchNormalization's cross-replica statistics: one replica here.
         "synchronized",
     ]
 
@@ -19,12 +18,11 @@ enum ConfigAudit {
         key.hasSuffix("_regularizer") || key.hasSuffix("_constraint")
     }
 
-    /// Layers whose training-time noise the trainer does not draw (identity at inference).
+    /// Layers whose training-time noise the trainer does not draw (identity at inference); they
+    /// carry `GraphNode.trainingNoise`, refused wherever they run in training mode, trainable or
+    /// not (Keras draws the noise in a frozen part too).
     static let noiseLayers: Set<String> = ["GaussianNoise", "GaussianDropout", "AlphaDropout", "RandomFlip", "RandomRotation",
                                            "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
-    /// The `trainingOnlyKeys` entry of a noise layer: refused wherever it runs in training mode,
-    /// trainable or not (Keras draws the noise in a frozen part too).
-    static let noise = GraphNode.trainingNoise
 
     /// Checks the keys no parser read. Returns those that act in training and are set.
     static func check(_ config: LayerConfig) throws -> [String] {

@@ -16,9 +16,12 @@ struct OpLayer {
     var inputs: [Int]
 }
 
-/// Whether a layer entry records an operation: TFOpLambda / SlicingOpLambda, or a Keras 3 op.
+/// Whether a class is tf-keras's operation layer (TFOpLambda, or SlicingOpLambda for `x[...]`).
+func isTFOpLayer(_ className: String) -> Bool { className == "TFOpLambda" || className == "SlicingOpLambda" }
+
+/// Whether a layer entry records an operation: tf-keras's op layers, or a Keras 3 op.
 func isOpLayer(_ entry: [String: Any], className: String) -> Bool {
-    if className == "TFOpLambda" || className == "SlicingOpLambda" { return true }
+    if isTFOpLayer(className) { return true }
     return (entry["module"] as? String)?.hasPrefix("keras.src.ops.") ?? false
 }
 
@@ -36,17 +39,11 @@ struct OpLayerParser {
     /// Shapes (batch excluded) of the call's tensors, in `call.tensors` order.
     let shapes: [[Int]]
 
-    private var tensorIndex: [String: Int] {
-        var index: [String: Int] = [:]
-        for (i, ref) in call.tensors.enumerated() { index["\(ref.layer)#\(ref.node)#\(ref.tensor)"] = i }
-        return index
-    }
+    /// Where a tensor of the call stands among `call.tensors` (the builder's producer order).
+    private func index(of ref: TensorRef) -> Int { call.tensors.firstIndex(of: ref)! }
 
     func parse(function: String) throws -> OpLayer {
-        switch config.className {
-        case "TFOpLambda", "SlicingOpLambda": return try parseTFOp(function)
-        default: return try parseKeras3Op()
-        }
+        try isTFOpLayer(config.className) ? parseTFOp(function) : parseKeras3Op()
     }
 
     // MARK: tf-keras TFOpLambda
@@ -165,7 +162,7 @@ struct OpLayerParser {
 
     private func parseKeras3Op() throws -> OpLayer {
         let cls = config.className
-        guard call.kwargs.isEmpty || call.setKeywords.isEmpty else {
+        guard call.setKeywords.isEmpty else {
             throw config.fail("call keyword '\(call.setKeywords[0])' is not supported")
         }
         let binary: [String: Arithmetic] = [
@@ -246,7 +243,7 @@ struct OpLayerParser {
     // MARK: Shared lowering
 
     private func operand(_ value: CallValue, _ what: String) throws -> Operand {
-        if case .tensor(let ref) = value { return .tensor(tensorIndex["\(ref.layer)#\(ref.node)#\(ref.tensor)"]!) }
+        if case .tensor(let ref) = value { return .tensor(index(of: ref)) }
         guard let constant = value.constantValue else { throw config.fail("operand '\(what)' mixes tensors and constants") }
         return .constant(try channelConstant(constant, what))
     }
@@ -255,7 +252,7 @@ struct OpLayerParser {
         guard case .tensor(let ref) = value else {
             throw config.fail("operand '\(what)' is \(briefJSON(value.constantValue ?? "a list")), expected a tensor")
         }
-        return tensorIndex["\(ref.layer)#\(ref.node)#\(ref.tensor)"]!
+        return index(of: ref)
     }
 
     /// A constant operand: a number, or an array whose every dimension but the last is 1 (one

@@ -58,6 +58,16 @@ indirect enum CallValue {
     }
 
     var isNull: Bool { if case .constant(let v) = self { return v is NSNull } else { return false } }
+
+    /// A tensor, or a list of tensors (a merge layer's input): what an ordinary layer's first
+    /// argument may be.
+    var isTensorInput: Bool {
+        switch self {
+        case .tensor: return true
+        case .list(let items): return items.allSatisfy { if case .tensor = $0 { return true } else { return false } }
+        case .constant: return false
+        }
+    }
 }
 
 /// One call of a layer as its inbound node records it: positional arguments and keywords.
@@ -66,13 +76,16 @@ indirect enum CallValue {
 /// `[name, node, tensor]`); Keras 3 writes `{"args": [...], "kwargs": {...}}` with tensors as
 /// `{"class_name": "__keras_tensor__", "config": {"keras_history": [name, node, tensor]}}`.
 struct LayerCall {
-    var args: [CallValue]
-    var kwargs: [String: CallValue]
-
+    let args: [CallValue]
+    let kwargs: [String: CallValue]
     /// Every tensor of the call: the positional arguments', then the keywords' in key order.
     /// The builder resolves them to producer nodes in this order.
-    var tensors: [TensorRef] {
-        args.flatMap(\.tensors) + kwargs.keys.sorted().flatMap { kwargs[$0]!.tensors }
+    let tensors: [TensorRef]
+
+    init(args: [CallValue], kwargs: [String: CallValue]) {
+        self.args = args
+        self.kwargs = kwargs
+        tensors = args.flatMap(\.tensors) + kwargs.keys.sorted().flatMap { kwargs[$0]!.tensors }
     }
 
     /// Keywords whose value is not null (null is every keyword's default here).

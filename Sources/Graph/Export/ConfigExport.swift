@@ -44,8 +44,7 @@ struct ConfigExporter {
         // An operation layer decides which Keras can load the model at all: say so before any
         // other layer's version question.
         if let op = graph.nodes.first(where: { $0.kerasOp != nil }) {
-            _ = try exportOpEntry(["class_name": op.className, "module": "keras.src.ops"], className: op.className,
-                                  name: op.name)
+            try checkOperationTarget(tfKeras: op.kerasOp == 2, className: op.className, name: op.name)
         }
         return try exportModel(root, scope: [])
     }
@@ -164,55 +163,33 @@ struct ConfigExporter {
 
     /// `inbound_nodes` as Keras 2 lists; Keras 3's `{"args", "kwargs"}` calls are converted.
     private func exportCalls(_ value: Any?, layer: String, numbering: NestedNumbering) throws -> [Any] {
-        guard let value, !(value is NSNull) else { return [] }
-        guard let calls = value as? [Any] else { throw GraphError("layer '\(layer)': inbound_nodes is not a list") }
-        return try calls.map { call -> [Any] in
-            let (refs, kwargs) = try callInputs(call, layer: layer)
-            return try refs.map { ref -> [Any] in
+        try inboundCalls(value, layer: layer).map { call -> [Any] in
+            let kwargs = try callKwargs(call, layer: layer)
+            return try call.args.flatMap { arg -> [TensorRef] in
+                // Input tensors only: one tensor, or one list of tensors (merge layers).
+                guard arg.isTensorInput else {
+                    throw GraphError("layer '\(layer)': a call argument is not an input tensor, which this writer does not convert")
+                }
+                return arg.tensors
+            }.map { ref -> [Any] in
                 let out = try numbering.exported(ref, use: .call, by: "layer '\(layer)'")
                 return [out.layer, NSNumber(value: out.node), NSNumber(value: out.tensor), kwargs]
             }
         }
     }
 
-    private func callInputs(_ call: Any, layer: String) throws -> ([TensorRef], [String: Any]) {
-        if let dict = call as? [String: Any] {
-            let args = dict["args"] as? [Any] ?? []
-            // Input tensors only: one tensor, or one list of tensors (merge layers).
-            let tensors = args.count == 1 ? (args[0] as? [Any] ?? [args[0]]) : args
-            let refs = try tensors.map { item -> TensorRef in
-                guard let ref = kerasTensorRef(item) else {
-                    throw GraphError("layer '\(layer)': a call argument is not an input tensor, which this writer does not convert")
-                }
-                return ref
-            }
-            return (refs, try callKwargs(dict["kwargs"], layer: layer))
-        }
-        guard let inputs = call as? [Any] else { throw GraphError("layer '\(layer)': an inbound node is not a list") }
-        var kwargs: [String: Any] = [:]
-        let refs = try inputs.map { input -> TensorRef in
-            guard let list = input as? [Any], let ref = try tensorRefs(list, what: "layer '\(layer)'").first else {
-                throw GraphError("layer '\(layer)': inbound tensor \(input) is not [name, node, tensor, kwargs]")
-            }
-            if list.count > 3 { kwargs = try callKwargs(list[3], layer: layer) }
-            return ref
-        }
-        return (refs, kwargs)
-    }
-
     /// Call keyword arguments, minus null ones (`{"mask": null}` from Keras 3 is the default, and
     /// tf-keras layers without masking do not take `mask`).
-    private func callKwargs(_ value: Any?, layer: String) throws -> [String: Any] {
-        guard let dict = value as? [String: Any] else { return [:] }
+    private func callKwargs(_ call: LayerCall, layer: String) throws -> [String: Any] {
         var out: [String: Any] = [:]
-        for (key, item) in dict where !(item is NSNull) {
+        for key in call.setKeywords {
             // Keras 3 passes the model's own training flag over a recorded one; written for
             // tf-keras, where a recorded flag wins, it would fix the layer's mode.
             if key == "training", graph.kerasMajor >= 3 { continue }
-            if containsKerasTensor(item) {
+            guard let value = call.kwargs[key]!.constantValue else {
                 throw GraphError("layer '\(layer)': a tensor passed as keyword argument '\(key)' is not supported")
             }
-            out[key] = item
+            out[key] = value
         }
         return out
     }
@@ -226,30 +203,35 @@ extension ConfigExporter {
     /// layer of the same class name and refuse the constant operand) in Keras 3's own formats.
     fileprivate func exportOpEntry(_ entry: [String: Any], className: String, name: String) throws -> [String: Any] {
         let source = entry["config"] as? [String: Any] ?? [:]
-        if className == "TFOpLambda" || className == "SlicingOpLambda" {
-            guard target == .keras2 else {
-                throw GraphError("layer '\(name)' (\(className)): tf-keras's operation layers load in tf-keras only; "
-                                 + "write this model for Keras 2 (--keras 2, a .h5 name)")
-            }
+        let tfKeras = isTFOpLayer(className)
+        try checkOperationTarget(tfKeras: tfKeras, className: className, name: name)
+        if tfKeras {
             var config = source
             if let dtype = dtypeName(source["dtype"]) { config["dtype"] = dtype }
             return ["class_name": className, "config": config]
-        }
-        guard target == .keras3, keras3Format else {
-            throw GraphError("layer '\(name)' (\(className)): Keras 3's operation layers load only from Keras 3's own "
-                             + "formats (Keras 3 cannot load them back from a legacy .h5); write a .keras name")
         }
         var out: [String: Any] = ["class_name": className, "config": source]
         for key in ["module", "registered_name"] { out[key] = entry[key] }
         return out
     }
 
+    /// tf-keras's operation layers load in tf-keras only; Keras 3's only from Keras 3's own formats.
+    fileprivate func checkOperationTarget(tfKeras: Bool, className: String, name: String) throws {
+        if tfKeras, target != .keras2 {
+            throw GraphError("layer '\(name)' (\(className)): tf-keras's operation layers load in tf-keras only; "
+                             + "write this model for Keras 2 (--keras 2, a .h5 name)")
+        }
+        if !tfKeras, target != .keras3 || !keras3Format {
+            throw GraphError("layer '\(name)' (\(className)): Keras 3's operation layers load only from Keras 3's own "
+                             + "formats (Keras 3 cannot load them back from a legacy .h5); write a .keras name")
+        }
+    }
+
     /// An operation layer's calls in the form its Keras writes them, tensors renumbered for the target.
     fileprivate func exportOpCalls(_ entry: [String: Any], layer: String, numbering: NestedNumbering) throws -> [Any] {
         let calls = try inboundCalls(entry["inbound_nodes"], layer: layer)
-        let className = entry["class_name"] as? String ?? ""
         func ref(_ r: TensorRef) throws -> TensorRef { try numbering.exported(r, use: .call, by: "layer '\(layer)'") }
-        if className == "TFOpLambda" || className == "SlicingOpLambda" {
+        if isTFOpLayer(entry["class_name"] as? String ?? "") {
             return try calls.map { call -> Any in
                 func keyword(_ value: CallValue) throws -> Any {
                     switch value {
@@ -299,20 +281,6 @@ extension ConfigExporter {
 private func refList(_ refs: [TensorRef]) throws -> Any {
     let triples: [Any] = refs.map { [$0.layer, NSNumber(value: $0.node), NSNumber(value: $0.tensor)] as [Any] }
     return triples.count == 1 ? triples[0] : triples
-}
-
-private func kerasTensorRef(_ value: Any) -> TensorRef? {
-    guard let dict = value as? [String: Any], dict["class_name"] as? String == "__keras_tensor__",
-          let config = dict["config"] as? [String: Any], let history = config["keras_history"] as? [Any],
-          let refs = try? tensorRefs(history, what: ""), refs.count == 1 else { return nil }
-    return refs[0]
-}
-
-private func containsKerasTensor(_ value: Any) -> Bool {
-    if kerasTensorRef(value) != nil { return true }
-    if let list = value as? [Any] { return list.contains(where: containsKerasTensor) }
-    if let dict = value as? [String: Any] { return dict.values.contains(where: containsKerasTensor) }
-    return false
 }
 
 /// `dtype` as a plain name: Keras 3 writes a DTypePolicy object, tf-keras reads names.

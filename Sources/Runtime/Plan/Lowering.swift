@@ -105,19 +105,9 @@ struct Lowering {
                                                movingMean: try weight("moving_mean", node),
                                                movingVariance: try weight("moving_variance", node), epsilon: s.epsilon)
             return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
-        case .normalization(let mean, let variance, let invert):
-            let c = inShape.last!
-            let m = try broadcastChannels(mean ?? weight("mean", node), c, fail)
-            let v = try broadcastChannels(variance ?? weight("variance", node), c, fail)
-            // Keras divides by max(sqrt(variance), epsilon()) with epsilon() = 1e-7.
-            let sd = v.map { max(Float(Double($0).squareRoot()), 1e-7) }
-            let scale = invert ? sd : sd.map { 1 / $0 }
-            let shift = invert ? m : zip(m, sd).map { -$0 / $1 }
+        case .normalization, .rescaling:
+            let (scale, shift) = try constantAffine(node.op, channels: inShape.last!, weight: { try weight($0, node) }, fail: fail)
             return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
-        case .rescaling(let scale, let offset):
-            let c = inShape.last!
-            return append(.affine(scale: try broadcastChannels(scale, c, fail), shift: try broadcastChannels(offset, c, fail),
-                                  act: .linear), ins, inShape, name)
         case .activation(let a):
             return append(.activation(a), ins, inShape, name)
         case .softmax(let axis, let log):
@@ -213,6 +203,25 @@ func broadcast(_ shapes: [[Int]]) -> [Int] {
         for d in 0..<rank where padded[d] != 1 { out[d] = padded[d] }
     }
     return out
+}
+
+/// Rescaling and Normalization as the per-channel affine they compute, y = scale * x + shift, for
+/// the inference and the training lowering alike. `weight` gives a weight's values (an adapted
+/// Normalization's mean and variance).
+func constantAffine(_ op: LayerOp, channels c: Int, weight: (String) throws -> [Float],
+                    fail: (String) -> RuntimeError) throws -> (scale: [Float], shift: [Float]) {
+    switch op {
+    case .rescaling(let scale, let offset):
+        return (try broadcastChannels(scale, c, fail), try broadcastChannels(offset, c, fail))
+    case .normalization(let mean, let variance, let invert):
+        let m = try broadcastChannels(mean ?? weight("mean"), c, fail)
+        let v = try broadcastChannels(variance ?? weight("variance"), c, fail)
+        // Keras divides by max(sqrt(variance), epsilon()) with epsilon() = 1e-7.
+        let sd = v.map { max(Float(Double($0).squareRoot()), 1e-7) }
+        return invert ? (sd, m) : (sd.map { 1 / $0 }, zip(m, sd).map { -$0 / $1 })
+    default:
+        throw fail("not a constant affine layer")
+    }
 }
 
 func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> RuntimeError) throws -> [Float] {

@@ -235,17 +235,7 @@ enum TrainingLowering {
             guard let i = params.find(node, w) else { throw RuntimeError("layer '\(node.layerKey)' has no weight '\(w)'") }
             return Array(UnsafeBufferPointer(start: params.entry(i).values, count: params.entry(i).count))
         }
-        let fail = { (what: String) in RuntimeError("layer '\(node.layerKey)': \(what)") }
-        switch node.op {
-        case .rescaling(let scale, let offset):
-            return (try broadcastChannels(scale, c, fail), try broadcastChannels(offset, c, fail))
-        case .normalization(let mean, let variance, let invert):
-            let m = try broadcastChannels(mean ?? weight("mean"), c, fail)
-            let v = try broadcastChannels(variance ?? weight("variance"), c, fail)
-            let sd = v.map { max(Float(Double($0).squareRoot()), 1e-7) }
-            return invert ? (sd, m) : (sd.map { 1 / $0 }, zip(m, sd).map { -$0 / $1 })
-        default:
-            throw fail("not a constant affine layer")
-        }
+        return try Runtime.constantAffine(node.op, channels: c, weight: weight,
+                                          fail: { RuntimeError("layer '\(node.layerKey)': \($0)") })
     }
 }
