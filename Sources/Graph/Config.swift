@@ -1,10 +1,29 @@
 import Foundation
 
 /// Every failure of Graph: one line naming the layer (and class, key or weight) at fault.
+/// Where the remedy is a choice of the caller's (an architecture file, the Keras version to write
+/// for), `remedy` says which, so that a command line can name its own option for it.
 public struct GraphError: Error, CustomStringConvertible, Sendable {
+    public enum Remedy: Sendable, Equatable {
+        /// The model file at this path has no architecture: the caller must give its JSON.
+        case architectureFile(path: String)
+        /// Only this Keras version can load what is written (`.both`: choose one).
+        case kerasVersion(KerasTarget)
+    }
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    public var remedy: Remedy?
+    public init(_ message: String, remedy: Remedy? = nil) {
+        self.message = message
+        self.remedy = remedy
+    }
+    public var description: String {
+        switch remedy {
+        case nil: return message
+        case .architectureFile: return message + "; give its architecture JSON (from model.to_json() or R's model_to_json())"
+        case .kerasVersion(.both): return message + "; write it for one Keras version"
+        case .kerasVersion(let k): return message + "; write it for Keras \(k.rawValue) only"
+        }
+    }
 }
 
 /// Parses JSON text with Foundation; the error names where the text came from.

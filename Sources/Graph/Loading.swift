@@ -116,7 +116,7 @@ public struct LoadedModel: Sendable {
             return (try ModelConfigParser.parse(json: text, source: archPath), text, archPath)
         }
         guard let fileConfig else {
-            throw GraphError("\(path): a weights-only file has no architecture; pass --arch model.json (from model.to_json() or R's model_to_json())")
+            throw GraphError("\(path): a weights-only file has no architecture", remedy: .architectureFile(path: path))
         }
         return (try ModelConfigParser.parse(json: fileConfig, source: fileConfigSource, kerasMajor: major),
                 fileConfig, fileConfigSource)

@@ -13,7 +13,8 @@ struct ModelOptions: ParsableArguments {
     var arch: String?
 
     func load() throws -> LoadedModel {
-        try LoadedModel.load(path: model, archPath: arch)
+        CommandWords.architectureFlag[model] = "--arch"
+        return try LoadedModel.load(path: model, archPath: arch)
     }
 
     /// The model's files as the inputs of a command's file plan.
@@ -74,7 +75,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let exit as ExitCode {
         throw exit
     } catch {
-        let text = String(describing: error).split(separator: "\n").joined(separator: " ")
+        let text = errorText(error).split(separator: "\n").joined(separator: " ")
         let collective = ActiveRun.collective
         guard collective.isDistributed else {
             FileHandle.standardError.write(Data("distillctl: error: \(text)\n".utf8))
@@ -89,6 +90,33 @@ func reportingErrors(_ body: () throws -> Void) throws {
         }
         collective.abort(code: 1)
     }
+}
+
+/// An error's line, with the command line's option where a library leaves the remedy to its caller.
+func errorText(_ error: Error) -> String {
+    guard let e = error as? GraphError, let remedy = e.remedy else { return String(describing: error) }
+    switch remedy {
+    case .architectureFile(let path):
+        guard let flag = CommandWords.architectureFlag[path] else { return e.description }
+        return e.message + "; pass \(flag) model.json (from model.to_json() or R's model_to_json())"
+    case .kerasVersion(let target):
+        guard CommandWords.choosesKerasVersion else { return e.description }
+        switch target {
+        case .both: return e.message + "; write it for one Keras version (--keras 2 or --keras 3)"
+        case .keras2: return e.message + "; write it for Keras 2 only (--keras 2, a .h5 name)"
+        case .keras3: return e.message + "; write it for Keras 3 only (--keras 3)"
+        }
+    }
+}
+
+/// How the running command names what the libraries leave to their caller.
+enum CommandWords {
+    /// The option giving the architecture of each model file the command reads, by path.
+    nonisolated(unsafe) static var architectureFlag: [String: String] = [:]
+    /// The command chooses the Keras version it writes for with --keras (convert).
+    nonisolated(unsafe) static var choosesKerasVersion = false
+    /// A model's flag and the flag of its architecture JSON.
+    static let architectureFlags = ["MODEL": "--arch", "--student": "--student-arch", "--teacher": "--teacher-arch"]
 }
 
 /// An error of the command line's own, printed as it is.
@@ -118,6 +146,7 @@ struct FilePlan {
 
     /// Checks paths only: call it before reading anything.
     func check() throws {
+        for (flag, path) in inputs { if let arch = CommandWords.architectureFlags[flag] { CommandWords.architectureFlag[path] = arch } }
         let written = outputs + sideFiles
         let flagOf = Dictionary((written + laterFiles + folders).map { ($0.path, $0.flag) }, uniquingKeysWith: { a, _ in a })
         let inputFlag = Dictionary(inputs.map { ($0.path, $0.flag) }, uniquingKeysWith: { a, _ in a })
@@ -157,26 +186,11 @@ struct FilePlan {
     }
 }
 
-/// About the bytes a Keras file of `model` takes: float32 weights plus the config (twice: the
-/// model config and the architecture JSON are near copies) and HDF5's headers (a few kB per weight
-/// and layer: object headers, names, attributes).
-func estimatedFileBytes(_ model: LoadedModel) -> Int {
-    let weights = model.weights.byLayer.values.reduce(0) { $0 + $1.count }
-    return model.graph.parameterCounts().total * 4 + model.configJSON.utf8.count * 2
-        + 2048 * (weights + model.weights.byLayer.count) + 16 * 1024
-}
-
 /// One warning line on stderr when a model holds a NaN or infinite weight (its outputs will be
 /// NaN where that weight reaches): inference commands still run, as Keras would.
 func warnNonFinite(_ model: LoadedModel, path: String) {
     guard let bad = model.firstNonFiniteWeight() else { return }
     FileHandle.standardError.write(Data("distillctl: warning: \(path): \(bad.description); outputs it reaches will be NaN\n".utf8))
-}
-
-/// Training cannot start from a NaN or infinite weight: refused naming the file and the weight.
-func refuseNonFinite(_ model: LoadedModel, path: String, role: String) throws {
-    guard let bad = model.firstNonFiniteWeight() else { return }
-    throw CommandLineError("\(path): the \(role)'s \(bad.description); training cannot start from it")
 }
 
 /// `--threads` within a sane bound: more workers than 4 per core only add plans (each with its

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Graph
+import Runtime
 
 extension KerasTarget: ExpressibleByArgument {}
 
@@ -37,6 +38,7 @@ struct ConvertCommand: ParsableCommand {
     var keras: KerasTarget?
 
     func run() throws {
+        CommandWords.choosesKerasVersion = true
         try reportingErrors {
             let format = KerasFileFormat.forOutput(path: output)
             let weightsOnly = weightsOnly || format == .keras3Weights

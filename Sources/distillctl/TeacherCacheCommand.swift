@@ -50,7 +50,7 @@ struct TeacherCacheCommand: ParsableCommand {
             let collective = try ActiveRun.start(threads: threads)
             let models = try teacher.enumerated().map { i, path in
                 let model = try LoadedModel.load(path: path, archPath: teacherArch.isEmpty ? nil : teacherArch[i])
-                try refuseNonFinite(model, path: path, role: "teacher")
+                try TrainingJob.refuseNonFinite(model, path: path, role: "teacher")
                 return model
             }
             var dataset = try ImageDataset.load(train, options: layout.datasetOptions())

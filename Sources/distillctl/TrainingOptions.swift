@@ -104,91 +104,27 @@ struct TrainingOptions: ParsableArguments {
         return files
     }
 
-    /// Loads the data, trains, writes the student and the history. No teacher: plain training.
-    /// `teacherPaths` name `teachers` in messages; `teacherWeights`: normalised, one per teacher (of
-    /// the cache when there is one). `files` was checked by the caller before it read anything.
-    func run(teachers: [LoadedModel] = [], teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
-             teacherWeights: [Double] = [], alpha: Double, temperature: Double, softLoss: SoftLoss = .kd,
-             files: FilePlan) throws {
-        var files = files
-        let collective = try ActiveRun.start(threads: threads)
-        // Rank 0 alone speaks and writes; the others only compute.
-        if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
-        var studentModel = try LoadedModel.load(path: student, archPath: studentArch)
-        try refuseNonFinite(studentModel, path: student, role: "student")
-        var resumeFrom: (TrainingCheckpoint, String)? = nil
-        if outputs.resume, let dir = outputs.checkpointDir {
-            let path = (dir as NSString).appendingPathComponent("last.h5")
-            let checkpoint = try TrainingCheckpoint.read(path: path)
-            guard checkpoint.model.graph.uniqueLayers.map(\.layerKey) == studentModel.graph.uniqueLayers.map(\.layerKey) else {
-                throw ValidationError("\(path): the checkpoint holds another model than --student \(student)")
-            }
-            // The checkpoint's weights replace the student's; a nested Normalization's constants
-            // (written into the checkpoint's config rather than as weights) stay the student's.
-            studentModel.weights.byLayer.merge(checkpoint.model.weights.byLayer) { $1 }
-            try refuseNonFinite(studentModel, path: path, role: "checkpoint")
-            resumeFrom = (checkpoint, path)
-        }
-        var trainSet = try ImageDataset.load(train, options: layout.datasetOptions(classNames: nil))
-        if let unlabeled {
-            guard !teachers.isEmpty || teacherCache != nil else { throw ValidationError("--unlabeled needs a teacher: unlabelled images only teach through the soft loss") }
-            trainSet = try trainSet.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: trainSet.classNames))
-        }
-        var valSet = try val.map { try trainSet.validationSplit($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
-        // Every image is decoded once before the first step: bad ones stop the run here, listed,
-        // or are left out with --skip-bad-images.
-        // The test set is read now, so that a bad one is refused before training rather than after.
-        let testSet = try test.map { try ImageDataset.load($0, options: layout.datasetOptions(classNames: trainSet.classNames)) }
-        // The images are inputs too: no output may be one of them.
-        files.inputs += trainSet.files.map { ("--train", $0.path) } + (valSet?.files ?? []).map { ("--val", $0.path) }
-            + (testSet?.files ?? []).map { ("--test", $0.path) }
-        try files.check()
-        let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
-        guard inputShape.count == 3 else { throw ValidationError("\(student): the student's input is \(inputShape), not an image") }
-        for (teacher, teacherPath) in zip(teachers, teacherPaths) {
-            // The images are loaded at the student's size; each teacher must take that size too.
-            let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }
-            guard shapes.count == 1, shapes[0].count == 3, zip(shapes[0], inputShape).allSatisfy({ $0 < 0 || $0 == $1 }) else {
-                throw CommandLineError("\(teacherPath): the teacher's input is \(shapeText(shapes)), the images are loaded at "
-                                       + "the student's \(shapeText([inputShape])): both must take the same image size")
-            }
-        }
-        let stepImages = min(batchSize, trainSet.count)
-        try checkMemory(what: "training with --batch-size \(batchSize)",
-                        bytes: trainingMemoryEstimate(student: studentModel, teachers: teacherCache == nil ? teachers : [], batch: stepImages))
-        let modelBytes = estimatedFileBytes(studentModel)
-        try files.checkSpace([(output, modelBytes)] + files.laterFiles.filter { $0.flag == "--checkpoint-dir" }.map { ($0.path, modelBytes * 3) }
-                             + [outputs.history, outputs.plot].compactMap { $0 }.map { ($0, 64 * 1024 + 200 * epochs) })
-        for (name, set) in [("training", Optional(trainSet)), ("validation", valSet)] {
-            guard let set else { continue }
-            let checked: ImageDataset, left: [BadImage]
-            do {
-                (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
-                                                              skipBad: skipBadImages)
-            } catch let e as BadImagesError {
-                throw CommandLineError("\(e) (--skip-bad-images leaves them out)")
-            }
-            if !left.isEmpty {
-                print("left out \(left.count) \(name) image\(left.count == 1 ? "" : "s") that cannot be loaded: "
-                      + left.prefix(5).map { "\($0.file.path) (\($0.reason))" }.joined(separator: "; ")
-                      + (left.count > 5 ? "; and \(left.count - 5) more" : ""))
-            }
-            if name == "training" { trainSet = checked } else { valSet = checked }
-        }
-        var config = DistillConfig()
-        config.alpha = alpha
-        config.temperature = temperature
-        config.seed = seed
-        config.trainable = selection
-        config.frozen = Set(freeze)
-        config.softLoss = softLoss
-        let batchesPerEpoch = (trainSet.count + batchSize - 1) / batchSize
-        let distiller = try Distiller(student: studentModel, teachers: teacherCache == nil ? teachers : [],
-                                      teacherWeights: teacherWeights,
-                                      optimizer: optimizer.make(batchesPerEpoch: batchesPerEpoch, epochs: epochs), config: config)
-        distiller.collective = collective
-        distiller.syncBatchNorm = syncBatchnorm
-        distiller.teacherCacheIdentity = teacherCache.map { TeacherCache.identity(teachers: $0.teachers, weights: teacherWeights) }
+    /// The library's training job, configured by these options (the teachers' by `distill`).
+    func jobConfiguration(teachers: [LoadedModel], teacherPaths: [String], teacherCache: TeacherCache?,
+                          teacherWeights: [Double], distill: DistillConfig) throws -> TrainingJob.Configuration {
+        var job = TrainingJob.Configuration(student: student, train: train, output: output)
+        job.studentArchitecture = studentArch
+        job.teachers = teachers
+        job.teacherNames = teacherPaths
+        job.teacherCache = teacherCache
+        job.teacherWeights = teacherWeights
+        job.validation = val
+        job.test = test
+        job.unlabeled = unlabeled
+        job.dataset = layout.datasetOptions()
+        job.distill = distill
+        job.distill.seed = seed
+        job.distill.trainable = selection
+        job.distill.frozen = Set(freeze)
+        job.resume = outputs.resume
+        job.syncBatchNorm = syncBatchnorm
+        let optimizer = self.optimizer
+        job.makeOptimizer = { optimizer.make(batchesPerEpoch: $0, epochs: $1) }
         var options = TrainingRunOptions()
         options.epochs = epochs
         options.batchSize = batchSize
@@ -200,40 +136,79 @@ struct TrainingOptions: ParsableArguments {
         options.interruptDirectory = interruptDirectory
         options.historyPath = outputs.history
         options.plotPath = outputs.plot
-        options.teacherCache = teacherCache
         options.monitor = outputs.monitor
         options.monitorMode = outputs.monitorMode
         options.learningRateText = optimizer.describe
         options.initialLearningRate = optimizer.initialRate
-        let monitor = outputs.monitor ?? (valSet == nil ? "loss" : "val_loss")
+        let monitor = outputs.monitor ?? (val == nil ? "loss" : "val_loss")
         if let patience = outputs.earlyStoppingPatience {
             options.earlyStopping = try EarlyStopping(monitor: monitor, patience: patience, minDelta: outputs.minDelta,
                                                       mode: outputs.monitorMode, restoreBestWeights: outputs.restoreBestWeights)
         }
         if let patience = optimizer.reduceLrPatience {
             options.reduceLROnPlateau = try ReduceLROnPlateau(monitor: monitor, factor: optimizer.reduceLrFactor, patience: patience,
-                                                              mode: outputs.monitorMode,
-                                                              minLearningRate: optimizer.minLr)
+                                                              mode: outputs.monitorMode, minLearningRate: optimizer.minLr)
         }
-        let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: options)
-        if let (checkpoint, path) = resumeFrom {
-            do { try run.resume(from: checkpoint, path: path) } catch let e as ResumeMismatch {
-                throw CommandLineError(resumeMismatchText(e))
+        job.run = options
+        return job
+    }
+
+    /// Runs the library's training job configured by these options and says what it does: the
+    /// banner, the progress bar, the student written, the test accuracies. No teacher: plain
+    /// training. `teacherPaths` name `teachers`; `teacherWeights`: normalised, one per teacher (of
+    /// the cache when there is one). `files` was checked by the caller before it read anything.
+    func run(teachers: [LoadedModel] = [], teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
+             teacherWeights: [Double] = [], distill: DistillConfig = DistillConfig(), files: FilePlan) throws {
+        let collective = try ActiveRun.start(threads: threads)
+        // Rank 0 alone speaks and writes; the others only compute.
+        if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
+        var config = try jobConfiguration(teachers: teachers, teacherPaths: teacherPaths, teacherCache: teacherCache,
+                                          teacherWeights: teacherWeights, distill: distill)
+        let flagOf: [TrainingJobFile: String] = [.train: "--train", .validation: "--val", .test: "--test"]
+        config.preflight = { images, sizes in
+            // The images are inputs too: no output may be one of them.
+            var files = files
+            files.inputs += images.map { (flagOf[$0.0] ?? "--train", $0.1) }
+            try files.check()
+            try files.checkSpace(sizes)
+        }
+        let job: TrainingJob
+        do {
+            job = try TrainingJob(config, collective: collective) { event in
+                switch event {
+                case .leftOut(let set, let left):
+                    print("left out \(left.count) \(set == .train ? "training" : "validation") image\(left.count == 1 ? "" : "s") that cannot be loaded: "
+                          + left.prefix(5).map { "\($0.file.path) (\($0.reason))" }.joined(separator: "; ")
+                          + (left.count > 5 ? "; and \(left.count - 5) more" : ""))
+                case .resumed(let path, let epoch, let batch, let step, let changes):
+                    print("resuming from \(path): epoch \(epoch + 1), batch \(batch + 1) (step \(step + 1))"
+                          + (changes.isEmpty ? "" : "; changed: " + changes.joined(separator: "; ")))
+                case .starting(let s):
+                    print("training \(s.trainable) of \(s.parameters) parameters on \(s.images) images"
+                          + (s.distilling ? String(format: ", alpha %.3g, temperature %.3g, loss %@", distill.alpha, distill.temperature,
+                                                   distill.softLoss.description) : "")
+                          + "; \(optimizer.describe)"
+                          + (s.ranks > 1 ? "; \(s.ranks) ranks, \(batchSize) images per step in all\(syncBatchnorm ? ", batch norm synchronised" : "")" : "")
+                          + (s.teacherFromCache ? "; teacher logits from the cache" : ""))
+                case .wrote(let path):
+                    print("wrote \(path)")
+                }
             }
-            let p = run.state.position
-            print("resuming from \(path): epoch \(p.epoch + 1), batch \(p.batch + 1) (step \(run.state.step + 1))"
-                  + (run.resumeChanges.isEmpty ? "" : "; changed: " + run.resumeChanges.joined(separator: "; ")))
+        } catch let e as TrainingJobError {
+            throw CommandLineError(jobErrorText(e))
+        } catch let e as ResumeMismatch {
+            throw CommandLineError(resumeMismatchText(e))
+        } catch var e as MemoryEstimateError {
+            e.what = "training with --batch-size \(batchSize)"
+            throw e
         }
         let terminal = isatty(STDOUT_FILENO) != 0
-        print("training \(distiller.params.trainableCount) of \(studentModel.graph.parameterCounts().total) parameters on \(trainSet.count) images\(distiller.distilling ? String(format: ", alpha %.3g, temperature %.3g, loss %@", alpha, temperature, softLoss.description) : ""); \(optimizer.describe)"
-              + (collective.isDistributed ? "; \(collective.size) ranks, \(batchSize) images per step in all\(syncBatchnorm ? ", batch norm synchronised" : "")" : "")
-              + (teacherCache != nil ? "; teacher logits from the cache" : ""))
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
         Interruption.install()
         var announced = false
-        let outcome: RunOutcome
+        let result: TrainingJob.Result
         do {
-            outcome = try run.run(reporter: progress, interrupted: {
+            result = try job.run(reporter: progress, interrupted: {
                 guard Interruption.isRequested else { return false }
                 if !announced { announced = true; if terminal { print("") } }
                 return true
@@ -241,28 +216,34 @@ struct TrainingOptions: ParsableArguments {
         } catch let e as TrainingStopped where e.checkpoint == nil && outputs.checkpointDir == nil {
             throw TrainingStopped(message: e.message + " (--checkpoint-dir keeps a checkpoint every epoch)", checkpoint: nil)
         }
-        if profile { print(run.imageTimings.describe(stepSeconds: run.stepSeconds, stepImages: run.stepImages)) }
-        if case .interrupted(let path) = outcome {
-            let p = run.state.position
+        if profile { print(job.run.imageTimings.describe(stepSeconds: job.run.stepSeconds, stepImages: job.run.stepImages)) }
+        if case .interrupted(let path) = result.outcome {
+            let p = job.run.state.position
             let dir = (path as NSString).deletingLastPathComponent
             print("interrupted in epoch \(p.epoch + 1) after batch \(p.batch): saved \(path); \(output) was not written. "
                   + "Continue with the same command and --resume --checkpoint-dir \(dir)")
             throw ExitCode(130)
         }
-        let trained = distiller.trainedModel()
-        if collective.isRoot {
-            try trained.writeKerasFile(to: output)
-            print("wrote \(output)")
+        for (i, a) in result.teacherTestAccuracies.enumerated() {
+            print(String(format: "teacher%@ test accuracy %.4f", teachers.count > 1 ? " \(i + 1)" : "", a))
         }
-        guard collective.isRoot else { return }
-        if let testSet {
-            for (i, teacher) in teachers.enumerated() {
-                let a = try accuracy(of: InferenceSession(model: teacher), on: testSet, batchSize: batchSize)
-                print(String(format: "teacher%@ test accuracy %.4f", teachers.count > 1 ? " \(i + 1)" : "", a))
-            }
-            let a = try accuracy(of: InferenceSession(model: trained), on: testSet, batchSize: batchSize)
-            print(String(format: "student test accuracy %.4f (%d images)", a, testSet.count))
+        if let a = result.studentTestAccuracy {
+            print(String(format: "student test accuracy %.4f (%d images)", a, result.testImages))
         }
+    }
+}
+
+/// A refusal of the training job, in the command line's words where a flag is the remedy.
+func jobErrorText(_ e: TrainingJobError) -> String {
+    switch e.kind {
+    case .unlabeledWithoutTeacher:
+        return "--unlabeled needs a teacher: unlabelled images only teach through the soft loss"
+    case .checkpointOfAnotherModel(let checkpoint, let student):
+        return "\(checkpoint): the checkpoint holds another model than --student \(student)"
+    case .badImages(let bad):
+        return "\(bad) (--skip-bad-images leaves them out)"
+    default:
+        return e.description
     }
 }
 
@@ -307,9 +288,13 @@ struct DistillCommand: ParsableCommand {
             files.input("--teacher-cache", teachers.teacherCache)
             try files.check()
             let (models, cache, weights) = try teachers.load()
-            for (model, path) in zip(models, teachers.teacher) { try refuseNonFinite(model, path: path, role: "teacher") }
+            for (model, path) in zip(models, teachers.teacher) { try TrainingJob.refuseNonFinite(model, path: path, role: "teacher") }
+            var distill = DistillConfig()
+            distill.alpha = alpha
+            distill.temperature = temperature
+            distill.softLoss = try loss.softLoss()
             try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
-                            alpha: alpha, temperature: temperature, softLoss: try loss.softLoss(), files: files)
+                            distill: distill, files: files)
         }
     }
 }
@@ -325,28 +310,13 @@ struct TrainCommand: ParsableCommand {
         try reportingErrors {
             let files = options.filePlan()
             try files.check()
-            try options.run(alpha: 1, temperature: 1, files: files)
+            // No teacher: cross-entropy alone (recorded in checkpoints as alpha 1, temperature 1).
+            var distill = DistillConfig()
+            distill.alpha = 1
+            distill.temperature = 1
+            try options.run(distill: distill, files: files)
         }
     }
-}
-
-/// "(28, 28, 1)", or several such joined.
-func shapeText(_ shapes: [[Int]]) -> String {
-    shapes.map { "(" + $0.map { $0 < 0 ? "any" : String($0) }.joined(separator: ", ") + ")" }.joined(separator: ", ")
-}
-
-/// Memory of a training step of `batch` images: the student's activations about three times
-/// (kept for the backward pass, and their gradients), the teachers' inference, and the student's
-/// weights four times (values, gradients, two optimizer slots).
-func trainingMemoryEstimate(student: LoadedModel, teachers: [LoadedModel], batch: Int) throws -> Int {
-    let s = try InferenceSession(model: student).estimatedBytes(items: batch, batchSize: batch, threads: 1, wholeBatch: true)
-    let t = try teachers.reduce(0) { sum, teacher in
-        let (r, o) = sum.addingReportingOverflow(try InferenceSession(model: teacher).estimatedBytes(items: batch, batchSize: batch))
-        return o ? Int.max : r
-    }
-    let weights = student.graph.parameterCounts().total * 4
-    let parts = [s > Int.max / 4 ? Int.max : s * 3, t, weights * 4]
-    return parts.reduce(0) { let (r, o) = $0.addingReportingOverflow($1); return o ? Int.max : r }
 }
 
 /// A checkpoint of another run, in the command line's words: each difference names its flag.

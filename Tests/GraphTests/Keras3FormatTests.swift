@@ -165,7 +165,7 @@ final class Keras3FormatTests: XCTestCase {
                        "\(folder.path("b.weights.h5")): a .weights.h5 file holds weights only (Keras 3's save_weights layout); "
                        + "for the whole model write a .keras or .h5 name")
         XCTAssertTrue(errorText { try model.writeKerasFile(to: folder.path("b.keras"), target: .keras2) }?
-            .contains("for tf-keras (--keras 2) write a .h5 name") ?? false)
+            .contains("for tf-keras write a .h5 name") ?? false)
         XCTAssertEqual(folder.contents, ["a.h5", "a.keras", "a.weights.h5"], "a refused write leaves nothing")
     }
 

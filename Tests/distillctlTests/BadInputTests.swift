@@ -36,6 +36,23 @@ final class BadInputTests: XCTestCase {
     func testWeightsOnlyFileWithoutArch() throws {
         let c = try fixture("k2_bn_conv")
         assertCleanFailure(try CLI.run(["summary", c.path(c.weights)!]), mentions: [c.path(c.weights)!, "--arch"])
+        // Each command names its own option for the architecture of the model at fault.
+        let weights = c.path(c.weights)!, full = c.path(c.model)!
+        for (args, flag) in [(["--student", weights, "--teacher", full], "--student-arch"),
+                             (["--student", full, "--teacher", weights], "--teacher-arch")] {
+            let r = try CLI.run(["distill"] + args + ["--train", temp.appendingPathComponent("none.csv").path,
+                                                      "--output", temp.appendingPathComponent("s.h5").path])
+            assertCleanFailure(r, mentions: [weights, "pass \(flag) model.json"])
+        }
+    }
+
+    /// Where only one Keras version can load a model, convert names its own option for it.
+    func testConvertNamesTheKerasOptionItNeeds() throws {
+        let c = try fixture("k2_activations")
+        let out = temp.appendingPathComponent("a.keras").path
+        assertCleanFailure(try CLI.run(["convert", c.path(c.model)!, "--output", out]),
+                           mentions: ["'hard_sigmoid' is tf-keras's", "write it for Keras 2 only (--keras 2, a .h5 name)"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
     func testWrongShapeNamesLayerWeightAndShapes() throws {

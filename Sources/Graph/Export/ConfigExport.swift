@@ -218,8 +218,8 @@ extension ConfigExporter {
     /// tf-keras's operation layers load in tf-keras only; Keras 3's only from Keras 3's own formats.
     fileprivate func checkOperationTarget(tfKeras: Bool, className: String, name: String) throws {
         if tfKeras, target != .keras2 {
-            throw GraphError("layer '\(name)' (\(className)): tf-keras's operation layers load in tf-keras only; "
-                             + "write this model for Keras 2 (--keras 2, a .h5 name)")
+            throw GraphError("layer '\(name)' (\(className)): tf-keras's operation layers load in tf-keras only (from a .h5 file)",
+                             remedy: .kerasVersion(.keras2))
         }
         if !tfKeras, target != .keras3 || !keras3Format {
             throw GraphError("layer '\(name)' (\(className)): Keras 3's operation layers load only from Keras 3's own "

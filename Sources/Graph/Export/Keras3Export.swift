@@ -22,7 +22,7 @@ extension KerasExporter {
     static func exportKeras3(config: String, graph: ModelGraph, weights: WeightStore, target: KerasTarget,
                              backend: String = "tensorflow") throws -> (architectureJSON: String, weights: Keras3Weights, notes: [String]) {
         guard target.loadsInKeras3 else {
-            throw GraphError("Keras 3's formats (.keras, .weights.h5) are for Keras 3; for tf-keras (--keras 2) write a .h5 name")
+            throw GraphError("Keras 3's formats (.keras, .weights.h5) are for Keras 3; for tf-keras write a .h5 name")
         }
         guard let root = try JSONReader.parse(config, source: "model config") as? [String: Any] else {
             throw GraphError("model config: not a Keras model config (not a JSON object)")

@@ -40,7 +40,7 @@ public enum KerasExporter {
         if weightsOnly, target.loadsInKeras3, let n = graph.nestedAdaptedNormalization {
             throw GraphError("layer '\(n.layerKey)' (Normalization): a legacy weights-only .h5 cannot give Keras 3 a nested "
                              + "Normalization's statistics (it would normalize with mean 0, variance 1); for Keras 3 write "
-                             + "OUT.weights.h5, for tf-keras --keras 2")
+                             + "OUT.weights.h5", remedy: .kerasVersion(.keras2))
         }
         var configs = ConfigExporter(graph: graph, weights: weights, target: target, keras3Format: false,
                                      weightsOnly: weightsOnly)

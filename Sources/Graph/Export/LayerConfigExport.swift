@@ -89,7 +89,7 @@ struct LayerConfigExporter {
                 if c[key] is NSNull { c[key] = nil }
                 continue
             }
-            throw GraphError("\(context): '\(key)' is a Keras 3 feature tf-keras cannot load; write it for Keras 3 only (--keras 3)")
+            throw GraphError("\(context): '\(key)' is a Keras 3 feature tf-keras cannot load", remedy: .kerasVersion(.keras3))
         }
     }
 
@@ -107,12 +107,12 @@ struct LayerConfigExporter {
             return target == .keras3 ? "silu" : "swish"
         case "hard_sigmoid" where sourceMajor >= 3 && target.loadsInKeras2:
             throw GraphError("\(context): activation 'hard_sigmoid' is Keras 3's clip(x/6 + 0.5, 0, 1), which tf-keras "
-                             + "cannot express (its 'hard_sigmoid' is clip(0.2x + 0.5, 0, 1)); write it for Keras 3 only (--keras 3)")
+                             + "cannot express (its 'hard_sigmoid' is clip(0.2x + 0.5, 0, 1))", remedy: .kerasVersion(.keras3))
         case "hard_sigmoid" where sourceMajor < 3 && target.loadsInKeras3:
             throw GraphError("\(context): activation 'hard_sigmoid' is tf-keras's clip(0.2x + 0.5, 0, 1), which Keras 3 "
-                             + "cannot express (its 'hard_sigmoid' is clip(x/6 + 0.5, 0, 1)); write it for Keras 2 only (--keras 2)")
+                             + "cannot express (its 'hard_sigmoid' is clip(x/6 + 0.5, 0, 1))", remedy: .kerasVersion(.keras2))
         case "hard_silu" where target.loadsInKeras2, "hard_swish" where target.loadsInKeras2:
-            throw GraphError("\(context): activation '\(name)' exists in Keras 3 only; write it for Keras 3 only (--keras 3)")
+            throw GraphError("\(context): activation '\(name)' exists in Keras 3 only", remedy: .kerasVersion(.keras3))
         default:
             return name
         }

@@ -60,8 +60,7 @@ struct NestedNumbering {
             guard keras2 == keras3 else {
                 throw GraphError("cannot write one config that both Keras 2 and Keras 3 load: in model '\(model)', "
                                  + "\(user) uses a call of the nested model '\(ref.layer)', which tf-keras numbers from 1 "
-                                 + "and Keras 3 from 0 (each fails on the other's numbering); write it for one Keras "
-                                 + "version (--keras 2 or --keras 3)")
+                                 + "and Keras 3 from 0 (each fails on the other's numbering)", remedy: .kerasVersion(.both))
             }
             out.node = keras2
         }

@@ -1,0 +1,287 @@
+// The whole training job as one library call: load the student (and resume a checkpoint), read
+// the data sets, check everything that can be checked before the first step, train, write the
+// student, measure it on a test set. The command line only configures it (flags to a
+// `TrainingJob.Configuration`) and words what it reports: no flag name appears here, and nothing
+// here prints or ends the process.
+import Foundation
+import Graph
+
+/// Where a file of the job comes from, so that the caller can name it its own way (the command
+/// line by its flag).
+public enum TrainingJobFile: Hashable, Sendable {
+    case student, studentArchitecture, train, validation, test, unlabeled
+    case output, history, plot, checkpointFolder
+}
+
+/// A refusal before training starts, naming what is at fault (`TrainingJob` words each one; a
+/// caller may word them otherwise).
+public struct TrainingJobError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable {
+        /// Unlabelled images without a teacher: they could teach nothing.
+        case unlabeledWithoutTeacher
+        /// The checkpoint to resume from holds another model than the student.
+        case checkpointOfAnotherModel(checkpoint: String, student: String)
+        /// A model (the student, a teacher, the checkpoint) holds a NaN or infinite weight.
+        case nonFiniteWeight(path: String, role: String, weight: String)
+        /// The student's input is not an image (height, width, channels).
+        case studentInputNotImage(student: String, shape: [Int])
+        /// A teacher's input differs from the student's, at which size the images are loaded.
+        case teacherInput(teacher: String, teacherShapes: [[Int]], imageShape: [Int])
+        /// Images that cannot be decoded, and the job was not told to leave them out.
+        case badImages(BadImagesError)
+    }
+    public var kind: Kind
+
+    public var description: String {
+        switch kind {
+        case .unlabeledWithoutTeacher:
+            return "unlabelled images need a teacher: they only teach through the soft loss"
+        case .checkpointOfAnotherModel(let checkpoint, let student):
+            return "\(checkpoint): the checkpoint holds another model than the student \(student)"
+        case .nonFiniteWeight(let path, let role, let weight):
+            return "\(path): the \(role)'s \(weight); training cannot start from it"
+        case .studentInputNotImage(let student, let shape):
+            return "\(student): the student's input is \(shape), not an image"
+        case .teacherInput(let teacher, let shapes, let image):
+            return "\(teacher): the teacher's input is \(shapeText(shapes)), the images are loaded at the student's "
+                + "\(shapeText([image])): both must take the same image size"
+        case .badImages(let e):
+            return e.description
+        }
+    }
+}
+
+/// "(28, 28, 1)", or several such joined.
+public func shapeText(_ shapes: [[Int]]) -> String {
+    shapes.map { "(" + $0.map { $0 < 0 ? "any" : String($0) }.joined(separator: ", ") + ")" }.joined(separator: ", ")
+}
+
+/// What the job tells its caller as it goes, in order.
+public enum TrainingJobEvent: Sendable {
+    /// Images left out because they cannot be decoded (`skipBadImages`); `set` is .train or .validation.
+    case leftOut(set: TrainingJobFile, images: [BadImage])
+    /// Continuing a checkpointed run: where, and what changed since (one phrase each).
+    case resumed(checkpoint: String, epoch: Int, batch: Int, step: Int, changes: [String])
+    /// Training begins.
+    case starting(TrainingJob.Summary)
+    /// The trained student was written.
+    case wrote(path: String)
+}
+
+public final class TrainingJob {
+    public struct Configuration {
+        /// The student: a full model, or weights with `studentArchitecture`.
+        public var student: String
+        public var studentArchitecture: String? = nil
+        /// Loaded teachers (none: plain training), named by `teacherNames` in messages; with a
+        /// `teacherCache` the soft targets come from it and the models, if any, give test accuracy.
+        public var teachers: [LoadedModel] = []
+        public var teacherNames: [String] = []
+        public var teacherCache: TeacherCache? = nil
+        /// One per teacher (of the cache when there is one), summing to 1.
+        public var teacherWeights: [Double] = []
+        public var train: String
+        public var validation: String? = nil
+        public var test: String? = nil
+        /// A folder of unlabelled images added to the training set (with a teacher only).
+        public var unlabeled: String? = nil
+        /// How CSVs are read (the classes come from the training set).
+        public var dataset = DatasetOptions()
+        /// Where the trained student goes (a full model, in the format its name asks for).
+        public var output: String
+        public var distill = DistillConfig()
+        /// Epochs, batch size, seed, augmentation, checkpoints and callbacks.
+        public var run = TrainingRunOptions()
+        /// Continue the run whose last.h5 is in `run.checkpointDirectory`.
+        public var resume = false
+        public var syncBatchNorm = false
+        /// The optimizer, given the batches per epoch (for schedules counted in steps) and the epochs.
+        public var makeOptimizer: (_ batchesPerEpoch: Int, _ epochs: Int) -> Optimizer = { _, _ in Adam(learningRate: .constant(0.001)) }
+        /// Called once the data sets are read and before anything long (decoding every image,
+        /// training): the image files (inputs, which no output may be) and the outputs' estimated
+        /// sizes. The caller checks its output paths and free space here; a throw ends the job.
+        public var preflight: ((_ images: [(TrainingJobFile, String)], _ outputSizes: [(String, Int)]) throws -> Void)? = nil
+
+        public init(student: String, train: String, output: String) {
+            self.student = student
+            self.train = train
+            self.output = output
+        }
+    }
+
+    /// What is trained on what, for the caller's banner.
+    public struct Summary: Sendable {
+        public var trainable: Int
+        public var parameters: Int
+        public var images: Int
+        public var distilling: Bool
+        public var ranks: Int
+        public var teacherFromCache: Bool
+    }
+
+    /// After `run`: how it ended, and the test accuracies when a test set was given.
+    public struct Result {
+        public var outcome: RunOutcome
+        /// The trained student (nil when interrupted).
+        public var student: LoadedModel?
+        /// Each teacher model's test accuracy, then the student's, over `testImages` images.
+        public var teacherTestAccuracies: [Double] = []
+        public var studentTestAccuracy: Double? = nil
+        public var testImages = 0
+    }
+
+    public let configuration: Configuration
+    public let collective: any Collective
+    public let distiller: Distiller
+    /// The epoch loop (its image and step timings, its history).
+    public let run: TrainingRun
+    let testSet: ImageDataset?
+    let events: (TrainingJobEvent) -> Void
+
+    /// Loads and checks everything, in this order: the student (and the checkpoint to resume
+    /// from), the data sets, the caller's `preflight`, the teachers' input sizes, the memory a step
+    /// needs, then every image is decoded once (bad ones refused, or left out with
+    /// `run.skipBadImages`). Nothing is trained or written yet.
+    public init(_ configuration: Configuration, collective: any Collective = SingleProcess(),
+                events: @escaping (TrainingJobEvent) -> Void = { _ in }) throws {
+        let c = configuration
+        self.configuration = c
+        self.collective = collective
+        self.events = events
+        var studentModel = try LoadedModel.load(path: c.student, archPath: c.studentArchitecture)
+        try Self.refuseNonFinite(studentModel, path: c.student, role: "student")
+        var resumeFrom: (TrainingCheckpoint, String)? = nil
+        if c.resume, let dir = c.run.checkpointDirectory {
+            let path = (dir as NSString).appendingPathComponent("last.h5")
+            let checkpoint = try TrainingCheckpoint.read(path: path)
+            guard checkpoint.model.graph.uniqueLayers.map(\.layerKey) == studentModel.graph.uniqueLayers.map(\.layerKey) else {
+                throw TrainingJobError(kind: .checkpointOfAnotherModel(checkpoint: path, student: c.student))
+            }
+            // The checkpoint's weights replace the student's; a nested Normalization's constants
+            // (written into the checkpoint's config rather than as weights) stay the student's.
+            studentModel.weights.byLayer.merge(checkpoint.model.weights.byLayer) { $1 }
+            try Self.refuseNonFinite(studentModel, path: path, role: "checkpoint")
+            resumeFrom = (checkpoint, path)
+        }
+        let distilling = !c.teachers.isEmpty || c.teacherCache != nil
+        var trainSet = try ImageDataset.load(c.train, options: c.dataset.with(classNames: nil))
+        if let unlabeled = c.unlabeled {
+            guard distilling else { throw TrainingJobError(kind: .unlabeledWithoutTeacher) }
+            trainSet = try trainSet.appending(ImageDataset.fromUnlabelledFolder(unlabeled, classNames: trainSet.classNames))
+        }
+        var valSet = try c.validation.map { try trainSet.validationSplit($0, options: c.dataset.with(classNames: trainSet.classNames)) }
+        // The test set is read now, so that a bad one is refused before training rather than after.
+        let testSet = try c.test.map { try ImageDataset.load($0, options: c.dataset.with(classNames: trainSet.classNames)) }
+        let images = trainSet.files.map { (TrainingJobFile.train, $0.path) } + (valSet?.files ?? []).map { (.validation, $0.path) }
+            + (testSet?.files ?? []).map { (.test, $0.path) }
+        let modelBytes = estimatedFileBytes(studentModel)
+        var sizes = [(c.output, modelBytes)]
+        if let dir = c.run.checkpointDirectory {
+            sizes += ["last.h5", "best.h5"].map { ((dir as NSString).appendingPathComponent($0), modelBytes * 3) }
+        }
+        sizes += [c.run.historyPath, c.run.plotPath].compactMap { $0 }.map { ($0, 64 * 1024 + 200 * c.run.epochs) }
+        try c.preflight?(images, sizes)
+        let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
+        guard inputShape.count == 3 else { throw TrainingJobError(kind: .studentInputNotImage(student: c.student, shape: inputShape)) }
+        for (i, teacher) in c.teachers.enumerated() {
+            // The images are loaded at the student's size; each teacher must take that size too.
+            let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }
+            guard shapes.count == 1, shapes[0].count == 3, zip(shapes[0], inputShape).allSatisfy({ $0 < 0 || $0 == $1 }) else {
+                let name = i < c.teacherNames.count ? c.teacherNames[i] : "teacher \(i + 1)"
+                throw TrainingJobError(kind: .teacherInput(teacher: name, teacherShapes: shapes, imageShape: inputShape))
+            }
+        }
+        let runningTeachers = c.teacherCache == nil ? c.teachers : []
+        let stepImages = min(c.run.batchSize, trainSet.count)
+        try checkMemory(what: "training with batch size \(c.run.batchSize)",
+                        bytes: Self.memoryEstimate(student: studentModel, teachers: runningTeachers, batch: stepImages))
+        // Every image is decoded once before the first step: bad ones stop the run here, listed,
+        // or are left out.
+        for (file, set) in [(TrainingJobFile.train, Optional(trainSet)), (.validation, valSet)] {
+            guard let set else { continue }
+            let checked: ImageDataset, left: [BadImage]
+            do {
+                (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
+                                                              skipBad: c.run.skipBadImages)
+            } catch let e as BadImagesError {
+                throw TrainingJobError(kind: .badImages(e))
+            }
+            if !left.isEmpty { events(.leftOut(set: file, images: left)) }
+            if file == .train { trainSet = checked } else { valSet = checked }
+        }
+        let batchesPerEpoch = (trainSet.count + c.run.batchSize - 1) / c.run.batchSize
+        let distiller = try Distiller(student: studentModel, teachers: runningTeachers, teacherWeights: c.teacherWeights,
+                                      optimizer: c.makeOptimizer(batchesPerEpoch, c.run.epochs), config: c.distill)
+        distiller.collective = collective
+        distiller.syncBatchNorm = c.syncBatchNorm
+        distiller.teacherCacheIdentity = c.teacherCache.map { TeacherCache.identity(teachers: $0.teachers, weights: c.teacherWeights) }
+        var runOptions = c.run
+        runOptions.teacherCache = c.teacherCache
+        let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: runOptions)
+        if let (checkpoint, path) = resumeFrom {
+            try run.resume(from: checkpoint, path: path)
+            let p = run.state.position
+            events(.resumed(checkpoint: path, epoch: p.epoch, batch: p.batch, step: run.state.step, changes: run.resumeChanges))
+        }
+        self.distiller = distiller
+        self.run = run
+        self.testSet = testSet
+    }
+
+    /// Trains (from the start, or where the checkpoint left off), then (rank 0) writes the student
+    /// and measures the teachers and the student on the test set. `interrupted` is asked after
+    /// every step: true saves a checkpoint and returns `.interrupted` without writing the student.
+    public func run(reporter: TrainingReporter?, interrupted: () -> Bool = { false }) throws -> Result {
+        let c = configuration
+        events(.starting(Summary(trainable: distiller.params.trainableCount, parameters: distiller.student.graph.parameterCounts().total,
+                                 images: run.train.count, distilling: distiller.distilling, ranks: collective.size,
+                                 teacherFromCache: c.teacherCache != nil)))
+        let outcome = try run.run(reporter: reporter, interrupted: interrupted)
+        if case .interrupted = outcome { return Result(outcome: outcome, student: nil) }
+        let trained = distiller.trainedModel()
+        var result = Result(outcome: outcome, student: trained)
+        guard collective.isRoot else { return result }
+        try trained.writeKerasFile(to: c.output)
+        events(.wrote(path: c.output))
+        if let testSet {
+            let batch = c.run.batchSize
+            result.teacherTestAccuracies = try c.teachers.map { try accuracy(of: InferenceSession(model: $0), on: testSet, batchSize: batch) }
+            result.studentTestAccuracy = try accuracy(of: InferenceSession(model: trained), on: testSet, batchSize: batch)
+            result.testImages = testSet.count
+        }
+        return result
+    }
+
+    /// Training cannot start from a NaN or infinite weight: refused naming the file and the weight.
+    public static func refuseNonFinite(_ model: LoadedModel, path: String, role: String) throws {
+        guard let bad = model.firstNonFiniteWeight() else { return }
+        throw TrainingJobError(kind: .nonFiniteWeight(path: path, role: role, weight: bad.description))
+    }
+
+    /// Memory of a training step of `batch` images: the student's activations about three times
+    /// (kept for the backward pass, and their gradients), the teachers' inference, and the
+    /// student's weights four times (values, gradients, two optimizer slots).
+    public static func memoryEstimate(student: LoadedModel, teachers: [LoadedModel], batch: Int) throws -> Int {
+        let s = try InferenceSession(model: student).estimatedBytes(items: batch, batchSize: batch, threads: 1, wholeBatch: true)
+        let t = saturatingSum(try teachers.map { try InferenceSession(model: $0).estimatedBytes(items: batch, batchSize: batch) })
+        let weights = student.graph.parameterCounts().total * 4
+        return saturatingSum([saturatingProduct([s, 3]), t, saturatingProduct([weights, 4])])
+    }
+}
+
+extension DatasetOptions {
+    func with(classNames: [String]?) -> DatasetOptions {
+        var o = self
+        o.classNames = classNames
+        return o
+    }
+}
+
+/// About the bytes a Keras file of `model` takes: float32 weights plus the config (twice: the
+/// model config and the architecture JSON are near copies) and HDF5's headers (a few kB per weight
+/// and layer: object headers, names, attributes).
+public func estimatedFileBytes(_ model: LoadedModel) -> Int {
+    let weights = model.weights.byLayer.values.reduce(0) { $0 + $1.count }
+    return model.graph.parameterCounts().total * 4 + model.configJSON.utf8.count * 2
+        + 2048 * (weights + model.weights.byLayer.count) + 16 * 1024
+}

@@ -1,0 +1,120 @@
+// The training job as a library call, without the command line: configured in code, it checks
+// before it works, reports in order, trains, writes a student Keras can read back, and refuses
+// with typed errors that name no flag.
+import Foundation
+import Graph
+import TestSupport
+import XCTest
+@testable import Runtime
+
+final class TrainingJobTests: XCTestCase {
+    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+    var folder: URL!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("job-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+    /// The first `rows` images of one of the example's CSVs, as a CSV of our own.
+    func subset(_ name: String, rows: Int) throws -> String {
+        let lines = try String(contentsOf: example.appendingPathComponent("data/\(name)"), encoding: .utf8)
+            .split(separator: "\n").prefix(rows + 1)
+        let path = folder.appendingPathComponent(name).path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func configuration(output: String) throws -> TrainingJob.Configuration {
+        var c = TrainingJob.Configuration(student: example.appendingPathComponent("student.h5").path,
+                                          train: try subset("train.csv", rows: 96), output: output)
+        c.validation = try subset("val.csv", rows: 32)
+        c.test = try subset("test.csv", rows: 64)
+        c.dataset.imageDirectory = example.appendingPathComponent("data/images").path
+        c.teachers = [try LoadedModel.load(path: example.appendingPathComponent("teacher.h5").path)]
+        c.teacherNames = ["teacher.h5"]
+        c.teacherWeights = [1]
+        c.run.epochs = 2
+        c.run.batchSize = 32
+        c.run.seed = 3
+        c.run.historyPath = folder.appendingPathComponent("history.csv").path
+        return c
+    }
+
+    func testAJobConfiguredInCodeTrainsWritesAndMeasures() throws {
+        let output = folder.appendingPathComponent("student.h5").path
+        var c = try configuration(output: output)
+        var preflightImages: [(TrainingJobFile, String)] = []
+        var preflightOutputs: [String] = []
+        c.preflight = { images, sizes in
+            preflightImages = images
+            preflightOutputs = sizes.map(\.0)
+        }
+        var events: [String] = []
+        let job = try TrainingJob(c) { event in
+            switch event {
+            case .leftOut: events.append("leftOut")
+            case .resumed: events.append("resumed")
+            case .starting(let s):
+                events.append("starting")
+                XCTAssertTrue(s.distilling)
+                XCTAssertEqual(s.images, 96)
+                XCTAssertGreaterThan(s.trainable, 0)
+                XCTAssertLessThanOrEqual(s.trainable, s.parameters)
+            case .wrote(let path): events.append("wrote \(path)")
+            }
+        }
+        // Every image of the three sets went to the caller's check, with its set.
+        XCTAssertEqual(preflightImages.filter { $0.0 == .train }.count, 96)
+        XCTAssertEqual(preflightImages.filter { $0.0 == .validation }.count, 32)
+        XCTAssertEqual(preflightImages.filter { $0.0 == .test }.count, 64)
+        XCTAssertEqual(preflightOutputs, [output, c.run.historyPath!])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: output), "nothing is written before run()")
+        let result = try job.run(reporter: nil)
+        XCTAssertEqual(result.outcome, .completed)
+        XCTAssertEqual(events, ["starting", "wrote \(output)"])
+        XCTAssertEqual(job.run.history.count, 2)
+        // The written student is the trained one: the job's test accuracy is the file's.
+        let written = try LoadedModel.load(path: output)
+        let test = try ImageDataset.load(c.test!, options: c.dataset)
+        let fileAccuracy = try accuracy(of: InferenceSession(model: written), on: test, batchSize: 32)
+        XCTAssertEqual(result.studentTestAccuracy, fileAccuracy)
+        XCTAssertEqual(result.testImages, 64)
+        XCTAssertEqual(result.teacherTestAccuracies.count, 1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: c.run.historyPath!))
+    }
+
+    /// The caller's preflight runs before anything long or written: its refusal ends the job.
+    func testPreflightRefusalStopsBeforeAnyWork() throws {
+        struct Refused: Error {}
+        let output = folder.appendingPathComponent("student.h5").path
+        var c = try configuration(output: output)
+        c.preflight = { _, _ in throw Refused() }
+        XCTAssertThrowsError(try TrainingJob(c)) { XCTAssertTrue($0 is Refused, "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: output))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.run.historyPath!))
+    }
+
+    func testRefusalsAreTyped() throws {
+        var c = try configuration(output: folder.appendingPathComponent("s.h5").path)
+        c.teachers = []
+        c.teacherWeights = []
+        c.unlabeled = example.appendingPathComponent("data/images").path
+        XCTAssertThrowsError(try TrainingJob(c)) { error in
+            guard let e = error as? TrainingJobError, case .unlabeledWithoutTeacher = e.kind else { return XCTFail("\(error)") }
+            XCTAssertFalse(e.description.contains("--"), e.description)
+        }
+        // A teacher that takes another image size than the student's.
+        var t = try configuration(output: folder.appendingPathComponent("s.h5").path)
+        let other = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_mini" })
+        t.teachers = [try LoadedModel.load(path: other.forms[0].model, archPath: other.forms[0].arch)]
+        t.teacherNames = ["other.h5"]
+        XCTAssertThrowsError(try TrainingJob(t)) { error in
+            guard let e = error as? TrainingJobError, case .teacherInput(let name, _, let image) = e.kind else { return XCTFail("\(error)") }
+            XCTAssertEqual(name, "other.h5")
+            XCTAssertEqual(image, [28, 28, 1])
+        }
+    }
+}
