@@ -4,7 +4,8 @@
 # manifest at it (`.package(url: "file://...", from: "0.0.1")`), builds the consumer with SwiftPM's
 # plain release settings (none of scripts/build-flags.sh: what a dependent package gets) and runs a
 # prediction on a fixture against the outputs real Keras wrote, with the AVX-512 kernels and without
-# them (the Swift kernels at baseline x86-64). SwiftPM refuses a versioned dependency whose manifest
+# them (the Swift kernels at baseline x86-64), then one epoch of the example's distillation through
+# the library's training job. SwiftPM refuses a versioned dependency whose manifest
 # has unsafe flags, so the build itself is half the check. Uncommitted edits are not part of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +27,7 @@ binary="$work/consumer/.build/release/consumer"
 fixture="$root/fixtures/cases/k2_seed_effnetb0"
 "$binary" "$fixture/model.h5" "$fixture/io.h5"
 DISTILLCTL_NO_AVX512=1 "$binary" "$fixture/model.h5" "$fixture/io.h5"
+# The training job as a library call: one epoch of the bundled example's distillation.
+"$binary" distill "$root/example/student.h5" "$root/example/teacher.h5" "$root/example/data/train.csv" \
+    "$root/example/data/test.csv" "$root/example/data/images" "$work/student.h5"
 echo "check_consumer: ok"

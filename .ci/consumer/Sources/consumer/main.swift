@@ -8,8 +8,32 @@ import H5Model
 import Runtime
 
 let arguments = CommandLine.arguments
+// The second form distils TEACHER into STUDENT for one epoch on the images of TRAIN.csv (in the
+// folder IMAGES) with the library's training job, writes OUTPUT and measures it on TEST.csv.
+if arguments.count == 8, arguments[1] == "distill" {
+    do {
+        var job = TrainingJob.Configuration(student: arguments[2], train: arguments[4], output: arguments[7])
+        job.teachers = [try LoadedModel.load(path: arguments[3])]
+        job.teacherWeights = [1]
+        job.test = arguments[5]
+        job.dataset.imageDirectory = arguments[6]
+        job.run.epochs = 1
+        job.run.batchSize = 32
+        let result = try TrainingJob(job).run(reporter: nil)
+        let written = try LoadedModel.load(path: arguments[7])
+        guard let accuracy = result.studentTestAccuracy, written.graph.parameterCounts().total > 0 else {
+            print("consumer: distill: no test accuracy")
+            exit(1)
+        }
+        print("consumer: distilled one epoch, wrote \(arguments[7]), student test accuracy \(accuracy)")
+        exit(0)
+    } catch {
+        print("consumer: \(error)")
+        exit(1)
+    }
+}
 guard arguments.count == 3 else {
-    FileHandle.standardError.write("usage: consumer MODEL.h5 IO.h5\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: consumer MODEL.h5 IO.h5 | consumer distill STUDENT TEACHER TRAIN.csv TEST.csv IMAGES OUTPUT\n".data(using: .utf8)!)
     exit(2)
 }
 do {
