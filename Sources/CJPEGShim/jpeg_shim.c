@@ -40,8 +40,21 @@ static void dctl_emit_message(j_common_ptr cinfo, int level) {
     }
 }
 
+// The DCT scaling 1/s for a photo at least twice min_width x min_height: the largest s of 8, 4,
+// 2 with s <= min(width / min_width, height / min_height) (integer division), as PIL's
+// JpegImageFile.draft and TensorFlow's decode_jpeg(ratio=) choose their scales, so that the output
+// (ceil(size / s)) still covers the target and the later resize only shrinks. 1: no scaling.
+static int dctl_scale_for(int width, int height, int min_width, int min_height) {
+    if (min_width <= 0 || min_height <= 0) {
+        return 1;
+    }
+    int fit = width / min_width < height / min_height ? width / min_width : height / min_height;
+    return fit >= 8 ? 8 : fit >= 4 ? 4 : fit >= 2 ? 2 : 1;
+}
+
 // requested: 1 (grey), 3 (RGB) or 0 (the stored colour space: grey, RGB or CMYK).
-static int dctl_decode(const uint8_t *data, size_t size, int requested,
+// min_width, min_height > 0: decode at a reduced scale when the photo is at least twice that.
+static int dctl_decode(const uint8_t *data, size_t size, int requested, int min_width, int min_height,
                        uint8_t **out, int *width, int *height, int *channels,
                        char *err, size_t err_size) {
     struct jpeg_decompress_struct cinfo;
@@ -66,6 +79,11 @@ static int dctl_decode(const uint8_t *data, size_t size, int requested,
         expected = cinfo.num_components == 4 ? 4 : cinfo.num_components == 1 ? 1 : 3;
     }
     cinfo.out_color_space = expected == 1 ? JCS_GRAYSCALE : expected == 4 ? JCS_CMYK : JCS_RGB;
+    int denom = dctl_scale_for((int)cinfo.image_width, (int)cinfo.image_height, min_width, min_height);
+    if (denom != 1) {
+        cinfo.scale_num = 1;
+        cinfo.scale_denom = (unsigned int)denom;
+    }
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height, c = cinfo.output_components;
     if (c != expected) {
@@ -108,13 +126,13 @@ int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
         dctl_set_error(err, err_size, "channels must be 1 or 3");
         return -1;
     }
-    return dctl_decode(data, size, channels, out, width, height, NULL, err, err_size);
+    return dctl_decode(data, size, channels, 0, 0, out, width, height, NULL, err, err_size);
 }
 
-int dctl_jpeg_decode_native(const uint8_t *data, size_t size,
+int dctl_jpeg_decode_native(const uint8_t *data, size_t size, int min_width, int min_height,
                             uint8_t **out, int *width, int *height, int *channels,
                             char *err, size_t err_size) {
-    return dctl_decode(data, size, 0, out, width, height, channels, err, err_size);
+    return dctl_decode(data, size, 0, min_width, min_height, out, width, height, channels, err, err_size);
 }
 
 int dctl_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,

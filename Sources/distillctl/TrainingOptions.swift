@@ -53,6 +53,9 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Under mpirun: batch-normalization statistics over every rank's images (default: each rank's own, as Horovod).")
     var syncBatchnorm = false
 
+    @Flag(help: "Decode training and validation JPEGs of at least twice the model's input size at a reduced scale (libjpeg-turbo's DCT scaling), then resize as usual: faster, but not Keras's load_img pixels (each pixel averages a block). The test set keeps Keras's decode.")
+    var fastDecode = false
+
     @Flag(help: "After training, print the image pipeline's time per image (decode, resize, augment) beside the steps'.")
     var profile = false
 
@@ -132,6 +135,7 @@ struct TrainingOptions: ParsableArguments {
         options.augment = try augmentConfig()
         options.augmentText = augment
         options.skipBadImages = skipBadImages
+        options.fastDecode = fastDecode
         options.checkpointDirectory = outputs.checkpointDir
         options.interruptDirectory = interruptDirectory
         options.historyPath = outputs.history
@@ -275,6 +279,9 @@ struct DistillCommand: ParsableCommand {
     func validate() throws {
         if teachers.teacherCache != nil && options.augment != nil {
             throw ValidationError("--teacher-cache holds the logits of the images as they are: it cannot be combined with --augment")
+        }
+        if teachers.teacherCache != nil && options.fastDecode {
+            throw ValidationError("--teacher-cache holds the logits of the images as Keras decodes them: it cannot be combined with --fast-decode")
         }
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1]") }
         guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be a positive finite number") }

@@ -126,6 +126,8 @@ final class DistributedTests: XCTestCase {
                                     + ["--augment", "rotation_range=5", "--output", path("x.h5")])
         XCTAssertNotEqual(augmented.status, 0)
         XCTAssertTrue(augmented.stderr.contains("cannot be combined with --augment"), augmented.stderr)
+        let fast = try CLI.run(["distill", "--teacher-cache", path("cache.h5")] + common + ["--fast-decode", "--output", path("x.h5")])
+        assertCleanFailure(fast, mentions: ["cannot be combined with --fast-decode"])
         let other = try CLI.run(["distill", "--teacher-cache", path("cache.h5"), "--student", example.appendingPathComponent("student.h5").path,
                                  "--train", try subsetCSV(150), "--images", images, "--output", path("x.h5")])
         assertCleanFailure(other, mentions: ["the teacher cache has no logits for"])

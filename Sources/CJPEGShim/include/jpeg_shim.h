@@ -14,7 +14,10 @@ int dctl_jpeg_decode(const uint8_t *data, size_t size, int channels,
 /// Decodes a JPEG in the colour space it is stored in, as PIL does: 1 component -> grey,
 /// 3 -> RGB, 4 -> CMYK (libjpeg's CMYK values as stored; Adobe files store them inverted).
 /// Sets *channels to 1, 3 or 4. Same ownership and error rules as dctl_jpeg_decode.
-int dctl_jpeg_decode_native(const uint8_t *data, size_t size,
+/// min_width, min_height > 0: a photo at least twice that size in both directions is decoded with
+/// libjpeg-turbo's DCT scaling 1/2, 1/4 or 1/8, chosen as PIL's draft() chooses it (the output
+/// still covers the target); 0, 0: full size, as PIL's plain decode.
+int dctl_jpeg_decode_native(const uint8_t *data, size_t size, int min_width, int min_height,
                             uint8_t **out, int *width, int *height, int *channels,
                             char *err, size_t err_size);
 

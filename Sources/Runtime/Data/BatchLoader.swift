@@ -58,6 +58,9 @@ public struct LoaderOptions: Sendable {
     public var pipeline: ImagePipeline =
         ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] == "pool" ? .pool : .thread
     public var interpolation: Interpolation = .nearest
+    /// Decode JPEGs at least twice the target size with libjpeg-turbo's DCT scaling (`Image`'s
+    /// `decodeAtLeast`): not Keras's `load_img` pixels, so off by default.
+    public var fastDecode = false
     /// Data parallelism: this process loads only its share of every batch, rows
     /// [n * rank / ranks, n * (rank + 1) / ranks) of the batch's n.
     public var shardRank = 0
@@ -262,7 +265,7 @@ public final class BatchLoader: Sendable {
         let (h, w, c) = (options.height, options.width, options.channels)
         var clock = StageClock()
         do {
-            let decoded = try Image(contentsOfFile: file.path)
+            let decoded = try Image(contentsOfFile: file.path, decodeAtLeast: options.fastDecode ? (w, h) : nil)
             timings.decode += clock.lap()
             let image = try kerasImage(decoded, name: file.path, channels: c, targetHeight: h, targetWidth: w,
                                        interpolation: options.interpolation)

@@ -73,22 +73,25 @@ public struct Image: Sendable, Equatable {
     }
 
     /// Reads and decodes a JPEG or PNG file; the format is taken from the content.
-    public init(contentsOfFile path: String) throws {
+    /// `decodeAtLeast` (width, height): a JPEG at least twice that size is decoded with
+    /// libjpeg-turbo's DCT scaling to the smallest size still covering it (faster, and each pixel
+    /// averages a block where PIL's full decode and nearest resize pick one); nil: PIL's decode.
+    public init(contentsOfFile path: String, decodeAtLeast: (width: Int, height: Int)? = nil) throws {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw ImageError(file: path, reason: Self.readFailure(path, error))
         }
-        try self.init(data: data, name: path)
+        try self.init(data: data, name: path, decodeAtLeast: decodeAtLeast)
     }
 
     /// Decodes JPEG or PNG bytes; `name` is used in error messages.
-    public init(data: Data, name: String = "<memory>") throws {
+    public init(data: Data, name: String = "<memory>", decodeAtLeast: (width: Int, height: Int)? = nil) throws {
         do {
             self = try data.withUnsafeBytes { bytes in
                 switch try ImageFormat.detect(bytes) {
-                case .jpeg: return try JPEGDecoder.decode(bytes)
+                case .jpeg: return try JPEGDecoder.decode(bytes, atLeast: decodeAtLeast)
                 case .png: return try PNGDecoder.decode(bytes)
                 }
             }

@@ -9,12 +9,15 @@ import Foundation
 /// JPEG wanted in grayscale is decoded to RGB and converted with PIL's formula, not libjpeg's
 /// Y-plane grey output, which differs.
 enum JPEGDecoder {
-    static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Image {
+    /// `atLeast` (width, height): a photo at least twice that size is decoded at a reduced DCT
+    /// scale still covering it (`--fast-decode`; not PIL's pixels).
+    static func decode(_ bytes: UnsafeRawBufferPointer, atLeast: (width: Int, height: Int)? = nil) throws -> Image {
         var out: UnsafeMutablePointer<UInt8>? = nil
         var width: Int32 = 0, height: Int32 = 0, channels: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let status = dctl_jpeg_decode_native(
             bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+            Int32(clamping: atLeast?.width ?? 0), Int32(clamping: atLeast?.height ?? 0),
             &out, &width, &height, &channels, &message, message.count)
         defer { free(out) }
         guard status == 0, let out else {

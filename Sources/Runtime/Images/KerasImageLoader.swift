@@ -31,14 +31,17 @@ public func loadImage(data: Data, name: String, channels: Int = 3, targetHeight:
 }
 
 /// `loadImage` writing `targetHeight * targetWidth * channels` HWC values into `buffer` (which
-/// must have exactly that many elements): one image's slot of an NHWC batch.
+/// must have exactly that many elements): one image's slot of an NHWC batch. `fastDecode`: a JPEG
+/// at least twice the target size is decoded at a reduced DCT scale first (not Keras's pixels).
 public func loadImage(path: String, channels: Int, targetHeight: Int, targetWidth: Int,
-                      interpolation: Interpolation = .nearest, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+                      interpolation: Interpolation = .nearest, fastDecode: Bool = false,
+                      into buffer: UnsafeMutableBufferPointer<Float>) throws {
     let needed = targetHeight * targetWidth * channels
     guard buffer.count == needed else {
         throw ImageError(file: path, reason: "buffer holds \(buffer.count) floats, \(targetHeight)x\(targetWidth)x\(channels) needs \(needed)")
     }
-    let image = try kerasImage(Image(contentsOfFile: path), name: path, channels: channels,
+    let decoded = try Image(contentsOfFile: path, decodeAtLeast: fastDecode ? (targetWidth, targetHeight) : nil)
+    let image = try kerasImage(decoded, name: path, channels: channels,
                                targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
     image.writeFloatValues(into: buffer)
 }

@@ -23,6 +23,9 @@ public struct TrainingRunOptions: Sendable {
     /// The `--augment` text, recorded in checkpoints so a resume uses the same.
     public var augmentText: String? = nil
     public var skipBadImages = false
+    /// Training and validation JPEGs at least twice the model's input size decoded with
+    /// libjpeg-turbo's DCT scaling (`LoaderOptions.fastDecode`); test sets keep Keras's decode.
+    public var fastDecode = false
     /// Where `last.h5` (every epoch) and `best.h5` (when `monitor` improves) go.
     public var checkpointDirectory: String? = nil
     /// Where a Ctrl-C checkpoint goes when there is no `checkpointDirectory`.
@@ -293,6 +296,7 @@ public final class TrainingRun {
         var loaderOptions = LoaderOptions(height: h, width: w, channels: c, batchSize: options.batchSize, shuffle: true,
                                           seed: options.seed, augment: options.augment)
         loaderOptions.badImages = options.skipBadImages ? .skip : .fail
+        loaderOptions.fastDecode = options.fastDecode
         loaderOptions.shardRank = collective.rank
         loaderOptions.shardCount = collective.size
         let loader = try BatchLoader(dataset: train, options: loaderOptions)
@@ -433,6 +437,7 @@ public final class TrainingRun {
     public func evaluate(_ dataset: ImageDataset) throws -> (loss: Double, accuracy: Double?) {
         let (h, w, c) = imageShape
         var options = LoaderOptions(height: h, width: w, channels: c, batchSize: self.options.batchSize, shuffle: false)
+        options.fastDecode = self.options.fastDecode
         options.shardRank = collective.rank
         options.shardCount = collective.size
         let loader = try BatchLoader(dataset: dataset, options: options)
