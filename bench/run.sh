@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 venv="${DISTILLCTL_BENCH_VENV:-$HOME/.cache/distillctl/bench-venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import tensorflow, tf_keras, tf2onnx, onnxruntime, openvino" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import tensorflow, tf_keras, tf2onnx, onnxruntime, openvino, pandas, PIL, scipy" 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py onnxruntime openvino tf2onnx
+    "$venv/bin/pip" install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py onnxruntime openvino tf2onnx pandas pillow scipy
 fi
 # The benchmarked binary: the speed flags plus -Ounchecked, in its own scratch path.
 source scripts/build-flags.sh

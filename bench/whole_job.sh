@@ -3,11 +3,22 @@
 # Cassava's size (800x600 JPEGs made by bench/make_jpegs.py), the seed's augmentation, batch 8,
 # the EfficientNetB0 teacher fixture as teacher and as student with --trainable-head, 2 threads.
 # Alternates the binaries given for ROUNDS rounds and prints every time and each binary's median.
-#     bench/whole_job.sh [--rounds N] [BINARY...]     (default: the benchmarked build, bench/run.sh's)
+#     bench/whole_job.sh [--rounds N] [--keras] [BINARY...]     (default: the benchmarked build, bench/run.sh's)
+# --keras adds Keras's own loop to every round (bench/keras_whole_job.py: ImageDataGenerator +
+# flow_from_dataframe + a tf.function step, in the peers' environment of bench/run.sh) and prints
+# each binary's median against it.
+# A BINARY may carry extra distill flags after a space, as one argument: "path/distillctl --fast-decode".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3
-if [[ "${1:-}" == --rounds ]]; then rounds=$2; shift 2; fi
+keras=0
+while [[ "${1:-}" == --* ]]; do
+    case $1 in
+        --rounds) rounds=$2; shift 2 ;;
+        --keras) keras=1; shift ;;
+        *) echo "usage: bench/whole_job.sh [--rounds N] [--keras] [BINARY...]" >&2; exit 2 ;;
+    esac
+done
 source scripts/build-flags.sh
 binaries=("$@")
 if [[ ${#binaries[@]} -eq 0 ]]; then
@@ -21,14 +32,30 @@ model=fixtures/cases/k2_seed_effnetb0/model.h5
 work=$(mktemp -d "${TMPDIR:-/tmp}/distillctl-whole-job.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 declare -A times
+keras_epochs=()
+keras_processes=()
+bench_venv="${DISTILLCTL_BENCH_VENV:-$HOME/.cache/distillctl/bench-venv}"
+if (( keras )) && ! "$bench_venv/bin/python" -c "import tensorflow, tf_keras, pandas, PIL, scipy" 2>/dev/null; then
+    echo "whole_job: --keras needs bench/run.sh's environment ($bench_venv: tensorflow-cpu, tf-keras, pandas, pillow, scipy)" >&2
+    exit 1
+fi
 for ((r = 0; r < rounds; r++)); do
+    if (( keras )); then
+        line=$("$bench_venv/bin/python" bench/keras_whole_job.py "$model" "$data" 2 | tail -n 1)
+        e=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f\"{d['epoch_s']:.2f} {d['process_s']:.2f}\")" "$line")
+        keras_epochs+=("${e% *}")
+        keras_processes+=("${e#* }")
+        printf 'round %d  %-60s %6.2f s epoch loop, %6.2f s process\n' "$((r + 1))" "keras (ImageDataGenerator + tf.function)" "${e% *}" "${e#* }"
+    fi
     order=("${binaries[@]}")
     if (( r % 2 == 1 )); then order=(); for ((i = ${#binaries[@]} - 1; i >= 0; i--)); do order+=("${binaries[i]}"); done; fi
     for b in "${order[@]}"; do
-        extra=()
-        if "$b" distill --help 2>/dev/null | grep -q -- "--profile"; then extra=(--profile); fi
+        read -ra parts <<< "$b"
+        binary=${parts[0]}
+        extra=("${parts[@]:1}")
+        if "$binary" distill --help 2>/dev/null | grep -q -- "--profile"; then extra+=(--profile); fi
         start=$(date +%s.%N)
-        "$b" distill --teacher "$model" --student "$model" --train "$data/train.csv" --images "$data/images" \
+        "$binary" distill --teacher "$model" --student "$model" --train "$data/train.csv" --images "$data/images" \
             --output "$work/student.h5" --epochs 1 --batch-size 8 --augment seed --trainable-head --threads 2 \
             --seed 1 "${extra[@]}" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
         t=$(echo "$(date +%s.%N) - $start" | bc)
@@ -36,6 +63,15 @@ for ((r = 0; r < rounds; r++)); do
         printf 'round %d  %-60s %6.2f s  %s\n' "$((r + 1))" "$b" "$t" "$(grep '^images:' "$work/log" || true)"
     done
 done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+if (( keras )); then
+    ke=$(median <<< "${keras_epochs[*]}")
+    kp=$(median <<< "${keras_processes[*]}")
+    printf 'median %-60s %6.2f s epoch loop, %6.2f s process\n' "keras" "$ke" "$kp"
+fi
 for b in "${binaries[@]}"; do
-    printf 'median %-60s %6.2f s over%s\n' "$b" "$(tr ' ' '\n' <<< "${times[$b]}" | grep . | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')" "${times[$b]}"
+    m=$(median <<< "${times[$b]}")
+    printf 'median %-60s %6.2f s over%s' "$b" "$m" "${times[$b]}"
+    if (( keras )); then printf '; Keras epoch loop / this whole process: %.2fx' "$(echo "$ke / $m" | bc -l)"; fi
+    printf '\n'
 done
