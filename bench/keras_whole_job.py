@@ -2,8 +2,8 @@
 """Keras's side of the whole job (bench/whole_job.sh --keras): one epoch of the seed's distillation
 as the blog post's user would write it in tf-keras, without its bugs: ImageDataGenerator with the
 seed's augmentation + flow_from_dataframe (800x600 JPEGs to 228x228, batch 8, shuffled), the
-EfficientNetB0 fixture as teacher and as student with its base frozen, a `tf.function` step with
-the distillation loss of bench/peers.py's train (alpha 0.9, T 3, Adam), 2 threads.
+EfficientNetB0 fixture as teacher and as student with its base frozen, bench/peers.py's
+`tf.function` distillation step (alpha 0.9, T 3, Adam), 2 threads.
 
 Prints one JSON line: `epoch_s`, the epoch loop alone (images and steps; the first step, which
 traces the function, is run and excluded before the clock starts, as are imports and loading), and
@@ -22,6 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pandas as pd
 import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import distillation_step  # noqa: E402  (the same step as bench --train's peer)
 
 
 def main():
@@ -43,25 +46,7 @@ def main():
                                          shuffle=True, seed=1)
     teacher.trainable = False
     student.layers[0].trainable = False
-    optimizer = keras.optimizers.Adam()
-    alpha, temperature = 0.9, 3.0
-
-    def logits(p):
-        return tf.math.log(tf.clip_by_value(p, 1e-7, 1.0))
-
-    @tf.function(reduce_retracing=True)
-    def step(x, y):
-        t = teacher(x, training=False)
-        with tf.GradientTape() as tape:
-            s = student(x, training=True)
-            hard = tf.reduce_mean(keras.losses.categorical_crossentropy(y, s))
-            pt = tf.nn.softmax(logits(t) / temperature)
-            log_ps = tf.nn.log_softmax(logits(s) / temperature)
-            soft = tf.reduce_mean(tf.reduce_sum(pt * (tf.math.log(tf.clip_by_value(pt, 1e-12, 1.0)) - log_ps), -1))
-            loss = alpha * hard + (1 - alpha) * soft * temperature ** 2
-        variables = student.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
+    step = distillation_step(tf, teacher, student)
 
     # Trace on a batch of the right shape (and the last, partial one's) before the clock starts.
     x0 = tf.zeros((8,) + size + (3,))

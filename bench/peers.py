@@ -107,6 +107,33 @@ def run(name, model_path, workdir, batch, iterations, threads):
                       "peak_mb": peak_mb}))
 
 
+def distillation_step(tf, teacher, student, alpha=0.9, temperature=3.0):
+    """The seed's distillation step as a `tf.function`: the teacher (frozen) forward in inference
+    mode, the student forward in training mode and backward, distillctl's loss (alpha weights the
+    hard cross-entropy; KL(softmax(t/T) || softmax(s/T)) * T^2 on logits recovered from the softmax
+    outputs), Adam."""
+    optimizer = tf.keras.optimizers.Adam()
+
+    def logits(p):
+        return tf.math.log(tf.clip_by_value(p, 1e-7, 1.0))
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        t = teacher(x, training=False)
+        with tf.GradientTape() as tape:
+            s = student(x, training=True)
+            hard = tf.reduce_mean(tf.keras.losses.categorical_crossentropy(y, s))
+            pt = tf.nn.softmax(logits(t) / temperature)
+            log_ps = tf.nn.log_softmax(logits(s) / temperature)
+            soft = tf.reduce_mean(tf.reduce_sum(pt * (tf.math.log(tf.clip_by_value(pt, 1e-12, 1.0)) - log_ps), -1))
+            loss = alpha * hard + (1 - alpha) * soft * temperature ** 2
+        variables = student.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return step
+
+
 def train(model_path, batch, iterations, threads, unfreeze_from=None):
     """TensorFlow's distillation step of the seed's setup, compiled with `tf.function`: the teacher
     (frozen) forward in inference mode, the student forward in training mode and backward, the
@@ -127,26 +154,7 @@ def train(model_path, batch, iterations, threads, unfreeze_from=None):
         start = names.index(unfreeze_from)
         for i, layer in enumerate(base.layers):
             layer.trainable = i >= start
-    optimizer = tf.keras.optimizers.Adam()
-    alpha, temperature = 0.9, 3.0
-
-    def logits(p):
-        return tf.math.log(tf.clip_by_value(p, 1e-7, 1.0))
-
-    @tf.function
-    def step(x, y):
-        t = teacher(x, training=False)
-        with tf.GradientTape() as tape:
-            s = student(x, training=True)
-            hard = tf.reduce_mean(tf.keras.losses.categorical_crossentropy(y, s))
-            pt = tf.nn.softmax(logits(t) / temperature)
-            log_ps = tf.nn.log_softmax(logits(s) / temperature)
-            soft = tf.reduce_mean(tf.reduce_sum(pt * (tf.math.log(tf.clip_by_value(pt, 1e-12, 1.0)) - log_ps), -1))
-            loss = alpha * hard + (1 - alpha) * soft * temperature ** 2
-        variables = student.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
+    step = distillation_step(tf, teacher, student)
     x = tf.constant(random_batch(student.input_shape[1:], batch))
     classes = student.output_shape[-1]
     y = tf.one_hot([i % classes for i in range(batch)], classes)
