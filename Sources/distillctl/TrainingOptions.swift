@@ -109,7 +109,7 @@ struct TrainingOptions: ParsableArguments {
     /// the cache when there is one). `files` was checked by the caller before it read anything.
     func run(teachers: [LoadedModel] = [], teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
              teacherWeights: [Double] = [], alpha: Double, temperature: Double, softLoss: SoftLoss = .kd,
-             files: FilePlan) throws {
+             teacherPrecision: Precision = .float32, files: FilePlan) throws {
         var files = files
         let collective = try ActiveRun.start(threads: threads)
         // Rank 0 alone speaks and writes; the others only compute.
@@ -182,6 +182,7 @@ struct TrainingOptions: ParsableArguments {
         config.trainable = selection
         config.frozen = Set(freeze)
         config.softLoss = softLoss
+        config.teacherPrecision = teacherPrecision
         let batchesPerEpoch = (trainSet.count + batchSize - 1) / batchSize
         let distiller = try Distiller(student: studentModel, teachers: teacherCache == nil ? teachers : [],
                                       teacherWeights: teacherWeights,
@@ -309,7 +310,8 @@ struct DistillCommand: ParsableCommand {
             let (models, cache, weights) = try teachers.load()
             for (model, path) in zip(models, teachers.teacher) { try refuseNonFinite(model, path: path, role: "teacher") }
             try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
-                            alpha: alpha, temperature: temperature, softLoss: try loss.softLoss(), files: files)
+                            alpha: alpha, temperature: temperature, softLoss: try loss.softLoss(),
+                            teacherPrecision: teachers.teacherPrecision, files: files)
         }
     }
 }

@@ -35,6 +35,8 @@ public struct DistillConfig: Sendable {
     public var frozen: Set<String> = []
     /// The logit loss the teacher's soft targets enter through (kd, dkd or dist).
     public var softLoss: SoftLoss = .kd
+    /// The number format of the teachers' matrix products (see `Precision`; the student's are float32).
+    public var teacherPrecision: Precision = .float32
     public init() {}
 }
 
@@ -96,7 +98,7 @@ public final class Distiller {
         }
         guard !buffers.isEmpty else { throw RuntimeError("the student '\(graph.name)' has no trainable weights with these settings") }
         try optimizer.build(buffers)
-        self.teachers = try teachers.map { try InferenceSession(model: $0, logits: true) }
+        self.teachers = try teachers.map { try InferenceSession(model: $0, logits: true, precision: config.teacherPrecision) }
         self.teacherModels = teachers
         self.teacherWeights = try Self.normalizedWeights(teacherWeights ?? [Double](repeating: 1, count: teachers.count))
         if !teachers.isEmpty && self.teacherWeights.count != teachers.count {

@@ -1,0 +1,85 @@
+// --precision (predict, bench) and --teacher-precision (distill, teacher-cache) through the
+// command line: bf16 is refused in one line where the CPU lacks AVX512_BF16 (forced here with
+// DISTILLCTL_NO_BF16 or DISTILLCTL_NO_AVX512), never run as float32 instead; where it runs,
+// predict's bf16 results stay near its float32 ones.
+import Foundation
+import H5Model
+import Runtime
+import TestSupport
+import XCTest
+
+final class PrecisionCommandTests: XCTestCase {
+    var temp: URL!
+    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+    let seed = fixturesDirectory.appendingPathComponent("cases/k2_seed_effnetb0")
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("precision-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
+
+    func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
+
+    /// The seed fixture's two images as a .npy.
+    func seedInput() throws -> String {
+        let x = try XCTUnwrap(H5Arrays.read(path: seed.appendingPathComponent("io.h5").path)["input"])
+        try NpyArray(shape: x.shape, values: x.floats).write(path: path("x.npy"))
+        return path("x.npy")
+    }
+
+    func testBF16IsRefusedInOneLineWhereUnsupported() throws {
+        let model = seed.appendingPathComponent("model.h5").path, teacher = example.appendingPathComponent("teacher.h5").path
+        let images = example.appendingPathComponent("data/images").path, train = example.appendingPathComponent("data/val.csv").path
+        let input = try seedInput()
+        let runs: [([String], String)] = [
+            (["predict", model, "--input", input, "--output", path("p.npy"), "--precision", "bf16"], "--precision bf16"),
+            (["bench", model, "--iterations", "1", "--precision", "bf16"], "--precision bf16"),
+            (["bench", model, "--iterations", "1", "--train", "--precision", "bf16"], "--precision bf16"),
+            (["teacher-cache", "--teacher", teacher, "--train", train, "--images", images, "--output", path("c.h5"),
+              "--teacher-precision", "bf16"], "--teacher-precision bf16"),
+            (["distill", "--teacher", teacher, "--student", example.appendingPathComponent("student.h5").path,
+              "--train", train, "--images", images, "--epochs", "1", "--output", path("s.h5"), "--teacher-precision", "bf16"],
+             "--teacher-precision bf16"),
+        ]
+        for environment in [["DISTILLCTL_NO_BF16": "1"], ["DISTILLCTL_NO_AVX512": "1"]] {
+            for (arguments, flag) in runs {
+                let r = try CLI.run(arguments, environment: environment)
+                assertCleanFailure(r, mentions: [flag, "AVX512_BF16"])
+                XCTAssertEqual(r.stdout, "", "\(arguments[0]) \(environment): nothing runs before the refusal")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("p.npy")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("c.h5")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("s.h5")))
+        // float32, asked for explicitly, runs everywhere.
+        let f32 = try CLI.run(["predict", model, "--input", input, "--output", path("p.npy"), "--precision", "f32"],
+                              environment: ["DISTILLCTL_NO_BF16": "1"])
+        XCTAssertEqual(f32.status, 0, f32.stderr)
+        let bad = try CLI.run(["predict", model, "--input", input, "--output", path("q.npy"), "--precision", "fp16"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--precision"), bad.stderr)
+    }
+
+    /// The seed's EfficientNetB0 through predict: bf16 probabilities within 0.05 of float32's,
+    /// the same top-1, and not identical (the products did run in bf16).
+    func testPredictInBF16StaysNearFloat32() throws {
+        try XCTSkipUnless(KernelISA.bf16Available, "this CPU has no AVX512_BF16 (the refusal is tested above)")
+        let model = seed.appendingPathComponent("model.h5").path, input = try seedInput()
+        for p in ["f32", "bf16"] {
+            let r = try CLI.run(["predict", model, "--input", input, "--output", path("\(p).npy"), "--precision", p])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        let a = try NpyArray.read(path: path("f32.npy")), b = try NpyArray.read(path: path("bf16.npy"))
+        XCTAssertEqual(a.shape, b.shape)
+        let diff = zip(a.values, b.values).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThanOrEqual(diff, 0.05)
+        XCTAssertGreaterThan(diff, 0)
+        let width = a.shape[1]
+        for r in 0..<a.shape[0] {
+            let x = a.values[(r * width)..<((r + 1) * width)], y = b.values[(r * width)..<((r + 1) * width)]
+            XCTAssertEqual(x.firstIndex(of: x.max()!), y.firstIndex(of: y.max()!), "image \(r)")
+        }
+    }
+}
