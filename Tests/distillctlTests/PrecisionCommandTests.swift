@@ -82,4 +82,27 @@ final class PrecisionCommandTests: XCTestCase {
             XCTAssertEqual(x.firstIndex(of: x.max()!), y.firstIndex(of: y.max()!), "image \(r)")
         }
     }
+
+    /// distill with a bf16 teacher runs, and its checkpoint records the teacher's precision: a
+    /// resume with the float32 teacher (other soft targets) is refused, one with bf16 goes on.
+    func testResumeWithTheTeacherInAnotherPrecisionIsRefused() throws {
+        try XCTSkipUnless(KernelISA.bf16Available, "this CPU has no AVX512_BF16 (the refusal is tested above)")
+        let lines = try String(contentsOf: example.appendingPathComponent("data/train.csv"), encoding: .utf8)
+            .split(separator: "\n").prefix(101)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path("train.csv"), atomically: true, encoding: .utf8)
+        func distill(_ precision: String, resume: Bool) -> [String] {
+            ["distill", "--teacher", example.appendingPathComponent("teacher.h5").path,
+             "--student", example.appendingPathComponent("student.h5").path, "--train", path("train.csv"),
+             "--images", example.appendingPathComponent("data/images").path, "--epochs", resume ? "2" : "1",
+             "--batch-size", "16", "--output", path("s.h5"), "--checkpoint-dir", path("C"),
+             "--teacher-precision", precision] + (resume ? ["--resume"] : [])
+        }
+        let first = try CLI.run(distill("bf16", resume: false))
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let other = try CLI.run(distill("f32", resume: true))
+        assertCleanFailure(other, mentions: ["cannot resume", "in bf16"])
+        let same = try CLI.run(distill("bf16", resume: true))
+        XCTAssertEqual(same.status, 0, same.stderr)
+        XCTAssertTrue(same.stdout.contains("resuming from"), same.stdout)
+    }
 }

@@ -118,11 +118,13 @@ public final class Distiller {
     public var distilling: Bool { !teachers.isEmpty || teacherCacheIdentity != nil }
 
     /// The teachers as a checkpoint records them (name, parameter count, weights' hash; the
-    /// weights of several).
+    /// weights of several; "in bf16" when they run so, whose soft targets differ from float32's,
+    /// so a resume in the other precision is refused as another teacher).
     public var teacherIdentity: String? {
         if let teacherCacheIdentity { return teacherCacheIdentity }
         guard !teacherModels.isEmpty else { return nil }
         return TeacherCache.identity(teachers: teacherModels.map { TeacherCache.identity(of: $0) }, weights: teacherWeights)
+            + (config.teacherPrecision == .bfloat16 ? " in bf16" : "")
     }
 
     /// Weights divided by their sum, after checking they are finite, non-negative and not all zero.
