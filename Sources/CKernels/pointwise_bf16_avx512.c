@@ -8,7 +8,6 @@
 // excitation's excite, folded in for free). Accumulation, epilogue and stores are float32, as
 // in the float32 kernel: same blocking, same 12-row x two-panel register tile, same epilogue.
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include "ckernels.h"
@@ -133,13 +132,6 @@ BF16 void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_
         }
     }
 }
-
-int ck_avx512_bf16_usable(void) {
-    if (!ck_avx512_usable()) return 0;
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
-    return (a >> 5) & 1u;    /* CPUID.(EAX=7,ECX=1):EAX bit 5, AVX512_BF16 */
-}
 #else
 #include <stdint.h>
 #include "ckernels.h"
@@ -149,5 +141,4 @@ void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, 
     (void)a; (void)lda; (void)k; (void)kscale; (void)packed; (void)n; (void)c; (void)ldc; (void)r0; (void)r1;
     (void)p0; (void)p1; (void)e;
 }
-int ck_avx512_bf16_usable(void) { return 0; }
 #endif
