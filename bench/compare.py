@@ -6,7 +6,11 @@ Then distillation steps of the seed's setup (teacher forward, student forward an
 head only and unfrozen from block5a_expand_conv, distillctl's `bench --train` next to TensorFlow's
 `tf.function` step, alternated the same way.
     python bench/compare.py [--model M.h5] [--rounds 2] [--iterations 20] [--threads 2]
-                            [--train-batch 8] [--train-iterations 10] [--no-inference] [--no-train]
+                            [--groups float32,bf16,avx2] [--train-batch 8] [--train-iterations 10]
+                            [--no-inference] [--no-train]
+Inference rows come in groups, each compared with its own distillctl row: float32 (every
+runtime), bf16 (distillctl --precision bf16 and OpenVINO as it comes, which picks bf16 on a CPU
+with AVX512_BF16) and AVX2 (the instruction set limited through the environment).
 """
 import argparse
 import json
@@ -24,10 +28,14 @@ PEERS = ["tensorflow", "onnxruntime", "openvino", "tflite"]
 DISTILLCTL = os.path.join(ROOT, ".build/release/distillctl")
 
 
-def distillctl(model, batch, iterations, threads):
+def environment(extra):
+    return dict(os.environ, **extra) if extra else None
+
+
+def distillctl(model, batch, iterations, threads, precision="f32", env=None):
     out = subprocess.run([DISTILLCTL, "bench", model, "--batch-size", str(batch),
-                          "--iterations", str(iterations), "--threads", str(threads)],
-                         check=True, capture_output=True, text=True).stdout
+                          "--iterations", str(iterations), "--threads", str(threads), "--precision", precision],
+                         check=True, capture_output=True, text=True, env=environment(env)).stdout
     img_s = float(re.search(r"([\d.]+) img/s", out).group(1))
     p50, p90 = map(float, re.search(r"median ([\d.]+) ms, p90 ([\d.]+) ms", out).groups())
     peak = float(re.search(r"peak memory ([\d.]+) MiB", out).group(1))
@@ -51,9 +59,10 @@ def tensorflow_train(model, batch, iterations, threads, unfreeze_from):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def peer(name, model, workdir, batch, iterations, threads):
+def peer(name, model, workdir, batch, iterations, threads, env=None):
     out = subprocess.run([sys.executable, os.path.join(HERE, "peers.py"), "run", name, model, workdir, str(batch),
-                          str(iterations), str(threads)], check=True, capture_output=True, text=True).stdout
+                          str(iterations), str(threads)], check=True, capture_output=True, text=True,
+                         env=environment(env)).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -65,11 +74,17 @@ def cpu_name():
         return platform.processor()
 
 
-def cpu_features():
+def cpu_flags():
     try:
         with open("/proc/cpuinfo") as f:
-            flags = set(re.search(r"flags\s*:\s*(.*)", f.read()).group(1).split())
+            return set(re.search(r"flags\s*:\s*(.*)", f.read()).group(1).split())
     except (OSError, AttributeError):
+        return None
+
+
+def cpu_features():
+    flags = cpu_flags()
+    if flags is None:
         return "unknown"
     return ", ".join(name for flag, name in [("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"),
                                              ("avx512_bf16", "AVX-512 BF16")] if flag in flags)
@@ -99,6 +114,10 @@ def main():
     ap.add_argument("--no-inference", dest="inference", action="store_false")
     ap.add_argument("--no-train", dest="train", action="store_false")
     ap.add_argument("--distillctl", default=DISTILLCTL)
+    ap.add_argument("--groups", default="float32,bf16,avx2",
+                    help="inference rows: float32 (all runtimes), bf16 (distillctl --precision bf16 and OpenVINO's "
+                         "default, on a CPU with AVX512_BF16), avx2 (distillctl with DISTILLCTL_NO_AVX512=1, "
+                         "TensorFlow and OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2)")
     args = ap.parse_args()
     DISTILLCTL = args.distillctl
     args.workdir = workdir = os.path.expanduser("~/.cache/distillctl/bench-models")
@@ -117,29 +136,59 @@ def main():
         training(args)
 
 
+def entries(groups):
+    """The inference rows: (group, label, run(args, batch) -> result). The first row of a group is
+    distillctl's, which the group's ratios divide by. Each row runs in its own process; the AVX2
+    rows limit the instruction set through the environment (distillctl: DISTILLCTL_NO_AVX512;
+    TensorFlow and OpenVINO, whose convolutions are oneDNN's: ONEDNN_MAX_CPU_ISA; ONNX Runtime and
+    TFLite have no such switch and are left out)."""
+    def ours(precision="f32", env=None):
+        return lambda a, b: distillctl(a.model, b, a.iterations, a.threads, precision, env)
+
+    def theirs(name, env=None):
+        return lambda a, b: peer(name, a.model, a.workdir, b, a.iterations, a.threads, env)
+
+    rows = []
+    if "float32" in groups:
+        rows += [("float32", "distillctl", ours())] + [("float32", name, theirs(name)) for name in PEERS]
+    if "bf16" in groups and "avx512_bf16" in (cpu_flags() or set()):
+        rows += [("bf16", "distillctl --precision bf16", ours("bf16")),
+                 ("bf16", "openvino as it comes", theirs("openvino-default"))]
+    if "avx2" in groups:
+        avx2 = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+        rows += [("AVX2", "distillctl DISTILLCTL_NO_AVX512=1", ours(env={"DISTILLCTL_NO_AVX512": "1"})),
+                 ("AVX2", "tensorflow ONEDNN_MAX_CPU_ISA=AVX2", theirs("tensorflow", avx2)),
+                 ("AVX2", "openvino f32 ONEDNN_MAX_CPU_ISA=AVX2", theirs("openvino", avx2))]
+    return rows
+
+
 def inference(args):
     results = {}
     batches = list(map(int, args.batches.split(",")))
+    rows = entries(args.groups.split(","))
     for batch in batches:
         for r in range(args.rounds):
-            order = ["distillctl"] + PEERS if r % 2 == 0 else PEERS[::-1] + ["distillctl"]
-            for name in order:
-                res = (distillctl(args.model, batch, args.iterations, args.threads) if name == "distillctl"
-                       else peer(name, args.model, args.workdir, batch, args.iterations, args.threads))
-                results.setdefault((name, batch), []).append(res)
-                print(f"  round {r + 1} batch {batch} {name:12s} {res['img_s']:7.1f} img/s  peak {res['peak_mb']:.0f} MiB",
+            # Alternate: forward in even rounds, backward in odd ones.
+            for group, label, run in (rows if r % 2 == 0 else rows[::-1]):
+                res = run(args, batch)
+                results.setdefault((label, batch), []).append(res)
+                print(f"  round {r + 1} batch {batch} {label:40s} {res['img_s']:7.1f} img/s  peak {res['peak_mb']:.0f} MiB",
                       file=sys.stderr)
-    print(f"Inference: median of {args.rounds} rounds x {args.iterations} iterations\n")
-    print("| runtime | batch | img/s | latency p50 ms | peak MiB | distillctl / runtime |")
-    print("|---|---|---|---|---|---|")
+    print(f"Inference: median of {args.rounds} rounds x {args.iterations} iterations; the ratio is the group's "
+          f"distillctl row over each row\n")
+    print("| group | runtime | batch | img/s | latency p50 ms | peak MiB | distillctl / runtime | notes |")
+    print("|---|---|---|---|---|---|---|---|")
     for batch in batches:
-        ours = statistics.median(x["img_s"] for x in results[("distillctl", batch)])
-        for name in ["distillctl"] + PEERS:
-            rs = results[(name, batch)]
-            img_s = statistics.median(x["img_s"] for x in rs)
-            p50 = statistics.median(x["p50_ms"] for x in rs)
-            peak = max(x["peak_mb"] for x in rs)
-            print(f"| {name} | {batch} | {img_s:.1f} | {p50:.1f} | {peak:.0f} | {ours / img_s:.2f}x |")
+        for group in dict.fromkeys(g for g, _, _ in rows):
+            members = [label for g, label, _ in rows if g == group]
+            ours = statistics.median(x["img_s"] for x in results[(members[0], batch)])
+            for label in members:
+                rs = results[(label, batch)]
+                img_s = statistics.median(x["img_s"] for x in rs)
+                p50 = statistics.median(x["p50_ms"] for x in rs)
+                peak = max(x["peak_mb"] for x in rs)
+                notes = ", ".join(f"{k} {rs[0][k]}" for k in ("precision", "kernels") if k in rs[0])
+                print(f"| {group} | {label} | {batch} | {img_s:.1f} | {p50:.1f} | {peak:.0f} | {ours / img_s:.2f}x | {notes} |")
     print()
 
 

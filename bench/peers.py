@@ -1,5 +1,7 @@
 """Speed peers for `bench/compare.py`: the same model and batch in TensorFlow, ONNX Runtime,
 OpenVINO and TFLite (XNNPACK), each timed in its own process so peak memory is its own.
+Runtime "openvino" is OpenVINO in float32, "openvino-default" OpenVINO as it comes (bf16 on a CPU
+with AVX512_BF16). The environment passes through (ONEDNN_MAX_CPU_ISA=AVX2 for the AVX2 rows).
 
     python peers.py prepare MODEL.h5 WORKDIR           # writes WORKDIR/model.onnx, model_b{1,8}.tflite
     python peers.py run RUNTIME MODEL.h5 WORKDIR BATCH ITERATIONS THREADS   # prints one JSON line
@@ -41,6 +43,10 @@ def prepare(model_path, workdir):
             f.write(converter.convert())
 
 
+# What a runner learnt about itself (OpenVINO's precision and kernels), added to its JSON line.
+INFO = {}
+
+
 def runner(name, model_path, workdir, batch, threads):
     """Returns (callable running one batch, the batch)."""
     if name == "tensorflow":
@@ -62,16 +68,28 @@ def runner(name, model_path, workdir, batch, threads):
         inp = sess.get_inputs()[0]
         x = random_batch(inp.shape[1:], batch)
         return (lambda: sess.run(None, {inp.name: x})), x
-    if name == "openvino":
+    if name in ("openvino", "openvino-default"):
         import openvino as ov
         core = ov.Core()
         model = core.read_model(os.path.join(workdir, "model.onnx"))
         shape = [batch] + [d.get_length() for d in model.inputs[0].get_partial_shape()[1:]]
         model.reshape({model.inputs[0].any_name: shape})
-        # float32 like every other runtime here: on CPUs with bfloat16 support OpenVINO otherwise
-        # picks bf16 and its outputs move by ~2e-2 from Keras's.
-        compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                                                     "INFERENCE_PRECISION_HINT": "f32"})
+        # "openvino": float32 like every other runtime here. "openvino-default": what a user gets
+        # without asking, which on CPUs with bfloat16 support is bf16 (outputs ~2e-2 from Keras's).
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        if name == "openvino":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        compiled = core.compile_model(model, "CPU", config)
+        INFO["precision"] = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        # The kernels OpenVINO picked for the convolutions (jit_avx512_..., jit_avx2_...): shows
+        # whether ONEDNN_MAX_CPU_ISA limited them.
+        kinds = {}
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if "layerType" in info and info["layerType"].value == "Convolution" and "primitiveType" in info:
+                kind = info["primitiveType"].value
+                kinds[kind] = kinds.get(kind, 0) + 1
+        INFO["kernels"] = max(kinds, key=kinds.get) if kinds else "unknown"
         request = compiled.create_infer_request()
         x = random_batch(shape[1:], batch)
         return (lambda: request.infer({0: x})), x
@@ -104,7 +122,7 @@ def run(name, model_path, workdir, batch, iterations, threads):
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"runtime": name, "batch": batch, "img_s": batch * len(times) / sum(times),
                       "p50_ms": 1000 * times[len(times) // 2], "p90_ms": 1000 * times[int(0.9 * (len(times) - 1))],
-                      "peak_mb": peak_mb}))
+                      "peak_mb": peak_mb, **INFO}))
 
 
 def distillation_step(tf, teacher, student, alpha=0.9, temperature=3.0):

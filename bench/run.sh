@@ -12,4 +12,6 @@ fi
 # The benchmarked binary: the speed flags plus -Ounchecked, in its own scratch path.
 source scripts/build-flags.sh
 swift build -c release --scratch-path "$bench_scratch" "${bench_flags[@]}" --product distillctl
+# Inference rows in groups: float32, bf16 (distillctl --precision bf16 beside OpenVINO as it comes)
+# and AVX2 (DISTILLCTL_NO_AVX512 beside oneDNN under ONEDNN_MAX_CPU_ISA=AVX2); --groups to choose.
 "$venv/bin/python" bench/compare.py --distillctl "$bench_scratch/release/distillctl" "$@"

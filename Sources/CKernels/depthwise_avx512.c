@@ -166,8 +166,12 @@ AVX512 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float
             float *slot = ring + (next % R) * W * C;
             ck_epilogue e = f->expand;
             e.output = slot;
-            ck_pointwise_block_avx512(in, f->inChannels, f->inChannels, f->expandPacked, C, slot, C, 0, W, 0, panels,
-                                      &e);
+            if (f->expandPackedBF16)
+                ck_pointwise_bf16_block_avx512(in, f->inChannels, f->inChannels, NULL, f->expandPackedBF16, C, slot, C, 0,
+                                               W, 0, panels, &e);
+            else
+                ck_pointwise_block_avx512(in, f->inChannels, f->inChannels, f->expandPacked, C, slot, C, 0, W, 0,
+                                          panels, &e);
         }
         for (ptrdiff_t i = 0; i < R; i++) rows[i] = ring + (((top + i) % R + R) % R) * W * C;
         any_row(g, rows, f->depthwiseKernel, y + r * g->outW * C, oy, row_sums(&f->depthwiseEpilogue, r, C));

@@ -1,5 +1,26 @@
 import Graph
 
+/// The number format of a model's matrix products at inference. `bfloat16` rounds the weights
+/// (once, when a plan is built) and the activations (as the products read them) to bf16 and
+/// accumulates in float32 (AVX512_BF16's vdpbf16ps); it applies to the pointwise convolutions
+/// and dense layers, where EfficientNet spends most of its multiply-adds, while depthwise and
+/// the other convolutions, pooling, normalisation and activations stay float32.
+public enum Precision: String, Sendable, CaseIterable {
+    case float32 = "f32"
+    case bfloat16 = "bf16"
+
+    /// Why this machine cannot run `self`, or nil when it can.
+    public var unsupportedReason: String? {
+        switch self {
+        case .float32: return nil
+        case .bfloat16:
+            if KernelISA.bf16Available { return nil }
+            return "bf16 needs a CPU with AVX512_BF16 (vdpbf16ps), and this one has none"
+                + (KernelISA.available ? "" : " (nor usable AVX-512)")
+        }
+    }
+}
+
 /// Runs a loaded model for inference. Plans are compiled once per batch size and input shape
 /// and reused; `run` splits larger batches.
 public final class InferenceSession {
@@ -8,15 +29,21 @@ public final class InferenceSession {
     public let outputNodes: [Int]
     /// Return a trailing softmax's input (the logits) instead of the probabilities.
     public let logits: Bool
+    /// The matrix products' number format (float32 unless asked).
+    public let precision: Precision
     /// Compiled plans by input shapes and instance (one per worker running passes side by side).
     private var plans: [[Int]: CompiledPlan] = [:]
 
     /// `outputLayers`: layer names whose outputs to return instead of the model's outputs.
     /// `logits`: where an output ends in a softmax (a Softmax layer or a softmax activation),
-    /// return the values before it, as distillation needs.
-    public init(model: LoadedModel, outputLayers: [String]? = nil, logits: Bool = false) throws {
+    /// return the values before it, as distillation needs. `precision`: `.bfloat16` is refused
+    /// (thrown, never replaced by float32) on a machine without AVX512_BF16.
+    public init(model: LoadedModel, outputLayers: [String]? = nil, logits: Bool = false,
+                precision: Precision = .float32) throws {
+        if let reason = precision.unsupportedReason { throw RuntimeError(reason) }
         self.model = model
         self.logits = logits
+        self.precision = precision
         if let names = outputLayers {
             outputNodes = try names.map { try model.graph.findLayer($0) }
         } else {
@@ -88,7 +115,7 @@ public final class InferenceSession {
     /// Compiles the plan for these input shapes (batch included).
     func compile(inputShapes: [[Int]]) throws -> CompiledPlan {
         let (nodes, outputs) = try planNodes(inputShapes: inputShapes)
-        return CompiledPlan(nodes: nodes, outputs: outputs)
+        return CompiledPlan(nodes: nodes, outputs: outputs, precision: precision)
     }
 
     /// The fused plan's operations for these input shapes, not yet given any memory.

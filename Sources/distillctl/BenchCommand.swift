@@ -24,6 +24,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Option(help: "Number format of the pointwise convolutions and dense layers: f32, or bf16 (needs AVX512_BF16). With --train: the teacher's.")
+    var precision: Precision = .float32
+
     @Flag(help: "Print where the time goes, per kind of operation.")
     var profile = false
 
@@ -44,6 +47,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard batchSize > 0, iterations > 0 else { throw CommandLineError("--batch-size and --iterations must be positive") }
+            try checkPrecision(precision, flag: "--precision")
             try setThreads(threads)
             let model = try modelOptions.load()
             warnNonFinite(model, path: modelOptions.model)
@@ -56,6 +60,7 @@ struct BenchCommand: ParsableCommand {
                 var config = DistillConfig()
                 if let unfreezeFrom { config.trainable = .unfreezeFrom(unfreezeFrom) }
                 if headOnly { config.trainable = .headOnly }
+                config.teacherPrecision = precision
                 let result = try Benchmark.distillation(teacher: model, student: model, config: config,
                                                         batchSize: batchSize, iterations: iterations, profile: profile)
                 print(result.report.replacingOccurrences(of: "img/s", with: "img/s in distillation steps"))
@@ -64,7 +69,7 @@ struct BenchCommand: ParsableCommand {
                 if let phases = result.phaseReport { print(phases) }
                 return
             }
-            let session = try InferenceSession(model: model)
+            let session = try InferenceSession(model: model, precision: precision)
             let result = try Benchmark.inference(session: session, batchSize: batchSize, iterations: iterations)
             print(result.report)
             if profile { print(try Benchmark.profile(session: session, batchSize: batchSize)) }

@@ -49,8 +49,12 @@ struct TeacherOptions: ParsableArguments {
     @Option(help: "Weights of the teachers' logits, comma-separated, in --teacher order (divided by their sum; default equal).")
     var teacherWeights: String?
 
+    @Option(help: "Number format of the teachers' pointwise convolutions and dense layers: f32, or bf16 (needs AVX512_BF16; float32 accumulation). The student always trains in f32.")
+    var teacherPrecision: Precision = .float32
+
     func check() throws {
         guard !teacher.isEmpty || teacherCache != nil else { throw ValidationError("give --teacher, or --teacher-cache") }
+        try checkPrecision(teacherPrecision, flag: "--teacher-precision")
         if !teacherArch.isEmpty && teacherArch.count != teacher.count {
             throw ValidationError("\(teacherArch.count) --teacher-arch for \(teacher.count) --teacher: give one per teacher, or none")
         }

@@ -48,6 +48,9 @@ struct PredictCommand: ParsableCommand {
     @Flag(help: "With --images: decode JPEGs of at least twice the model's input size at a reduced scale (libjpeg-turbo's DCT scaling), then resize as usual; faster, not Keras's load_img pixels.")
     var fastDecode = false
 
+    @Option(help: "Number format of the pointwise convolutions and dense layers: f32, or bf16 (needs AVX512_BF16; float32 accumulation, the rest stays f32).")
+    var precision: Precision = .float32
+
     func validate() throws {
         guard (input == nil) != (images == nil) else {
             throw ValidationError("give exactly one of --input X.npy or --images CSV|DIR")
@@ -58,6 +61,7 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try checkPrecision(precision, flag: "--precision")
             var files = modelOptions.filePlan()
             files.input("--input", input)
             files.input("--images", images)
@@ -72,7 +76,7 @@ struct PredictCommand: ParsableCommand {
             try setThreads(threads)
             let model = try modelOptions.load()
             warnNonFinite(model, path: modelOptions.model)
-            let session = try InferenceSession(model: model, outputLayers: outputLayer.map { [$0] })
+            let session = try InferenceSession(model: model, outputLayers: outputLayer.map { [$0] }, precision: precision)
             if let input {
                 let x = try NpyArray.read(path: input)
                 try checkShape(x.shape, of: input, against: session.inputShapes)

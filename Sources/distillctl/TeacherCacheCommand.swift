@@ -32,11 +32,14 @@ struct TeacherCacheCommand: ParsableCommand {
     var output: String
 
     @Option(help: "Images per teacher run.") var batchSize: Int = 32
+    @Option(help: "Number format of the teachers' pointwise convolutions and dense layers: f32, or bf16 (needs AVX512_BF16).")
+    var teacherPrecision: Precision = .float32
     @Option(help: "Threads (default: all cores, shared among the ranks under mpirun).") var threads: Int?
 
     func run() throws {
         try reportingErrors {
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+            try checkPrecision(teacherPrecision, flag: "--teacher-precision")
             guard teacherArch.isEmpty || teacherArch.count == teacher.count else {
                 throw ValidationError("\(teacherArch.count) --teacher-arch for \(teacher.count) --teacher: give one per teacher, or none")
             }
@@ -61,14 +64,15 @@ struct TeacherCacheCommand: ParsableCommand {
             try files.check()
             var classes = 1
             for model in models {
-                let session = try InferenceSession(model: model, logits: true)
+                let session = try InferenceSession(model: model, logits: true, precision: teacherPrecision)
                 try checkMemory(what: "teacher-cache --batch-size \(batchSize)",
                                 bytes: session.estimatedBytes(items: min(batchSize, dataset.count), batchSize: batchSize))
                 classes = try session.outputItemCounts().first ?? 1
             }
             try files.checkSpace([(output, dataset.count * (classes * 4 * models.count + 128) + 64 * 1024)])
             let start = Date()
-            let cache = try TeacherCache.compute(teachers: models, dataset: dataset, batchSize: batchSize, collective: collective)
+            let cache = try TeacherCache.compute(teachers: models, dataset: dataset, batchSize: batchSize, collective: collective,
+                                                 precision: teacherPrecision)
             guard collective.isRoot else { return }
             try cache.write(to: output)
             print(String(format: "wrote %@: %d images x %d logits of %@ (%.1f s%@)", output, cache.images.count, cache.classes,

@@ -300,6 +300,7 @@ struct DistillCommand: ParsableCommand {
             distill.alpha = alpha
             distill.temperature = temperature
             distill.softLoss = try loss.softLoss()
+            distill.teacherPrecision = teachers.teacherPrecision
             try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
                             distill: distill, files: files)
         }

@@ -6,6 +6,7 @@
 #define CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,6 +14,9 @@ extern "C" {
 
 /// 1 when the CPU has AVX-512 F/BW/DQ/VL and the OS saves the 512-bit registers, else 0.
 int ck_avx512_usable(void);
+
+/// 1 when `ck_avx512_usable` and the CPU has AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16), else 0.
+int ck_avx512_bf16_usable(void);
 
 /// Activations the AVX-512 kernels apply in registers (the others run as a pass afterwards).
 enum {
@@ -45,6 +49,15 @@ typedef struct {
 void ck_pointwise_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *packed, ptrdiff_t n,
                                float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1,
                                const ck_epilogue *e);
+
+/// `ck_pointwise_block_avx512` with bfloat16 operands and float32 accumulation. The kernel is
+/// packed as Runtime's `packPointwiseBF16` packs it: panel p (output channels 16p..<16p+16, zeros
+/// past n; every panel 16 wide) is (k + 1) / 2 rows of 16 dwords, the dword of channel j in row q
+/// holding bf16(kernel[2q, j]) in its low half and bf16(kernel[2q + 1, j]) (0 past k) in its high
+/// half. The float32 rows of `a` (times kscale[0..<k] when not NULL) are rounded to bf16 on the fly.
+void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *kscale,
+                                    const uint32_t *packed, ptrdiff_t n, float *c, ptrdiff_t ldc, ptrdiff_t r0,
+                                    ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1, const ck_epilogue *e);
 
 /// A depthwise convolution's geometry (Runtime's Conv2DGeometry; depth multiplier 1).
 typedef struct {
@@ -86,6 +99,7 @@ typedef struct {
     ck_depthwise_geometry depthwise;   /* channels = the expansion's output channels */
     ptrdiff_t inChannels;
     const float *expandPacked;         /* packed as for ck_pointwise_block_avx512 */
+    const uint32_t *expandPackedBF16;  /* when not NULL, used instead: packed as for the bf16 block */
     ck_epilogue expand;                /* residual unused; `output` is set per row */
     const float *depthwiseKernel;      /* [kernelH, kernelW, channels] */
     ck_epilogue depthwiseEpilogue;     /* `output` = y */

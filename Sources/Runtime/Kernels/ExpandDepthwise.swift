@@ -16,13 +16,16 @@ public func expandDepthwiseWorkspaceCount(kernelH: Int, inW: Int, channels: Int)
 /// Runs the fused pair (see the file comment). `expandPacked` is the [inChannels, C] kernel
 /// packed by `packPointwise`; `g` is the depthwise geometry (inC = outC = C, dilationH 1); both
 /// epilogues must have activations the AVX-512 kernels apply (`Epilogue.avx512`) and no residual.
-/// `channelSums`: as for `depthwiseConv2d`.
+/// `channelSums`: as for `depthwiseConv2d`. `expandPackedBF16`: the same kernel packed by
+/// `packPointwiseBF16`, to expand in bfloat16 instead (AVX512_BF16; the depthwise part stays float32).
 public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, expandPacked: UnsafePointer<Float>,
+                                expandPackedBF16: UnsafePointer<UInt32>? = nil,
                                 expandEpilogue: Epilogue, geometry g: Conv2DGeometry, kernel: UnsafePointer<Float>,
                                 epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
                                 workspace: UnsafeMutablePointer<Float>, workspaceCount: Int,
                                 channelSums: UnsafeMutablePointer<Float>? = nil) {
     precondition(KernelISA.avx512 && g.inC == g.outC && g.dilationH == 1, "expandDepthwiseConv: unsupported step")
+    precondition(expandPackedBF16 == nil || KernelISA.bf16Available, "expandDepthwiseConv: bf16 needs AVX512_BF16")
     guard g.outputPixels > 0 else { return }
     let ring = g.kernelH * g.inW * g.inC
     precondition(workspaceCount >= ring, "expandDepthwiseConv: workspace too small")
@@ -32,7 +35,8 @@ public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, ex
     }
     depthwise.channel_sums = channelSums
     let fused = ck_expand_depthwise(
-        depthwise: g.depthwiseForC, inChannels: inChannels, expandPacked: expandPacked, expand: expand, depthwiseKernel: kernel,
+        depthwise: g.depthwiseForC, inChannels: inChannels, expandPacked: expandPacked,
+        expandPackedBF16: expandPackedBF16, expand: expand, depthwiseKernel: kernel,
         depthwiseEpilogue: depthwise)
     // Bands of about two per worker: each band restarts its ring and so expands the rows it
     // shares with the band above once more (kernelH - stride rows).

@@ -16,6 +16,12 @@ public enum KernelISA {
     public static let available: Bool =
         ck_avx512_usable() != 0 && ProcessInfo.processInfo.environment["DISTILLCTL_NO_AVX512"] == nil
 
+    /// Whether bfloat16 products (`Precision.bfloat16`) can run: the AVX-512 kernels are available
+    /// and the CPU has AVX512_BF16, and the environment sets neither DISTILLCTL_NO_AVX512 nor
+    /// DISTILLCTL_NO_BF16 (to test the refusal on a machine that has it).
+    public static let bf16Available: Bool =
+        available && ck_avx512_bf16_usable() != 0 && ProcessInfo.processInfo.environment["DISTILLCTL_NO_BF16"] == nil
+
     /// Runs `body` with the AVX-512 kernels switched to `on` (tests compare the two paths).
     public static func with<T>(avx512 on: Bool, _ body: () throws -> T) rethrows -> T {
         let saved = avx512

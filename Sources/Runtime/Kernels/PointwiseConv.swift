@@ -114,6 +114,67 @@ public func pointwiseConv(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, l
     }
 }
 
+/// Dwords (bf16 pairs) `packPointwiseBF16` writes for a [k, n] kernel.
+public func pointwiseBF16PackedCount(k: Int, n: Int) -> Int { (k + 1) / 2 * (n + 15) / 16 * 16 }
+
+/// Rounds to the nearest bfloat16, ties to even (what vcvtne2ps2bf16 does to the activations);
+/// a NaN stays a (quiet) NaN.
+@inline(__always)
+public func bfloat16Bits(_ x: Float) -> UInt16 {
+    let bits = x.bitPattern
+    if x.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
+    return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+}
+
+/// The float32 value of bfloat16 bits.
+@inline(__always)
+public func floatFromBFloat16(_ bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+/// Packs `kernel` [k, n] (rows n apart) for `pointwiseConvBF16`: panels of 16 output channels
+/// (zeros past n), each (k + 1) / 2 rows of 16 dwords, the dword of channel j in row q holding
+/// bf16(kernel[2q, j]) in its low half and bf16(kernel[2q + 1, j]) (0 past k) in its high half:
+/// the pairs one `vdpbf16ps` lane multiplies.
+public func packPointwiseBF16(_ kernel: UnsafePointer<Float>, k: Int, n: Int, into dst: UnsafeMutablePointer<UInt32>) {
+    let pairs = (k + 1) / 2
+    var out = dst
+    for c0 in stride(from: 0, to: n, by: 16) {
+        for q in 0..<pairs {
+            for j in 0..<16 {
+                let c = c0 + j
+                guard c < n else { out[j] = 0; continue }
+                let lo = UInt32(bfloat16Bits(kernel[2 * q * n + c]))
+                let hi = 2 * q + 1 < k ? UInt32(bfloat16Bits(kernel[(2 * q + 1) * n + c])) : 0
+                out[j] = lo | hi << 16
+            }
+            out += 16
+        }
+    }
+}
+
+/// output = epilogue(input · kernel) in bfloat16 with float32 accumulation (AVX512_BF16; see
+/// CKernels/pointwise_bf16_avx512.c), the kernel packed by `packPointwiseBF16`; with `rowScale`
+/// (k floats) the input's channel kk is multiplied by rowScale[kk] first. Same blocks and
+/// workers as `pointwiseConv`.
+public func pointwiseConvBF16(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, lda: Int,
+                              rowScale: UnsafePointer<Float>? = nil, packed: UnsafePointer<UInt32>,
+                              output: UnsafeMutablePointer<Float>, ldc: Int, epilogue: Epilogue,
+                              threads: Int = RuntimeThreads.count) {
+    precondition(KernelISA.bf16Available, "pointwiseConvBF16 needs AVX512_BF16")
+    guard m > 0, n > 0 else { return }
+    var e = SplitEpilogue(epilogue, output: output)
+    PointwiseBlocks(m: m, n: n, k: k, threads: threads).forEach { rows, panels in
+        ck_pointwise_bf16_block_avx512(input, lda, k, rowScale, packed, n, output, ldc, rows.lowerBound, rows.upperBound,
+                                       panels.lowerBound, panels.upperBound, &e.inRegisters)
+        let c0 = panels.lowerBound * 16
+        e.finish(output, offset: rows.lowerBound * ldc + c0, rows: rows.count, cols: min(n, panels.upperBound * 16) - c0,
+                 ld: ldc)
+    }
+    if epilogue.activation.kind == .softmax {
+        precondition(ldc == n, "softmax epilogue needs contiguous rows")
+        softmax(output, outer: m, axisLength: n, inner: 1)
+    }
+}
+
 /// How a product's rows and panels are cut into blocks and shared among workers: rows in blocks
 /// whose input fits in L2 (a multiple of 12 rows, the AVX-512 tile; the AVX2 tile is 6), and when
 /// there are fewer blocks than work items, panel groups too.

@@ -18,17 +18,23 @@ final class CompiledPlan {
     private var steps: [() -> Void] = []
     /// What a training-mode dropout step of this plan uses (see PlanOp.dropout); inactive: identity.
     let dropoutClock = DropoutClock()
+    /// The number format of the matrix products (pointwise convolutions, the fused expansions,
+    /// dense layers); everything else runs in float32 either way.
+    let precision: Precision
 
     /// `sharing`: another plan of the same nodes whose constants (weights, read-only while
     /// running) this one uses too, so plans running side by side on several workers keep one
     /// copy of the weights in the shared cache instead of one each.
-    init(nodes: [PlanNode], outputs: [Int], sharing other: CompiledPlan? = nil) {
+    /// `precision` (ignored when sharing: the shared plan's): bfloat16 needs `KernelISA.bf16Available`.
+    init(nodes: [PlanNode], outputs: [Int], sharing other: CompiledPlan? = nil, precision: Precision = .float32) {
+        self.precision = other?.precision ?? precision
+        precondition(self.precision == .float32 || KernelISA.bf16Available, "bfloat16 plan without AVX512_BF16")
         self.nodes = nodes
         self.outputs = outputs
         buffers = BufferPlan(nodes: nodes, outputs: outputs)
         arena = .allocate(capacity: buffers.arenaCount)
         arena.initialize(repeating: 0, count: buffers.arenaCount)
-        constants = other?.constants ?? ConstantPool(nodes: nodes)
+        constants = other?.constants ?? ConstantPool(nodes: nodes, precision: self.precision)
         for node in nodes {
             if case .meanOfRowSums = node.op, rowSums[node.inputs[0]] == nil {
                 let s = nodes[node.inputs[0]].shape
@@ -97,10 +103,10 @@ final class ConstantPool {
     let base: UnsafeMutablePointer<Float>
     let count: Int
 
-    init(nodes: [PlanNode]) {
+    init(nodes: [PlanNode], precision: Precision = .float32) {
         var arrays: [(Int, [Float])] = []
         for (i, node) in nodes.enumerated() {
-            for a in constantArrays(node.op) { arrays.append((i, a)) }
+            for a in constantArrays(node.op, precision: precision) { arrays.append((i, a)) }
         }
         count = max(1, arrays.reduce(0) { $0 + $1.1.count })
         base = .allocate(capacity: count)
@@ -118,9 +124,47 @@ final class ConstantPool {
     func pointer(_ i: Int, _ k: Int) -> UnsafeMutablePointer<Float> { base + offsets[i]![k] }
 }
 
+/// Whether `op` runs its product in bfloat16 in a plan of this precision: the pointwise
+/// convolutions (squeeze-and-excitation's scaled ones too), the fused expansions and dense layers,
+/// where EfficientNet spends most of its multiply-adds. Depthwise and other convolutions stay
+/// float32 (few multiply-adds per byte: bf16 would save little and cost accuracy).
+func runsInBF16(_ op: PlanOp, precision: Precision) -> Bool {
+    guard precision == .bfloat16 else { return false }
+    switch op {
+    case .conv(let p, _, _, _): return p.isPointwise
+    case .scaledPointwise, .expandDepthwise, .dense: return true
+    default: return false
+    }
+}
+
+/// A [k, n] kernel packed by `packPointwiseBF16`, its dwords held as Float bit patterns (the
+/// constant pool is one block of Float).
+func bf16PackedConstant(_ kernel: [Float], k: Int, n: Int) -> [Float] {
+    var packed = [UInt32](repeating: 0, count: pointwiseBF16PackedCount(k: k, n: n))
+    kernel.withUnsafeBufferPointer { src in packed.withUnsafeMutableBufferPointer { dst in
+        packPointwiseBF16(src.baseAddress!, k: k, n: n, into: dst.baseAddress!)
+    }}
+    return packed.map { Float(bitPattern: $0) }
+}
+
 /// A node's constant arrays, in the order `makeStep` asks for them; absent optional arrays are
-/// skipped, so the step must use the same conditions.
-func constantArrays(_ op: PlanOp) -> [[Float]] {
+/// skipped, so the step must use the same conditions. In bfloat16 (`runsInBF16`) the product's
+/// kernel is packed by `packPointwiseBF16` instead, in the same place.
+func constantArrays(_ op: PlanOp, precision: Precision = .float32) -> [[Float]] {
+    if runsInBF16(op, precision: precision) {
+        switch op {
+        case .conv(let p, let k, let s, _), .scaledPointwise(let p, let k, let s, _):
+            return [bf16PackedConstant(k, k: k.count / p.outChannels, n: p.outChannels)] + (s.map { [$0] } ?? [])
+        case .dense(let fi, let fo, let k, let s, _):
+            return [bf16PackedConstant(k, k: fi, n: fo)] + (s.map { [$0] } ?? [])
+        case .expandDepthwise(let f):
+            let zeros = [Float](repeating: 0, count: f.expandChannels)
+            return [bf16PackedConstant(f.expandKernel, k: f.expandKernel.count / f.expandChannels, n: f.expandChannels),
+                    f.expandShift ?? zeros, f.kernel, f.shift ?? zeros]
+        default:
+            break
+        }
+    }
     switch op {
     case .conv(let p, let k, let s, _) where p.isPointwise, .scaledPointwise(let p, let k, let s, _):
         // Packed once here for `pointwiseConv` (k = inC rows of outC).

@@ -28,6 +28,7 @@ extension CompiledPlan {
         let ins = node.inputs.map { UnsafePointer(pointer($0)) }
         let inShapes = node.inputs.map { nodes[$0].shape }
         let constant = { (k: Int) in UnsafePointer(self.constants.pointer(i, k)) }
+        if runsInBF16(node.op, precision: precision) { return makeBF16Step(i, node: node, ins: ins, out: out, constant: constant) }
         switch node.op {
         case .input, .view:
             return {}
@@ -124,6 +125,58 @@ extension CompiledPlan {
             }
         default:
             return makeDataStep(i, node: node, ins: ins, inShapes: inShapes, out: out, constant: constant)
+        }
+    }
+}
+
+extension CompiledPlan {
+    /// The steps of `runsInBF16`'s operations in a bfloat16 plan: the kernel constant is packed by
+    /// `packPointwiseBF16` (see `constantArrays`); epilogues and the rest as in `makeStep`.
+    func makeBF16Step(_ i: Int, node: PlanNode, ins: [UnsafePointer<Float>], out: UnsafeMutablePointer<Float>,
+                      constant: (Int) -> UnsafePointer<Float>) -> () -> Void {
+        let packed = UnsafeRawPointer(constant(0)).assumingMemoryBound(to: UInt32.self)
+        switch node.op {
+        case .conv(let p, _, let shift, let act):
+            let g = CompiledPlan.geometry(nodes, i, p)
+            let bias = shift == nil ? nil : constant(1)
+            let residual = p.residual ? ins.last : nil
+            return { pointwiseConvBF16(m: g.outputPixels, n: g.outC, k: g.inC, input: ins[0], lda: g.inC, packed: packed,
+                                       output: out, ldc: g.outC,
+                                       epilogue: Epilogue(shift: bias, residual: residual, activation: act)) }
+        case .scaledPointwise(let p, _, let shift, let act):
+            // The channel scale is applied as the input is rounded to bf16, per image.
+            let g = CompiledPlan.geometry(nodes, i, p)
+            let batch = g.batch, cin = g.inC, cout = g.outC, pixels = g.inH * g.inW
+            let bias = shift == nil ? nil : constant(1)
+            let residual = p.residual ? ins.last : nil
+            return {
+                for b in 0..<batch {
+                    pointwiseConvBF16(m: pixels, n: cout, k: cin, input: ins[0] + b * pixels * cin, lda: cin,
+                                      rowScale: ins[1] + b * cin, packed: packed, output: out + b * pixels * cout, ldc: cout,
+                                      epilogue: Epilogue(shift: bias, residual: residual.map { $0 + b * pixels * cout },
+                                                         activation: act))
+                }
+            }
+        case .expandDepthwise(let f):
+            let x = nodes[node.inputs[0]].shape
+            let g = f.depthwise.geometry(input: [x[0], x[1], x[2], f.expandChannels], output: node.shape)
+            let expandShift = constant(1), kernel = constant(2), shift = constant(3)
+            let ws = workspace, wsCount = workspaceCount, sums = rowSums[i]
+            // The float32 kernel pointer is not read when the bf16 one is given.
+            let unread = constant(0)
+            return { expandDepthwiseConv(input: ins[0], inChannels: x[3], expandPacked: unread,
+                                         expandPackedBF16: packed,
+                                         expandEpilogue: Epilogue(shift: expandShift, activation: f.expandAct),
+                                         geometry: g, kernel: kernel,
+                                         epilogue: Epilogue(shift: shift, activation: f.act), output: out,
+                                         workspace: ws, workspaceCount: wsCount, channelSums: sums) }
+        case .dense(let fi, let fo, _, let shift, let act):
+            let rows = node.count / fo
+            let bias = shift == nil ? nil : constant(1)
+            return { pointwiseConvBF16(m: rows, n: fo, k: fi, input: ins[0], lda: fi, packed: packed, output: out, ldc: fo,
+                                       epilogue: Epilogue(shift: bias, activation: act)) }
+        default:
+            preconditionFailure("makeBF16Step: \(node.kindName) has no bfloat16 step")
         }
     }
 }

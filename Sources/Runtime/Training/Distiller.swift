@@ -35,6 +35,8 @@ public struct DistillConfig: Sendable {
     public var frozen: Set<String> = []
     /// The logit loss the teacher's soft targets enter through (kd, dkd or dist).
     public var softLoss: SoftLoss = .kd
+    /// The number format of the teachers' matrix products (see `Precision`; the student's are float32).
+    public var teacherPrecision: Precision = .float32
     public init() {}
 }
 
@@ -96,7 +98,7 @@ public final class Distiller {
         }
         guard !buffers.isEmpty else { throw RuntimeError("the student '\(graph.name)' has no trainable weights with these settings") }
         try optimizer.build(buffers)
-        self.teachers = try teachers.map { try InferenceSession(model: $0, logits: true) }
+        self.teachers = try teachers.map { try InferenceSession(model: $0, logits: true, precision: config.teacherPrecision) }
         self.teacherModels = teachers
         self.teacherWeights = try Self.normalizedWeights(teacherWeights ?? [Double](repeating: 1, count: teachers.count))
         if !teachers.isEmpty && self.teacherWeights.count != teachers.count {
@@ -116,11 +118,13 @@ public final class Distiller {
     public var distilling: Bool { !teachers.isEmpty || teacherCacheIdentity != nil }
 
     /// The teachers as a checkpoint records them (name, parameter count, weights' hash; the
-    /// weights of several).
+    /// weights of several; "in bf16" when they run so, whose soft targets differ from float32's,
+    /// so a resume in the other precision is refused as another teacher).
     public var teacherIdentity: String? {
         if let teacherCacheIdentity { return teacherCacheIdentity }
         guard !teacherModels.isEmpty else { return nil }
         return TeacherCache.identity(teachers: teacherModels.map { TeacherCache.identity(of: $0) }, weights: teacherWeights)
+            + (config.teacherPrecision == .bfloat16 ? " in bf16" : "")
     }
 
     /// Weights divided by their sum, after checking they are finite, non-negative and not all zero.

@@ -88,16 +88,16 @@ public struct TeacherCache: Sendable {
     }
 
     /// Each of `teachers` on every image, as `compute(teacher:...)`; the teachers must take the same
-    /// input and give the same number of outputs.
+    /// input and give the same number of outputs. `precision`: the teachers' matrix products'.
     public static func compute(teachers: [LoadedModel], dataset: ImageDataset, batchSize: Int,
-                               collective: any Collective = SingleProcess(),
+                               collective: any Collective = SingleProcess(), precision: Precision = .float32,
                                progress: ((Int, Int) -> Void)? = nil) throws -> TeacherCache {
         precondition(!teachers.isEmpty, "no teacher")
         var all: [Float] = []
         var classes = 0
         for teacher in teachers {
             let one = try computeOne(teacher: teacher, dataset: dataset, batchSize: batchSize, collective: collective,
-                                     progress: progress)
+                                     precision: precision, progress: progress)
             guard classes == 0 || one.classes == classes else {
                 throw RuntimeError("the teachers give different numbers of outputs (\(classes) and \(one.classes) for \(teacher.graph.name))")
             }
@@ -109,8 +109,9 @@ public struct TeacherCache: Sendable {
     }
 
     private static func computeOne(teacher: LoadedModel, dataset: ImageDataset, batchSize: Int,
-                                   collective: any Collective, progress: ((Int, Int) -> Void)?) throws -> (classes: Int, logits: [Float]) {
-        let session = try InferenceSession(model: teacher, logits: true)
+                                   collective: any Collective, precision: Precision,
+                                   progress: ((Int, Int) -> Void)?) throws -> (classes: Int, logits: [Float]) {
+        let session = try InferenceSession(model: teacher, logits: true, precision: precision)
         let shape = session.inputShapes[0]
         guard shape.count == 3 else { throw RuntimeError("the teacher \(teacher.graph.name)'s input is \(shape), not an image") }
         var options = LoaderOptions(height: shape[0], width: shape[1], channels: shape[2], batchSize: batchSize, shuffle: false)

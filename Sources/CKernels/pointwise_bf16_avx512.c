@@ -1,0 +1,144 @@
+// The pointwise (1x1) product of pointwise_avx512.c with bfloat16 operands (AVX512_BF16):
+// `vdpbf16ps` multiplies two pairs of bf16 per 32-bit lane and adds both products to a float32
+// accumulator, so one instruction does the work of two fused multiply-adds on half the bytes.
+// The weights arrive packed once, at plan build, as bf16 pairs (see ck_pointwise_bf16_block_avx512
+// in ckernels.h); the activations stay float32 in memory and a block's rows are rounded to bf16
+// (round to nearest even, vcvtne2ps2bf16) into a per-thread buffer just before the block's tiles
+// read them, optionally multiplied by a per-input-channel scale on the way (squeeze-and-
+// excitation's excite, folded in for free). Accumulation, epilogue and stores are float32, as
+// in the float32 kernel: same blocking, same 12-row x two-panel register tile, same epilogue.
+#if defined(__x86_64__)
+#include <stdint.h>
+#include <stdlib.h>
+#include "ckernels.h"
+#include "vec512.h"
+
+#define BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+#define BF16_INLINE BF16 static inline __attribute__((always_inline))
+
+/// Weight pairs ahead at which each panel is prefetched (the float32 kernel's 24 input
+/// channels, in pairs of the same byte distance: one bf16 pair is one float).
+#define PREFETCH 24
+
+/// Dwords (bf16 pairs) of a thread's conversion buffer at most; a block with more rows than
+/// fit is converted and multiplied in slices of rows.
+#define SCRATCH_LIMIT (1 << 16)
+
+/// `k` floats of x (times scale[j] when given) as (k + 1) / 2 bf16 pairs, the odd tail padded with 0.
+BF16_INLINE void to_pairs(const float *x, ptrdiff_t k, const float *scale, uint32_t *dst) {
+    ptrdiff_t j = 0;
+    for (; j + 32 <= k; j += 32) {
+        __m512 lo = _mm512_loadu_ps(x + j), hi = _mm512_loadu_ps(x + j + 16);
+        if (scale) {
+            lo = _mm512_mul_ps(lo, _mm512_loadu_ps(scale + j));
+            hi = _mm512_mul_ps(hi, _mm512_loadu_ps(scale + j + 16));
+        }
+        _mm512_storeu_si512((void *)(dst + j / 2), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+    if (j < k) {
+        const __mmask16 m0 = ck_lanes(k - j), m1 = ck_lanes(k - j - 16);
+        __m512 lo = _mm512_maskz_loadu_ps(m0, x + j), hi = _mm512_maskz_loadu_ps(m1, x + j + 16);
+        if (scale) {
+            lo = _mm512_mul_ps(lo, _mm512_maskz_loadu_ps(m0, scale + j));
+            hi = _mm512_mul_ps(hi, _mm512_maskz_loadu_ps(m1, scale + j + 16));
+        }
+        _mm512_mask_storeu_epi32(dst + j / 2, ck_lanes((k - j + 1) / 2), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+}
+
+/// Up to 12 rows (R) of bf16 pairs, kp pairs each, rows ldx dwords apart, times one or two
+/// panels (V) of kp rows of 16 pairs.
+BF16_INLINE void tile(const int R, const int V, const uint32_t *x, ptrdiff_t ldx, ptrdiff_t kp, const uint32_t *w0,
+                      const uint32_t *w1, float *out, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1,
+                      const ck_epilogue *e) {
+    __m512 acc0[12], acc1[12];
+    for (int i = 0; i < R; i++) {
+        acc0[i] = _mm512_setzero_ps();
+        acc1[i] = _mm512_setzero_ps();
+    }
+    for (ptrdiff_t kk = 0; kk < kp; kk++) {
+        _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * 16), _MM_HINT_T0);
+        if (V == 2) _mm_prefetch((const char *)(w1 + (kk + PREFETCH) * 16), _MM_HINT_T0);
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)(w0 + kk * 16));
+        const __m512bh b1 = V == 2 ? (__m512bh)_mm512_loadu_si512((const void *)(w1 + kk * 16)) : b0;
+        for (int i = 0; i < R; i++) {
+            const __m512bh v = (__m512bh)_mm512_set1_epi32((int)x[i * ldx + kk]);
+            acc0[i] = _mm512_dpbf16_ps(acc0[i], v, b0);
+            if (V == 2) acc1[i] = _mm512_dpbf16_ps(acc1[i], v, b1);
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        ck_emit(acc0[i], ch, out + i * ldc, m0, e);
+        if (V == 2) ck_emit(acc1[i], ch + 16, out + i * ldc + 16, m1, e);
+    }
+}
+
+/// Rows 0..<rows of the converted slice against one or two panels: 12-row tiles, then the rest.
+BF16_INLINE void rows(const int V, const uint32_t *x, ptrdiff_t kp, ptrdiff_t count, const uint32_t *w0,
+                      const uint32_t *w1, float *c, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1,
+                      const ck_epilogue *e) {
+    ptrdiff_t r = 0;
+    for (; r + 12 <= count; r += 12) tile(12, V, x + r * kp, kp, kp, w0, w1, c + r * ldc + ch, ldc, ch, m0, m1, e);
+    const uint32_t *xr = x + r * kp;
+    float *out = c + r * ldc + ch;
+#define TAIL(R) case R: tile(R, V, xr, kp, kp, w0, w1, out, ldc, ch, m0, m1, e); break;
+    switch (count - r) {
+        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
+        default: break;
+    }
+#undef TAIL
+}
+
+/// This thread's conversion buffer, grown to at least `dwords` (kept for the thread's life: it
+/// is reused by every later product on the thread).
+static uint32_t *scratch(ptrdiff_t dwords) {
+    static __thread uint32_t *buffer;
+    static __thread ptrdiff_t capacity;
+    if (capacity < dwords) {
+        free(buffer);
+        buffer = aligned_alloc(64, (size_t)((dwords + 15) / 16 * 64));
+        if (!buffer) abort();    /* at most SCRATCH_LIMIT or one slice of 12 rows: out of memory */
+        capacity = dwords;
+    }
+    return buffer;
+}
+
+BF16 void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *kscale,
+                                         const uint32_t *packed, ptrdiff_t n, float *c, ptrdiff_t ldc, ptrdiff_t r0,
+                                         ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1, const ck_epilogue *e) {
+    if (r1 <= r0 || p1 <= p0) return;
+    const ptrdiff_t kp = (k + 1) / 2;
+    // Rows per slice: the whole block when its pairs fit the limit, else a multiple of 12.
+    ptrdiff_t slice = r1 - r0;
+    if (slice * kp > SCRATCH_LIMIT) {
+        slice = SCRATCH_LIMIT / (kp > 0 ? kp : 1) / 12 * 12;
+        if (slice < 12) slice = 12;
+    }
+    uint32_t *x = scratch(slice * (kp > 0 ? kp : 1));
+    for (ptrdiff_t s = r0; s < r1; s += slice) {
+        const ptrdiff_t count = r1 - s < slice ? r1 - s : slice;
+        for (ptrdiff_t r = 0; r < count; r++) to_pairs(a + (s + r) * lda, k, kscale, x + r * kp);
+        float *cs = c + s * ldc;
+        for (ptrdiff_t p = p0; p < p1;) {
+            const ptrdiff_t c0 = p * 16;
+            const uint32_t *w0 = packed + p * 16 * kp;
+            if (p + 1 < p1) {
+                rows(2, x, kp, count, w0, w0 + 16 * kp, cs, ldc, c0, ck_lanes(n - c0), ck_lanes(n - c0 - 16), e);
+                p += 2;
+            } else {
+                rows(1, x, kp, count, w0, w0, cs, ldc, c0, ck_lanes(n - c0), 0, e);
+                p += 1;
+            }
+        }
+    }
+}
+#else
+#include <stdint.h>
+#include "ckernels.h"
+void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *kscale,
+                                    const uint32_t *packed, ptrdiff_t n, float *c, ptrdiff_t ldc, ptrdiff_t r0,
+                                    ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1, const ck_epilogue *e) {
+    (void)a; (void)lda; (void)k; (void)kscale; (void)packed; (void)n; (void)c; (void)ldc; (void)r0; (void)r1;
+    (void)p0; (void)p1; (void)e;
+}
+#endif
