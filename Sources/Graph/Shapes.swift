@@ -90,7 +90,9 @@ func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) th
     case .layerScale(let dim):
         let x = try single()
         guard x.last == dim else { throw fail("projection_dim \(dim) does not match the input's last axis in \(fmt(x))") }
-        return LayerSignature(output: x, weights: [WeightSpec(name: "gamma", shape: [dim], trainableKind: true)])
+        // Keras 3's LayerScale creates gamma without a name: `variable` in its legacy .h5 files.
+        return LayerSignature(output: x, weights: [WeightSpec(name: "gamma", shape: [dim], trainableKind: true,
+                                                              aliases: ["variable"])])
     case .scaledAdd:
         guard inputs.count == 2 else { throw fail("expects two inputs, got \(inputs.count)") }
         return LayerSignature(output: try broadcastShapes(inputs, fail: fail), weights: [])

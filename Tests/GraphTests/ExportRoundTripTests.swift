@@ -103,6 +103,9 @@ final class ExportRoundTripTests: XCTestCase {
         // Keras 2.0's renamed prefixes (`conv1_conv_1/kernel:0` in group `conv1_conv`, bound by
         // position) are written back under the layer's own name, as Keras writes them today.
         if layer == group + "_1" { layer = group }
-        return (layer, "\(layer)/\(short == "depthwise_kernel" ? "kernel" : short)")
+        // Keras 3 stores a variable created without a name (ConvNeXt's LayerScale gamma) as
+        // `variable`; it is written back under tf-keras's name, `gamma`.
+        let unnamed = short == "variable" || (short.hasPrefix("variable_") && Int(short.dropFirst("variable_".count)) != nil)
+        return (layer, "\(layer)/\(short == "depthwise_kernel" ? "kernel" : unnamed ? "gamma" : short)")
     }
 }
