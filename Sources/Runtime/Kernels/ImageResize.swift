@@ -11,8 +11,14 @@ import Graph
 /// start computed in float32 and truncated, as both do.
 public func aspectCropWindow(height: Int, width: Int, targetHeight: Int, targetWidth: Int)
     -> (top: Int, left: Int, height: Int, width: Int) {
-    let cropH = max(min(height, Int(Float(width * targetHeight) / Float(targetWidth))), 1)
-    let cropW = max(min(width, Int(Float(height * targetWidth) / Float(targetHeight))), 1)
+    // The product is exact in Double and rounded once to float32, as Keras's int product cast to
+    // float32; clamped before the conversion so that no size overflows an Int.
+    func side(_ a: Int, _ b: Int, _ c: Int, limit: Int) -> Int {
+        let v = Float(Double(a) * Double(b)) / Float(c)
+        return max(min(limit, v >= Float(limit) ? limit : Int(v)), 1)
+    }
+    let cropH = side(width, targetHeight, targetWidth, limit: height)
+    let cropW = side(height, targetWidth, targetHeight, limit: width)
     return (Int(Float(height - cropH) / 2), Int(Float(width - cropW) / 2), cropH, cropW)
 }
 
