@@ -22,7 +22,7 @@ enum ConfigAudit {
     /// carry `GraphNode.trainingNoise`, refused wherever they run in training mode, trainable or
     /// not (Keras draws the noise in a frozen part too).
     static let noiseLayers: Set<String> = ["GaussianNoise", "GaussianDropout", "AlphaDropout", "RandomFlip", "RandomRotation",
-                                           "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness"]
+                                           "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness", "RandomCrop"]
 
     /// Checks the keys no parser read. Returns those that act in training and are set.
     static func check(_ config: LayerConfig) throws -> [String] {

@@ -80,6 +80,26 @@ let layerParsers: [String: LayerParser] = [
     },
     "RandomContrast": { c, _ in try parseAugmentation(c, keys: ["factor", "value_range", "seed"]) },
     "RandomBrightness": { c, _ in try parseAugmentation(c, keys: ["factor", "value_range", "seed"]) },
+    "RandomCrop": parseRandomCrop,
+    "Resizing": parseResizing,
+    "CenterCrop": { c, _ in
+        try checkChannelsLast(c)
+        return .centerCrop(height: try c.size("height"), width: try c.size("width"))
+    },
+    "LayerNormalization": parseLayerNorm,
+    // The applications' own classes, by the names both Kerases register them under.
+    "LayerScale": { c, _ in
+        _ = c.has("init_values")      // gamma's initial value only
+        return .layerScale(dim: try c.size("projection_dim"))
+    },
+    "StochasticDepth": { c, _ in
+        let rate = try c.double("drop_path_rate")
+        guard rate >= 0 && rate < 1 else { throw c.fail("drop_path_rate \(rate) is outside [0, 1)") }
+        return .stochasticDepth(rate: Float(rate))
+    },
+    "CustomScaleLayer": parseCustomScale,
+    // tf-keras registers it in the "Custom" package, which its .h5 files write into class_name.
+    "Custom>CustomScaleLayer": parseCustomScale,
 ]
 
 func checkChannelsLast(_ c: LayerConfig) throws {
@@ -272,4 +292,45 @@ func parseAugmentation(_ c: LayerConfig, keys: [String]) throws -> LayerOp {
     // rng_type: tf-keras's choice of random generator.
     for key in keys + ["rng_type"] { _ = c.has(key) }
     return .identity
+}
+
+func parseLayerNorm(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    let axes = c.has("axis") ? try c.intList("axis", allowScalar: true) : [-1]
+    guard !axes.isEmpty else { throw c.fail("axis [] normalizes over nothing") }
+    let rms = try c.bool("rms_scaling", default: false)
+    let spec = LayerNormSpec(axes: axes, epsilon: Float(try c.double("epsilon", default: 1e-3)),
+                             center: try c.bool("center", default: true), scale: try c.bool("scale", default: true),
+                             rmsScaling: rms)
+    return .layerNorm(spec)
+}
+
+/// Resizing as both Kerases compute it on float images: tf.image.resize after an optional crop to
+/// the aspect ratio. What this reader does not reproduce is refused by name.
+func parseResizing(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    try checkChannelsLast(c)
+    let interp = try c.string("interpolation", default: "bilinear")
+    guard let kind = Interpolation(rawValue: interp) else {
+        throw c.fail("interpolation '\(interp)' is not supported (nearest, bilinear)")
+    }
+    if try c.bool("antialias", default: false) { throw c.fail("antialias is not supported") }
+    if try c.bool("pad_to_aspect_ratio", default: false) { throw c.fail("pad_to_aspect_ratio is not supported") }
+    // fill_mode / fill_value only colour the padding of pad_to_aspect_ratio, refused above.
+    _ = (c.has("fill_mode"), c.has("fill_value"))
+    return .resize(ResizeSpec(height: try c.size("height"), width: try c.size("width"), interpolation: kind,
+                              cropToAspectRatio: try c.bool("crop_to_aspect_ratio", default: false)))
+}
+
+/// RandomCrop outside training: tf-keras resizes to (height, width) with a crop to the aspect ratio
+/// (`smart_resize`, bilinear); Keras 3 passes the images through unchanged. Its random crop in
+/// training is not drawn here (`ConfigAudit.noiseLayers`).
+func parseRandomCrop(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    try checkChannelsLast(c)
+    for key in ["seed", "rng_type"] { _ = c.has(key) }
+    let height = try c.size("height"), width = try c.size("width")
+    if ctx.kerasMajor >= 3 { return .identity }
+    return .resize(ResizeSpec(height: height, width: width, interpolation: .bilinear, cropToAspectRatio: true))
+}
+
+func parseCustomScale(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
+    .scaledAdd(scale: Float(try c.double("scale")))
 }

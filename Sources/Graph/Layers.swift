@@ -57,6 +57,28 @@ public enum MergeKind: String, Sendable { case add, subtract, multiply, average,
 
 public enum Interpolation: String, Sendable, CaseIterable { case nearest, bilinear }
 
+/// LayerNormalization: mean and variance over `axes`, per sample.
+public struct LayerNormSpec: Equatable, Sendable {
+    /// As written in the config (negative from the end, positive counting the batch axis), in
+    /// Keras's order, which is the order of gamma's and beta's dimensions.
+    public var axes: [Int]
+    public var epsilon: Float
+    public var center: Bool
+    public var scale: Bool
+    /// Keras 3's `rms_scaling`: y = x * rsqrt(variance + epsilon) * gamma, without centring the
+    /// output (the variance is still the centred one) and without beta.
+    public var rmsScaling: Bool
+}
+
+/// An image resize as tf.image.resize computes it (half-pixel centres, no antialiasing), after an
+/// optional centred crop to the target's aspect ratio (Keras's `crop_to_aspect_ratio`, `smart_resize`).
+public struct ResizeSpec: Equatable, Sendable {
+    public var height: Int
+    public var width: Int
+    public var interpolation: Interpolation
+    public var cropToAspectRatio: Bool
+}
+
 public enum LayerOp: Equatable, Sendable {
     case input
     case conv2d(Conv2DSpec)
@@ -82,6 +104,18 @@ public enum LayerOp: Equatable, Sendable {
     case rescaling(scale: [Float], offset: [Float])
     /// mean/variance from the config (then the layer has no weights) or nil (weights mean, variance, count).
     case normalization(mean: [Float]?, variance: [Float]?, invert: Bool)
+    case layerNorm(LayerNormSpec)
+    /// x * gamma over the last axis (ConvNeXt's LayerScale; gamma has `dim` values).
+    case layerScale(dim: Int)
+    /// inputs[0] + inputs[1] * scale (InceptionResNetV2's CustomScaleLayer).
+    case scaledAdd(scale: Float)
+    /// ConvNeXt's StochasticDepth: the identity at inference; in training each sample is dropped
+    /// with probability `rate` and the kept ones scaled by 1 / (1 - rate) (drop-path).
+    case stochasticDepth(rate: Float)
+    case resize(ResizeSpec)
+    /// Keras's CenterCrop: a centred crop when the input is at least (height, width) in both
+    /// dimensions, otherwise a bilinear resize with crop to the aspect ratio.
+    case centerCrop(height: Int, width: Int)
 }
 
 /// A weight a layer owns, in Keras's creation order for that layer.

@@ -78,7 +78,31 @@ func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) th
             WeightSpec(name: "variance", shape: [c], trainableKind: false),
             WeightSpec(name: "count", shape: [], trainableKind: false),
         ])
-    case .activation, .dropout, .identity, .rescaling:
+    case .layerNorm(let s):
+        let x = try single()
+        let dims = try layerNormAxes(s.axes, rank: x.count + 1, fail: fail)
+        let shape = dims.map { x[$0 - 1] }
+        guard shape.allSatisfy({ $0 > 0 }) else { throw fail("needs known sizes on axis \(s.axes), got shape \(fmt(x))") }
+        var w: [WeightSpec] = []
+        if s.scale || s.rmsScaling { w.append(WeightSpec(name: "gamma", shape: shape, trainableKind: true)) }
+        if s.center && !s.rmsScaling { w.append(WeightSpec(name: "beta", shape: shape, trainableKind: true)) }
+        return LayerSignature(output: x, weights: w)
+    case .layerScale(let dim):
+        let x = try single()
+        guard x.last == dim else { throw fail("projection_dim \(dim) does not match the input's last axis in \(fmt(x))") }
+        // Keras 3's LayerScale creates gamma without a name: `variable` in its legacy .h5 files.
+        return LayerSignature(output: x, weights: [WeightSpec(name: "gamma", shape: [dim], trainableKind: true,
+                                                              aliases: ["variable"])])
+    case .scaledAdd:
+        guard inputs.count == 2 else { throw fail("expects two inputs, got \(inputs.count)") }
+        return LayerSignature(output: try broadcastShapes(inputs, fail: fail), weights: [])
+    case .resize(let s):
+        let x = try image()
+        return LayerSignature(output: [s.height, s.width, x[2]], weights: [])
+    case .centerCrop(let h, let w):
+        let x = try image()
+        return LayerSignature(output: [h, w, x[2]], weights: [])
+    case .activation, .dropout, .identity, .rescaling, .stochasticDepth:
         return LayerSignature(output: try single(), weights: [])
     case .softmax(let axis, _):
         let x = try single()
@@ -180,6 +204,17 @@ func resolveAxis(_ axis: Int, rank: Int, fail: (String) -> GraphError) throws ->
     let a = axis < 0 ? rank + axis : axis
     guard a >= 1 && a < rank else { throw fail("axis \(axis) is out of range for rank \(rank) or is the batch axis") }
     return a
+}
+
+/// LayerNormalization's axes as 0-based indices counting the batch axis. They must be in the order
+/// of the input's dimensions: Keras reshapes gamma and beta (shaped by the axes as written) onto
+/// the input in that order, which for another order would mix their values up.
+func layerNormAxes(_ axes: [Int], rank: Int, fail: (String) -> GraphError) throws -> [Int] {
+    let dims = try axes.map { try resolveAxis($0, rank: rank, fail: fail) }
+    guard zip(dims, dims.dropFirst()).allSatisfy({ $0 < $1 }) else {
+        throw fail("axis \(axes) is not in the order of the input's dimensions (or repeats one)")
+    }
+    return dims
 }
 
 func reshapeTarget(_ target: [Int], input: [Int], fail: (String) -> GraphError) throws -> [Int] {

@@ -9,8 +9,8 @@ import XCTest
 /// loads the written files is fixtures/check_export.py's job; this checks our side and the weight
 /// order against the order Keras itself wrote.
 /// Fixtures with operation layers, which load only in the Keras that wrote them.
-let tfOpCases = ["k2_mobilenetv3small", "k2_regnety002", "k2_tensor_ops"]
-let keras3OpCases = ["k3_mobilenetv3small", "k3_tensor_ops"]
+let tfOpCases = ["k2_mobilenetv3small", "k2_regnety002", "k2_tensor_ops", "k2_convnext_tiny"]
+let keras3OpCases = ["k3_mobilenetv3small", "k3_tensor_ops", "k3_convnext_tiny"]
 
 final class ExportRoundTripTests: XCTestCase {
     /// (case name contains, target) -> text the refusal must contain. Everything else must export.
@@ -21,6 +21,14 @@ final class ExportRoundTripTests: XCTestCase {
         ("k3_activations", .keras2, "tf-keras cannot express"),
         ("nested_functional", .both, "numbers from 1 and Keras 3 from 0"),
         ("chunked_attributes", .both, "numbers from 1 and Keras 3 from 0"),
+        // RandomCrop resizes in tf-keras at inference and passes images through in Keras 3.
+        ("k2_random_crop", .both, "at inference tf-keras resizes"),
+        ("k2_random_crop", .keras3, "at inference tf-keras resizes"),
+        ("k3_random_crop", .both, "at inference tf-keras resizes"),
+        ("k3_random_crop", .keras2, "at inference tf-keras resizes"),
+        // tf-keras has no rms_scaling.
+        ("k3_layer_norm_axes", .both, "rms_scaling is a Keras 3 feature"),
+        ("k3_layer_norm_axes", .keras2, "rms_scaling is a Keras 3 feature"),
     ] + tfOpCases.flatMap { name in [KerasTarget.both, .keras3].map { (name, $0, "load in tf-keras only") } }
       + keras3OpCases.flatMap { name in KerasTarget.allCases.map { (name, $0, "load only from Keras 3's own formats") } }
 
@@ -63,11 +71,12 @@ final class ExportRoundTripTests: XCTestCase {
         }
         // 4 refused (case, target) pairs with 2 forms each, 4 numbering cases with 2 forms (k3n_nested_functional
         // among them, read from .keras and from .weights.h5 + JSON); x2 modes.
-        // Operation layers: tf-keras's (3 cases, 2 forms, 2 targets), Keras 3's (2 cases, 2 forms, 3 targets).
+        // Operation layers: tf-keras's (4 cases, 2 forms, 2 targets), Keras 3's (3 cases, 2 forms, 3 targets).
+        // RandomCrop across versions and rms_scaling for tf-keras: 3 cases, 2 targets, 2 forms.
         // Weights-only for Keras 3 with a nested Normalization: 4 seed cases (k2_seed_effnetb0, k2_seed_mini,
         // emu_tf23_seed_mini, k3n_seed_mini) in their forms, 2 targets each.
         let seedForms = try fixtureCases().filter { $0.name.contains("seed") }.reduce(0) { $0 + $1.forms.count }
-        XCTAssertEqual(refused, (4 * 2 + 5 * 2 + 3 * 2 * 2 + 2 * 2 * 3) * 2 + seedForms * 2)
+        XCTAssertEqual(refused, (4 * 2 + 5 * 2 + 4 * 2 * 2 + 3 * 2 * 3 + 3 * 2 * 2) * 2 + seedForms * 2)
         XCTAssertGreaterThan(checked, 400)
     }
 
@@ -94,6 +103,9 @@ final class ExportRoundTripTests: XCTestCase {
         // Keras 2.0's renamed prefixes (`conv1_conv_1/kernel:0` in group `conv1_conv`, bound by
         // position) are written back under the layer's own name, as Keras writes them today.
         if layer == group + "_1" { layer = group }
-        return (layer, "\(layer)/\(short == "depthwise_kernel" ? "kernel" : short)")
+        // Keras 3 stores a variable created without a name (ConvNeXt's LayerScale gamma) as
+        // `variable`; it is written back under tf-keras's name, `gamma`.
+        let unnamed = short == "variable" || (short.hasPrefix("variable_") && Int(short.dropFirst("variable_".count)) != nil)
+        return (layer, "\(layer)/\(short == "depthwise_kernel" ? "kernel" : unnamed ? "gamma" : short)")
     }
 }

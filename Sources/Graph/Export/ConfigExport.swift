@@ -158,7 +158,9 @@ struct ConfigExporter {
                          + "weights, because Keras 3 does not finalize a Normalization inside a nested model after "
                          + "loading .h5 weights (it would normalize with mean 0, variance 1)")
         }
-        return ["class_name": className, "config": config]
+        var out: [String: Any] = ["class_name": layer.exportedClassName, "config": config]
+        if let module = layer.nativeModule(config) { out["module"] = module; out["registered_name"] = NSNull() }
+        return out
     }
 
     /// `inbound_nodes` as Keras 2 lists; Keras 3's `{"args", "kwargs"}` calls are converted.

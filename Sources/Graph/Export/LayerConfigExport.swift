@@ -14,6 +14,10 @@ import Foundation
 /// - BatchNormalization `axis: [3]` -> `3` (both read an int; Keras 3 reads the list only on its
 ///   legacy path, which a `module` key anywhere in the entry would switch off);
 /// - SpatialDropout: no `trainable`/`noise_shape` (Keras 3: unexpected arguments);
+/// - Resizing / CenterCrop / RandomCrop: no Keras 3 `data_format`, `pad_to_aspect_ratio`, `fill_*`,
+///   `antialias` for tf-keras; RandomCrop only for the Keras that wrote it (tf-keras resizes at
+///   inference, Keras 3 passes images through); LayerNormalization: no `rms_scaling` for tf-keras,
+///   and over several axes a `module` key for Keras 3 (`nativeModule`);
 /// - LeakyReLU: `alpha` for Keras 2 (Keras 3 still reads it), `negative_slope` for Keras 3 only;
 /// - activations: Keras 3's `silu` -> `swish` (same function in both); names whose meaning
 ///   differs between versions or that one version lacks are refused (`exportActivation`);
@@ -33,6 +37,25 @@ struct LayerConfigExporter {
     let foldsNormalization: Bool
 
     var context: String { "layer '\(name)' of class '\(className)'" }
+
+    /// The `module` to put on the entry so that Keras 3 deserializes it natively rather than on its
+    /// legacy path, where only needed: Keras 3.15's legacy path (taken for an entry without
+    /// `module`, in every format) keeps an `axis` list only when it has one entry, so a
+    /// LayerNormalization over several axes would come back normalizing over the last one.
+    /// tf-keras reads the key (it writes it itself).
+    func nativeModule(_ config: [String: Any]) -> String? {
+        guard className == "LayerNormalization", target.loadsInKeras3, let axes = config["axis"] as? [Any], axes.count > 1 else {
+            return nil
+        }
+        return "keras.layers"
+    }
+
+    /// tf-keras writes the classes it registers in a package under `Package>Class`
+    /// (`Custom>CustomScaleLayer`); Keras 3 knows them by the class name alone.
+    var exportedClassName: String {
+        guard target.loadsInKeras3, let bare = className.split(separator: ">").last else { return className }
+        return String(bare)
+    }
 
     /// The exported config, and whether Normalization statistics moved into it.
     func export(_ source: [String: Any]) throws -> (config: [String: Any], folded: Bool) {
@@ -69,6 +92,21 @@ struct LayerConfigExporter {
                     c["value_range"] = nil
                 }
             }
+        case "Resizing", "CenterCrop", "RandomCrop":
+            // Keras 3's keys, unknown to tf-keras; their values were checked to be the ones tf-keras
+            // computes (channels_last, no padding to the aspect ratio, no antialiasing) when read.
+            if target.loadsInKeras2 {
+                for key in ["data_format", "pad_to_aspect_ratio", "fill_mode", "fill_value", "antialias"] { c[key] = nil }
+            }
+            if className == "RandomCrop", target.loadsInKeras2 != (sourceMajor < 3) || target == .both {
+                throw GraphError("\(context): at inference tf-keras resizes the images to (height, width) where Keras 3 "
+                                 + "passes them through unchanged; write it for Keras \(sourceMajor < 3 ? 2 : 3) only")
+            }
+        case "LayerNormalization":
+            if target.loadsInKeras2, let rms = c.removeValue(forKey: "rms_scaling") as? NSNumber, rms.boolValue {
+                throw GraphError("\(context): rms_scaling is a Keras 3 feature tf-keras cannot load; write it for Keras 3 only")
+            }
+
         case "LeakyReLU":
             if let slope = c.removeValue(forKey: "negative_slope") ?? c.removeValue(forKey: "alpha") {
                 c[target == .keras3 ? "negative_slope" : "alpha"] = slope

@@ -58,7 +58,7 @@ struct HalfPixelWeight {
 }
 
 @inline(__always)
-private func bilinearRow(_ top: UnsafePointer<Float>, _ bottom: UnsafePointer<Float>, _ yLerp: Float,
+func bilinearRow(_ top: UnsafePointer<Float>, _ bottom: UnsafePointer<Float>, _ yLerp: Float,
                          _ xw: UnsafePointer<HalfPixelWeight>, _ outW: Int, _ c: Int,
                          _ out: UnsafeMutablePointer<Float>) {
     let yl = Vec(repeating: yLerp)

@@ -178,6 +178,8 @@ func constantArrays(_ op: PlanOp, precision: Precision = .float32) -> [[Float]] 
         return [k] + (s.map { [$0] } ?? [])
     case .affine(let scale, let shift, _):
         return [scale, shift]
+    case .layerNorm(_, let gamma, let beta, _, _):
+        return [gamma, beta]
     case .expandDepthwise(let f):
         // The expansion's kernel packed for the pointwise tile; absent biases as zeros.
         let inC = f.expandKernel.count / f.expandChannels

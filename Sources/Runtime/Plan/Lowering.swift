@@ -67,6 +67,13 @@ struct Lowering {
             let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
             let bias = s.useBias ? try weight("bias", node) : nil
             let kernel = try weight("kernel", node)
+            if s.groups > 1 && s.groups == inShape[3] {
+                // One group per input channel (ConvNeXt's 7x7): a depthwise convolution, whose
+                // HWCM kernel has the grouped HWIO kernel's layout (I = 1, O = C * multiplier).
+                let dw = append(.depthwise(p, multiplier: s.filters / s.groups, kernel: kernel, shift: bias,
+                                           act: s.activation.withoutSoftmax), ins, shape, name)
+                return try splitSoftmax(s.activation, dw, shape, name)
+            }
             let dense = s.groups == 1 ? kernel
                 : blockDiagonalKernel(kernel, taps: s.kernel[0] * s.kernel[1], inChannels: inShape[3], filters: s.filters,
                                       groups: s.groups)
@@ -108,6 +115,42 @@ struct Lowering {
         case .normalization, .rescaling:
             let (scale, shift) = try constantAffine(node.op, channels: inShape.last!, weight: { try weight($0, node) }, fail: fail)
             return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
+        case .layerNorm(let s):
+            let dims = try layerNormDims(s, inShape, fail: fail)
+            let n = dims.map { inShape[$0] }.reduce(1, *)
+            let gamma = try optionalWeight("gamma", node).map { try sized($0, n, "gamma", fail) } ?? ones(n)
+            let beta = try optionalWeight("beta", node).map { try sized($0, n, "beta", fail) } ?? zeros(n)
+            return append(.layerNorm(dims: dims, gamma: gamma, beta: beta, epsilon: s.epsilon, rms: s.rmsScaling),
+                          ins, inShape, name)
+        case .layerScale:
+            // A per-channel affine, so that it folds into the Dense before it.
+            let gamma = try weight("gamma", node)
+            return append(.affine(scale: gamma, shift: zeros(gamma.count), act: .linear), ins, inShape, name)
+        case .scaledAdd(let scale):
+            // inputs[1] * scale as an affine (folded into the convolution producing it), then the
+            // sum (folded into that convolution's epilogue as a residual where it can be).
+            let shapes = ins.map { nodes[$0].shape }
+            let c = shapes[1].last!
+            let scaled = append(.affine(scale: Array(repeating: scale, count: c), shift: zeros(c), act: .linear),
+                                [ins[1]], shapes[1], name)
+            return append(.merge(.add), [ins[0], scaled], broadcast(shapes), name)
+        case .stochasticDepth(let rate) where keepDropout && rate > 0 && !node.inferenceOnly:
+            return append(.dropout(rate: rate, noiseShape: stochasticDepthNoise(rank: inShape.count), key: UInt64(node.id)),
+                          ins, inShape, name)
+        case .stochasticDepth:
+            return append(.view, ins, inShape, name)
+        case .resize(let s):
+            let w = s.cropToAspectRatio
+                ? aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: s.height, targetWidth: s.width)
+                : (0, 0, inShape[1], inShape[2])
+            return resize(w, s.height, s.width, s.interpolation, ins, inShape, name)
+        case .centerCrop(let h, let w):
+            if inShape[1] >= h && inShape[2] >= w {
+                return append(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2), ins,
+                              [inShape[0], h, w, inShape[3]], name)
+            }
+            let window = aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: h, targetWidth: w)
+            return resize(window, h, w, .bilinear, ins, inShape, name)
         case .activation(let a):
             return append(.activation(a), ins, inShape, name)
         case .softmax(let axis, let log):
@@ -153,6 +196,19 @@ struct Lowering {
             shape[a] = ins.map { nodes[$0].shape[a] }.reduce(0, +)
             return append(.concat(axis: a), ins, shape, name)
         }
+    }
+
+    /// A resize of the window to (h, w); a window the size of the input resized to its own size is
+    /// the identity (both interpolations then sample each pixel at its centre).
+    mutating func resize(_ window: (top: Int, left: Int, height: Int, width: Int), _ h: Int, _ w: Int,
+                         _ interpolation: Interpolation, _ ins: [Int], _ inShape: [Int], _ name: String) -> Int {
+        let shape = [inShape[0], h, w, inShape[3]]
+        if window.height == h && window.width == w {
+            if h == inShape[1] && w == inShape[2] { return append(.view, ins, shape, name) }
+            return append(.crop(top: window.top, left: window.left), ins, shape, name)
+        }
+        return append(.resize(top: window.top, left: window.left, height: window.height, width: window.width,
+                              interpolation: interpolation), ins, shape, name)
     }
 
     /// A kernel with a (log-)softmax activation runs linear and is followed by a softmax node.
@@ -222,6 +278,26 @@ func constantAffine(_ op: LayerOp, channels c: Int, weight: (String) throws -> [
     default:
         throw fail("not a constant affine layer")
     }
+}
+
+/// A LayerNormalization's axes for an input of `shape` (batch included), 0-based and increasing.
+func layerNormDims(_ s: LayerNormSpec, _ shape: [Int], fail: (String) -> RuntimeError) throws -> [Int] {
+    let rank = shape.count
+    let dims = s.axes.map { $0 < 0 ? rank + $0 : $0 }
+    guard dims.allSatisfy({ $0 >= 1 && $0 < rank }), zip(dims, dims.dropFirst()).allSatisfy({ $0 < $1 }) else {
+        throw fail("axis \(s.axes) does not fit an input of rank \(rank)")
+    }
+    return dims
+}
+
+/// StochasticDepth's mask shape: one value per sample (Keras's (batch, 1, ..., 1) uniform draw).
+func stochasticDepthNoise(rank: Int) -> [Int] { [-1] + Array(repeating: 1, count: rank - 1) }
+
+private func ones(_ n: Int) -> [Float] { Array(repeating: 1, count: n) }
+private func zeros(_ n: Int) -> [Float] { Array(repeating: 0, count: n) }
+private func sized(_ values: [Float], _ n: Int, _ what: String, _ fail: (String) -> RuntimeError) throws -> [Float] {
+    guard values.count == n else { throw fail("\(what) has \(values.count) values for \(n) normalized ones") }
+    return values
 }
 
 func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> RuntimeError) throws -> [Float] {

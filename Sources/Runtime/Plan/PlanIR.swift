@@ -39,6 +39,11 @@ enum PlanOp {
     case merge(MergeKind)
     /// x[N,H,W,C] * s[N,C] (squeeze-and-excitation's broadcast multiply).
     case channelScale
+    /// LayerNormalization over `dims` (0-based, counting the batch axis, increasing); gamma and
+    /// beta hold one value per normalized index (ones and zeros when the layer has none).
+    case layerNorm(dims: [Int], gamma: [Float], beta: [Float], epsilon: Float, rms: Bool)
+    /// tf.image.resize of each image's window (top, left, height, width) to the node's size.
+    case resize(top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation)
     /// Dropout in training mode (kept only in a training plan's frozen prefix: Keras runs a frozen
     /// part's Dropout layers in training mode too). `key` tells the layer's mask from others'.
     case dropout(rate: Float, noiseShape: [Int]?, key: UInt64)

@@ -27,6 +27,10 @@ enum TrainOp {
     case transpose(perm: [Int])
     case concat(axis: Int)
     case merge(MergeKind)
+    /// LayerNormalization over `dims` (0-based, batch counted); gamma/beta nil when absent.
+    case layerNorm(dims: [Int], gamma: Int?, beta: Int?, epsilon: Float)
+    /// y = x * gamma over the last axis (ConvNeXt's LayerScale).
+    case layerScale(gamma: Int)
     case view
 }
 
@@ -145,6 +149,13 @@ enum TrainingLowering {
         case .input:
             throw RuntimeError("layer '\(name)': an input inside the trainable part")
         case .conv2d(let s):
+            if s.groups > 1 && s.groups == inShape[3] {
+                // One group per input channel: a depthwise convolution (the same kernel layout).
+                let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, shape[3])
+                let d = append(.depthwise(p, multiplier: s.filters / s.groups, kernel: try ref("kernel"),
+                                          bias: s.useBias ? try ref("bias") : nil), ins, shape)
+                return activate(d, s.activation)
+            }
             guard s.groups == 1 else {
                 throw RuntimeError("layer '\(name)': a grouped convolution (groups \(s.groups)) cannot be trained yet; freeze it, or train only layers after it")
             }
@@ -197,6 +208,32 @@ enum TrainingLowering {
             // Constant per-channel affines: reuse the inference lowering's arithmetic.
             let (scale, shift) = try constantAffine(node, params, channels: inShape.last!)
             return append(.affine(scale: scale, shift: shift), ins, shape)
+        case .layerNorm(let s):
+            guard !s.rmsScaling else {
+                throw RuntimeError("layer '\(name)': a LayerNormalization with rms_scaling cannot be trained yet; freeze it, "
+                                   + "or train only layers after it")
+            }
+            let dims = try layerNormDims(s, shape, fail: { RuntimeError("layer '\(name)': \($0)") })
+            return append(.layerNorm(dims: dims, gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
+                                     epsilon: s.epsilon), ins, shape)
+        case .layerScale:
+            return append(.layerScale(gamma: try ref("gamma")), ins, shape)
+        case .scaledAdd(let scale):
+            let c = nodes[ins[1]].shape.last!
+            let scaled = append(.affine(scale: Array(repeating: scale, count: c), shift: Array(repeating: 0, count: c)),
+                                [ins[1]], nodes[ins[1]].shape)
+            return append(.merge(.add), [ins[0], scaled], shape)
+        case .stochasticDepth(let rate):
+            // Drop-path is dropout with one mask value per sample (Keras divides the kept samples
+            // by 1 - rate, as dropout does).
+            return rate > 0 && !node.inferenceOnly
+                ? append(.dropout(rate: rate, noiseShape: stochasticDepthNoise(rank: shape.count)), ins, shape)
+                : append(.view, ins, shape)
+        case .centerCrop(let h, let w) where inShape[1] >= h && inShape[2] >= w:
+            return append(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2), ins, shape)
+        case .resize, .centerCrop:
+            throw RuntimeError("layer '\(name)' (\(node.className)): a resize inside the trainable part cannot be trained "
+                               + "yet; move it to the start of the model (before any trainable layer)")
         case .activation(let a):
             return a.isIdentity ? append(.view, ins, shape) : activate(ins[0], a)
         case .softmax(let axis, let log):

@@ -161,6 +161,20 @@ extension TrainingPlan {
                 mergeBackward(inputs: node.inputs.map { UnsafePointer(values[$0]) }, shapes: node.inputs.map { nodes[$0].shape },
                               outShape: node.shape, kind: kind, dOutput: dy, dInputs: targets, accumulate: acc)
             }
+        case .layerNorm(let dims, let gamma, let beta, let eps):
+            let dGamma = gamma.flatMap { weightGradient($0, &weightWritten) }
+            let dBeta = beta.flatMap { weightGradient($0, &weightWritten) }
+            let dx = inputGradient(i, 0, &written)
+            // gamma and beta are written or added together: both belong to one call of the layer.
+            layerNormBackward(input: x!, dOutput: dy, geometry: LayerNormGeometry(shape: node.shape, dims: dims),
+                              gamma: gamma.map { UnsafePointer(weight($0)) }, epsilon: eps, dInput: dx?.0,
+                              accumulate: dx?.1 ?? false, dGamma: dGamma?.0, dBeta: dBeta?.0,
+                              accumulateParams: (dGamma?.1 ?? false) || (dBeta?.1 ?? false))
+        case .layerScale(let gamma):
+            let dGamma = weightGradient(gamma, &weightWritten)
+            let dx = inputGradient(i, 0, &written)
+            layerScaleBackward(input: x!, dOutput: dy, gamma: weight(gamma), channels: node.shape.last!, count: node.count,
+                               dInput: dx?.0, accumulate: dx?.1 ?? false, dGamma: dGamma?.0, accumulateParams: dGamma?.1 ?? false)
         case .view:
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             identityBackward(dOutput: dy, dInput: dx, count: node.count, accumulate: acc)

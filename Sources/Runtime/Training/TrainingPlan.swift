@@ -254,8 +254,29 @@ final class TrainingPlan {
             DataOps.concat(axis: axis, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out)
         case .merge(let kind):
             DataOps.merge(kind, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)
+        case .layerNorm(let dims, let gamma, let beta, let eps):
+            let n = dims.map { node.shape[$0] }.reduce(1, *)
+            withLayerNormParameters(gamma, beta, n) { g, b in
+                layerNormalization(x!, out, geometry: LayerNormGeometry(shape: node.shape, dims: dims), gamma: g, beta: b,
+                                   epsilon: eps, rms: false)
+            }
+        case .layerScale(let gamma):
+            layerScale(x!, gamma: weight(gamma), channels: node.shape.last!, count: node.count, out)
         case .view:
             out.update(from: x!, count: node.count)
+        }
+    }
+}
+
+extension TrainingPlan {
+    /// A LayerNormalization's gamma and beta, ones and zeros standing in for absent ones.
+    func withLayerNormParameters(_ gamma: Int?, _ beta: Int?, _ n: Int,
+                                 _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> Void) {
+        let ones = [Float](repeating: 1, count: gamma == nil ? n : 0), zeros = [Float](repeating: 0, count: beta == nil ? n : 0)
+        ones.withUnsafeBufferPointer { o in
+            zeros.withUnsafeBufferPointer { z in
+                body(gamma.map { UnsafePointer(weight($0)) } ?? o.baseAddress!, beta.map { UnsafePointer(weight($0)) } ?? z.baseAddress!)
+            }
         }
     }
 }

@@ -47,6 +47,40 @@ final class DistillerTests: XCTestCase {
         XCTAssertGreaterThan(statsMoved, 1)
     }
 
+    /// The Keras 3 ConvNeXt (StochasticDepth rates up to 0.3, drawn in training: whole samples of
+    /// a residual branch dropped) distilled from the tf-keras one: the loss falls, and the same seed
+    /// gives the same steps, so the drop-path masks are seeded like Dropout's.
+    func testConvNeXtStudentWithStochasticDepthLearnsReproducibly() throws {
+        let (student, x) = try load("k3_convnext_tiny")
+        let (teacher, _) = try load("k2_convnext_tiny")
+        XCTAssertTrue(student.graph.nodes.contains { if case .stochasticDepth(let r) = $0.op { return r > 0 } else { return false } })
+        func run() throws -> (losses: [Float], weights: [[Float]]) {
+            var config = DistillConfig()
+            config.seed = 5
+            let distiller = try Distiller(student: student, teacher: teacher, optimizer: Adam(learningRate: .constant(1e-3)),
+                                          config: config)
+            var labels = [Float](repeating: 0, count: x.batch * distiller.classes)
+            for r in 0..<x.batch { labels[r * distiller.classes + (3 * r + 1) % distiller.classes] = 1 }
+            let losses = try (0..<8).map { try distiller.step(x, labels: labels, index: $0).total }
+            return (losses, distiller.params.entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) })
+        }
+        let first = try run(), second = try run()
+        XCTAssertTrue(first.losses.allSatisfy(\.isFinite), "losses \(first.losses)")
+        XCTAssertLessThan(first.losses.last!, first.losses.first!, "losses \(first.losses)")
+        XCTAssertEqual(first.losses, second.losses)
+        XCTAssertEqual(first.weights, second.weights)
+    }
+
+    /// RandomCrop's crop in training is not drawn by this trainer: refused, naming the layer.
+    func testRandomCropInTheStudentIsRefusedForTraining() throws {
+        let (student, x) = try load("k2_random_crop")
+        let distiller = try Distiller(student: student, teacher: nil, optimizer: SGD(learningRate: .constant(0.01)),
+                                      config: DistillConfig())
+        XCTAssertThrowsError(try distiller.plan(batch: x.batch)) { error in
+            XCTAssertTrue(String(describing: error).contains("'random_crop'"), String(describing: error))
+        }
+    }
+
     /// Keras runs a frozen part's Dropout layers in training mode (only a frozen BatchNormalization
     /// switches to inference): the frozen prefix, run as a fused plan, keeps them. Masks are
     /// reproducible per (seed, step), new every step, and off when evaluating.

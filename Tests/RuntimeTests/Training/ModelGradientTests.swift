@@ -72,6 +72,11 @@ final class ModelGradientTests: XCTestCase {
     func testSeedMiniPartlyFrozen() throws { try check("k2_seed_mini", trainable: .asConfigured) }
     func testResNetBlockSmooth() throws { try check("k2_resnet_block", trainable: .asConfigured, smooth: true) }
     func testBatchNormOnDenseFeatures() throws { try check("k2_bn_dense", trainable: .asConfigured) }
+    /// LayerNormalization (last axis, in nested Sequentials too), LayerScale, StochasticDepth in
+    /// training (drop-path masks fixed by the seed), the 7x7 grouped convolution as depthwise.
+    func testConvNeXtAllTrainable() throws { try check("k2_convnext_tiny", trainable: .asConfigured) }
+    func testLayerNormalizationOverOtherAxes() throws { try check("k2_layer_norm_axes", trainable: .asConfigured) }
+    func testCustomScaleLayerSmooth() throws { try check("k2_custom_scale_layer", trainable: .asConfigured, smooth: true) }
 
     /// A trainable `log_softmax` head (the seed's mini model with its final softmax activation
     /// spelled log_softmax): the forward equals log of Keras's probabilities, and the gradient of a

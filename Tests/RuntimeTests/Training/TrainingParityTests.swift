@@ -103,6 +103,9 @@ final class TrainingParityTests: XCTestCase {
 
     func testSmallCNNCrossEntropy() throws { try run("cnn_bn_ce") }
     func testSmallCNNDistillation() throws { try run("cnn_bn_distill") }
+    /// The applications' ConvNeXt (tiny): LayerNormalization, LayerScale, the grouped 7x7 convolution
+    /// as depthwise, gelu, residual TFOpLambda adds, nested Sequential blocks; every tensor trains.
+    func testConvNeXtDistillation() throws { try run("convnext_distill") }
     /// The seed's EfficientNetB0 student: Keras run on the same batch in another row order already
     /// moves three tensors by 1.3e-3 to 3.4e-3 of their step-1 change (Adam's first step is
     /// lr * g / (|g| + 3e-6), so gradient elements near 1e-5 move by their rounding noise; see
