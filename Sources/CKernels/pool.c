@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 #include "ckernels.h"
@@ -29,15 +30,24 @@ static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static _Atomic unsigned long generation;
 static _Atomic int sleepers;
-static _Atomic int pending;
-static _Atomic long next_task;
 static int started;                 /* pool threads running; guarded by caller_lock */
 
-/* The job; written by the caller before `generation` is bumped (release), read after (acquire). */
-static ck_task_fn job_fn;
-static void *job_context;
-static long job_tasks;
-static int job_workers;
+/* Who runs which task, without the caller ever waiting for a thread that has no task: the claim
+   word holds the job's generation (high 32 bits) and its next task (low 32), or CLOSED while the
+   caller writes the next job's fields. A thread reads the fields, then claims a task by a
+   compare-and-swap of the word it read them under; the swap succeeds only if the caller has not
+   closed the job since (its closing exchange would then have been ordered after the swap, so the
+   fields read were this job's), and while a claimed task runs the job cannot end. The caller waits
+   only for `done` to reach the task count: a thread descheduled by a busy machine, or decoding an
+   image between loops, holds up a loop only if it was preempted inside a task, not by missing the
+   job altogether. */
+#define CLOSED UINT64_MAX
+static _Atomic uint64_t claim = CLOSED;
+static _Atomic long done;
+static _Atomic(ck_task_fn) job_fn;
+static void *_Atomic job_context;
+static _Atomic long job_tasks;
+static _Atomic int job_workers;
 
 static _Thread_local int inside;
 /* On a pool thread: its worker number and the last generation it acknowledged (the job after it is
@@ -58,24 +68,34 @@ void ck_pool_set_background(int (*fn)(void *), void *context) {
     atomic_store(&background_fn, fn);
 }
 
-static void run_tasks(int worker) {
+/* Runs tasks of job `gen` until none is left (or the job is another's already). */
+static void run_tasks(int worker, uint32_t gen) {
+    uint64_t word = atomic_load_explicit(&claim, memory_order_acquire);
     for (;;) {
-        const long t = atomic_fetch_add_explicit(&next_task, 1, memory_order_relaxed);
-        if (t >= job_tasks) break;
-        job_fn(job_context, worker, t);
+        if (word == CLOSED || (uint32_t)(word >> 32) != gen) return;
+        const ck_task_fn fn = atomic_load_explicit(&job_fn, memory_order_relaxed);
+        void *const context = atomic_load_explicit(&job_context, memory_order_relaxed);
+        const long tasks = atomic_load_explicit(&job_tasks, memory_order_relaxed);
+        const int workers = atomic_load_explicit(&job_workers, memory_order_relaxed);
+        const long t = (long)(word & 0xffffffffu);
+        /* Fields read while the caller was closing the job may be the next job's; leaving early
+           is harmless (the caller runs every task nobody claims), running needs the swap. */
+        if (worker >= workers || t >= tasks) return;
+        if (atomic_compare_exchange_weak_explicit(&claim, &word, word + 1, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            fn(context, worker, t);
+            atomic_fetch_add_explicit(&done, 1, memory_order_release);
+            word = atomic_load_explicit(&claim, memory_order_acquire);
+        }
     }
 }
 
 typedef struct { int worker; unsigned long generation; } thread_start;
 
-/* Takes this thread's part of the job published after `seen` and acknowledges it. Every pool thread
-   acknowledges every job, the ones it has no part in too, so none can still be reading this job's
-   fields when the caller publishes the next (which is why generation is never more than one ahead
-   of any thread's `seen`). */
+/* Takes this thread's part of the job published as generation `now` (none if it is over). */
 static void take_job(unsigned long now) {
     seen = now;
-    if (pool_worker < job_workers) run_tasks(pool_worker);
-    atomic_fetch_sub_explicit(&pending, 1, memory_order_release);
+    run_tasks(pool_worker, (uint32_t)now);
 }
 
 static _Thread_local double polled_seconds;
@@ -174,7 +194,7 @@ void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context) {
     pthread_once(&fork_handler_once, install_fork_handler);
     if (workers > tasks) workers = (int)tasks;
     if (workers > MAX_THREADS) workers = MAX_THREADS;
-    if (workers <= 1 || inside || pthread_mutex_trylock(&caller_lock) != 0) {
+    if (workers <= 1 || inside || tasks >= (long)0xffffffffL || pthread_mutex_trylock(&caller_lock) != 0) {
         run_inline(tasks, fn, context);
         return;
     }
@@ -196,17 +216,20 @@ void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context) {
         started++;
     }
     if (workers > started + 1) workers = started + 1;
-    job_fn = fn;
-    job_context = context;
-    job_tasks = tasks;
-    job_workers = workers;
-    atomic_store(&next_task, 0);
-    atomic_store(&pending, started);
-    atomic_fetch_add(&generation, 1);            /* publishes the job (seq_cst) */
+    const unsigned long next = atomic_load(&generation) + 1;
+    /* Closing first: a thread that read the previous job's fields can no longer claim with them. */
+    atomic_exchange_explicit(&claim, CLOSED, memory_order_acq_rel);
+    atomic_store_explicit(&job_fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&job_context, context, memory_order_relaxed);
+    atomic_store_explicit(&job_tasks, tasks, memory_order_relaxed);
+    atomic_store_explicit(&job_workers, workers, memory_order_relaxed);
+    atomic_store_explicit(&done, 0, memory_order_relaxed);
+    atomic_store_explicit(&claim, (uint64_t)(uint32_t)next << 32, memory_order_release);
+    atomic_store(&generation, next);             /* wakes the spinning and sleeping threads */
     wake_sleepers();
     inside = 1;
-    run_tasks(0);
+    run_tasks(0, (uint32_t)next);
     inside = 0;
-    while (atomic_load_explicit(&pending, memory_order_acquire) > 0) CPU_RELAX();
+    while (atomic_load_explicit(&done, memory_order_acquire) < tasks) CPU_RELAX();
     pthread_mutex_unlock(&caller_lock);
 }
