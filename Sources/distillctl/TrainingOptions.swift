@@ -109,7 +109,7 @@ struct TrainingOptions: ParsableArguments {
     /// the cache when there is one). `files` was checked by the caller before it read anything.
     func run(teachers: [LoadedModel] = [], teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
              teacherWeights: [Double] = [], alpha: Double, temperature: Double, softLoss: SoftLoss = .kd,
-             files: FilePlan) throws {
+             features: [FeaturePair] = [], files: FilePlan) throws {
         var files = files
         let collective = try ActiveRun.start(threads: threads)
         // Rank 0 alone speaks and writes; the others only compute.
@@ -182,6 +182,7 @@ struct TrainingOptions: ParsableArguments {
         config.trainable = selection
         config.frozen = Set(freeze)
         config.softLoss = softLoss
+        config.features = features
         let batchesPerEpoch = (trainSet.count + batchSize - 1) / batchSize
         let distiller = try Distiller(student: studentModel, teachers: teacherCache == nil ? teachers : [],
                                       teacherWeights: teacherWeights,
@@ -271,7 +272,7 @@ struct DistillCommand: ParsableCommand {
         commandName: "distill",
         abstract: "Distil a teacher into a student on your images and write the student as a Keras file (.h5 or .keras).",
         discussion: """
-        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone. --loss dkd or dist replaces the KL term (see --loss); several --teacher give the weighted mean of their logits as the teacher's.
+        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone. --loss dkd or dist replaces the KL term (see --loss); several --teacher give the weighted mean of their logits as the teacher's; each --feature adds weight * feature_loss (see --feature).
 
         Teacher: inference mode. Student: training mode (trainable BatchNormalization uses batch statistics and updates its moving statistics; frozen ones run in inference mode, as in Keras). Optimizer: Adam with Keras's defaults unless --optimizer says otherwise.
 
@@ -288,12 +289,16 @@ struct DistillCommand: ParsableCommand {
     var temperature: Double = 3
 
     @OptionGroup(title: "Logit loss") var loss: LossOptions
+    @OptionGroup(title: "Feature distillation") var features: FeatureOptions
 
     @OptionGroup var options: TrainingOptions
 
     func validate() throws {
         if teachers.teacherCache != nil && options.augment != nil {
             throw ValidationError("--teacher-cache holds the logits of the images as they are: it cannot be combined with --augment")
+        }
+        if teachers.teacherCache != nil && !features.feature.isEmpty {
+            throw ValidationError("--feature needs the teacher's inner layers, which --teacher-cache does not hold: give --teacher instead")
         }
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1]") }
         guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be a positive finite number") }
@@ -309,7 +314,8 @@ struct DistillCommand: ParsableCommand {
             let (models, cache, weights) = try teachers.load()
             for (model, path) in zip(models, teachers.teacher) { try refuseNonFinite(model, path: path, role: "teacher") }
             try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
-                            alpha: alpha, temperature: temperature, softLoss: try loss.softLoss(), files: files)
+                            alpha: alpha, temperature: temperature, softLoss: try loss.softLoss(), features: try features.pairs(),
+                            files: files)
         }
     }
 }
@@ -358,6 +364,7 @@ func resumeMismatchText(_ e: ResumeMismatch) -> String {
         case .augment(let a): return "--augment was \(a.map { "'\($0)'" } ?? "off")"
         case .loss(let a, let t): return "--alpha/--temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
         case .softLoss(let l): return "--loss was \(l)"
+        case .features(let f): return "--feature was \(f ?? "none")"
         case .kind, .images, .teacher: return nil
         }
     }
