@@ -1,17 +1,30 @@
 #!/usr/bin/env python3
-"""The logit losses side by side on the bundled example: distillctl's kd, dkd and dist, and the
-student trained alone, each over several seeds (the same recipe as example/compare.py: 10 epochs,
-batch 32, alpha 0.9, T 3, Adam 1e-3).
+"""Distillation settings side by side on the bundled example, each over several seeds, with one
+recipe (example/compare.py's: 10 epochs, batch 32, alpha 0.9, T 3, Adam 1e-3, the same images):
+
+  distillctl: kd, dkd, dist (logit losses); kd + a feature pair with an adaptor (FitNets-style hint:
+  teacher block2_relu 14x14x64 <- student block2_relu 14x14x32, mse, weight 1); kd + attention
+  transfer on the three blocks' outputs (the paper's beta/2 = 500 per pair); kd from two teachers
+  (teacher.h5 and teacher2.h5, made by make_second_teacher.py: the same recipe from another seed);
+  kd + mse between the logits layers (weight 0.1 = Keras's 1 * (1 - alpha), Keras's features row
+  below); and the student trained alone.
+  Keras 3.15's keras.distillation.Distiller (keras3_distiller.py, run with the venv's Python):
+  logits (LogitsDistillation, KLDivergence, T 3, student_loss_weight 0.9), and logits + features
+  (FeatureDistillation mse between the "logits" layers, weight 1: the example's only teacher/student
+  layer pair of equal shape, Keras having no adaptor).
 
     swift build -c release --product distillctl
-    python3 example/compare_losses.py [--seeds 1,2,3,4,5] [--alpha 0.9]
+    python3 example/compare_losses.py [--seeds 1,2,3,4,5] [--only kd,keras] [--results runs.jsonl]
+    python3 example/compare_losses.py --table runs.jsonl      # the table from recorded runs
 
-Test accuracy is what `distill --test` prints for the written student (example/check_distill.py
-checks in CI that Keras measures the same); seconds per epoch are wall time of the run divided by
-the epochs (image decoding included). Prints a Markdown table: mean (standard deviation) over the
-seeds. distillctl only: Keras 3's Distiller runs are not part of this script.
+Test accuracy: what `distill --test` prints for the written student (example/check_distill.py checks
+in CI that Keras measures the same), or Keras's own prediction for its student. Seconds per epoch:
+distillctl's whole process wall time / epochs (loading and image decoding included); Keras's
+fit() wall time / epochs (Python start, TensorFlow import and image loading not included).
+Prints a Markdown table: mean (standard deviation) over the seeds.
 """
 import argparse
+import json
 import os
 import re
 import statistics
@@ -22,41 +35,89 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DATA = os.path.join(HERE, "data")
+BLOCKS = ["block1_relu", "block2_relu", "block3_relu"]
+
+
+def settings(a):
+    teacher = ["--teacher", os.path.join(HERE, "teacher.h5")]
+    kd = teacher + ["--alpha", str(a.alpha), "--temperature", str(a.temperature)]
+    at = [x for b in BLOCKS for x in ("--feature", f"{b}:{b}:at:500")]
+    return [
+        ("kd", "kd", ["distill"] + kd),
+        ("dkd", "dkd (alpha 1, beta 8)", ["distill"] + kd + ["--loss", "dkd"]),
+        ("dist", "dist (beta 1, gamma 1)", ["distill"] + kd + ["--loss", "dist"]),
+        ("feature", "kd + feature block2 (mse, 1x1 adaptor 32->64)", ["distill"] + kd + ["--feature", "block2_relu:block2_relu"]),
+        ("at", "kd + attention transfer (3 blocks, weight 500)", ["distill"] + kd + at),
+        ("two", "kd, two teachers (equal weights)", ["distill"] + kd + ["--teacher", os.path.join(HERE, "teacher2.h5")]),
+        ("logitmse", "kd + mse(logits) weight 0.1", ["distill"] + kd + ["--feature", "logits:logits:mse:0.1"]),
+        ("alone", "training alone", ["train"]),
+        ("keras", "Keras 3 Distiller: logits", ["keras"]),
+        ("kerasfeat", "Keras 3 Distiller: logits + mse(logits) weight 1", ["keras", "--features"]),
+    ]
+
+
+def run_one(a, key, command, seed, work):
+    if command[0] == "keras":
+        args = [a.python, os.path.join(HERE, "keras3_distiller.py"), "--seed", seed, "--epochs", str(a.epochs),
+                "--alpha", str(a.alpha), "--temperature", str(a.temperature)] + command[1:]
+        out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        return r["test_accuracy"], r["seconds_per_epoch"]
+    args = [a.distillctl] + command + [
+        "--student", os.path.join(HERE, "student.h5"), "--train", os.path.join(DATA, "train.csv"),
+        "--test", os.path.join(DATA, "test.csv"), "--images", os.path.join(DATA, "images"),
+        "--epochs", str(a.epochs), "--batch-size", "32", "--learning-rate", "0.001", "--seed", seed,
+        "--output", os.path.join(work, f"{key}-{seed}.h5")]
+    start = time.time()
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    seconds = (time.time() - start) / a.epochs
+    return float(re.search(r"student test accuracy ([0-9.]+)", out).group(1)), seconds
+
+
+def table(a, runs):
+    print(f"\n| setting (alpha {a.alpha}, T {a.temperature}, {a.epochs} epochs, batch 32, Adam 1e-3) "
+          "| test accuracy | s per epoch | seeds |\n|---|---|---|---|")
+    for key, name, _ in settings(a):
+        mine = [r for r in runs if r["key"] == key]
+        if not mine:
+            continue
+        acc = [r["accuracy"] for r in mine]
+        sec = [r["seconds"] for r in mine]
+        sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        print(f"| {name} | {100 * statistics.mean(acc):.1f}% ({100 * sd:.1f}) | {statistics.mean(sec):.2f} | {len(acc)} |")
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--distillctl", default=os.path.join(REPO, ".build", "release", "distillctl"))
+    p.add_argument("--python", default="/root/.cache/distillctl/venv/bin/python", help="Python with Keras 3")
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--temperature", type=float, default=3.0)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--only", help="comma-separated setting keys (kd, dkd, dist, feature, at, two, logitmse, alone, keras, kerasfeat)")
+    p.add_argument("--results", help="append each run as a JSON line to this file")
+    p.add_argument("--table", metavar="RESULTS", help="only print the table of the runs recorded in RESULTS")
     a = p.parse_args()
-    settings = [("kd", ["distill", "--loss", "kd"]), ("dkd (alpha 1, beta 8)", ["distill", "--loss", "dkd"]),
-                ("dist (beta 1, gamma 1)", ["distill", "--loss", "dist"]), ("training alone", ["train"])]
+    if a.table:
+        with open(a.table) as f:
+            table(a, [json.loads(line) for line in f if line.strip()])
+        return
+    only = set(a.only.split(",")) if a.only else None
     work = tempfile.mkdtemp(prefix="compare-losses-")
-    rows = []
-    for name, command in settings:
-        accuracies, seconds = [], []
+    runs = []
+    for key, name, command in settings(a):
+        if only and key not in only:
+            continue
         for seed in a.seeds.split(","):
-            args = [a.distillctl] + command[:1]
-            if command[0] == "distill":
-                args += ["--teacher", os.path.join(HERE, "teacher.h5"), "--alpha", str(a.alpha),
-                         "--temperature", str(a.temperature)] + command[1:]
-            args += ["--student", os.path.join(HERE, "student.h5"), "--train", os.path.join(DATA, "train.csv"),
-                     "--test", os.path.join(DATA, "test.csv"), "--images", os.path.join(DATA, "images"),
-                     "--epochs", str(a.epochs), "--batch-size", "32", "--learning-rate", "0.001", "--seed", seed,
-                     "--output", os.path.join(work, f"{command[-1]}-{seed}.h5")]
-            start = time.time()
-            out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-            seconds.append((time.time() - start) / a.epochs)
-            accuracies.append(float(re.search(r"student test accuracy ([0-9.]+)", out).group(1)))
-            print(f"{name} seed {seed}: {accuracies[-1]:.4f}, {seconds[-1]:.2f} s per epoch", flush=True)
-        rows.append((name, accuracies, seconds))
-    print(f"\n| setting (alpha {a.alpha}, T {a.temperature}) | test accuracy | s per epoch |\n|---|---|---|")
-    for name, acc, sec in rows:
-        sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        print(f"| {name} | {100 * statistics.mean(acc):.1f}% ({100 * sd:.1f}) | {statistics.mean(sec):.2f} |")
+            accuracy, seconds = run_one(a, key, command, seed, work)
+            run = {"key": key, "seed": int(seed), "accuracy": accuracy, "seconds": seconds}
+            runs.append(run)
+            if a.results:
+                with open(a.results, "a") as f:
+                    f.write(json.dumps(run) + "\n")
+            print(f"{name} seed {seed}: {accuracy:.4f}, {seconds:.2f} s per epoch", flush=True)
+    table(a, runs)
 
 
 if __name__ == "__main__":
