@@ -95,7 +95,8 @@ def main():
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--temperature", type=float, default=3.0)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--only", help="comma-separated setting keys (kd, dkd, dist, feature, at, two, logitmse, alone, keras, kerasfeat)")
+    p.add_argument("--only", help="comma-separated setting keys, run in that order (kd, dkd, dist, feature, at, two, "
+                                   "logitmse, alone, keras, kerasfeat)")
     p.add_argument("--results", help="append each run as a JSON line to this file")
     p.add_argument("--table", metavar="RESULTS", help="only print the table of the runs recorded in RESULTS")
     a = p.parse_args()
@@ -103,12 +104,14 @@ def main():
         with open(a.table) as f:
             table(a, [json.loads(line) for line in f if line.strip()])
         return
-    only = set(a.only.split(",")) if a.only else None
+    chosen = settings(a)
+    if a.only:
+        # In the order given, so the settings wanted first run first.
+        by_key = {s[0]: s for s in chosen}
+        chosen = [by_key[k] for k in a.only.split(",")]
     work = tempfile.mkdtemp(prefix="compare-losses-")
     runs = []
-    for key, name, command in settings(a):
-        if only and key not in only:
-            continue
+    for key, name, command in chosen:
         for seed in a.seeds.split(","):
             accuracy, seconds = run_one(a, key, command, seed, work)
             run = {"key": key, "seed": int(seed), "accuracy": accuracy, "seconds": seconds}
