@@ -278,10 +278,12 @@ public final class Distiller {
                 stats[2] = Double(loss)
             }
             if let features {
+                clock = phases.map { _ in DispatchTimeNanos.now() }
                 let (loss, gradients) = features.step(plan: p, teacherMaps: teacherMaps, rows: rows, totalRows: total)
                 featureGradients = gradients
                 local.total += Float(loss)
                 stats[5] = loss
+                phases?.lap("feature losses", &clock)
             }
             let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: k)
             (local.correct, local.counted) = (accuracy.correct, accuracy.counted)
