@@ -129,6 +129,26 @@ final class FeatureDistillationTests: XCTestCase {
         }
     }
 
+    /// Layers inside nested models, named by path or by their own name (as --output-layer takes
+    /// them): the pair resolves, and its term enters the step's loss.
+    func testNestedLayerNamesResolve() throws {
+        let model = try LoadedModel.load(path: fixturesDirectory.appendingPathComponent("cases/k3_nested_sequential/model.h5").path)
+        var rng = SeededRandom(3)
+        let x = Tensor(shape: [4, 6, 6, 3], data: (0..<4 * 108).map { _ in rng.uniform(-1, 1) })
+        var labels = [Float](repeating: 0, count: 12)
+        for r in 0..<4 { labels[r * 3 + r % 3] = 1 }
+        var losses: [Float] = []
+        for pairs in [[], [FeaturePair(teacherLayer: "inner_functional/add", studentLayer: "conv", loss: .cosine, weight: 2)]] {
+            var config = DistillConfig()
+            config.features = pairs
+            let distiller = try Distiller(student: model, teacher: model, optimizer: SGD(), config: config)
+            losses.append(try distiller.step(x, labels: labels, index: 0).total)
+        }
+        // -2 <= 2 * cosine term <= 2, and the maps (a conv's output and the block's sum) differ.
+        XCTAssertGreaterThan(abs(losses[1] - losses[0]), 1e-3)
+        XCTAssertLessThanOrEqual(abs(losses[1] - losses[0]), 2 + 1e-5)
+    }
+
     func testPairsParseAndResolveOrRefuseByName() throws {
         XCTAssertEqual(try FeaturePair(parsing: "a:b"), FeaturePair(teacherLayer: "a", studentLayer: "b"))
         XCTAssertEqual(try FeaturePair(parsing: "base/x:y:AT:0.5"), FeaturePair(teacherLayer: "base/x", studentLayer: "y", loss: .at, weight: 0.5))
