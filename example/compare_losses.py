@@ -18,9 +18,10 @@ recipe (example/compare.py's: 10 epochs, batch 32, alpha 0.9, T 3, Adam 1e-3, th
     python3 example/compare_losses.py --table runs.jsonl      # the table from recorded runs
 
 Test accuracy: what `distill --test` prints for the written student (example/check_distill.py checks
-in CI that Keras measures the same), or Keras's own prediction for its student. Seconds per epoch:
-distillctl's whole process wall time / epochs (loading and image decoding included); Keras's
-fit() wall time / epochs (Python start, TensorFlow import and image loading not included).
+in CI that Keras measures the same), or Keras's own prediction for its student. Seconds per epoch,
+two measures: the training steps alone (distillctl: `--profile`'s step time and wait for images, from
+a `--timing` run; Keras: fit()'s wall time / epochs, its in-memory arrays already loaded), and
+distillctl's whole process wall time / epochs (loading, image decoding, test evaluation included).
 Prints a Markdown table: mean (standard deviation) over the seeds.
 """
 import argparse
@@ -68,23 +69,36 @@ def run_one(a, key, command, seed, work):
         "--test", os.path.join(DATA, "test.csv"), "--images", os.path.join(DATA, "images"),
         "--epochs", str(a.epochs), "--batch-size", "32", "--learning-rate", "0.001", "--seed", seed,
         "--output", os.path.join(work, f"{key}-{seed}.h5")]
+    if a.timing:
+        args.append("--profile")
     start = time.time()
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     seconds = (time.time() - start) / a.epochs
-    return float(re.search(r"student test accuracy ([0-9.]+)", out).group(1)), seconds
+    accuracy = float(re.search(r"student test accuracy ([0-9.]+)", out).group(1))
+    if a.timing:
+        # --profile's line: the steps' milliseconds per training image and their wait for images;
+        # the steps of an epoch are what Keras's fit() times.
+        m = re.search(r"steps ([0-9.]+) ms per image; the steps waited ([0-9.]+) s", out)
+        images = sum(1 for _ in open(os.path.join(DATA, "train.csv"))) - 1
+        seconds = (float(m.group(1)) * images / 1000 * a.epochs + float(m.group(2))) / a.epochs
+    return accuracy, seconds
 
 
 def table(a, runs):
     print(f"\n| setting (alpha {a.alpha}, T {a.temperature}, {a.epochs} epochs, batch 32, Adam 1e-3) "
-          "| test accuracy | s per epoch | seeds |\n|---|---|---|---|")
+          "| test accuracy | s per epoch: training steps (Keras: fit) | s per epoch: whole run | seeds |\n|---|---|---|---|---|")
     for key, name, _ in settings(a):
         mine = [r for r in runs if r["key"] == key]
         if not mine:
             continue
-        acc = [r["accuracy"] for r in mine]
-        sec = [r["seconds"] for r in mine]
+        accuracy_runs = [r for r in mine if not r.get("timing")]
+        acc = [r["accuracy"] for r in accuracy_runs]
+        wall = [r["seconds"] for r in accuracy_runs if not r["key"].startswith("keras")]
+        steps = [r["seconds"] for r in mine if r.get("timing") or r["key"].startswith("keras")]
         sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        print(f"| {name} | {100 * statistics.mean(acc):.1f}% ({100 * sd:.1f}) | {statistics.mean(sec):.2f} | {len(acc)} |")
+        def f(v):
+            return f"{statistics.mean(v):.2f}" if v else "-"
+        print(f"| {name} | {100 * statistics.mean(acc):.1f}% ({100 * sd:.1f}) | {f(steps)} | {f(wall)} | {len(acc)} |")
 
 
 def main():
@@ -99,6 +113,9 @@ def main():
                                    "logitmse, alone, keras, kerasfeat)")
     p.add_argument("--results", help="append each run as a JSON line to this file")
     p.add_argument("--table", metavar="RESULTS", help="only print the table of the runs recorded in RESULTS")
+    p.add_argument("--timing", action="store_true",
+                   help="time the training steps only: distillctl's steps (--profile) against Keras's fit(), "
+                        "without loading, decoding and evaluation; use with one seed")
     a = p.parse_args()
     if a.table:
         with open(a.table) as f:
@@ -114,7 +131,7 @@ def main():
     for key, name, command in chosen:
         for seed in a.seeds.split(","):
             accuracy, seconds = run_one(a, key, command, seed, work)
-            run = {"key": key, "seed": int(seed), "accuracy": accuracy, "seconds": seconds}
+            run = {"key": key, "seed": int(seed), "accuracy": accuracy, "seconds": seconds, "timing": a.timing}
             runs.append(run)
             if a.results:
                 with open(a.results, "a") as f:
