@@ -137,11 +137,13 @@ def make_data():
 
 def load_split(keras, csv_path):
     """(x, y) as Keras's loader gives them: x float32 0-255 (n, 28, 28, 1); y one-hot, zeros when unlabelled."""
-    import pandas as pd
-    df = pd.read_csv(csv_path)
+    # The csv module rather than pandas (not in the venv scripts/install-deps.sh makes): an empty
+    # cell (unlabelled) reads as 0, as pandas' fillna(0) gave.
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
     x = np.stack([keras.utils.img_to_array(
-        keras.utils.load_img(os.path.join(IMAGES, f), color_mode="grayscale")) for f in df["image_id"]])
-    y = df[CLASSES].fillna(0).to_numpy(dtype="float32")
+        keras.utils.load_img(os.path.join(IMAGES, r["image_id"]), color_mode="grayscale")) for r in rows])
+    y = np.array([[float(r[c]) if r[c] != "" else 0.0 for c in CLASSES] for r in rows], dtype="float32")
     return x.astype("float32"), y
 
 
@@ -190,19 +192,10 @@ def accuracy(model, x, y):
     return float(np.mean(np.argmax(p, 1) == np.argmax(y, 1)))
 
 
-def make_models():
-    import tensorflow as tf
-    import tf_keras
-    keras = tf.keras
-    assert keras.layers.Dense is tf_keras.layers.Dense, "need tf.keras = tf-keras 2 (TF_USE_LEGACY_KERAS=1)"
-    tf.config.experimental.enable_op_determinism()
-
-    xtr, ytr = load_split(keras, os.path.join(DATA, "train.csv"))
-    xva, yva = load_split(keras, os.path.join(DATA, "val.csv"))
-    xte, yte = load_split(keras, os.path.join(DATA, "test.csv"))
-
+def train_teacher(keras, seed, xtr, ytr, xva, yva):
+    """The teacher recipe from a fresh session seeded with `seed`: (model, history, seconds)."""
     keras.backend.clear_session()
-    keras.utils.set_random_seed(SEED)
+    keras.utils.set_random_seed(seed)
     teacher = build_teacher(keras)
     # Light augmentation while training only (mirror, shift by up to 2 px); the saved teacher is
     # the inner model without these layers.
@@ -216,7 +209,21 @@ def make_models():
     t0 = time.time()
     hist = trainer.fit(xtr, ytr, validation_data=(xva, yva), epochs=TEACHER_EPOCHS,
                        batch_size=TEACHER_BATCH, shuffle=True, verbose=2)
-    train_seconds = time.time() - t0
+    return teacher, hist, time.time() - t0
+
+
+def make_models():
+    import tensorflow as tf
+    import tf_keras
+    keras = tf.keras
+    assert keras.layers.Dense is tf_keras.layers.Dense, "need tf.keras = tf-keras 2 (TF_USE_LEGACY_KERAS=1)"
+    tf.config.experimental.enable_op_determinism()
+
+    xtr, ytr = load_split(keras, os.path.join(DATA, "train.csv"))
+    xva, yva = load_split(keras, os.path.join(DATA, "val.csv"))
+    xte, yte = load_split(keras, os.path.join(DATA, "test.csv"))
+
+    teacher, hist, train_seconds = train_teacher(keras, SEED, xtr, ytr, xva, yva)
     teacher_path = os.path.join(HERE, "teacher.h5")
     teacher.compile(loss="categorical_crossentropy", metrics=["accuracy"])  # a training_config, as users' files have
     teacher.save(teacher_path, include_optimizer=False)

@@ -96,3 +96,22 @@ struct TeacherOptions: ParsableArguments {
         return (models, cache, try Distiller.normalizedWeights(given ?? [Double](repeating: 1, count: count)))
     }
 }
+
+/// Feature distillation pairs of `distill`.
+struct FeatureOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("A teacher layer and a student layer whose outputs to bring together: TEACHER_LAYER:STUDENT_LAYER[:LOSS[:WEIGHT]], LOSS mse (default), cosine, mae or at, WEIGHT 1 by default. Repeatable.", discussion: """
+        Adds sum(WEIGHT * LOSS) to the loss: alpha * CE + (1 - alpha) * soft + sum(weight_i * feature_loss_i) (soft: the --loss term, T^2 * KL for kd). Layers are named as for --output-layer (nested names work); the student layer must train and come at or before the logits; the features come from the first --teacher.
+        mse, mae: the mean over every element (Keras's mean_squared_error / mean_absolute_error). cosine: the mean over positions of -cos(teacher, student) along the channels (Keras's cosine_similarity loss: -1 when aligned). at: attention transfer (Zagoruyko & Komodakis 2017): per image sum_c(x^2) over the positions, L2-normalised, then the mean squared difference (the paper's beta/2 = 500 is WEIGHT 500).
+        Shapes: a larger student map is average-pooled (integer factors), else the teacher map is resized (bilinear); for mse, cosine and mae a channel count that differs gets a trainable 1x1 convolution on the student side (glorot_uniform, seeded by --seed), trained with the student and not written: the output has exactly the student's layers. Checkpoints carry it.
+        Keras 3's Distiller weighs its FeatureDistillation by (1 - student_loss_weight): its weight w there is (1 - alpha) * w here.
+        """))
+    var feature: [String] = []
+
+    func pairs() throws -> [FeaturePair] {
+        try feature.map { text in
+            do { return try FeaturePair(parsing: text) } catch { throw ValidationError("--feature \(error)") }
+        }
+    }
+
+    func validate() throws { _ = try pairs() }
+}

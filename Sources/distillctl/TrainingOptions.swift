@@ -256,7 +256,7 @@ struct DistillCommand: ParsableCommand {
         commandName: "distill",
         abstract: "Distil a teacher into a student on your images and write the student as a Keras file (.h5 or .keras).",
         discussion: """
-        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone. --loss dkd or dist replaces the KL term (see --loss); several --teacher give the weighted mean of their logits as the teacher's.
+        Loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)), on logits (taken before a trailing softmax when a model has one). alpha weights the HARD-label loss, as in the blog post (alpha = 0.9) and Keras's distillation example; images without a label teach through the soft term alone. --loss dkd or dist replaces the KL term (see --loss); several --teacher give the weighted mean of their logits as the teacher's; each --feature adds weight * feature_loss (see --feature).
 
         Teacher: inference mode. Student: training mode (trainable BatchNormalization uses batch statistics and updates its moving statistics; frozen ones run in inference mode, as in Keras). Optimizer: Adam with Keras's defaults unless --optimizer says otherwise.
 
@@ -273,6 +273,7 @@ struct DistillCommand: ParsableCommand {
     var temperature: Double = 3
 
     @OptionGroup(title: "Logit loss") var loss: LossOptions
+    @OptionGroup(title: "Feature distillation") var features: FeatureOptions
 
     @OptionGroup var options: TrainingOptions
 
@@ -282,6 +283,9 @@ struct DistillCommand: ParsableCommand {
         }
         if teachers.teacherCache != nil && options.fastDecode {
             throw ValidationError("--teacher-cache holds the logits of the images as Keras decodes them: it cannot be combined with --fast-decode")
+        }
+        if teachers.teacherCache != nil && !features.feature.isEmpty {
+            throw ValidationError("--feature needs the teacher's inner layers, which --teacher-cache does not hold: give --teacher instead")
         }
         guard (0...1).contains(alpha) else { throw ValidationError("--alpha must be in [0, 1]") }
         guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be a positive finite number") }
@@ -301,6 +305,7 @@ struct DistillCommand: ParsableCommand {
             distill.temperature = temperature
             distill.softLoss = try loss.softLoss()
             distill.teacherPrecision = teachers.teacherPrecision
+            distill.features = try features.pairs()
             try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
                             distill: distill, files: files)
         }
@@ -336,6 +341,7 @@ func resumeMismatchText(_ e: ResumeMismatch) -> String {
         case .augment(let a): return "--augment was \(a.map { "'\($0)'" } ?? "off")"
         case .loss(let a, let t): return "--alpha/--temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
         case .softLoss(let l): return "--loss was \(l)"
+        case .features(let f): return "--feature was \(f ?? "none")"
         case .kind, .images, .teacher: return nil
         }
     }

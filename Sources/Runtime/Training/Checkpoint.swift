@@ -44,6 +44,7 @@ public struct RunIdentity: Sendable, Equatable, Codable {
     public var temperature: Double?
     public var teacher: String?           // the teacher's name and parameter count
     public var loss: String?              // the logit loss of a distillation (SoftLoss.description)
+    public var features: String?          // the feature pairs (FeaturePair.description, comma-separated)
 }
 
 /// What a resumed run may change: each as the run describes it, so a resumption can say what
@@ -88,11 +89,14 @@ public struct TrainingCheckpoint {
     public var model: LoadedModel
     public var state: RunState
     public var optimizer: OptimizerState
+    /// The feature adaptors' weights (trained with the student, not part of it).
+    public var adaptors: [NamedArray]
 
-    public init(model: LoadedModel, state: RunState, optimizer: OptimizerState) {
+    public init(model: LoadedModel, state: RunState, optimizer: OptimizerState, adaptors: [NamedArray] = []) {
         self.model = model
         self.state = state
         self.optimizer = optimizer
+        self.adaptors = adaptors
     }
 
     /// Writes the checkpoint atomically to `path`, or to each of `paths` with the file's contents
@@ -109,10 +113,17 @@ public struct TrainingCheckpoint {
         for (i, slot) in optimizer.slots.enumerated() {
             arrays[String(format: "optimizer/%06d", i)] = H5Array(shape: [slot.values.count], values: .float32(slot.values))
         }
-        let attachment = H5Attachment(group: Self.group, text: [
+        var text = [
             "run_state": String(decoding: try encoder.encode(state), as: UTF8.self),
             "optimizer": String(decoding: try encoder.encode(header), as: UTF8.self),
-        ], arrays: arrays)
+        ]
+        if !adaptors.isEmpty {
+            text["adaptors"] = String(decoding: try encoder.encode(adaptors.map(\.name)), as: UTF8.self)
+            for (i, a) in adaptors.enumerated() {
+                arrays[String(format: "adaptor/%06d", i)] = H5Array(shape: [a.values.count], values: .float32(a.values))
+            }
+        }
+        let attachment = H5Attachment(group: Self.group, text: text, arrays: arrays)
         let file = try model.exportFile(weightsOnly: false).file
         for path in paths { try file.write(to: path, attachment: attachment) }
     }
@@ -143,8 +154,17 @@ public struct TrainingCheckpoint {
             guard let a = attachment.arrays[key] else { throw RuntimeError("\(path): checkpoint without '\(key)' (\(name))") }
             slots.append(NamedArray(name: name, values: a.floats))
         }
+        var adaptors: [NamedArray] = []
+        if attachment.text["adaptors"] != nil {
+            for (i, name) in try decode([String].self, "adaptors").enumerated() {
+                let key = String(format: "adaptor/%06d", i)
+                guard let a = attachment.arrays[key] else { throw RuntimeError("\(path): checkpoint without '\(key)' (\(name))") }
+                adaptors.append(NamedArray(name: name, values: a.floats))
+            }
+        }
         return TrainingCheckpoint(model: model, state: state,
                                   optimizer: OptimizerState(optimizer: header.optimizer, iterations: header.iterations,
-                                                            learningRate: header.learningRate, slots: slots))
+                                                            learningRate: header.learningRate, slots: slots),
+                                  adaptors: adaptors)
     }
 }

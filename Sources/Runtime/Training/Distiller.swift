@@ -37,6 +37,9 @@ public struct DistillConfig: Sendable {
     public var softLoss: SoftLoss = .kd
     /// The number format of the teachers' matrix products (see `Precision`; the student's are float32).
     public var teacherPrecision: Precision = .float32
+    /// Feature distillation: teacher layer / student layer pairs whose weighted losses add to the
+    /// logit loss (their teacher layers from the first teacher).
+    public var features: [FeaturePair] = []
     public init() {}
 }
 
@@ -67,6 +70,11 @@ public final class Distiller {
     public let config: DistillConfig
     private var plans: [Int: TrainingPlan] = [:]
     private let buffers: [ParameterBuffer]
+    /// The feature pairs resolved, with their adaptors (nil without `config.features`).
+    let features: FeatureDistillation?
+    /// The first teacher run for its feature layers (and its logits, last, when `featureLogits`).
+    private let featureSession: InferenceSession?
+    private let featureLogits: Bool
     /// The ranks of a data-parallel run (a single process by default). Every rank runs `step` on
     /// its share of the same batch; gradients are summed over ranks in one fused buffer.
     public var collective: any Collective = SingleProcess()
@@ -93,10 +101,31 @@ public final class Distiller {
             decisions[node.layerKey] = try config.trainable.isTrainable(node, in: graph, frozen: config.frozen)
         }
         params = ParameterStore(model: student) { node, spec in spec.trainableKind && (decisions[node.layerKey] ?? false) }
-        buffers = params.entries.compactMap { e in
+        var buffers = params.entries.compactMap { e in
             e.gradient.map { ParameterBuffer(name: e.layerKey + "/" + e.spec.name, value: e.values, gradient: $0, count: e.count) }
         }
         guard !buffers.isEmpty else { throw RuntimeError("the student '\(graph.name)' has no trainable weights with these settings") }
+        if config.features.isEmpty {
+            (features, featureSession, featureLogits) = (nil, nil, false)
+        } else {
+            guard let first = teachers.first else {
+                throw RuntimeError("feature distillation needs a teacher model to run on every image (a teacher cache holds only its logits)")
+            }
+            let split = try TrainingLowering.split(graph, params, batch: 1, inputShapes: graph.inputs.map { graph.nodes[$0].outputShape })
+            let resolved = try FeatureDistillation(pairs: config.features, student: student, split: split, teacher: first, seed: config.seed)
+            // One pass of the first teacher gives its feature layers and its logits, when the
+            // model's output can be named as a layer (it can unless the output layer is shared).
+            let tg = first.graph
+            let outputName = tg.nodes[tg.outputs[0]].layerKey
+            let named = (try? tg.findLayer(outputName)) == tg.outputs[0]
+            features = resolved
+            featureSession = try InferenceSession(model: first, outputLayers: resolved.teacherLayers + (named ? [outputName] : []),
+                                                  logits: true, precision: config.teacherPrecision)
+            featureLogits = named
+            // The adaptors train with the student (after its weights in the optimizer's layout).
+            buffers += resolved.adaptors.flatMap(\.buffers)
+        }
+        self.buffers = buffers
         try optimizer.build(buffers)
         self.teachers = try teachers.map { try InferenceSession(model: $0, logits: true, precision: config.teacherPrecision) }
         self.teacherModels = teachers
@@ -156,21 +185,33 @@ public final class Distiller {
     /// Classes of the student's output.
     public var classes: Int { student.graph.nodes[student.graph.outputs[0]].outputShape.last ?? 1 }
 
-    /// The teacher's logits for a batch: the cached ones when given, else the teacher's.
-    func teacherLogits(_ x: Tensor, cached: [Float]?) throws -> Tensor? {
+    /// The teacher's logits for a batch: the cached ones when given, else the teacher's; and the
+    /// first teacher's feature maps when there are feature pairs.
+    func teacherOutputs(_ x: Tensor, cached: [Float]?) throws -> (logits: Tensor?, features: [Tensor]) {
         if let cached {
             guard cached.count == x.batch * classes else {
                 throw RuntimeError("the teacher cache gives \(cached.count / max(1, x.batch)) outputs per image, the student \(classes)")
             }
-            return Tensor(shape: [x.batch, classes], data: cached)
+            return (Tensor(shape: [x.batch, classes], data: cached), [])
         }
-        guard !teachers.isEmpty else { return nil }
-        let outputs = try teachers.map { try $0.run([x], batchSize: x.batch)[0] }
+        guard !teachers.isEmpty else { return (nil, []) }
+        var maps: [Tensor] = []
+        let outputs = try teachers.enumerated().map { i, teacher -> Tensor in
+            guard i == 0, let featureSession, let features else { return try teacher.run([x], batchSize: x.batch)[0] }
+            let all = try featureSession.run([x], batchSize: x.batch)
+            maps = Array(all.prefix(features.teacherLayers.count))
+            return featureLogits ? all.last! : try teacher.run([x], batchSize: x.batch)[0]
+        }
+        return (try Self.meanLogits(outputs, weights: teacherWeights), maps)
+    }
+
+    /// One teacher's logits as they are, or the weighted mean of several.
+    private static func meanLogits(_ outputs: [Tensor], weights: [Double]) throws -> Tensor {
         if outputs.count == 1 { return outputs[0] }
         guard outputs.allSatisfy({ $0.itemCount == outputs[0].itemCount }) else {
             throw RuntimeError("the teachers give different numbers of outputs (\(outputs.map(\.itemCount)))")
         }
-        return Tensor(shape: outputs[0].shape, data: Self.meanLogits(outputs.map(\.data), weights: teacherWeights))
+        return Tensor(shape: outputs[0].shape, data: Self.meanLogits(outputs.map(\.data), weights: weights))
     }
 
     /// One step on a batch: `labels` one-hot rows (all zero for an unlabelled image).
@@ -197,15 +238,17 @@ public final class Distiller {
         if distributed { try collective.allReduceSum(&counts) }
         let labelled = Int(counts[0]), total = Int(counts[1])
         var gradient = [Float](repeating: 0, count: rows * k)
-        // This share's figures; [hard part, soft part, cross-entropy part, correct, counted] to sum.
+        // This share's figures; [hard part, soft part, cross-entropy part, correct, counted,
+        // weighted feature losses] to sum.
         var local = StepResult(total: 0, hard: nil, soft: nil, correct: 0, counted: 0, rows: rows)
-        var stats = [Double](repeating: 0, count: 5)
+        var stats = [Double](repeating: 0, count: 6)
+        var featureGradients: [Int: [Float]] = [:]
         var plan: TrainingPlan? = nil
         if rows > 0 {
             let p = try self.plan(batch: rows)
             plan = p
             var clock = phases.map { _ in DispatchTimeNanos.now() }
-            let teacherLogits = try self.teacherLogits(x, cached: cached)
+            let (teacherLogits, teacherMaps) = try self.teacherOutputs(x, cached: cached)
             phases?.lap("teacher forward", &clock)
             p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share?.offset ?? 0, phases: &phases)
             try p.throwBatchNormSyncFailure()
@@ -238,12 +281,22 @@ public final class Distiller {
                 (local.total, local.hard) = (loss, loss)
                 stats[2] = Double(loss)
             }
+            if let features {
+                clock = phases.map { _ in DispatchTimeNanos.now() }
+                let (loss, gradients) = features.step(plan: p, teacherMaps: teacherMaps, rows: rows, totalRows: total)
+                featureGradients = gradients
+                local.total += Float(loss)
+                stats[5] = loss
+                phases?.lap("feature losses", &clock)
+            }
             let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: k)
             (local.correct, local.counted) = (accuracy.correct, accuracy.counted)
         } else if distributed && distilling && config.softLoss.couplesRows {
             // This rank has no rows but must still take part in gathering the batch.
             _ = try wholeBatchLoss(student: [], teacher: [], labels: [], share: share, gradient: &gradient)
         }
+        // A rank without rows still zeroes its adaptors' gradients before the sum over ranks.
+        if rows == 0, let features { features.zeroGradients() }
         var result = local
         if distributed {
             stats[3] = Double(local.correct)
@@ -257,6 +310,7 @@ public final class Distiller {
             } else {
                 result = StepResult(total: Float(stats[2]), hard: Float(stats[2]), soft: nil, correct: 0, counted: 0, rows: total)
             }
+            result.total += Float(stats[5])
             result.correct = Int(stats[3])
             result.counted = Int(stats[4])
         }
@@ -264,7 +318,7 @@ public final class Distiller {
         var clock = phases.map { _ in DispatchTimeNanos.now() }
         params.zeroGradients()
         if let plan {
-            gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
+            gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!, extra: featureGradients) }
             try plan.throwBatchNormSyncFailure()
         }
         phases?.lap("student backward", &clock)
@@ -335,6 +389,16 @@ public final class Distiller {
         let loss = Losses.crossentropy(logits: s, targets: targets, classes: classes)
         let accuracy = Metrics.correctPredictions(outputs: s, targets: targets, classes: classes)
         return StepResult(total: loss, hard: loss, soft: nil, correct: accuracy.correct, counted: accuracy.counted, rows: x.batch)
+    }
+
+    /// The feature adaptors' weights (not part of the student; a checkpoint carries them).
+    public var featureAdaptorState: [NamedArray] { features?.state ?? [] }
+
+    /// Puts back the feature adaptors' weights of a checkpoint of this run.
+    public func restoreFeatureAdaptors(_ arrays: [NamedArray]) throws {
+        if let features { try features.restore(arrays) } else if !arrays.isEmpty {
+            throw RuntimeError("the checkpoint has feature adaptors, this run has no feature pairs")
+        }
     }
 
     /// The student with its trained weights, ready to run or to export.

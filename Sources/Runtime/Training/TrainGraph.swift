@@ -62,6 +62,8 @@ struct TrainingSplit {
     /// softmax; the output itself when there is none).
     var output: Int
     var logits: Int
+    /// Graph node -> train node (prefix values the trainable part reads included, as `.external`).
+    var trainNode: [Int: Int] = [:]
 }
 
 enum TrainingLowering {
@@ -104,7 +106,7 @@ enum TrainingLowering {
         }
         var logits = out
         if case .softmax(_, false) = nodes[out].op { logits = nodes[out].inputs[0] }
-        return TrainingSplit(boundary: boundary, nodes: nodes, output: out, logits: logits)
+        return TrainingSplit(boundary: boundary, nodes: nodes, output: out, logits: logits, trainNode: value)
     }
 
     /// What a layer's config does only in training and this trainer does not: a noise layer's

@@ -4,12 +4,24 @@ import Graph
 /// Gradients of values are written by the first consumer and accumulated by the others; weight
 /// gradients accumulate over the calls of a shared layer within the step.
 extension TrainingPlan {
-    func backward(logitsGradient: UnsafePointer<Float>) {
+    /// `extra`: gradients of other losses with respect to nodes at or below the logits (feature
+    /// distillation), added to node i's gradient once all its consumers (higher indices) have run.
+    func backward(logitsGradient: UnsafePointer<Float>, extra: [Int: [Float]] = [:]) {
         var written = [Bool](repeating: false, count: nodes.count)
         var weightWritten = Set<Int>()
         grads[split.logits].update(from: logitsGradient, count: nodes[split.logits].count)
         written[split.logits] = true
-        for i in stride(from: split.logits, through: 0, by: -1) where written[i] {
+        for i in stride(from: split.logits, through: 0, by: -1) {
+            if let g = extra[i] {
+                precondition(g.count == nodes[i].count, "an extra gradient of the wrong size")
+                if written[i] {
+                    for k in 0..<g.count { grads[i][k] += g[k] }
+                } else {
+                    grads[i].update(from: g, count: g.count)
+                    written[i] = true
+                }
+            }
+            guard written[i] else { continue }
             timed("backward", i) { backwardNode(i, &written, &weightWritten) }
         }
     }

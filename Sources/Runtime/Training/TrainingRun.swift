@@ -91,6 +91,8 @@ public struct ResumeMismatch: Error, CustomStringConvertible, Sendable {
         case loss(alpha: Double?, temperature: Double?)
         /// The soft loss (kd, dkd, dist with their parameters) of the checkpointed run.
         case softLoss(String)
+        /// The feature pairs of the checkpointed run (nil: none).
+        case features(String?)
         case teacher(String?)
     }
     public var path: String
@@ -115,6 +117,7 @@ public struct ResumeMismatch: Error, CustomStringConvertible, Sendable {
             case .augment(let a): return "the augmentation was \(a.map { "'\($0)'" } ?? "off")"
             case .loss(let a, let t): return "alpha/temperature were \(a.map { "\($0)" } ?? "-")/\(t.map { "\($0)" } ?? "-")"
             case .softLoss(let l): return "the distillation loss was \(l)"
+            case .features(let f): return "the feature pairs were \(f ?? "none")"
             case .teacher(let t): return "the teacher was \(t ?? "none")"
             }
         }.joined(separator: "; ")
@@ -160,8 +163,12 @@ public final class TrainingRun {
             images: train.count, batchSize: options.batchSize, seed: options.seed, augment: options.augmentText,
             alpha: distilling ? distiller.config.alpha : nil,
             temperature: distilling ? distiller.config.temperature : nil,
-            teacher: distiller.teacherIdentity, loss: distilling ? distiller.config.softLoss.description : nil))
+            teacher: distiller.teacherIdentity, loss: distilling ? distiller.config.softLoss.description : nil,
+            features: FeatureDistillation.identity(distiller.config.features)))
         if let cache = options.teacherCache {
+            guard distiller.config.features.isEmpty else {
+                throw RuntimeError("feature distillation needs the teacher's inner layers, which a teacher cache does not hold")
+            }
             guard options.augment == nil || options.augment!.isIdentity else {
                 throw RuntimeError("a teacher cache holds the logits of the images as they are; it cannot be used with augmentation")
             }
@@ -228,10 +235,14 @@ public final class TrainingRun {
             differences.append(.softLoss(saved.loss ?? "kd"))
         }
         if saved.teacher != now.teacher { differences.append(.teacher(saved.teacher)) }
+        if saved.features != now.features { differences.append(.features(saved.features)) }
         guard differences.isEmpty else { throw ResumeMismatch(path: path, differences: differences) }
         do { try distiller.optimizer.restore(checkpoint.optimizer) } catch {
             throw RuntimeError("\(path): cannot resume: the optimizer state does not fit this run (\(error)); "
                                + "the optimizer and the trainable layers must be those of the checkpointed run")
+        }
+        do { try distiller.restoreFeatureAdaptors(checkpoint.adaptors) } catch {
+            throw RuntimeError("\(path): cannot resume: \(error)")
         }
         var restored = checkpoint.state
         // Callbacks: the checkpoint's state when the run still asks for them, the options' when new.
@@ -284,7 +295,8 @@ public final class TrainingRun {
     public private(set) var resumeChanges: [String] = []
 
     func checkpoint() -> TrainingCheckpoint {
-        TrainingCheckpoint(model: distiller.trainedModel(), state: state, optimizer: distiller.optimizer.state())
+        TrainingCheckpoint(model: distiller.trainedModel(), state: state, optimizer: distiller.optimizer.state(),
+                           adaptors: distiller.featureAdaptorState)
     }
 
     // MARK: the loop
