@@ -1,5 +1,6 @@
 import Foundation
 import H5Model
+import TestSupport
 import XCTest
 
 /// Runs the built `distillctl` binary as a user would and captures what it prints.
@@ -58,4 +59,25 @@ func kerasWeights(_ path: String) throws -> [String: [Float]] {
         for w in layer.weights { out[layer.name + "/" + w.name] = w.floats }
     }
     return out
+}
+
+/// Command tests on the bundled example: a temporary folder whose train.csv lists the example's
+/// first 200 training images, and the example's teacher and student.
+class ExampleCommandCase: XCTestCase {
+    var temp: URL!
+    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("example-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        let lines = try String(contentsOf: example.appendingPathComponent("data/train.csv"), encoding: .utf8)
+            .split(separator: "\n").prefix(201)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path("train.csv"), atomically: true, encoding: .utf8)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
+
+    func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
+    var teacher: String { example.appendingPathComponent("teacher.h5").path }
+    var student: String { example.appendingPathComponent("student.h5").path }
 }

@@ -8,24 +8,7 @@ import Runtime
 import TestSupport
 import XCTest
 
-final class FeatureCommandTests: XCTestCase {
-    var temp: URL!
-    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
-
-    override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("feature-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
-        let lines = try String(contentsOf: example.appendingPathComponent("data/train.csv"), encoding: .utf8)
-            .split(separator: "\n").prefix(201)
-        try (lines.joined(separator: "\n") + "\n").write(toFile: path("train.csv"), atomically: true, encoding: .utf8)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
-
-    func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
-    var teacher: String { example.appendingPathComponent("teacher.h5").path }
-    var student: String { example.appendingPathComponent("student.h5").path }
-
+final class FeatureCommandTests: ExampleCommandCase {
     func distill(_ extra: [String], output: String, epochs: Int = 2) -> [String] {
         ["distill", "--teacher", teacher, "--student", student, "--train", path("train.csv"),
          "--images", example.appendingPathComponent("data/images").path, "--epochs", String(epochs),
