@@ -15,3 +15,10 @@ swift build -c release --scratch-path "$bench_scratch" "${bench_flags[@]}" --pro
 # Inference rows in groups: float32, bf16 (distillctl --precision bf16 beside OpenVINO as it comes)
 # and AVX2 (DISTILLCTL_NO_AVX512 beside oneDNN under ONEDNN_MAX_CPU_ISA=AVX2); --groups to choose.
 "$venv/bin/python" bench/compare.py --distillctl "$bench_scratch/release/distillctl" "$@"
+# The whole job (320 photos of 800x600, the seed's augmentation, one epoch): distillctl's whole
+# process, with and without --fast-decode, beside Keras's ImageDataGenerator + tf.function loop.
+# DISTILLCTL_BENCH_WHOLE_JOB=0 leaves it out (it takes a few minutes).
+if [[ "${DISTILLCTL_BENCH_WHOLE_JOB:-1}" != 0 ]]; then
+    DISTILLCTL_BENCH_VENV="$venv" bench/whole_job.sh --rounds 3 --keras "$bench_scratch/release/distillctl" \
+        "$bench_scratch/release/distillctl --fast-decode"
+fi
