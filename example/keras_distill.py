@@ -9,7 +9,7 @@
 
 Prints one JSON line: the settings, test/val accuracy of the trained student, per-epoch losses, seconds.
 
-The recipe, the keras.io "Knowledge Distillation" Distiller with DESIGN.md's convention:
+The recipe, the keras.io "Knowledge Distillation" Distiller with this project's convention (alpha weights the hard loss):
   - images loaded as Keras's loader does: load_img(color_mode="grayscale") + img_to_array, 0-255,
     no augmentation (the models start with Rescaling(1/255));
   - student logits = the input of the student's trailing softmax; teacher logits likewise, the
