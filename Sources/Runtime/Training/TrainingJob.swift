@@ -6,11 +6,10 @@
 import Foundation
 import Graph
 
-/// Where a file of the job comes from, so that the caller can name it its own way (the command
-/// line by its flag).
+/// Which data set an image of the job belongs to, so that the caller can name it its own way (the
+/// command line by its flag).
 public enum TrainingJobFile: Hashable, Sendable {
-    case student, studentArchitecture, train, validation, test, unlabeled
-    case output, history, plot, checkpointFolder
+    case train, validation, test
 }
 
 /// A refusal before training starts, naming what is at fault (`TrainingJob` words each one; a
