@@ -61,8 +61,8 @@ func kerasWeights(_ path: String) throws -> [String: [Float]] {
     return out
 }
 
-/// Command tests on the bundled example: a temporary folder whose train.csv lists the example's
-/// first 200 training images, and the example's teacher and student.
+/// Command tests on the bundled example: a temporary folder for each test, the example's teacher
+/// and student, and CSVs listing the example's first training images.
 class ExampleCommandCase: XCTestCase {
     var temp: URL!
     let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
@@ -70,9 +70,6 @@ class ExampleCommandCase: XCTestCase {
     override func setUpWithError() throws {
         temp = FileManager.default.temporaryDirectory.appendingPathComponent("example-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
-        let lines = try String(contentsOf: example.appendingPathComponent("data/train.csv"), encoding: .utf8)
-            .split(separator: "\n").prefix(201)
-        try (lines.joined(separator: "\n") + "\n").write(toFile: path("train.csv"), atomically: true, encoding: .utf8)
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
@@ -80,4 +77,13 @@ class ExampleCommandCase: XCTestCase {
     func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
     var teacher: String { example.appendingPathComponent("teacher.h5").path }
     var student: String { example.appendingPathComponent("student.h5").path }
+
+    /// A CSV in `temp` listing the example's first `rows` training images (paths relative to its images).
+    func subsetCSV(_ rows: Int) throws -> String {
+        let out = path("train\(rows).csv")
+        let lines = try String(contentsOf: example.appendingPathComponent("data/train.csv"), encoding: .utf8)
+            .split(separator: "\n").prefix(rows + 1)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: out, atomically: true, encoding: .utf8)
+        return out
+    }
 }

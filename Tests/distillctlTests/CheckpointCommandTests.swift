@@ -8,18 +8,8 @@ import Runtime
 import TestSupport
 import XCTest
 
-final class CheckpointCommandTests: XCTestCase {
-    var temp: URL!
-    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+final class CheckpointCommandTests: ExampleCommandCase {
 
-    override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
-
-    func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
 
     /// The bundled example (3,000 training images) with augmentation, so that the data order, the
     /// augmentation and the optimizer state all have to be restored exactly.

@@ -9,11 +9,7 @@ import XCTest
 
 extension DistributedTests {
     func testFeaturePairsTwoRanksOfFourMatchOneRankOfEight() throws {
-        let common = ["distill", "--teacher", example.appendingPathComponent("teacher.h5").path,
-                      "--student", example.appendingPathComponent("student.h5").path,
-                      "--images", example.appendingPathComponent("data/images").path, "--epochs", "1", "--batch-size", "8",
-                      "--seed", "11", "--optimizer", "sgd", "--learning-rate", "0.01", "--momentum", "0.9",
-                      "--freeze", "block1_bn", "block2_bn", "block3_bn", "--train", try subsetCSV(200),
+        let common = sgdDistillOnExample + ["--train", try subsetCSV(200),
                       "--feature", "block1_relu:block1_relu:cosine", "--feature", "block2_relu:block2_relu:mse:2",
                       "--feature", "block3_relu:block3_relu:at:100"]
         let one = try mpi(1, common + ["--output", path("one-feature.h5")])

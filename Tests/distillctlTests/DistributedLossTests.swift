@@ -13,11 +13,7 @@ import XCTest
 
 extension DistributedTests {
     func testDKDAndDISTTwoRanksOfFourMatchOneRankOfEight() throws {
-        let common = ["distill", "--teacher", example.appendingPathComponent("teacher.h5").path,
-                      "--student", example.appendingPathComponent("student.h5").path,
-                      "--images", example.appendingPathComponent("data/images").path, "--epochs", "1", "--batch-size", "8",
-                      "--seed", "11", "--optimizer", "sgd", "--learning-rate", "0.01", "--momentum", "0.9",
-                      "--freeze", "block1_bn", "block2_bn", "block3_bn"]
+        let common = sgdDistillOnExample
         for (loss, images) in [("dkd", 200), ("dist", 32)] {
             let train = ["--train", try subsetCSV(images)]
             let one = try mpi(1, common + train + ["--loss", loss, "--output", path("one-\(loss).h5")])

@@ -7,18 +7,8 @@ import Runtime
 import TestSupport
 import XCTest
 
-final class DistributedTests: XCTestCase {
-    var temp: URL!
-    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+final class DistributedTests: ExampleCommandCase {
 
-    override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
-
-    func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
 
     var mpirun: String {
         get throws {
@@ -49,12 +39,13 @@ final class DistributedTests: XCTestCase {
         return CLIResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
-    func subsetCSV(_ rows: Int) throws -> String {
-        let out = path("train\(rows).csv")
-        let lines = try String(contentsOf: example.appendingPathComponent("data/train.csv"), encoding: .utf8)
-            .split(separator: "\n").prefix(rows + 1)
-        try (lines.joined(separator: "\n") + "\n").write(toFile: out, atomically: true, encoding: .utf8)
-        return out
+    /// distill on the example with SGD and momentum, the first blocks' batch norms frozen: the
+    /// settings the rank-equivalence tests share (add --train and --output).
+    var sgdDistillOnExample: [String] {
+        ["distill", "--teacher", teacher, "--student", student,
+         "--images", example.appendingPathComponent("data/images").path, "--epochs", "1", "--batch-size", "8",
+         "--seed", "11", "--optimizer", "sgd", "--learning-rate", "0.01", "--momentum", "0.9",
+         "--freeze", "block1_bn", "block2_bn", "block3_bn"]
     }
 
     /// Largest |a - b| over every weight; the two files must hold the same weights.

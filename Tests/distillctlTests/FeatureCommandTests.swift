@@ -9,8 +9,16 @@ import TestSupport
 import XCTest
 
 final class FeatureCommandTests: ExampleCommandCase {
+    /// The example's first 200 training images.
+    var train: String!
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        train = try subsetCSV(200)
+    }
+
     func distill(_ extra: [String], output: String, epochs: Int = 2) -> [String] {
-        ["distill", "--teacher", teacher, "--student", student, "--train", path("train.csv"),
+        ["distill", "--teacher", teacher, "--student", student, "--train", train,
          "--images", example.appendingPathComponent("data/images").path, "--epochs", String(epochs),
          "--batch-size", "16", "--seed", "3", "--output", path(output)] + extra
     }
@@ -81,10 +89,10 @@ final class FeatureCommandTests: ExampleCommandCase {
         try refuse(["--feature", "block1_relu:block1_relu:huber"], ["--feature", "unknown loss 'huber'"])
         try refuse(["--feature", "block1_relu:block1_relu:mse:-2"], ["--feature", "weight '-2'"])
         try refuse(["--feature", "block1_relu"], ["--feature 'block1_relu' is not TEACHER_LAYER:STUDENT_LAYER"])
-        let cache = try CLI.run(["teacher-cache", "--teacher", teacher, "--train", path("train.csv"), "--images",
+        let cache = try CLI.run(["teacher-cache", "--teacher", teacher, "--train", train, "--images",
                                  example.appendingPathComponent("data/images").path, "--output", path("c.h5")])
         XCTAssertEqual(cache.status, 0, cache.stderr)
-        assertCleanFailure(try CLI.run(["distill", "--teacher-cache", path("c.h5"), "--student", student, "--train", path("train.csv"),
+        assertCleanFailure(try CLI.run(["distill", "--teacher-cache", path("c.h5"), "--student", student, "--train", train,
                                         "--images", example.appendingPathComponent("data/images").path, "--output", path("x.h5"),
                                         "--feature", "block1_relu:block1_relu"]),
                            mentions: ["--feature", "--teacher-cache"])

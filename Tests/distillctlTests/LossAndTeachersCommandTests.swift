@@ -7,8 +7,16 @@ import TestSupport
 import XCTest
 
 final class LossAndTeachersCommandTests: ExampleCommandCase {
+    /// The example's first 200 training images.
+    var train: String!
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        train = try subsetCSV(200)
+    }
+
     func distill(_ extra: [String], output: String, epochs: Int = 2) -> [String] {
-        ["distill", "--student", example.appendingPathComponent("student.h5").path, "--train", path("train.csv"),
+        ["distill", "--student", example.appendingPathComponent("student.h5").path, "--train", train,
          "--images", example.appendingPathComponent("data/images").path, "--epochs", String(epochs),
          "--batch-size", "16", "--seed", "3", "--output", path(output)] + extra
     }
@@ -26,10 +34,10 @@ final class LossAndTeachersCommandTests: ExampleCommandCase {
             assertClose(w, expected[name]!, tolerance: 1e-7, "two identical teachers weighted 3:1, \(name)")
         }
         // The same through a teacher cache holding both teachers, with DIST (which couples the rows).
-        let cacheOne = try CLI.run(["teacher-cache", "--teacher", teacher, "--train", path("train.csv"), "--images",
+        let cacheOne = try CLI.run(["teacher-cache", "--teacher", teacher, "--train", train, "--images",
                                     example.appendingPathComponent("data/images").path, "--output", path("c1.h5")])
         XCTAssertEqual(cacheOne.status, 0, cacheOne.stderr)
-        let cacheTwo = try CLI.run(["teacher-cache", "--teacher", teacher, "--teacher", teacher, "--train", path("train.csv"),
+        let cacheTwo = try CLI.run(["teacher-cache", "--teacher", teacher, "--teacher", teacher, "--train", train,
                                     "--images", example.appendingPathComponent("data/images").path, "--output", path("c2.h5")])
         XCTAssertEqual(cacheTwo.status, 0, cacheTwo.stderr)
         XCTAssertEqual(try TeacherCache.read(path: path("c2.h5")).teachers.count, 2)

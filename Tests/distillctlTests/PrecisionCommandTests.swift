@@ -8,19 +8,9 @@ import Runtime
 import TestSupport
 import XCTest
 
-final class PrecisionCommandTests: XCTestCase {
-    var temp: URL!
-    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+final class PrecisionCommandTests: ExampleCommandCase {
     let seed = fixturesDirectory.appendingPathComponent("cases/k2_seed_effnetb0")
 
-    override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("precision-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
-
-    func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
 
     /// The seed fixture's two images as a .npy.
     func seedInput() throws -> String {

@@ -6,18 +6,8 @@ import Foundation
 import TestSupport
 import XCTest
 
-final class ReportCommandTests: XCTestCase {
-    var temp: URL!
-    let example = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("example")
+final class ReportCommandTests: ExampleCommandCase {
 
-    override func setUpWithError() throws {
-        temp = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
-
-    func path(_ name: String) -> String { temp.appendingPathComponent(name).path }
 
     func report(_ extra: [String]) -> [String] {
         ["report", "--teacher", example.appendingPathComponent("teacher.h5").path,
