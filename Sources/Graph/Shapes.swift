@@ -249,3 +249,11 @@ func broadcastShapes(_ shapes: [[Int]], fail: (String) -> GraphError) throws -> 
     }
     return out
 }
+
+extension LayerOp {
+    /// The op's output shape (batch excluded) for these input shapes: the rule the graph's own
+    /// shapes come from, which the lowerings to kernels use too.
+    public func outputShape(inputs: [[Int]]) throws -> [Int] {
+        try signature(of: self, inputs: inputs, fail: { GraphError($0) }).output
+    }
+}

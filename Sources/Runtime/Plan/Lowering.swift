@@ -43,191 +43,95 @@ struct Lowering {
         return nodes.count - 1
     }
 
-    func weight(_ name: String, _ node: GraphNode) throws -> [Float] {
+    func weight(_ name: String, of node: GraphNode) throws -> [Float] {
         guard let w = weights.weight(name, of: node) else {
             throw RuntimeError("layer '\(node.layerKey)' has no weight '\(name)' bound")
         }
         return w.floats
     }
 
-    func optionalWeight(_ name: String, _ node: GraphNode) -> [Float]? {
-        weights.weight(name, of: node)?.floats
-    }
+    func values(of weight: [Float]) -> [Float] { weight }
+
+    func shape(of value: Int) -> [Int] { nodes[value].shape }
 
     mutating func lowerNode(_ node: GraphNode) throws -> Int {
-        let ins = node.inputs.map { valueOf[$0]! }
-        let inShape = ins.first.map { nodes[$0].shape } ?? []
+        try LayerLowering.lower(node, inputs: node.inputs.map { valueOf[$0]! }, into: &self)
+    }
+}
+
+/// Inference: each primitive as a plan operation with its weights' values transformed for the
+/// kernels (batch norm folded, grouped kernels made block-diagonal); Dropout left out.
+extension Lowering: LoweringTarget {
+    mutating func emit(_ step: Primitive<[Float]>, _ ins: [Int], _ shape: [Int], for node: GraphNode) throws -> Int {
         let name = node.layerKey
-        func fail(_ what: String) -> RuntimeError { RuntimeError("layer '\(name)' (\(node.className)): \(what)") }
-        switch node.op {
-        case .input:
-            throw fail("an input that is not a model input")
-        case .conv2d(let s):
-            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
-            let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
-            let bias = s.useBias ? try weight("bias", node) : nil
-            let kernel = try weight("kernel", node)
-            if s.groups > 1 && s.groups == inShape[3] {
-                // One group per input channel (ConvNeXt's 7x7): a depthwise convolution, whose
-                // HWCM kernel has the grouped HWIO kernel's layout (I = 1, O = C * multiplier).
-                let dw = append(.depthwise(p, multiplier: s.filters / s.groups, kernel: kernel, shift: bias,
-                                           act: s.activation.withoutSoftmax), ins, shape, name)
-                return try splitSoftmax(s.activation, dw, shape, name)
+        func add(_ op: PlanOp, _ inputs: [Int]? = nil) -> Int { append(op, inputs ?? ins, shape, name) }
+        switch step {
+        case .conv(let p, let kernel, let bias, let groups, let act):
+            let dense = groups == 1 ? kernel
+                : blockDiagonalKernel(kernel, taps: p.kernelH * p.kernelW, inChannels: nodes[ins[0]].shape[3],
+                                      filters: p.outChannels, groups: groups)
+            return add(.conv(p, kernel: dense, shift: bias, act: act))
+        case .depthwise(let p, let multiplier, let kernel, let bias, let act):
+            return add(.depthwise(p, multiplier: multiplier, kernel: kernel, shift: bias, act: act))
+        case .dense(let inFeatures, let outFeatures, let kernel, let bias, let act):
+            return add(.dense(inFeatures: inFeatures, outFeatures: outFeatures, kernel: kernel, shift: bias, act: act))
+        case .batchNorm(let gamma, let beta, let mean, let variance, let epsilon, _, _):
+            let (scale, shift) = foldBatchNorm(gamma: gamma, beta: beta, movingMean: mean, movingVariance: variance,
+                                               epsilon: epsilon)
+            return add(.affine(scale: scale, shift: shift, act: .linear))
+        case .affine(let scale, let shift):
+            return add(.affine(scale: scale, shift: shift, act: .linear))
+        case .layerNorm(let dims, let gamma, let beta, let epsilon, let rms):
+            let n = dims.map { shape[$0] }.reduce(1, *)
+            func sized(_ values: [Float]?, _ what: String, _ fill: Float) throws -> [Float] {
+                guard let values else { return Array(repeating: fill, count: n) }
+                guard values.count == n else {
+                    throw layerError(node, "\(what) has \(values.count) values for \(n) normalized ones")
+                }
+                return values
             }
-            let dense = s.groups == 1 ? kernel
-                : blockDiagonalKernel(kernel, taps: s.kernel[0] * s.kernel[1], inChannels: inShape[3], filters: s.filters,
-                                      groups: s.groups)
-            let conv = append(.conv(p, kernel: dense, shift: bias, act: s.activation.withoutSoftmax),
-                              ins, shape, name)
-            return try splitSoftmax(s.activation, conv, shape, name)
-        case .depthwiseConv2d(let s):
-            let shape = convShape(inShape, s.kernel, s.strides, s.dilation, s.padding, inShape[3] * s.depthMultiplier)
-            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, shape[3])
-            let bias = s.useBias ? try weight("bias", node) : nil
-            let dw = append(.depthwise(p, multiplier: s.depthMultiplier, kernel: try weight("depthwise_kernel", node),
-                                       shift: bias, act: s.activation.withoutSoftmax), ins, shape, name)
-            return try splitSoftmax(s.activation, dw, shape, name)
-        case .separableConv2d(let s):
-            let d = s.depthwise
-            let midShape = convShape(inShape, d.kernel, d.strides, d.dilation, d.padding, inShape[3] * d.depthMultiplier)
-            let p = convParams(inShape, d.kernel, d.strides, d.dilation, d.padding, midShape[3])
-            let dw = append(.depthwise(p, multiplier: d.depthMultiplier, kernel: try weight("depthwise_kernel", node),
-                                       shift: nil, act: .linear), ins, midShape, name)
-            let pw = ConvParams(kernelH: 1, kernelW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
-                                padTop: 0, padLeft: 0, outChannels: s.filters)
-            let shape = Array(midShape.dropLast()) + [s.filters]
-            let bias = s.useBias ? try weight("bias", node) : nil
-            let conv = append(.conv(pw, kernel: try weight("pointwise_kernel", node), shift: bias,
-                                    act: s.activation.withoutSoftmax), [dw], shape, name)
-            return try splitSoftmax(s.activation, conv, shape, name)
-        case .dense(let s):
-            let shape = Array(inShape.dropLast()) + [s.units]
-            let bias = s.useBias ? try weight("bias", node) : nil
-            let d = append(.dense(inFeatures: inShape.last!, outFeatures: s.units, kernel: try weight("kernel", node),
-                                  shift: bias, act: s.activation.withoutSoftmax), ins, shape, name)
-            return try splitSoftmax(s.activation, d, shape, name)
-        case .batchNorm(let s):
-            let (scale, shift) = foldBatchNorm(gamma: s.scale ? try weight("gamma", node) : nil,
-                                               beta: s.center ? try weight("beta", node) : nil,
-                                               movingMean: try weight("moving_mean", node),
-                                               movingVariance: try weight("moving_variance", node), epsilon: s.epsilon)
-            return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
-        case .normalization, .rescaling:
-            let (scale, shift) = try constantAffine(node.op, channels: inShape.last!, weight: { try weight($0, node) }, fail: fail)
-            return append(.affine(scale: scale, shift: shift, act: .linear), ins, inShape, name)
-        case .layerNorm(let s):
-            let dims = try layerNormDims(s, inShape, fail: fail)
-            let n = dims.map { inShape[$0] }.reduce(1, *)
-            let gamma = try optionalWeight("gamma", node).map { try sized($0, n, "gamma", fail) } ?? ones(n)
-            let beta = try optionalWeight("beta", node).map { try sized($0, n, "beta", fail) } ?? zeros(n)
-            return append(.layerNorm(dims: dims, gamma: gamma, beta: beta, epsilon: s.epsilon, rms: s.rmsScaling),
-                          ins, inShape, name)
-        case .layerScale:
+            return add(.layerNorm(dims: dims, gamma: try sized(gamma, "gamma", 1), beta: try sized(beta, "beta", 0),
+                                  epsilon: epsilon, rms: rms))
+        case .layerScale(let gamma):
             // A per-channel affine, so that it folds into the Dense before it.
-            let gamma = try weight("gamma", node)
-            return append(.affine(scale: gamma, shift: zeros(gamma.count), act: .linear), ins, inShape, name)
-        case .scaledAdd(let scale):
-            // inputs[1] * scale as an affine (folded into the convolution producing it), then the
-            // sum (folded into that convolution's epilogue as a residual where it can be).
-            let shapes = ins.map { nodes[$0].shape }
-            let c = shapes[1].last!
-            let scaled = append(.affine(scale: Array(repeating: scale, count: c), shift: zeros(c), act: .linear),
-                                [ins[1]], shapes[1], name)
-            return append(.merge(.add), [ins[0], scaled], broadcast(shapes), name)
-        case .stochasticDepth(let rate) where keepDropout && rate > 0 && !node.inferenceOnly:
-            return append(.dropout(rate: rate, noiseShape: stochasticDepthNoise(rank: inShape.count), key: UInt64(node.id)),
-                          ins, inShape, name)
-        case .stochasticDepth:
-            return append(.view, ins, inShape, name)
-        case .resize(let s):
-            let w = s.cropToAspectRatio
-                ? aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: s.height, targetWidth: s.width)
-                : (0, 0, inShape[1], inShape[2])
-            return resize(w, s.height, s.width, s.interpolation, ins, inShape, name)
-        case .centerCrop(let h, let w):
-            if inShape[1] >= h && inShape[2] >= w {
-                return append(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2), ins,
-                              [inShape[0], h, w, inShape[3]], name)
-            }
-            let window = aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: h, targetWidth: w)
-            return resize(window, h, w, .bilinear, ins, inShape, name)
+            return add(.affine(scale: gamma, shift: Array(repeating: 0, count: gamma.count), act: .linear))
         case .activation(let a):
-            return append(.activation(a), ins, inShape, name)
+            return add(.activation(a))
         case .softmax(let axis, let log):
-            return append(.softmax(axis: axis < 0 ? inShape.count + axis : axis, log: log), ins, inShape, name)
-        case .dropout(let rate, let noiseShape, _) where keepDropout && rate > 0 && !node.inferenceOnly:
-            return append(.dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)), ins, inShape, name)
-        case .dropout, .identity:
-            return append(.view, ins, inShape, name)
-        case .pool2d(let s):
-            let shape = convShape(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
-            let p = convParams(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
-            return append(.pool(kind: s.kind, poolH: s.poolSize[0], poolW: s.poolSize[1], strideH: s.strides[0],
-                                strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft), ins, shape, name)
-        case .globalPool(let kind, let keep):
-            let shape = keep ? [inShape[0], 1, 1, inShape[3]] : [inShape[0], inShape[3]]
-            return append(.globalPool(kind), ins, shape, name)
-        case .zeroPad2d(let t, let b, let l, let r):
-            return append(.pad(top: t, bottom: b, left: l, right: r), ins,
-                          [inShape[0], inShape[1] + t + b, inShape[2] + l + r, inShape[3]], name)
-        case .cropping2d(let t, let b, let l, let r):
-            return append(.crop(top: t, left: l), ins, [inShape[0], inShape[1] - t - b, inShape[2] - l - r, inShape[3]], name)
-        case .upsampling2d(let size, let interp):
-            return append(.upsample(sizeH: size[0], sizeW: size[1], interpolation: interp), ins,
-                          [inShape[0], inShape[1] * size[0], inShape[2] * size[1], inShape[3]], name)
-        case .reshape, .flatten:
-            return append(.view, ins, [inShape[0]] + concrete(node.outputShape, total: inShape.dropFirst().reduce(1, *)), name)
-        case .permute(let dims):
-            let perm = [0] + dims
-            return append(.transpose(perm: perm), ins, perm.map { inShape[$0] }, name)
+            return add(.softmax(axis: axis, log: log))
+        case .dropout(let rate, let noiseShape):
+            return add(keepDropout ? .dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)) : .view)
+        case .pool(let kind, let poolH, let poolW, let strideH, let strideW, let padTop, let padLeft):
+            return add(.pool(kind: kind, poolH: poolH, poolW: poolW, strideH: strideH, strideW: strideW,
+                             padTop: padTop, padLeft: padLeft))
+        case .globalPool(let kind):
+            return add(.globalPool(kind))
+        case .pad(let top, let bottom, let left, let right):
+            return add(.pad(top: top, bottom: bottom, left: left, right: right))
+        case .crop(let top, let left):
+            return add(.crop(top: top, left: left))
+        case .upsample(let sizeH, let sizeW, let interpolation):
+            return add(.upsample(sizeH: sizeH, sizeW: sizeW, interpolation: interpolation))
+        case .transpose(let perm):
+            return add(.transpose(perm: perm))
+        case .concat(let axis):
+            return add(.concat(axis: axis))
         case .merge(let kind):
+            // Squeeze-and-excitation's x * s[N,1,1,C]: a per-item channel scale.
             let shapes = ins.map { nodes[$0].shape }
             if kind == .multiply, shapes.count == 2, isChannelScale(shapes[0], shapes[1]) {
-                return append(.channelScale, ins, shapes[0], name)
+                return add(.channelScale)
             }
             if kind == .multiply, shapes.count == 2, isChannelScale(shapes[1], shapes[0]) {
-                return append(.channelScale, [ins[1], ins[0]], shapes[1], name)
+                return add(.channelScale, [ins[1], ins[0]])
             }
-            return append(.merge(kind), ins, broadcast(shapes), name)
-        case .concatenate(let axis):
-            let rank = inShape.count
-            let a = axis < 0 ? rank + axis : axis
-            var shape = inShape
-            shape[a] = ins.map { nodes[$0].shape[a] }.reduce(0, +)
-            return append(.concat(axis: a), ins, shape, name)
+            return add(.merge(kind))
+        case .resize(let top, let left, let height, let width, let interpolation):
+            return add(.resize(top: top, left: left, height: height, width: width, interpolation: interpolation))
+        case .view:
+            return add(.view)
         }
     }
-
-    /// A resize of the window to (h, w); a window the size of the input resized to its own size is
-    /// the identity (both interpolations then sample each pixel at its centre).
-    mutating func resize(_ window: (top: Int, left: Int, height: Int, width: Int), _ h: Int, _ w: Int,
-                         _ interpolation: Interpolation, _ ins: [Int], _ inShape: [Int], _ name: String) -> Int {
-        let shape = [inShape[0], h, w, inShape[3]]
-        if window.height == h && window.width == w {
-            if h == inShape[1] && w == inShape[2] { return append(.view, ins, shape, name) }
-            return append(.crop(top: window.top, left: window.left), ins, shape, name)
-        }
-        return append(.resize(top: window.top, left: window.left, height: window.height, width: window.width,
-                              interpolation: interpolation), ins, shape, name)
-    }
-
-    /// A kernel with a (log-)softmax activation runs linear and is followed by a softmax node.
-    mutating func splitSoftmax(_ act: ActivationSpec, _ producer: Int, _ shape: [Int], _ name: String) throws -> Int {
-        guard !act.kind.isElementwise else { return producer }
-        return append(.softmax(axis: shape.count - 1, log: act.kind == .logSoftmax), [producer], shape, name)
-    }
-
-    /// A Reshape's target with the data's actual size (a -1 resolved at the concrete input size).
-    func concrete(_ shape: [Int], total: Int) -> [Int] {
-        let known = shape.filter { $0 >= 0 }.reduce(1, *)
-        return shape.map { $0 < 0 ? total / max(known, 1) : $0 }
-    }
-
-    func convShape(_ x: [Int], _ k: [Int], _ s: [Int], _ d: [Int], _ p: Padding, _ c: Int) -> [Int] {
-        [x[0], convOutputSize(x[1], kernel: k[0], stride: s[0], dilation: d[0], padding: p),
-         convOutputSize(x[2], kernel: k[1], stride: s[1], dilation: d[1], padding: p), c]
-    }
-
 }
 
 /// Explicit padding for a window op on NHWC input `x`. TensorFlow's "same" puts the extra
@@ -249,16 +153,6 @@ func convParams(_ x: [Int], _ kernel: [Int], _ strides: [Int], _ dilation: [Int]
 func isChannelScale(_ x: [Int], _ s: [Int]) -> Bool {
     guard x.count == 4, x[1] * x[2] > 1 else { return false }
     return (s.count == 4 && s[0] == x[0] && s[1] == 1 && s[2] == 1 && s[3] == x[3])
-}
-
-func broadcast(_ shapes: [[Int]]) -> [Int] {
-    let rank = shapes.map(\.count).max() ?? 0
-    var out = Array(repeating: 1, count: rank)
-    for s in shapes {
-        let padded = Array(repeating: 1, count: rank - s.count) + s
-        for d in 0..<rank where padded[d] != 1 { out[d] = padded[d] }
-    }
-    return out
 }
 
 /// Rescaling and Normalization as the per-channel affine they compute, y = scale * x + shift, for
@@ -293,12 +187,6 @@ func layerNormDims(_ s: LayerNormSpec, _ shape: [Int], fail: (String) -> Runtime
 /// StochasticDepth's mask shape: one value per sample (Keras's (batch, 1, ..., 1) uniform draw).
 func stochasticDepthNoise(rank: Int) -> [Int] { [-1] + Array(repeating: 1, count: rank - 1) }
 
-private func ones(_ n: Int) -> [Float] { Array(repeating: 1, count: n) }
-private func zeros(_ n: Int) -> [Float] { Array(repeating: 0, count: n) }
-private func sized(_ values: [Float], _ n: Int, _ what: String, _ fail: (String) -> RuntimeError) throws -> [Float] {
-    guard values.count == n else { throw fail("\(what) has \(values.count) values for \(n) normalized ones") }
-    return values
-}
 
 func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> RuntimeError) throws -> [Float] {
     if values.count == channels { return values }
@@ -306,10 +194,6 @@ func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> R
     throw fail("\(values.count) values for \(channels) channels")
 }
 
-extension ActivationSpec {
-    /// (Log-)softmax is applied as a separate plan node; the producing kernel then runs linear.
-    var withoutSoftmax: ActivationSpec { kind.isElementwise ? self : .linear }
-}
 
 /// A grouped convolution's kernel (HWIO with I = inChannels / groups) as the equivalent ordinary
 /// kernel: output channel f of group g = f / (filters / groups) sees only input channels

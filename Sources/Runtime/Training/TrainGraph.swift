@@ -83,24 +83,22 @@ enum TrainingLowering {
         guard !region.isEmpty else { throw RuntimeError("model '\(graph.name)' has no trainable weights") }
         try refuseUnappliedTrainingBehaviour(graph, params)
         var value: [Int: Int] = [:]          // graph node -> train node
-        var nodes: [TrainNode] = []
+        var target = TrainTarget(params: params)
         var boundary: [Int] = []
-        func append(_ op: TrainOp, _ inputs: [Int], _ shape: [Int], _ layer: String) -> Int {
-            nodes.append(TrainNode(op: op, inputs: inputs, shape: shape, layer: layer))
-            return nodes.count - 1
-        }
         let concreteShapes = try graph.concreteShapes(inputShapes: inputShapes).mapValues { [batch] + $0 }
         for node in graph.nodes where region.contains(node.id) {
             var ins: [Int] = []
             for p in node.inputs {
                 if let v = value[p] { ins.append(v); continue }
                 boundary.append(p)
-                let v = append(.external(slot: boundary.count - 1), [], concreteShapes[p]!, graph.nodes[p].layerKey)
-                value[p] = v
-                ins.append(v)
+                target.nodes.append(TrainNode(op: .external(slot: boundary.count - 1), inputs: [],
+                                              shape: concreteShapes[p]!, layer: graph.nodes[p].layerKey))
+                value[p] = target.nodes.count - 1
+                ins.append(target.nodes.count - 1)
             }
-            value[node.id] = try lowerNode(node, ins, &nodes, params, concreteShapes[node.id]!)
+            value[node.id] = try LayerLowering.lower(node, inputs: ins, into: &target)
         }
+        let nodes = target.nodes
         guard let out = value[graph.outputs[0]] else {
             throw RuntimeError("model '\(graph.name)': its output does not depend on any trainable weight")
         }
@@ -126,155 +124,109 @@ enum TrainingLowering {
             }
         }
     }
+}
 
-    static func lowerNode(_ node: GraphNode, _ ins: [Int], _ nodes: inout [TrainNode], _ params: ParameterStore,
-                          _ shape: [Int]) throws -> Int {
-        let name = node.layerKey
-        func append(_ op: TrainOp, _ inputs: [Int], _ shape: [Int]) -> Int {
-            nodes.append(TrainNode(op: op, inputs: inputs, shape: shape, layer: name))
+/// Training: each primitive as a train operation whose weights are references into the
+/// ParameterStore. A BatchNormalization whose gamma/beta train runs in training mode; a frozen
+/// one is folded from its current values, as Keras runs it in inference mode.
+struct TrainTarget: LoweringTarget {
+    let params: ParameterStore
+    var nodes: [TrainNode] = []
+
+    init(params: ParameterStore) { self.params = params }
+
+    func weight(_ name: String, of node: GraphNode) throws -> Int {
+        guard let i = params.find(node, name) else { throw RuntimeError("layer '\(node.layerKey)' has no weight '\(name)'") }
+        return i
+    }
+
+    func values(of weight: Int) -> [Float] {
+        Array(UnsafeBufferPointer(start: params.entry(weight).values, count: params.entry(weight).count))
+    }
+
+    func shape(of value: Int) -> [Int] { nodes[value].shape }
+
+    mutating func emit(_ step: Primitive<Int>, _ ins: [Int], _ shape: [Int], for node: GraphNode) throws -> Int {
+        func add(_ op: TrainOp, _ inputs: [Int]? = nil) -> Int {
+            nodes.append(TrainNode(op: op, inputs: inputs ?? ins, shape: shape, layer: node.layerKey))
             return nodes.count - 1
         }
-        func ref(_ w: String) throws -> Int {
-            guard let i = params.find(node, w) else { throw RuntimeError("layer '\(name)' has no weight '\(w)'") }
-            return i
+        /// A kernel's element-wise activation as a step of its own (its backward needs the
+        /// kernel's output).
+        func activated(_ producer: Int, _ act: ActivationSpec) -> Int {
+            act.isIdentity ? producer : add(.activation(act), [producer])
         }
-        func activate(_ producer: Int, _ act: ActivationSpec) -> Int {
-            switch act.kind {
-            case .linear: return producer
-            case .softmax, .logSoftmax:
-                return append(.softmax(axis: shape.count - 1, log: act.kind == .logSoftmax), [producer], shape)
-            default: return append(.activation(act), [producer], shape)
+        switch step {
+        case .conv(let p, let kernel, let bias, let groups, let act):
+            guard groups == 1 else {
+                throw layerError(node, "a grouped convolution (groups \(groups)) cannot be trained yet; freeze it, "
+                                 + "or train only layers after it")
             }
-        }
-        let inShape = ins.first.map { nodes[$0].shape } ?? []
-        switch node.op {
-        case .input:
-            throw RuntimeError("layer '\(name)': an input inside the trainable part")
-        case .conv2d(let s):
-            if s.groups > 1 && s.groups == inShape[3] {
-                // One group per input channel: a depthwise convolution (the same kernel layout).
-                let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, shape[3])
-                let d = append(.depthwise(p, multiplier: s.filters / s.groups, kernel: try ref("kernel"),
-                                          bias: s.useBias ? try ref("bias") : nil), ins, shape)
-                return activate(d, s.activation)
-            }
-            guard s.groups == 1 else {
-                throw RuntimeError("layer '\(name)': a grouped convolution (groups \(s.groups)) cannot be trained yet; freeze it, or train only layers after it")
-            }
-            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
-            let c = append(.conv(p, kernel: try ref("kernel"), bias: s.useBias ? try ref("bias") : nil), ins, shape)
-            return activate(c, s.activation)
-        case .depthwiseConv2d(let s):
-            let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, shape[3])
-            let d = append(.depthwise(p, multiplier: s.depthMultiplier, kernel: try ref("depthwise_kernel"),
-                                      bias: s.useBias ? try ref("bias") : nil), ins, shape)
-            return activate(d, s.activation)
-        case .separableConv2d(let s):
-            let dw = s.depthwise
-            let mid = [shape[0], shape[1], shape[2], inShape[3] * dw.depthMultiplier]
-            let p = convParams(inShape, dw.kernel, dw.strides, dw.dilation, dw.padding, mid[3])
-            let d = append(.depthwise(p, multiplier: dw.depthMultiplier, kernel: try ref("depthwise_kernel"), bias: nil), ins, mid)
-            let pw = ConvParams(kernelH: 1, kernelW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
-                                padTop: 0, padLeft: 0, outChannels: s.filters)
-            let c = append(.conv(pw, kernel: try ref("pointwise_kernel"), bias: s.useBias ? try ref("bias") : nil), [d], shape)
-            return activate(c, s.activation)
-        case .dense(let s):
-            let d = append(.dense(inFeatures: inShape.last!, outFeatures: s.units, kernel: try ref("kernel"),
-                                  bias: s.useBias ? try ref("bias") : nil), ins, shape)
-            return activate(d, s.activation)
-        case .batchNorm(let s):
-            let mean = try ref("moving_mean"), variance = try ref("moving_variance")
+            return activated(add(.conv(p, kernel: kernel, bias: bias)), act)
+        case .depthwise(let p, let multiplier, let kernel, let bias, let act):
+            return activated(add(.depthwise(p, multiplier: multiplier, kernel: kernel, bias: bias)), act)
+        case .dense(let inFeatures, let outFeatures, let kernel, let bias, let act):
+            return activated(add(.dense(inFeatures: inFeatures, outFeatures: outFeatures, kernel: kernel, bias: bias)), act)
+        case .batchNorm(let gamma, let beta, let mean, let variance, let epsilon, let momentum, let bessel):
             // Training mode when its gamma/beta train (a layer frozen by --freeze, --unfreeze-from or
             // --trainable-head is not, whatever its config says); without either, its config's flag.
-            let own = [s.scale ? "gamma" : nil, s.center ? "beta" : nil].compactMap { $0 }
-                .compactMap { params.find(node, $0) }.map { params.entry($0).trainable }
+            let own = [gamma, beta].compactMap { $0 }.map { params.entry($0).trainable }
             // A call with training=False keeps it in inference mode; Keras still trains its gamma and
             // beta then, through the moving statistics, which the folded form below cannot: refused.
             if node.inferenceOnly && own.contains(true) {
-                throw RuntimeError("layer '\(name)': a batch normalization called with training=False whose gamma/beta "
-                                   + "train is not supported; freeze the layer")
+                throw layerError(node, "a batch normalization called with training=False whose gamma/beta "
+                                 + "train is not supported; freeze the layer")
             }
             if (own.isEmpty ? node.trainable : own.contains(true)) && !node.inferenceOnly {
-                return append(.batchNorm(gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
-                                         movingMean: mean, movingVariance: variance, epsilon: s.epsilon,
-                                         momentum: s.momentum, besselForMoving: inShape.count == 4), ins, shape)
+                return add(.batchNorm(gamma: gamma, beta: beta, movingMean: mean, movingVariance: variance,
+                                      epsilon: epsilon, momentum: momentum, besselForMoving: bessel))
             }
-            // A frozen BatchNormalization runs in inference mode, as in Keras.
-            let c = inShape.last!
-            func values(_ i: Int) -> [Float] { Array(UnsafeBufferPointer(start: params.entry(i).values, count: c)) }
-            let (scale, shiftValues) = foldBatchNorm(
-                gamma: s.scale ? values(try ref("gamma")) : nil, beta: s.center ? values(try ref("beta")) : nil,
-                movingMean: values(mean), movingVariance: values(variance), epsilon: s.epsilon)
-            return append(.affine(scale: scale, shift: shiftValues), ins, shape)
-        case .normalization, .rescaling:
-            // Constant per-channel affines: reuse the inference lowering's arithmetic.
-            let (scale, shift) = try constantAffine(node, params, channels: inShape.last!)
-            return append(.affine(scale: scale, shift: shift), ins, shape)
-        case .layerNorm(let s):
-            guard !s.rmsScaling else {
-                throw RuntimeError("layer '\(name)': a LayerNormalization with rms_scaling cannot be trained yet; freeze it, "
-                                   + "or train only layers after it")
+            let (scale, shift) = foldBatchNorm(gamma: gamma.map(values), beta: beta.map(values),
+                                               movingMean: values(of: mean), movingVariance: values(of: variance),
+                                               epsilon: epsilon)
+            return add(.affine(scale: scale, shift: shift))
+        case .affine(let scale, let shift):
+            return add(.affine(scale: scale, shift: shift))
+        case .layerNorm(let dims, let gamma, let beta, let epsilon, let rms):
+            guard !rms else {
+                throw layerError(node, "a LayerNormalization with rms_scaling cannot be trained yet; freeze it, "
+                                 + "or train only layers after it")
             }
-            let dims = try layerNormDims(s, shape, fail: { RuntimeError("layer '\(name)': \($0)") })
-            return append(.layerNorm(dims: dims, gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
-                                     epsilon: s.epsilon), ins, shape)
-        case .layerScale:
-            return append(.layerScale(gamma: try ref("gamma")), ins, shape)
-        case .scaledAdd(let scale):
-            let c = nodes[ins[1]].shape.last!
-            let scaled = append(.affine(scale: Array(repeating: scale, count: c), shift: Array(repeating: 0, count: c)),
-                                [ins[1]], nodes[ins[1]].shape)
-            return append(.merge(.add), [ins[0], scaled], shape)
-        case .stochasticDepth(let rate):
-            // Drop-path is dropout with one mask value per sample (Keras divides the kept samples
-            // by 1 - rate, as dropout does).
-            return rate > 0 && !node.inferenceOnly
-                ? append(.dropout(rate: rate, noiseShape: stochasticDepthNoise(rank: shape.count)), ins, shape)
-                : append(.view, ins, shape)
-        case .centerCrop(let h, let w) where inShape[1] >= h && inShape[2] >= w:
-            return append(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2), ins, shape)
-        case .resize, .centerCrop:
-            throw RuntimeError("layer '\(name)' (\(node.className)): a resize inside the trainable part cannot be trained "
-                               + "yet; move it to the start of the model (before any trainable layer)")
+            return add(.layerNorm(dims: dims, gamma: gamma, beta: beta, epsilon: epsilon))
+        case .layerScale(let gamma):
+            return add(.layerScale(gamma: gamma))
         case .activation(let a):
-            return a.isIdentity ? append(.view, ins, shape) : activate(ins[0], a)
+            return add(.activation(a))
         case .softmax(let axis, let log):
-            return append(.softmax(axis: axis < 0 ? shape.count + axis : axis, log: log), ins, shape)
-        case .dropout(let rate, let noise, _):
+            return add(.softmax(axis: axis, log: log))
+        case .dropout(let rate, let noiseShape):
             // A rate from the model's config (tf.nn.dropout refuses the same ones when training).
             guard rate >= 0 && rate < 1 else {
-                throw RuntimeError("layer '\(name)': dropout rate \(rate) is outside [0, 1), which training cannot apply")
+                throw layerError(node, "dropout rate \(rate) is outside [0, 1), which training cannot apply")
             }
-            return node.inferenceOnly ? append(.view, ins, shape) : append(.dropout(rate: rate, noiseShape: noise), ins, shape)
-        case .identity, .reshape, .flatten:
-            return append(.view, ins, shape)
-        case .pool2d(let s):
-            let p = convParams(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
-            return append(.pool(kind: s.kind, poolH: s.poolSize[0], poolW: s.poolSize[1], strideH: s.strides[0],
-                                strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft), ins, shape)
-        case .globalPool(let kind, _):
-            return append(.globalPool(kind), ins, shape)
-        case .zeroPad2d(let t, let b, let l, let r):
-            return append(.pad(top: t, bottom: b, left: l, right: r), ins, shape)
-        case .cropping2d(let t, _, let l, _):
-            return append(.crop(top: t, left: l), ins, shape)
-        case .upsampling2d(let size, let interp):
-            return append(.upsample(sizeH: size[0], sizeW: size[1], interpolation: interp), ins, shape)
-        case .permute(let dims):
-            return append(.transpose(perm: [0] + dims), ins, shape)
+            return add(.dropout(rate: rate, noiseShape: noiseShape))
+        case .pool(let kind, let poolH, let poolW, let strideH, let strideW, let padTop, let padLeft):
+            return add(.pool(kind: kind, poolH: poolH, poolW: poolW, strideH: strideH, strideW: strideW,
+                             padTop: padTop, padLeft: padLeft))
+        case .globalPool(let kind):
+            return add(.globalPool(kind))
+        case .pad(let top, let bottom, let left, let right):
+            return add(.pad(top: top, bottom: bottom, left: left, right: right))
+        case .crop(let top, let left):
+            return add(.crop(top: top, left: left))
+        case .upsample(let sizeH, let sizeW, let interpolation):
+            return add(.upsample(sizeH: sizeH, sizeW: sizeW, interpolation: interpolation))
+        case .transpose(let perm):
+            return add(.transpose(perm: perm))
+        case .concat(let axis):
+            return add(.concat(axis: axis))
         case .merge(let kind):
-            return append(.merge(kind), ins, shape)
-        case .concatenate(let axis):
-            return append(.concat(axis: axis < 0 ? shape.count + axis : axis), ins, shape)
+            return add(.merge(kind))
+        case .resize:
+            throw layerError(node, "a resize inside the trainable part cannot be trained yet; move it to the start "
+                             + "of the model (before any trainable layer)")
+        case .view:
+            return add(.view)
         }
-    }
-
-    static func constantAffine(_ node: GraphNode, _ params: ParameterStore, channels c: Int) throws -> ([Float], [Float]) {
-        func weight(_ w: String) throws -> [Float] {
-            guard let i = params.find(node, w) else { throw RuntimeError("layer '\(node.layerKey)' has no weight '\(w)'") }
-            return Array(UnsafeBufferPointer(start: params.entry(i).values, count: params.entry(i).count))
-        }
-        return try Runtime.constantAffine(node.op, channels: c, weight: weight,
-                                          fail: { RuntimeError("layer '\(node.layerKey)': \($0)") })
     }
 }
