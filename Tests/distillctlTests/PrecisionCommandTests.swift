@@ -103,7 +103,7 @@ final class PrecisionCommandTests: ExampleCommandCase {
         XCTAssertTrue(same.stdout.contains("resuming from"), same.stdout)
     }
 
-    /// teacher-cache with a bf16 teacher: the logits of 100 example images within 1% of the
+    /// teacher-cache with a bf16 teacher records that it ran in bf16; its logits of 100 example images are within 1% of the
     /// logits' range of the float32 ones (measured on the whole test set: 0.037 in a range of 48),
     /// not identical, and the same top-1 wherever float32's margin exceeds twice the difference.
     func testTeacherCacheInBF16StaysNearFloat32() throws {
@@ -118,6 +118,12 @@ final class PrecisionCommandTests: ExampleCommandCase {
             XCTAssertEqual(r.status, 0, r.stderr)
         }
         let a = try TeacherCache.read(path: path("f32.h5")), b = try TeacherCache.read(path: path("bf16.h5"))
+        // The cache records its precision, so a run taught by it is marked as a bf16 teacher's.
+        XCTAssertEqual(a.precision, .float32)
+        XCTAssertEqual(b.precision, .bfloat16)
+        XCTAssertEqual(a.teachers, b.teachers)
+        XCTAssertTrue(b.teacher.hasSuffix(" in bf16"), b.teacher)
+        XCTAssertFalse(a.teacher.contains("bf16"), a.teacher)
         XCTAssertEqual(a.logits.count, 100 * a.classes)
         XCTAssertEqual(a.logits.count, b.logits.count)
         let range = Double((a.logits.max() ?? 0) - (a.logits.min() ?? 0))

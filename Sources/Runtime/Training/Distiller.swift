@@ -152,8 +152,8 @@ public final class Distiller {
     public var teacherIdentity: String? {
         if let teacherCacheIdentity { return teacherCacheIdentity }
         guard !teacherModels.isEmpty else { return nil }
-        return TeacherCache.identity(teachers: teacherModels.map { TeacherCache.identity(of: $0) }, weights: teacherWeights)
-            + (config.teacherPrecision == .bfloat16 ? " in bf16" : "")
+        return TeacherCache.identity(teachers: teacherModels.map { TeacherCache.identity(of: $0) }, weights: teacherWeights,
+                                     precision: config.teacherPrecision)
     }
 
     /// Weights divided by their sum, after checking they are finite, non-negative and not all zero.

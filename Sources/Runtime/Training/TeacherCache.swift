@@ -26,6 +26,8 @@ public struct TeacherCache: Sendable {
         var teachers: [String]?
         var classes: Int
         var images: [Image]
+        /// The teachers' number format ("bf16"); absent: float32 (caches made before it was recorded).
+        var precision: String?
     }
 
     /// Each teacher's identity, in the order of their logits.
@@ -34,21 +36,27 @@ public struct TeacherCache: Sendable {
     public var images: [Image]
     /// [teachers.count, images.count, classes]
     public var logits: [Float]
+    /// The number format the teachers ran in: bf16 logits are not float32's, so a run taught by
+    /// them is another teacher's (`identity(teachers:weights:precision:)`).
+    public var precision: Precision
 
-    public init(teachers: [String], classes: Int, images: [Image], logits: [Float]) {
+    public init(teachers: [String], classes: Int, images: [Image], logits: [Float], precision: Precision = .float32) {
         self.teachers = teachers
         self.classes = classes
         self.images = images
         self.logits = logits
+        self.precision = precision
     }
 
     /// The teachers as one line (for messages).
-    public var teacher: String { teachers.joined(separator: " + ") }
+    public var teacher: String { teachers.joined(separator: " + ") + (precision == .bfloat16 ? " in bf16" : "") }
 
     /// Several teachers weighed together, as a checkpoint records them; one teacher is its identity.
-    public static func identity(teachers: [String], weights: [Double]) -> String {
-        guard teachers.count > 1 else { return teachers.first ?? "" }
-        return teachers.joined(separator: " + ") + " (weights " + weights.map { "\($0)" }.joined(separator: ", ") + ")"
+    /// Teachers run in bf16 are marked so ("in bf16"): their soft targets differ from float32's.
+    public static func identity(teachers: [String], weights: [Double], precision: Precision = .float32) -> String {
+        let marked = precision == .bfloat16 ? " in bf16" : ""
+        guard teachers.count > 1 else { return (teachers.first ?? "") + marked }
+        return teachers.joined(separator: " + ") + " (weights " + weights.map { "\($0)" }.joined(separator: ", ") + ")" + marked
     }
 
     /// The logits of the images at `rows`, [rows.count, classes]: the weighted mean of the teachers'.
@@ -105,7 +113,8 @@ public struct TeacherCache: Sendable {
             all += one.logits
         }
         return TeacherCache(teachers: teachers.map { identity(of: $0) }, classes: classes,
-                            images: dataset.files.map { Image(name: $0.name, bytes: fileSize($0.path)) }, logits: all)
+                            images: dataset.files.map { Image(name: $0.name, bytes: fileSize($0.path)) }, logits: all,
+                            precision: precision)
     }
 
     private static func computeOne(teacher: LoadedModel, dataset: ImageDataset, batchSize: Int,
@@ -155,7 +164,7 @@ public struct TeacherCache: Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let one = teachers.count == 1
         let meta = Meta(format: one ? 1 : 2, teacher: one ? teachers[0] : nil, teachers: one ? nil : teachers,
-                        classes: classes, images: images)
+                        classes: classes, images: images, precision: precision == .float32 ? nil : precision.rawValue)
         let shape = one ? [images.count, classes] : [teachers.count, images.count, classes]
         try H5Attachment(group: Self.group, text: ["meta": String(decoding: try encoder.encode(meta), as: UTF8.self)],
                          arrays: ["logits": H5Array(shape: shape, values: .float32(logits))])
@@ -172,7 +181,11 @@ public struct TeacherCache: Sendable {
               logits.shape == (meta.format == 1 ? [] : [teachers.count]) + [meta.images.count, meta.classes] else {
             throw RuntimeError("\(path): a damaged teacher cache (its description and logits do not agree)")
         }
-        return TeacherCache(teachers: teachers, classes: meta.classes, images: meta.images, logits: logits.floats)
+        guard let precision = meta.precision.map({ Precision(rawValue: $0) }) ?? .float32 else {
+            throw RuntimeError("\(path): the teacher cache's precision '\(meta.precision!)' is not one this version knows")
+        }
+        return TeacherCache(teachers: teachers, classes: meta.classes, images: meta.images, logits: logits.floats,
+                            precision: precision)
     }
 
     /// For each item of `dataset`, the row of its logits, after checking the cache belongs to these

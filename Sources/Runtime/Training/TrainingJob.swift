@@ -213,7 +213,9 @@ public final class TrainingJob {
                                       optimizer: c.makeOptimizer(batchesPerEpoch, c.run.epochs), config: c.distill)
         distiller.collective = collective
         distiller.syncBatchNorm = c.syncBatchNorm
-        distiller.teacherCacheIdentity = c.teacherCache.map { TeacherCache.identity(teachers: $0.teachers, weights: c.teacherWeights) }
+        distiller.teacherCacheIdentity = c.teacherCache.map {
+            TeacherCache.identity(teachers: $0.teachers, weights: c.teacherWeights, precision: $0.precision)
+        }
         var runOptions = c.run
         runOptions.teacherCache = c.teacherCache
         let run = try TrainingRun(distiller: distiller, train: trainSet, validation: valSet, options: runOptions)
