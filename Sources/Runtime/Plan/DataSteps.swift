@@ -10,26 +10,8 @@ extension CompiledPlan {
         case .affine(_, _, let act):
             let scale = constant(0), shift = constant(1), c = y.last!
             return { DataOps.affine(ins[0], out, count: n, scale: scale, shift: shift, channels: c, activation: act) }
-        case .pool(let kind, let ph, let pw, let sh, let sw, let pt, let pl):
-            let x = inShapes[0]
-            return { DataOps.pool(kind, poolH: ph, poolW: pw, strideH: sh, strideW: sw, padTop: pt, padLeft: pl, ins[0], x, out, y) }
-        case .globalPool(let kind):
-            let x = inShapes[0]
-            return { DataOps.globalPool(kind, ins[0], x, out) }
-        case .pad(let t, let b, let l, let r):
-            let x = inShapes[0]
-            return { DataOps.pad(top: t, bottom: b, left: l, right: r, ins[0], x, out) }
-        case .crop(let t, let l):
-            let x = inShapes[0]
-            return { DataOps.crop(top: t, left: l, ins[0], x, out, y) }
-        case .upsample(let fh, let fw, let interpolation):
-            let x = inShapes[0]
-            return { DataOps.upsample(sizeH: fh, sizeW: fw, interpolation, ins[0], x, out) }
-        case .transpose(let perm):
-            let x = inShapes[0]
-            return { transpose(input: ins[0], shape: x, perm: perm, output: out) }
-        case .concat(let axis):
-            return { DataOps.concat(axis: axis, ins, inShapes, out) }
+        case .move(let m):
+            return { m.forward(ins, inShapes, out, y) }
         case .merge(let kind):
             return { DataOps.merge(kind, ins, inShapes, out, y) }
         case .channelScale:

@@ -77,7 +77,7 @@ struct Fusion {
     /// A global average pool of a depthwise step's output (squeeze-and-excitation's squeeze) is
     /// taken from channel sums the depthwise kernel makes per output row as it stores them.
     private mutating func poolFromRowSums(_ i: Int) {
-        guard case .globalPool(.average) = nodes[i].op, nodes[i].inputs.count == 1 else { return }
+        guard case .move(.globalPool(.average)) = nodes[i].op, nodes[i].inputs.count == 1 else { return }
         let d = resolve(nodes[i].inputs[0])
         let act: ActivationSpec
         switch nodes[d].op {
@@ -128,13 +128,13 @@ struct Fusion {
         guard !isOutput(p), consumers(of: p) == [i] else { return }
         let producer = nodes[p]
         switch (producer.op, nodes[i].op) {
-        case (.pad(let t, _, let l, _), .conv(var params, let k, let s, let a)):
+        case (.move(.pad(let t, _, let l, _)), .conv(var params, let k, let s, let a)):
             params.padTop += t; params.padLeft += l
             nodes[i].op = .conv(params, kernel: k, shift: s, act: a)
             nodes[i].inputs = producer.inputs
             forward[p] = producer.inputs[0]      // the pad node is gone; nothing else used it
             return
-        case (.pad(let t, _, let l, _), .depthwise(var params, let m, let k, let s, let a)):
+        case (.move(.pad(let t, _, let l, _)), .depthwise(var params, let m, let k, let s, let a)):
             params.padTop += t; params.padLeft += l
             nodes[i].op = .depthwise(params, multiplier: m, kernel: k, shift: s, act: a)
             nodes[i].inputs = producer.inputs

@@ -27,13 +27,8 @@ enum Primitive<W> {
     case softmax(axis: Int, log: Bool)
     /// Dropout as training applies it (Dropout, SpatialDropout, drop-path); inference leaves it out.
     case dropout(rate: Float, noiseShape: [Int]?)
-    case pool(kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int)
-    case globalPool(PoolKind)
-    case pad(top: Int, bottom: Int, left: Int, right: Int)
-    case crop(top: Int, left: Int)
-    case upsample(sizeH: Int, sizeW: Int, interpolation: Interpolation)
-    case transpose(perm: [Int])
-    case concat(axis: Int)
+    /// Pooling, padding, cropping, upsampling, transposing, concatenating.
+    case move(DataMove)
     case merge(MergeKind)
     /// tf.image.resize of each image's window (top, left, height, width) to the step's size.
     case resize(top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation)
@@ -159,7 +154,7 @@ enum LayerLowering {
             return try emitResize(window, s.height, s.width, s.interpolation, ins, inShape, &t, node)
         case .centerCrop(let h, let w):
             if inShape[1] >= h && inShape[2] >= w {
-                return try emit(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2), ins, shape)
+                return try emit(.move(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2)), ins, shape)
             }
             let window = aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: h, targetWidth: w)
             return try emitResize(window, h, w, .bilinear, ins, inShape, &t, node)
@@ -169,24 +164,24 @@ enum LayerLowering {
             return try emit(.softmax(axis: axis < 0 ? inShape.count + axis : axis, log: log), ins, inShape)
         case .pool2d(let s):
             let p = convParams(inShape, s.poolSize, s.strides, [1, 1], s.padding, inShape[3])
-            return try emit(.pool(kind: s.kind, poolH: s.poolSize[0], poolW: s.poolSize[1], strideH: s.strides[0],
-                                  strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft), ins, shape)
+            return try emit(.move(.pool(kind: s.kind, poolH: s.poolSize[0], poolW: s.poolSize[1], strideH: s.strides[0],
+                                        strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft)), ins, shape)
         case .globalPool(let kind, _):
-            return try emit(.globalPool(kind), ins, shape)
+            return try emit(.move(.globalPool(kind)), ins, shape)
         case .zeroPad2d(let top, let bottom, let left, let right):
-            return try emit(.pad(top: top, bottom: bottom, left: left, right: right), ins, shape)
+            return try emit(.move(.pad(top: top, bottom: bottom, left: left, right: right)), ins, shape)
         case .cropping2d(let top, _, let left, _):
-            return try emit(.crop(top: top, left: left), ins, shape)
+            return try emit(.move(.crop(top: top, left: left)), ins, shape)
         case .upsampling2d(let size, let interp):
-            return try emit(.upsample(sizeH: size[0], sizeW: size[1], interpolation: interp), ins, shape)
+            return try emit(.move(.upsample(sizeH: size[0], sizeW: size[1], interpolation: interp)), ins, shape)
         case .reshape, .flatten:
             return try emit(.view, ins, shape)
         case .permute(let dims):
-            return try emit(.transpose(perm: [0] + dims), ins, shape)
+            return try emit(.move(.transpose(perm: [0] + dims)), ins, shape)
         case .merge(let kind):
             return try emit(.merge(kind), ins, shape)
         case .concatenate(let axis):
-            return try emit(.concat(axis: axis < 0 ? inShape.count + axis : axis), ins, shape)
+            return try emit(.move(.concat(axis: axis < 0 ? inShape.count + axis : axis)), ins, shape)
         }
     }
 
@@ -199,7 +194,7 @@ enum LayerLowering {
         let shape = [inShape[0], h, w, inShape[3]]
         if window.height == h && window.width == w {
             if h == inShape[1] && w == inShape[2] { return try t.emit(.view, ins, shape, for: node) }
-            return try t.emit(.crop(top: window.top, left: window.left), ins, shape, for: node)
+            return try t.emit(.move(.crop(top: window.top, left: window.left)), ins, shape, for: node)
         }
         return try t.emit(.resize(top: window.top, left: window.left, height: window.height, width: window.width,
                                   interpolation: interpolation), ins, shape, for: node)

@@ -101,21 +101,8 @@ extension Lowering: LoweringTarget {
             return add(.softmax(axis: axis, log: log))
         case .dropout(let rate, let noiseShape):
             return add(keepDropout ? .dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)) : .view)
-        case .pool(let kind, let poolH, let poolW, let strideH, let strideW, let padTop, let padLeft):
-            return add(.pool(kind: kind, poolH: poolH, poolW: poolW, strideH: strideH, strideW: strideW,
-                             padTop: padTop, padLeft: padLeft))
-        case .globalPool(let kind):
-            return add(.globalPool(kind))
-        case .pad(let top, let bottom, let left, let right):
-            return add(.pad(top: top, bottom: bottom, left: left, right: right))
-        case .crop(let top, let left):
-            return add(.crop(top: top, left: left))
-        case .upsample(let sizeH, let sizeW, let interpolation):
-            return add(.upsample(sizeH: sizeH, sizeW: sizeW, interpolation: interpolation))
-        case .transpose(let perm):
-            return add(.transpose(perm: perm))
-        case .concat(let axis):
-            return add(.concat(axis: axis))
+        case .move(let m):
+            return add(.move(m))
         case .merge(let kind):
             // Squeeze-and-excitation's x * s[N,1,1,C]: a per-item channel scale.
             let shapes = ins.map { nodes[$0].shape }

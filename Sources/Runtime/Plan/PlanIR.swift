@@ -25,17 +25,12 @@ enum PlanOp {
     case activation(ActivationSpec)
     /// Softmax (or log-softmax) along `axis` (0-based, counting the batch axis).
     case softmax(axis: Int, log: Bool)
-    case pool(kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int)
-    case globalPool(PoolKind)
+    /// Pooling, padding, cropping, upsampling, transposing, concatenating.
+    case move(DataMove)
     /// Global average pooling of a depthwise step's output (the input node) from the per-row
     /// channel sums that step left while its values were in registers (AVX-512 plans only; the
     /// pass over the map is saved).
     case meanOfRowSums
-    case pad(top: Int, bottom: Int, left: Int, right: Int)
-    case crop(top: Int, left: Int)
-    case upsample(sizeH: Int, sizeW: Int, interpolation: Interpolation)
-    case transpose(perm: [Int])
-    case concat(axis: Int)
     case merge(MergeKind)
     /// x[N,H,W,C] * s[N,C] (squeeze-and-excitation's broadcast multiply).
     case channelScale
@@ -106,6 +101,7 @@ struct PlanNode {
         case .depthwise: return "depthwise"
         case .expandDepthwise: return "conv1x1+depthwise"
         case .dense: return "dense"
+        case .move(let m): return m.kindName
         default: return String(describing: op).prefix { $0 != "(" }.description
         }
     }

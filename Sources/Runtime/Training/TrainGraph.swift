@@ -19,13 +19,8 @@ enum TrainOp {
     /// Softmax or log-softmax (`log`) along `axis`.
     case softmax(axis: Int, log: Bool)
     case dropout(rate: Float, noiseShape: [Int]?)
-    case pool(kind: PoolKind, poolH: Int, poolW: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int)
-    case globalPool(PoolKind)
-    case pad(top: Int, bottom: Int, left: Int, right: Int)
-    case crop(top: Int, left: Int)
-    case upsample(sizeH: Int, sizeW: Int, interpolation: Interpolation)
-    case transpose(perm: [Int])
-    case concat(axis: Int)
+    /// Pooling, padding, cropping, upsampling, transposing, concatenating.
+    case move(DataMove)
     case merge(MergeKind)
     /// LayerNormalization over `dims` (0-based, batch counted); gamma/beta nil when absent.
     case layerNorm(dims: [Int], gamma: Int?, beta: Int?, epsilon: Float)
@@ -45,6 +40,7 @@ struct TrainNode {
         case .conv(let p, _, _): return p.isPointwise ? "conv1x1" : "conv"
         case .batchNorm: return "batchNorm"
         case .activation(let a): return "activation " + a.kind.rawValue
+        case .move(let m): return m.kindName
         default: return String(describing: op).prefix { $0 != "(" }.description
         }
     }
@@ -205,21 +201,8 @@ struct TrainTarget: LoweringTarget {
                 throw layerError(node, "dropout rate \(rate) is outside [0, 1), which training cannot apply")
             }
             return add(.dropout(rate: rate, noiseShape: noiseShape))
-        case .pool(let kind, let poolH, let poolW, let strideH, let strideW, let padTop, let padLeft):
-            return add(.pool(kind: kind, poolH: poolH, poolW: poolW, strideH: strideH, strideW: strideW,
-                             padTop: padTop, padLeft: padLeft))
-        case .globalPool(let kind):
-            return add(.globalPool(kind))
-        case .pad(let top, let bottom, let left, let right):
-            return add(.pad(top: top, bottom: bottom, left: left, right: right))
-        case .crop(let top, let left):
-            return add(.crop(top: top, left: left))
-        case .upsample(let sizeH, let sizeW, let interpolation):
-            return add(.upsample(sizeH: sizeH, sizeW: sizeW, interpolation: interpolation))
-        case .transpose(let perm):
-            return add(.transpose(perm: perm))
-        case .concat(let axis):
-            return add(.concat(axis: axis))
+        case .move(let m):
+            return add(.move(m))
         case .merge(let kind):
             return add(.merge(kind))
         case .resize:

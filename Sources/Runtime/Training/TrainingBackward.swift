@@ -135,35 +135,12 @@ extension TrainingPlan {
             } else {
                 identityBackward(dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
             }
-        case .pool(let kind, let ph, let pw, let sh, let sw, let pt, let pl):
-            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
-            pool2dBackward(input: x, dOutput: dy, dInput: dx, geometry: poolGeometry(inShape, node.shape, ph, pw, sh, sw, pt, pl),
-                           kind: kind, accumulate: acc)
-        case .globalPool(let kind):
-            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
-            globalPoolBackward(input: x, dOutput: dy, dInput: dx, batch: inShape[0], pixels: inShape[1] * inShape[2],
-                               channels: inShape[3], kind: kind, accumulate: acc)
-        case .pad(let t, _, let l, _):
-            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
-            zeroPad2dBackward(dOutput: dy, dInput: dx, input: inShape, output: node.shape, top: t, left: l, accumulate: acc)
-        case .crop(let t, let l):
-            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
-            crop2dBackward(dOutput: dy, dInput: dx, input: inShape, output: node.shape, top: t, left: l, accumulate: acc)
-        case .upsample(let fh, let fw, let interpolation):
-            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
-            upsample2dBackward(dOutput: dy, dInput: dx, input: inShape, factorH: fh, factorW: fw,
-                               interpolation: interpolation, accumulate: acc)
-        case .transpose(let perm):
-            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
-            transposeBackward(dOutput: dy, dInput: dx, shape: inShape, permutation: perm, accumulate: acc)
-        case .concat(let axis):
+        case .move(let m):
             // Each input's gradient is written or added according to its own flag.
+            let xs = node.inputs.map { UnsafePointer(values[$0]) }, shapes = node.inputs.map { nodes[$0].shape }
             for k in node.inputs.indices {
                 guard let (dx, acc) = inputGradient(i, k, &written) else { continue }
-                var targets = [UnsafeMutablePointer<Float>?](repeating: nil, count: node.inputs.count)
-                targets[k] = dx
-                concatenateBackward(dOutput: dy, dInputs: targets, shapes: node.inputs.map { nodes[$0].shape },
-                                    axis: axis, accumulate: acc)
+                m.backward(input: k, xs, shapes, dy: dy, node.shape, dx: dx, accumulate: acc)
             }
         case .merge(let kind):
             for k in node.inputs.indices {

@@ -180,7 +180,6 @@ final class TrainingPlan {
         let node = nodes[i]
         let out = values[i]
         let x = node.inputs.first.map { UnsafePointer(values[$0]) }
-        let inShape = node.inputs.first.map { nodes[$0].shape } ?? []
         switch node.op {
         case .external:
             return
@@ -238,20 +237,8 @@ final class TrainingPlan {
             } else {
                 out.update(from: x!, count: node.count)
             }
-        case .pool(let kind, let ph, let pw, let sh, let sw, let pt, let pl):
-            DataOps.pool(kind, poolH: ph, poolW: pw, strideH: sh, strideW: sw, padTop: pt, padLeft: pl, x!, inShape, out, node.shape)
-        case .globalPool(let kind):
-            DataOps.globalPool(kind, x!, inShape, out)
-        case .pad(let t, let b, let l, let r):
-            DataOps.pad(top: t, bottom: b, left: l, right: r, x!, inShape, out)
-        case .crop(let t, let l):
-            DataOps.crop(top: t, left: l, x!, inShape, out, node.shape)
-        case .upsample(let fh, let fw, let interpolation):
-            DataOps.upsample(sizeH: fh, sizeW: fw, interpolation, x!, inShape, out)
-        case .transpose(let perm):
-            transpose(input: x!, shape: inShape, perm: perm, output: out)
-        case .concat(let axis):
-            DataOps.concat(axis: axis, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out)
+        case .move(let m):
+            m.forward(node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)
         case .merge(let kind):
             DataOps.merge(kind, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)
         case .layerNorm(let dims, let gamma, let beta, let eps):
