@@ -6,6 +6,8 @@ enum TrainOp {
     /// A value computed by the frozen prefix (inference plan), by slot.
     case external(slot: Int)
     case conv(ConvParams, kernel: Int, bias: Int?)
+    /// Conv2D with 1 < groups < input channels (GroupedConvBackward.swift).
+    case groupedConv(ConvParams, groups: Int, kernel: Int, bias: Int?)
     case depthwise(ConvParams, multiplier: Int, kernel: Int, bias: Int?)
     case dense(inFeatures: Int, outFeatures: Int, kernel: Int, bias: Int?)
     /// BatchNormalization in training mode (batch statistics; moving statistics updated).
@@ -158,11 +160,10 @@ enum TrainingLowering {
                                           bias: s.useBias ? try ref("bias") : nil), ins, shape)
                 return activate(d, s.activation)
             }
-            guard s.groups == 1 else {
-                throw RuntimeError("layer '\(name)': a grouped convolution (groups \(s.groups)) cannot be trained yet; freeze it, or train only layers after it")
-            }
             let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, s.filters)
-            let c = append(.conv(p, kernel: try ref("kernel"), bias: s.useBias ? try ref("bias") : nil), ins, shape)
+            let bias = s.useBias ? try ref("bias") : nil
+            let c = append(s.groups > 1 ? .groupedConv(p, groups: s.groups, kernel: try ref("kernel"), bias: bias)
+                                        : .conv(p, kernel: try ref("kernel"), bias: bias), ins, shape)
             return activate(c, s.activation)
         case .depthwiseConv2d(let s):
             let p = convParams(inShape, s.kernel, s.strides, s.dilation, s.padding, shape[3])
