@@ -198,7 +198,7 @@ enum TrainingLowering {
             if (own.isEmpty ? node.trainable : own.contains(true)) && !node.inferenceOnly {
                 return append(.batchNorm(gamma: s.scale ? try ref("gamma") : nil, beta: s.center ? try ref("beta") : nil,
                                          movingMean: mean, movingVariance: variance, epsilon: s.epsilon,
-                                         momentum: s.momentum, besselForMoving: inShape.count == 4), ins, shape)
+                                         momentum: s.momentum, besselForMoving: s.fused && inShape.count == 4), ins, shape)
             }
             // A frozen BatchNormalization runs in inference mode, as in Keras.
             let c = inShape.last!
