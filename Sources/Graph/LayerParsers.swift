@@ -177,14 +177,18 @@ func parseBatchNorm(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     if axis != -1 && axis < 1 { throw c.fail("axis \(axis) is not supported") }
     // Batch renormalization and ghost batches change the training statistics; off is Keras's default.
     if try c.bool("renorm", default: false) { throw c.fail("renorm (batch renormalization) is not supported") }
-    _ = (c.has("renorm_clipping"), c.has("renorm_momentum"), c.has("fused"))
+    _ = (c.has("renorm_clipping"), c.has("renorm_momentum"))
+    // tf-keras's fused kernel (its default for 4-D inputs) feeds the moving variance the unbiased
+    // batch variance; its unfused path and Keras 3 feed it the biased one.
+    let fusedAllowed = try c.bool("fused", default: true)
+    let fused = ctx.kerasMajor < 3 && fusedAllowed
     for key in ["virtual_batch_size", "adjustment"] where c.has(key) {
         throw c.fail("'\(key)' is not supported")
     }
     return .batchNorm(BatchNormSpec(epsilon: Float(try c.double("epsilon", default: 1e-3)),
                                     momentum: Float(try c.double("momentum", default: 0.99)),
                                     center: try c.bool("center", default: true),
-                                    scale: try c.bool("scale", default: true)))
+                                    scale: try c.bool("scale", default: true), fused: fused))
 }
 
 func parseReLU(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {

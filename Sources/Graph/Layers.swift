@@ -42,6 +42,9 @@ public struct BatchNormSpec: Equatable, Sendable {
     public var momentum: Float
     public var center: Bool
     public var scale: Bool
+    /// Whether training updates the moving variance with the unbiased batch variance n/(n-1) on
+    /// 4-D inputs (tf-keras's fused kernel) rather than the biased one (Keras 3, unfused).
+    public var fused: Bool = true
 }
 
 public enum PoolKind: String, Sendable { case max, average }

@@ -12,8 +12,8 @@ enum Primitive<W> {
     case depthwise(ConvParams, multiplier: Int, kernel: W, bias: W?, act: ActivationSpec)
     case dense(inFeatures: Int, outFeatures: Int, kernel: W, bias: W?, act: ActivationSpec)
     /// BatchNormalization: the targets choose between the folded inference form and training mode.
-    /// `besselForMoving`: the variance fed to the moving average is the unbiased one (TF's fused
-    /// kernel, used for 4-D inputs).
+    /// `besselForMoving`: the variance fed to the moving average is the unbiased one (tf-keras's
+    /// fused kernel, used for 4-D inputs; Keras 3 uses the biased one).
     case batchNorm(gamma: W?, beta: W?, movingMean: W, movingVariance: W, epsilon: Float, momentum: Float,
                    besselForMoving: Bool)
     /// y = x * scale + shift per channel, constants.
@@ -116,7 +116,8 @@ enum LayerLowering {
         case .batchNorm(let s):
             return try emit(.batchNorm(gamma: s.scale ? try w("gamma") : nil, beta: s.center ? try w("beta") : nil,
                                        movingMean: try w("moving_mean"), movingVariance: try w("moving_variance"),
-                                       epsilon: s.epsilon, momentum: s.momentum, besselForMoving: inShape.count == 4),
+                                       epsilon: s.epsilon, momentum: s.momentum,
+                                       besselForMoving: s.fused && inShape.count == 4),
                             ins, inShape)
         case .normalization, .rescaling:
             let (scale, shift) = try constantAffine(node.op, channels: inShape.last!,

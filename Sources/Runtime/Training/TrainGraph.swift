@@ -6,6 +6,8 @@ enum TrainOp {
     /// A value computed by the frozen prefix (inference plan), by slot.
     case external(slot: Int)
     case conv(ConvParams, kernel: Int, bias: Int?)
+    /// Conv2D with 1 < groups < input channels (GroupedConvBackward.swift).
+    case groupedConv(ConvParams, groups: Int, kernel: Int, bias: Int?)
     case depthwise(ConvParams, multiplier: Int, kernel: Int, bias: Int?)
     case dense(inFeatures: Int, outFeatures: Int, kernel: Int, bias: Int?)
     /// BatchNormalization in training mode (batch statistics; moving statistics updated).
@@ -154,11 +156,8 @@ struct TrainTarget: LoweringTarget {
         }
         switch step {
         case .conv(let p, let kernel, let bias, let groups, let act):
-            guard groups == 1 else {
-                throw layerError(node, "a grouped convolution (groups \(groups)) cannot be trained yet; freeze it, "
-                                 + "or train only layers after it")
-            }
-            return activated(add(.conv(p, kernel: kernel, bias: bias)), act)
+            return activated(add(groups > 1 ? .groupedConv(p, groups: groups, kernel: kernel, bias: bias)
+                                            : .conv(p, kernel: kernel, bias: bias)), act)
         case .depthwise(let p, let multiplier, let kernel, let bias, let act):
             return activated(add(.depthwise(p, multiplier: multiplier, kernel: kernel, bias: bias)), act)
         case .dense(let inFeatures, let outFeatures, let kernel, let bias, let act):

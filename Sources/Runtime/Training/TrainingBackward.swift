@@ -62,6 +62,19 @@ extension TrainingPlan {
                 conv2dBackwardInput(dOutput: dy, geometry: g, kernel: weight(k), dInput: dx, accumulate: acc,
                                     workspace: workspace, workspaceCount: workspaceCount)
             }
+        case .groupedConv(let p, let groups, let k, let b):
+            let g = TrainingPlan.geometry(nodes, i, p)
+            if let b, let (db, acc) = weightGradient(b, &weightWritten) {
+                biasBackward(dOutput: dy, rows: node.count / g.outC, channels: g.outC, dBias: db, accumulate: acc)
+            }
+            if let (dk, acc) = weightGradient(k, &weightWritten) {
+                groupedConv2dBackwardKernel(input: x!, dOutput: dy, geometry: g, groups: groups, dKernel: dk, accumulate: acc,
+                                            workspace: workspace, workspaceCount: workspaceCount)
+            }
+            if let (dx, acc) = inputGradient(i, 0, &written) {
+                groupedConv2dBackwardInput(dOutput: dy, geometry: g, groups: groups, kernel: weight(k), dInput: dx,
+                                           accumulate: acc, workspace: workspace, workspaceCount: workspaceCount)
+            }
         case .depthwise(let p, let m, let k, let b):
             let g = TrainingPlan.geometry(nodes, i, p)
             if let b, let (db, acc) = weightGradient(b, &weightWritten) {

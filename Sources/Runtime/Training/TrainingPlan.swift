@@ -119,6 +119,8 @@ final class TrainingPlan {
         case .conv(let p, _, _):
             let g = geometry(nodes, i, p)
             return max(conv2dWorkspaceCount(g), conv2dBackwardWorkspaceCount(g))
+        case .groupedConv(let p, let groups, _, _):
+            return groupedConv2dWorkspaceCount(geometry(nodes, i, p), groups: groups)
         case .depthwise(let p, _, _, _):
             return depthwiseConv2dBackwardKernelWorkspaceCount(geometry(nodes, i, p))
         case .dense(let fi, let fo, _, _):
@@ -187,6 +189,10 @@ final class TrainingPlan {
             conv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), kernel: weight(k), output: out,
                    epilogue: Epilogue(shift: b.map { UnsafePointer(weight($0)) }), workspace: workspace,
                    workspaceCount: workspaceCount)
+        case .groupedConv(let p, let groups, let k, let b):
+            groupedConv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), groups: groups, kernel: weight(k),
+                          bias: b.map { UnsafePointer(weight($0)) }, output: out, workspace: workspace,
+                          workspaceCount: workspaceCount)
         case .depthwise(let p, let m, let k, let b):
             depthwiseConv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), multiplier: m, kernel: weight(k),
                             output: out, epilogue: Epilogue(shift: b.map { UnsafePointer(weight($0)) }))
