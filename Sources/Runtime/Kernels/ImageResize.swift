@@ -22,6 +22,12 @@ public func aspectCropWindow(height: Int, width: Int, targetHeight: Int, targetW
     return (Int(Float(height - cropH) / 2), Int(Float(width - cropW) / 2), cropH, cropW)
 }
 
+/// The input position nearest-neighbour resizing reads for output position i (half-pixel centres).
+func nearestSource(_ i: Int, _ inSize: Int, _ outSize: Int) -> Int {
+    let scale = Float(inSize) / Float(outSize)
+    return max(0, min(Int(((Float(i) + 0.5) * scale).rounded(.down)), inSize - 1))
+}
+
 func resizeImages(input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels c: Int,
                   window: (top: Int, left: Int, height: Int, width: Int), outHeight outH: Int, outWidth outW: Int,
                   interpolation: Interpolation, output: UnsafeMutablePointer<Float>) {
@@ -29,10 +35,7 @@ func resizeImages(input: UnsafePointer<Float>, batch: Int, height: Int, width: I
     let origin = (window.top * width + window.left) * c
     switch interpolation {
     case .nearest:
-        func source(_ i: Int, _ inSize: Int, _ outSize: Int) -> Int {
-            let scale = Float(inSize) / Float(outSize)
-            return max(0, min(Int(((Float(i) + 0.5) * scale).rounded(.down)), inSize - 1))
-        }
+        let source = nearestSource
         let xs = (0..<outW).map { source($0, window.width, outW) }
         parallelFor(batch * outH, minChunk: max(1, 65_536 / (outW * c))) { _, range in
             for row in range {

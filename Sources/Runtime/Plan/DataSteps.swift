@@ -44,6 +44,9 @@ extension CompiledPlan {
             return { resizeImages(input: ins[0], batch: x[0], height: x[1], width: x[2], channels: x[3],
                                   window: (top, left, h, w), outHeight: y[1], outWidth: y[2],
                                   interpolation: interpolation, output: out) }
+        case .slice(let window):
+            let x = inShapes[0]
+            return { stridedSlice(ins[0], shape: x, window: window, out) }
         case .dropout(let rate, let noiseShape, let key):
             let clock = dropoutClock
             let maskShape = dropoutMaskShape(y, noiseShape)

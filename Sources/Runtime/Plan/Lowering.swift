@@ -167,6 +167,13 @@ struct Lowering {
         case .globalPool(let kind, let keep):
             let shape = keep ? [inShape[0], 1, 1, inShape[3]] : [inShape[0], inShape[3]]
             return append(.globalPool(kind), ins, shape, name)
+        case .globalSum(let keep):
+            let pool = append(.globalPool(.average), ins, keep ? [inShape[0], 1, 1, inShape[3]] : [inShape[0], inShape[3]], name)
+            return append(.affine(scale: Array(repeating: Float(inShape[1] * inShape[2]), count: inShape[3]),
+                                  shift: zeros(inShape[3]), act: .linear), [pool], nodes[pool].shape, name)
+        case .slice(let axes):
+            let (window, shape) = try sliceWindow(axes, inShape, fail: fail)
+            return append(.slice(window), ins, shape, name)
         case .zeroPad2d(let t, let b, let l, let r):
             return append(.pad(top: t, bottom: b, left: l, right: r), ins,
                           [inShape[0], inShape[1] + t + b, inShape[2] + l + r, inShape[3]], name)

@@ -44,6 +44,8 @@ enum PlanOp {
     case layerNorm(dims: [Int], gamma: [Float], beta: [Float], epsilon: Float, rms: Bool)
     /// tf.image.resize of each image's window (top, left, height, width) to the node's size.
     case resize(top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation)
+    /// `x[...]`: the strided window (see `sliceWindow`), index axes laid out as kept.
+    case slice(SliceWindow)
     /// Dropout in training mode (kept only in a training plan's frozen prefix: Keras runs a frozen
     /// part's Dropout layers in training mode too). `key` tells the layer's mask from others'.
     case dropout(rate: Float, noiseShape: [Int]?, key: UInt64)

@@ -31,6 +31,9 @@ enum TrainOp {
     case layerNorm(dims: [Int], gamma: Int?, beta: Int?, epsilon: Float)
     /// y = x * gamma over the last axis (ConvNeXt's LayerScale).
     case layerScale(gamma: Int)
+    case slice(SliceWindow)
+    /// tf.image.resize of each image's window (top, left, height, width) to the node's size.
+    case resize(top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation)
     case view
 }
 
@@ -234,8 +237,9 @@ enum TrainingLowering {
         case .centerCrop(let h, let w) where inShape[1] >= h && inShape[2] >= w:
             return append(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2), ins, shape)
         case .resize, .centerCrop:
-            throw RuntimeError("layer '\(name)' (\(node.className)): a resize inside the trainable part cannot be trained "
-                               + "yet; move it to the start of the model (before any trainable layer)")
+            let w = resizeWindow(node.op, inShape)
+            return append(.resize(top: w.top, left: w.left, height: w.height, width: w.width, interpolation: w.interpolation),
+                          ins, shape)
         case .activation(let a):
             return a.isIdentity ? append(.view, ins, shape) : activate(ins[0], a)
         case .softmax(let axis, let log):
@@ -254,6 +258,13 @@ enum TrainingLowering {
                                 strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft), ins, shape)
         case .globalPool(let kind, _):
             return append(.globalPool(kind), ins, shape)
+        case .globalSum:
+            let mean = append(.globalPool(.average), ins, shape)
+            let c = inShape[3]
+            return append(.affine(scale: Array(repeating: Float(inShape[1] * inShape[2]), count: c),
+                                  shift: Array(repeating: 0, count: c)), [mean], shape)
+        case .slice(let axes):
+            return append(.slice(try sliceWindow(axes, inShape, fail: { RuntimeError("layer '\(name)': \($0)") }).window), ins, shape)
         case .zeroPad2d(let t, let b, let l, let r):
             return append(.pad(top: t, bottom: b, left: l, right: r), ins, shape)
         case .cropping2d(let t, _, let l, _):

@@ -187,6 +187,14 @@ extension TrainingPlan {
             let dx = inputGradient(i, 0, &written)
             layerScaleBackward(input: x!, dOutput: dy, gamma: weight(gamma), channels: node.shape.last!, count: node.count,
                                dInput: dx?.0, accumulate: dx?.1 ?? false, dGamma: dGamma?.0, accumulateParams: dGamma?.1 ?? false)
+        case .slice(let window):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            stridedSliceBackward(dOutput: dy, dInput: dx, shape: inShape, window: window, accumulate: acc)
+        case .resize(let top, let left, let h, let w, let interpolation):
+            guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
+            resizeImagesBackward(dOutput: dy, dInput: dx, batch: inShape[0], height: inShape[1], width: inShape[2],
+                                 channels: inShape[3], window: (top, left, h, w), outHeight: node.shape[1],
+                                 outWidth: node.shape[2], interpolation: interpolation, accumulate: acc)
         case .view:
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             identityBackward(dOutput: dy, dInput: dx, count: node.count, accumulate: acc)

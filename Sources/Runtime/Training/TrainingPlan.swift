@@ -262,6 +262,12 @@ final class TrainingPlan {
             }
         case .layerScale(let gamma):
             layerScale(x!, gamma: weight(gamma), channels: node.shape.last!, count: node.count, out)
+        case .slice(let window):
+            stridedSlice(x!, shape: inShape, window: window, out)
+        case .resize(let top, let left, let h, let w, let interpolation):
+            resizeImages(input: x!, batch: inShape[0], height: inShape[1], width: inShape[2], channels: inShape[3],
+                         window: (top, left, h, w), outHeight: node.shape[1], outWidth: node.shape[2],
+                         interpolation: interpolation, output: out)
         case .view:
             out.update(from: x!, count: node.count)
         }
