@@ -55,7 +55,15 @@ public struct Pool2DSpec: Equatable, Sendable {
 
 public enum MergeKind: String, Sendable { case add, subtract, multiply, average, maximum, minimum }
 
-public enum Interpolation: String, Sendable, CaseIterable { case nearest, bilinear }
+/// How an image is resized. UpSampling2D takes nearest and bilinear; Resizing and
+/// tf.image.resize bicubic and area too (TensorFlow's ResizeBicubic with half-pixel centres, and
+/// ResizeArea).
+public enum Interpolation: String, Sendable, CaseIterable {
+    case nearest, bilinear, bicubic, area
+
+    /// What UpSampling2D (and the resize backward) computes.
+    public var isLinear: Bool { self == .nearest || self == .bilinear }
+}
 
 /// LayerNormalization: mean and variance over `axes`, per sample.
 public struct LayerNormSpec: Equatable, Sendable {

@@ -406,7 +406,7 @@ struct OpLayerParser {
             throw config.fail("resize to size \(briefJSON(size ?? "a tensor")) is not supported (a constant [height, width])")
         }
         guard let interpolation = Interpolation(rawValue: method) else {
-            throw config.fail("resize method '\(method)' is not supported (bilinear, nearest)")
+            throw config.fail("resize method '\(method)' is not supported (bilinear, nearest, bicubic, area)")
         }
         return .resize(ResizeSpec(height: list[0], width: list[1], interpolation: interpolation, cropToAspectRatio: crop))
     }

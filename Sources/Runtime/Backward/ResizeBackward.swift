@@ -33,19 +33,25 @@ func resizeImagesBackward(dOutput dy: UnsafePointer<Float>, dInput dx: UnsafeMut
                         give(yw.upper, xw.lower, g, yw.lerp * (1 - xw.lerp))
                         give(yw.upper, xw.upper, g, yw.lerp * xw.lerp)
                     }
+                case .bicubic, .area:
+                    preconditionFailure("no backward for a \(interpolation) resize (refused by resizeWindow)")
                 }
             }
         }
     }
 }
 
-/// The window and interpolation a Resizing (or an upsizing CenterCrop) resizes, for an input of
-/// `inShape` (batch included): the whole image, or Keras's centred crop to the target's aspect
-/// ratio.
-func resizeWindow(_ op: LayerOp, _ inShape: [Int])
+/// The window and interpolation a Resizing (or an upsizing CenterCrop) resizes in training, for an
+/// input of `inShape` (batch included): the whole image, or Keras's centred crop to the target's
+/// aspect ratio. Bicubic and area resizes have no backward yet: refused naming the layer.
+func resizeWindow(_ op: LayerOp, _ inShape: [Int], layer: String) throws
     -> (top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation) {
     switch op {
     case .resize(let s):
+        guard s.interpolation.isLinear else {
+            throw RuntimeError("layer '\(layer)': a \(s.interpolation) resize inside the trainable part cannot be trained yet "
+                               + "(nearest and bilinear can); move it before the first trainable layer")
+        }
         let w = s.cropToAspectRatio
             ? aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: s.height, targetWidth: s.width)
             : (0, 0, inShape[1], inShape[2])

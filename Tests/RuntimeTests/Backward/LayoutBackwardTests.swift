@@ -23,7 +23,7 @@ final class LayoutBackwardTests: BackwardTestCase {
         check("crop", inCount: s.reduce(1, *), outCount: cropped.reduce(1, *), seed: 2,
               forward: { DataOps.crop(top: 1, left: 2, $0, s, $1, cropped) },
               backward: { crop2dBackward(dOutput: $0, dInput: $1, input: s, output: cropped, top: 1, left: 2, accumulate: $2) })
-        for interpolation in Interpolation.allCases {
+        for interpolation in [Interpolation.nearest, .bilinear] {
             for (fh, fw) in [(2, 2), (3, 2)] {
                 check("upsample \(interpolation) \(fh)x\(fw)", inCount: s.reduce(1, *),
                       outCount: s[0] * s[1] * fh * s[2] * fw * s[3], seed: 3,
