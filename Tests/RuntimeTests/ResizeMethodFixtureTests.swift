@@ -32,16 +32,4 @@ final class ResizeMethodFixtureTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(checked, 8)
     }
-
-    /// A bicubic or area resize after a trainable layer is refused for training in one line.
-    func testBicubicInTheTrainablePartIsRefused() throws {
-        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k3_resizing_methods" })
-        let form = try XCTUnwrap(c.forms.first)
-        let model = try LoadedModel.load(path: form.model, archPath: form.arch)
-        let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
-        XCTAssertThrowsError(try TrainingPlan(model: model, params: params, batch: 2)) { error in
-            let text = "\(error)"
-            XCTAssertTrue((text.contains("'bicubic_down_crop'") || text.contains("'area_up'")) && text.contains("cannot be trained yet"), text)
-        }
-    }
 }

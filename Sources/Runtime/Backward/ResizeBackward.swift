@@ -1,14 +1,28 @@
 import Graph
 // Resize (Resizing, CenterCrop's upsizing) backward: each output pixel hands its gradient back to
 // the input pixels the forward read, with the forward's weights (`resizeImages`): bilinear, the
-// four half-pixel neighbours of the window; nearest, the one pixel it copied. Input pixels outside
-// the window get zero. Images run in parallel (a pixel's sources never leave its image).
+// four half-pixel neighbours of the window; nearest, the one pixel it copied; bicubic, its 4x4
+// taps (row weight times column weight); area, the pixels it covers (fractions times the area
+// scale). Input pixels outside the window get zero. Images run in parallel (a pixel's sources
+// never leave its image).
 
 func resizeImagesBackward(dOutput dy: UnsafePointer<Float>, dInput dx: UnsafeMutablePointer<Float>,
                           batch: Int, height: Int, width: Int, channels c: Int,
                           window: (top: Int, left: Int, height: Int, width: Int), outHeight outH: Int,
                           outWidth outW: Int, interpolation: Interpolation, accumulate: Bool) {
-    if !accumulate { zeroFill(dx, batch * height * width * c) }
+    let count = batch * height * width * c
+    if accumulate {
+        // Summed apart and added once, so that accumulating gives exactly what writing would plus
+        // what was there (bicubic sums up to 16 contributions per pixel).
+        let fresh = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
+        defer { fresh.deallocate() }
+        resizeImagesBackward(dOutput: dy, dInput: fresh, batch: batch, height: height, width: width, channels: c,
+                             window: window, outHeight: outH, outWidth: outW, interpolation: interpolation,
+                             accumulate: false)
+        addInto(dx, fresh, count)
+        return
+    }
+    zeroFill(dx, count)
     guard batch > 0, outH > 0, outW > 0, c > 0 else { return }
     parallelForStatic(batch) { _, images in
         for n in images {
@@ -33,8 +47,21 @@ func resizeImagesBackward(dOutput dy: UnsafePointer<Float>, dInput dx: UnsafeMut
                         give(yw.upper, xw.lower, g, yw.lerp * (1 - xw.lerp))
                         give(yw.upper, xw.upper, g, yw.lerp * xw.lerp)
                     }
-                case .bicubic, .area:
-                    preconditionFailure("no backward for a \(interpolation) resize (refused by resizeWindow)")
+                case .bicubic:
+                    let yt = CubicTaps(oy, inSize: window.height, outSize: outH)
+                    for ox in 0..<outW {
+                        let xt = CubicTaps(ox, inSize: window.width, outSize: outW)
+                        for j in 0..<4 { for k in 0..<4 { give(yt.index[j], xt.index[k], row + ox * c, yt.weight[j] * xt.weight[k]) } }
+                    }
+                case .area:
+                    let ys = AreaSpan(oy, inSize: window.height, outSize: outH)
+                    let scale = areaScale(window, outH, outW)
+                    for ox in 0..<outW {
+                        let xs = AreaSpan(ox, inSize: window.width, outSize: outW)
+                        for (iy, wy) in zip(ys.indices, ys.weights) {
+                            for (ix, wx) in zip(xs.indices, xs.weights) { give(iy, ix, row + ox * c, scale * wy * wx) }
+                        }
+                    }
                 }
             }
         }
@@ -43,15 +70,11 @@ func resizeImagesBackward(dOutput dy: UnsafePointer<Float>, dInput dx: UnsafeMut
 
 /// The window and interpolation a Resizing (or an upsizing CenterCrop) resizes in training, for an
 /// input of `inShape` (batch included): the whole image, or Keras's centred crop to the target's
-/// aspect ratio. Bicubic and area resizes have no backward yet: refused naming the layer.
-func resizeWindow(_ op: LayerOp, _ inShape: [Int], layer: String) throws
+/// aspect ratio.
+func resizeWindow(_ op: LayerOp, _ inShape: [Int])
     -> (top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation) {
     switch op {
     case .resize(let s):
-        guard s.interpolation.isLinear else {
-            throw RuntimeError("layer '\(layer)': a \(s.interpolation) resize inside the trainable part cannot be trained yet "
-                               + "(nearest and bilinear can); move it before the first trainable layer")
-        }
         let w = s.cropToAspectRatio
             ? aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: s.height, targetWidth: s.width)
             : (0, 0, inShape[1], inShape[2])

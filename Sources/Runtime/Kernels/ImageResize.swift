@@ -71,7 +71,7 @@ func resizeImages(input: UnsafePointer<Float>, batch: Int, height: Int, width: I
         }
     case .area:
         let xSpans = (0..<outW).map { AreaSpan($0, inSize: window.width, outSize: outW) }
-        let scale = Float(1.0 / (Double(Float(window.height) / Float(outH) * (Float(window.width) / Float(outW)))))
+        let scale = areaScale(window, outH, outW)
         parallelFor(batch * outH, minChunk: max(1, 4096 / (outW * c))) { _, range in
             for row in range {
                 let n = row / outH
@@ -171,4 +171,10 @@ struct AreaSpan {
         indices = idx.map { min(max($0, 0), inSize - 1) }
         weights = w
     }
+}
+
+/// ResizeArea's normalisation, 1 / (height scale * width scale): the product in float, its
+/// reciprocal in double rounded to float, as TensorFlow computes it.
+func areaScale(_ window: (top: Int, left: Int, height: Int, width: Int), _ outH: Int, _ outW: Int) -> Float {
+    Float(1.0 / Double(Float(window.height) / Float(outH) * (Float(window.width) / Float(outW))))
 }

@@ -237,7 +237,7 @@ enum TrainingLowering {
         case .centerCrop(let h, let w) where inShape[1] >= h && inShape[2] >= w:
             return append(.crop(top: (inShape[1] - h) / 2, left: (inShape[2] - w) / 2), ins, shape)
         case .resize, .centerCrop:
-            let w = try resizeWindow(node.op, inShape, layer: name)
+            let w = resizeWindow(node.op, inShape)
             return append(.resize(top: w.top, left: w.left, height: w.height, width: w.width, interpolation: w.interpolation),
                           ins, shape)
         case .activation(let a):

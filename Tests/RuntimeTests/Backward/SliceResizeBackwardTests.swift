@@ -59,7 +59,7 @@ final class SliceResizeBackwardTests: BackwardTestCase {
     func testResizeGradients() {
         let s = [2, 5, 7, 3]
         let windows: [(Int, Int, Int, Int)] = [(0, 0, 5, 7), (1, 2, 3, 4)]
-        for interpolation in [Interpolation.nearest, .bilinear] {
+        for interpolation in Interpolation.allCases {
             for window in windows {
                 for (oh, ow) in [(8, 9), (3, 2), (5, 7)] {
                     checkLinearMapGradient("resize \(interpolation) \(window) to \(oh)x\(ow)", inCount: s.reduce(1, *),
