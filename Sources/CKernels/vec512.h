@@ -75,6 +75,13 @@ INLINE __m512 ck_activate(__m512 v, const ck_epilogue *e) {
         const __m512 lo = ck_logistic_floor(v);
         return _mm512_mul_ps(lo, ck_logistic(ck_logistic_ceiling(lo)));
     }
+    case CK_ACT_HARD_SILU:
+        return _mm512_div_ps(_mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, _mm512_set1_ps(3.0f)),
+                                                                         _mm512_setzero_ps()), _mm512_set1_ps(6.0f))),
+                             _mm512_set1_ps(6.0f));
+    case CK_ACT_HARD_SIGMOID:
+        return _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(e->clip), _mm512_set1_ps(0.5f)),
+                                           _mm512_setzero_ps()), _mm512_set1_ps(1.0f));
     default:
         return v;
     }

@@ -3,6 +3,10 @@
 public enum ActivationKind: String, Sendable, CaseIterable {
     case linear, relu, relu6, elu, selu, sigmoid, hardSigmoid, swish, gelu, tanh, softplus
     case softsign, exponential, leakyRelu, mish, hardSilu, softmax, logSoftmax
+    /// Element-wise math that models record as operation layers (tf.math.sqrt, keras.ops.log...),
+    /// not Keras activation names: TensorFlow's meanings (sqrt and log of a negative are NaN,
+    /// log(0) = -inf, rsqrt(0) = +inf).
+    case sqrt, rsqrt, square, log
 
     /// Parses the string Keras writes. Keras 3 writes `silu` for swish; Keras 2 `swish`.
     /// `gelu` is Keras's default (exact, erf-based) form.
@@ -40,6 +44,7 @@ public enum ActivationKind: String, Sendable, CaseIterable {
 /// - leakyRelu: x >= 0 ? x : alpha * x.  elu: x > 0 ? x : alpha * (exp(x) - 1).
 /// - hardSigmoid: clip(alpha * x + 0.5, 0, 1); alpha is 0.2 in Keras 2 and 1/6 in Keras 3.
 /// - hardSilu: x * clip(x / 6 + 0.5, 0, 1) (Keras 3).  mish: x * tanh(softplus(x)).
+/// - sqrt, rsqrt (1 / sqrt x), square (x²), log (natural).
 public struct ActivationSpec: Equatable, Sendable {
     public var kind: ActivationKind
     public var alpha: Float

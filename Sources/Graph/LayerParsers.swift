@@ -48,7 +48,7 @@ let layerParsers: [String: LayerParser] = [
     "UpSampling2D": { c, _ in
         try checkChannelsLast(c)
         let interp = try c.string("interpolation", default: "nearest")
-        guard let kind = Interpolation(rawValue: interp) else {
+        guard let kind = Interpolation(rawValue: interp), kind.isLinear else {
             throw c.fail("interpolation '\(interp)' is not supported (nearest, bilinear)")
         }
         return .upsampling2d(size: try c.sizes("size", count: 2), interpolation: kind)
@@ -314,7 +314,7 @@ func parseResizing(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     try checkChannelsLast(c)
     let interp = try c.string("interpolation", default: "bilinear")
     guard let kind = Interpolation(rawValue: interp) else {
-        throw c.fail("interpolation '\(interp)' is not supported (nearest, bilinear)")
+        throw c.fail("interpolation '\(interp)' is not supported (nearest, bilinear, bicubic, area)")
     }
     if try c.bool("antialias", default: false) { throw c.fail("antialias is not supported") }
     if try c.bool("pad_to_aspect_ratio", default: false) { throw c.fail("pad_to_aspect_ratio is not supported") }

@@ -58,7 +58,15 @@ public struct Pool2DSpec: Equatable, Sendable {
 
 public enum MergeKind: String, Sendable { case add, subtract, multiply, average, maximum, minimum }
 
-public enum Interpolation: String, Sendable, CaseIterable { case nearest, bilinear }
+/// How an image is resized. UpSampling2D takes nearest and bilinear; Resizing and
+/// tf.image.resize bicubic and area too (TensorFlow's ResizeBicubic with half-pixel centres, and
+/// ResizeArea).
+public enum Interpolation: String, Sendable, CaseIterable {
+    case nearest, bilinear, bicubic, area
+
+    /// What UpSampling2D (and the resize backward) computes.
+    public var isLinear: Bool { self == .nearest || self == .bilinear }
+}
 
 /// LayerNormalization: mean and variance over `axes`, per sample.
 public struct LayerNormSpec: Equatable, Sendable {
@@ -82,6 +90,40 @@ public struct ResizeSpec: Equatable, Sendable {
     public var cropToAspectRatio: Bool
 }
 
+/// One axis of `x[...]` (batch excluded), as Python reads a subscript: a slice start:stop:step
+/// (nil where omitted), or an index (`start`), which takes one position and drops the axis.
+public struct SliceAxis: Equatable, Sendable {
+    public var start: Int?
+    public var stop: Int?
+    public var step: Int
+    public var isIndex: Bool
+
+    public init(start: Int?, stop: Int?, step: Int, isIndex: Bool = false) {
+        self.start = start; self.stop = stop; self.step = step; self.isIndex = isIndex
+    }
+    public static let all = SliceAxis(start: nil, stop: nil, step: 1)
+
+    /// The first position taken and how many, over an axis of `size`, as Python's
+    /// `slice.indices` resolves them (out-of-range bounds clamped); nil for an index outside
+    /// the axis, which TensorFlow refuses.
+    public func resolve(_ size: Int) -> (begin: Int, count: Int)? {
+        if isIndex {
+            let i = (start ?? 0) < 0 ? (start ?? 0) + size : (start ?? 0)
+            return i >= 0 && i < size ? (i, 1) : nil
+        }
+        func bound(_ v: Int?, _ fallback: Int, _ lo: Int, _ hi: Int) -> Int {
+            guard let v else { return fallback }
+            return min(max(v < 0 ? v + size : v, lo), hi)
+        }
+        if step > 0 {
+            let b = bound(start, 0, 0, size), e = bound(stop, size, 0, size)
+            return (b, max(0, (e - b + step - 1) / step))
+        }
+        let b = bound(start, size - 1, -1, size - 1), e = bound(stop, -1, -1, size - 1)
+        return (b, max(0, (b - e - step - 1) / -step))
+    }
+}
+
 public enum LayerOp: Equatable, Sendable {
     case input
     case conv2d(Conv2DSpec)
@@ -96,6 +138,10 @@ public enum LayerOp: Equatable, Sendable {
     case identity
     case pool2d(Pool2DSpec)
     case globalPool(PoolKind, keepDims: Bool)
+    /// The sum over an image's spatial axes (tf.reduce_sum / keras.ops.sum over axes 1 and 2).
+    case globalSum(keepDims: Bool)
+    /// `x[...]`: one entry per axis after the batch (missing trailing axes taken whole).
+    case slice([SliceAxis])
     case zeroPad2d(top: Int, bottom: Int, left: Int, right: Int)
     case cropping2d(top: Int, bottom: Int, left: Int, right: Int)
     case upsampling2d(size: [Int], interpolation: Interpolation)

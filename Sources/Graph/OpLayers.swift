@@ -33,6 +33,8 @@ private enum Operand {
 
 private enum Arithmetic: String { case add, subtract, multiply, divide, maximum, minimum }
 
+private enum Reduction { case mean, max, sum }
+
 struct OpLayerParser {
     let config: LayerConfig
     let call: LayerCall
@@ -83,7 +85,9 @@ struct OpLayerParser {
             "exp": ActivationSpec(.exponential), "nn.elu": ActivationSpec(.elu, alpha: 1), "nn.selu": ActivationSpec(.selu),
             "math.softplus": ActivationSpec(.softplus), "nn.softplus": ActivationSpec(.softplus),
             "nn.softsign": ActivationSpec(.softsign), "math.softsign": ActivationSpec(.softsign),
-            "nn.gelu": ActivationSpec(.gelu),
+            "nn.gelu": ActivationSpec(.gelu), "math.sqrt": ActivationSpec(.sqrt), "sqrt": ActivationSpec(.sqrt),
+            "math.rsqrt": ActivationSpec(.rsqrt), "rsqrt": ActivationSpec(.rsqrt), "math.square": ActivationSpec(.square),
+            "square": ActivationSpec(.square), "math.log": ActivationSpec(.log), "log": ActivationSpec(.log),
         ]
         let firstName = ["nn.relu", "nn.relu6", "nn.silu", "nn.swish", "nn.elu", "nn.selu", "nn.softplus", "nn.softsign",
                          "nn.gelu"].contains(name) ? "features" : "x"
@@ -115,14 +119,30 @@ struct OpLayerParser {
             let axis = try pop(&args, "axis").map { try integer($0, "axis") } ?? -1
             try refuseRest(args, function)
             return OpLayer(op: .softmax(axis: axis, log: false), inputs: [x])
-        case "math.reduce_mean", "reduce_mean", "math.reduce_max", "reduce_max":
+        case "math.reduce_mean", "reduce_mean", "math.reduce_max", "reduce_max", "math.reduce_sum", "reduce_sum":
             var args = try tfArguments(first: "input_tensor")
             let x = try tensorOperand(args.removeValue(forKey: "input_tensor")!, "input_tensor")
             let axis = pop(&args, "axis")
             let keep = try pop(&args, "keepdims").map { try boolean($0, "keepdims") } ?? false
             try refuseRest(args, function)
-            return OpLayer(op: try spatialReduction(name.hasSuffix("max") ? .max : .average, axis: axis, keepDims: keep,
-                                                    rank: shapes[x].count + 1), inputs: [x])
+            let kind: Reduction = name.hasSuffix("max") ? .max : name.hasSuffix("sum") ? .sum : .mean
+            return OpLayer(op: try spatialReduction(kind, axis: axis, keepDims: keep, rank: shapes[x].count + 1), inputs: [x])
+        case "image.resize":
+            var args = try tfArguments(first: "images")
+            let x = try tensorOperand(args.removeValue(forKey: "images")!, "images")
+            guard let size = args.removeValue(forKey: "size") else { throw config.fail("'\(function)' has no size") }
+            let method = try pop(&args, "method").map { try text($0, "method") } ?? "bilinear"
+            for key in ["preserve_aspect_ratio", "antialias"] {
+                if let v = pop(&args, key), try boolean(v, key) { throw config.fail("'\(function)' with \(key)=True is not supported") }
+            }
+            try refuseRest(args, function)
+            return OpLayer(op: try resize(size.constantValue, method: method, crop: false), inputs: [x])
+        case "__operators__.getitem":
+            var args = try tfArguments(first: "tensor")
+            let x = try tensorOperand(args.removeValue(forKey: "tensor")!, "tensor")
+            guard let spec = args.removeValue(forKey: "slice_spec") else { throw config.fail("'\(function)' has no slice_spec") }
+            try refuseRest(args, function)
+            return OpLayer(op: try subscription(spec, rank: shapes[x].count + 1), inputs: [x])
         case "concat":
             var args = try tfArguments(first: "values")
             let values = args.removeValue(forKey: "values")!
@@ -179,7 +199,8 @@ struct OpLayerParser {
             "Swish": .swish, "Exp": ActivationSpec(.exponential), "Softplus": ActivationSpec(.softplus),
             "Softsign": ActivationSpec(.softsign), "Elu": ActivationSpec(.elu, alpha: 1), "Selu": ActivationSpec(.selu),
             "HardSigmoid": ActivationSpec(.hardSigmoid, alpha: 1.0 / 6.0), "HardSilu": ActivationSpec(.hardSilu),
-            "HardSwish": ActivationSpec(.hardSilu), "Mish": ActivationSpec(.mish),
+            "HardSwish": ActivationSpec(.hardSilu), "Mish": ActivationSpec(.mish), "Sqrt": ActivationSpec(.sqrt),
+            "Rsqrt": ActivationSpec(.rsqrt), "Square": ActivationSpec(.square), "Log": ActivationSpec(.log),
         ]
         if let spec = unary[cls] {
             try onlyConfigKeys(cls == "Elu" ? ["alpha"] : [])
@@ -202,14 +223,35 @@ struct OpLayerParser {
             try onlyConfigKeys(["axis"])
             return OpLayer(op: .softmax(axis: try config.int("axis", default: -1), log: cls == "LogSoftmax"),
                            inputs: [try singleTensor()])
-        case "Mean", "Max":
+        case "Mean", "Max", "Sum":
             try onlyConfigKeys(["axis", "keepdims", "initial"])
             if config.has("initial") { throw config.fail("'initial' is not supported") }
             let x = try singleTensor()
             let axis: CallValue? = config.has("axis") ? .constant(config.dict["axis"]!) : nil
-            return OpLayer(op: try spatialReduction(cls == "Max" ? .max : .average, axis: axis,
-                                                    keepDims: try config.bool("keepdims", default: false),
+            let kind: Reduction = cls == "Max" ? .max : cls == "Sum" ? .sum : .mean
+            return OpLayer(op: try spatialReduction(kind, axis: axis, keepDims: try config.bool("keepdims", default: false),
                                                     rank: shapes[x].count + 1), inputs: [x])
+        case "Resize":
+            try onlyConfigKeys(["size", "interpolation", "antialias", "crop_to_aspect_ratio", "pad_to_aspect_ratio",
+                                "fill_mode", "fill_value", "data_format"])
+            if try config.bool("antialias", default: false) { throw config.fail("antialias=True is not supported") }
+            if try config.bool("pad_to_aspect_ratio", default: false) { throw config.fail("pad_to_aspect_ratio=True is not supported") }
+            // fill_mode / fill_value colour only pad_to_aspect_ratio's padding, refused above.
+            _ = (config.has("fill_mode"), config.has("fill_value"))
+            let format = config.dict["data_format"]
+            guard format == nil || format is NSNull || format as? String == "channels_last" else {
+                throw config.fail("data_format \(briefJSON(format!)) is not supported (channels_last only)")
+            }
+            return OpLayer(op: try resize(config.dict["size"], method: try config.string("interpolation", default: "bilinear"),
+                                          crop: try config.bool("crop_to_aspect_ratio", default: false)),
+                           inputs: [try singleTensor()])
+        case "GetItem":
+            try onlyConfigKeys([])
+            guard call.args.count == 2, case .tensor(let ref) = call.args[0] else {
+                throw config.fail("expects a tensor and a subscript")
+            }
+            let x = index(of: ref)
+            return OpLayer(op: try subscription(call.args[1], rank: shapes[x].count + 1), inputs: [x])
         case "Concatenate":
             try onlyConfigKeys(["axis"])
             guard call.args.count == 1 else { throw config.fail("expects one list of tensors") }
@@ -339,9 +381,9 @@ struct OpLayerParser {
         }
     }
 
-    /// A mean or max over the spatial axes of an image (1 and 2 counting the batch) is a
-    /// global pooling; other axes are refused.
-    private func spatialReduction(_ kind: PoolKind, axis: CallValue?, keepDims: Bool, rank: Int) throws -> LayerOp {
+    /// A mean, max or sum over the spatial axes of an image (1 and 2 counting the batch) is a
+    /// global pooling (or sum); other axes are refused.
+    private func spatialReduction(_ kind: Reduction, axis: CallValue?, keepDims: Bool, rank: Int) throws -> LayerOp {
         guard let value = axis?.constantValue, !(value is NSNull) else { throw config.fail("a reduction over every axis is not supported") }
         let raw: [Double]
         if let n = number(value) { raw = [n] } else if let list = flatten(value) { raw = list } else {
@@ -351,7 +393,64 @@ struct OpLayerParser {
         guard rank == 4, axes == [1, 2], raw.count == 2 else {
             throw config.fail("a reduction over axes \(briefJSON(value)) of a rank-\(rank) tensor is not supported (the spatial axes [1, 2] of an image only)")
         }
-        return .globalPool(kind, keepDims: keepDims)
+        switch kind {
+        case .mean: return .globalPool(.average, keepDims: keepDims)
+        case .max: return .globalPool(.max, keepDims: keepDims)
+        case .sum: return .globalSum(keepDims: keepDims)
+        }
+    }
+
+    /// tf.image.resize / keras.ops.image.resize to a constant size, without antialiasing.
+    private func resize(_ size: Any?, method: String, crop: Bool) throws -> LayerOp {
+        guard let list = size.flatMap(flatten)?.compactMap(integral), list.count == 2, list.allSatisfy({ $0 > 0 }) else {
+            throw config.fail("resize to size \(briefJSON(size ?? "a tensor")) is not supported (a constant [height, width])")
+        }
+        guard let interpolation = Interpolation(rawValue: method) else {
+            throw config.fail("resize method '\(method)' is not supported (bilinear, nearest, bicubic, area)")
+        }
+        return .resize(ResizeSpec(height: list[0], width: list[1], interpolation: interpolation, cropToAspectRatio: crop))
+    }
+
+    /// A subscript `x[...]` as tf-keras (`slice_spec`: `{"start", "stop", "step"}`, an integer,
+    /// `{"class_name": "__ellipsis__"}`) and Keras 3 (`{"class_name": "__slice__", "config": ...}`)
+    /// write it: basic slices and indices on any axis but the batch, one ellipsis. New axes
+    /// (None), tensors as bounds and boolean or list indexing are refused.
+    private func subscription(_ spec: CallValue, rank: Int) throws -> LayerOp {
+        guard let value = spec.constantValue else { throw config.fail("a subscript holding a tensor is not supported") }
+        let items = value as? [Any] ?? [value]
+        enum Item { case axis(SliceAxis), ellipsis }
+        func bound(_ v: Any?, _ what: String) throws -> Int? {
+            guard let v, !(v is NSNull) else { return nil }
+            guard let n = v as? NSNumber, !isJSONBool(n), let i = integral(n.doubleValue) else {
+                throw config.fail("slice \(what) \(briefJSON(v)) is not an integer")
+            }
+            return i
+        }
+        let parsed = try items.map { item -> Item in
+            if let n = item as? NSNumber, !isJSONBool(n), let i = integral(n.doubleValue) {
+                return .axis(SliceAxis(start: i, stop: nil, step: 1, isIndex: true))
+            }
+            if let dict = item as? [String: Any] {
+                if dict["class_name"] as? String == "__ellipsis__" { return .ellipsis }
+                let s = dict["class_name"] as? String == "__slice__" ? dict["config"] as? [String: Any] ?? [:] : dict
+                if Set(s.keys).isSubset(of: ["start", "stop", "step"]), !s.isEmpty || dict["class_name"] != nil {
+                    let step = try bound(s["step"], "step") ?? 1
+                    guard step != 0 else { throw config.fail("a slice with step 0") }
+                    return .axis(SliceAxis(start: try bound(s["start"], "start"), stop: try bound(s["stop"], "stop"), step: step))
+                }
+            }
+            if item is NSNull { throw config.fail("a subscript with a new axis (None) is not supported") }
+            throw config.fail("subscript item \(briefJSON(item)) is not supported (slices, integers and one ellipsis)")
+        }
+        let ellipses = parsed.indices.filter { if case .ellipsis = parsed[$0] { return true } else { return false } }
+        guard ellipses.count <= 1 else { throw config.fail("a subscript with more than one ellipsis") }
+        var axes = parsed.compactMap { item -> SliceAxis? in if case .axis(let a) = item { return a } else { return nil } }
+        guard axes.count <= rank else { throw config.fail("a subscript of \(axes.count) axes on a rank-\(rank) tensor") }
+        if let e = ellipses.first { axes.insert(contentsOf: Array(repeating: SliceAxis.all, count: rank - axes.count), at: e) }
+        guard let batch = axes.first, !batch.isIndex, batch.start == nil, batch.stop == nil, batch.step == 1 else {
+            throw config.fail("a subscript of the batch axis is not supported (it must be ':')")
+        }
+        return .slice(Array(axes.dropFirst()))
     }
 
     private func concatenation(_ values: CallValue, axis: Int) throws -> OpLayer {
@@ -387,6 +486,13 @@ struct OpLayerParser {
             throw config.fail("'\(what)' is \(briefJSON(value.constantValue ?? "a tensor")), expected an integer")
         }
         return n
+    }
+
+    private func text(_ value: CallValue, _ what: String) throws -> String {
+        guard let t = value.constantValue as? String else {
+            throw config.fail("'\(what)' is \(briefJSON(value.constantValue ?? "a tensor")), expected a string")
+        }
+        return t
     }
 
     private func boolean(_ value: CallValue, _ what: String) throws -> Bool {

@@ -114,9 +114,21 @@ func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) th
             convOutputSize(x[0], kernel: s.poolSize[0], stride: s.strides[0], dilation: 1, padding: s.padding),
             convOutputSize(x[1], kernel: s.poolSize[1], stride: s.strides[1], dilation: 1, padding: s.padding),
             x[2]], weights: [])
-    case .globalPool(_, let keep):
+    case .globalPool(_, let keep), .globalSum(let keep):
         let x = try image()
         return LayerSignature(output: keep ? [1, 1, x[2]] : [x[2]], weights: [])
+    case .slice(let axes):
+        let x = try single()
+        guard axes.count <= x.count else { throw fail("a subscript of \(axes.count + 1) axes on a rank-\(x.count + 1) tensor") }
+        var out: [Int] = []
+        for (d, size) in x.enumerated() {
+            let a = d < axes.count ? axes[d] : .all
+            guard size >= 0 else { out += a.isIndex ? [] : [-1]; continue }
+            guard let r = a.resolve(size) else { throw fail("index \(a.start ?? 0) is outside axis \(d + 1) of size \(size)") }
+            guard r.count > 0 else { throw fail("the subscript leaves axis \(d + 1) (size \(size)) empty") }
+            if !a.isIndex { out.append(r.count) }
+        }
+        return LayerSignature(output: out, weights: [])
     case .zeroPad2d(let t, let b, let l, let r):
         let x = try image()
         return LayerSignature(output: [add(x[0], t + b), add(x[1], l + r), x[2]], weights: [])

@@ -25,6 +25,8 @@ enum {
     CK_ACT_RELU_CLIPPED = 2,    /* min(max(x, 0), clip) */
     CK_ACT_SIGMOID = 3,
     CK_ACT_SWISH = 4,
+    CK_ACT_HARD_SILU = 5,       /* x * min(max(x + 3, 0), 6) / 6 */
+    CK_ACT_HARD_SIGMOID = 6,    /* min(max(clip * x + 0.5, 0), 1): clip holds the slope */
 };
 
 /// y = act(acc * scale[c] + shift[c] + residual[i]) with i the element's offset from `output`

@@ -128,6 +128,21 @@ struct HardSiluDerivative: VectorActivationDerivative {
         return mid.replacing(with: 0, where: x .<= -3).replacing(with: 1, where: x .>= 3)
     }
 }
+/// sqrt: 1 / (2 sqrt x) (+inf at 0, as TensorFlow's SqrtGrad).
+struct SqrtDerivative: VectorActivationDerivative {
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { 0.5 / x.squareRoot() }
+}
+/// rsqrt: -x^(-3/2) / 2 = -r³ / 2 with r = 1 / sqrt x.
+struct RsqrtDerivative: VectorActivationDerivative {
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { let r = 1 / x.squareRoot(); return -0.5 * r * r * r }
+}
+struct SquareDerivative: VectorActivationDerivative {
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { x + x }
+}
+/// log: 1 / x.
+struct LogDerivative: VectorActivationDerivative {
+    @inline(__always) func callAsFunction(_ x: Vec) -> Vec { 1 / x }
+}
 
 /// Runs `consumer` with the derivative functor for `spec` (as a function of the input x).
 /// Softmax is not element-wise and traps here.
@@ -157,6 +172,10 @@ func withActivationDerivative<C: ActivationDerivativeConsumer>(_ spec: Activatio
     case .exponential: consumer.run(ExponentialDerivative())
     case .mish: consumer.run(MishDerivative())
     case .hardSilu: consumer.run(HardSiluDerivative())
+    case .sqrt: consumer.run(SqrtDerivative())
+    case .rsqrt: consumer.run(RsqrtDerivative())
+    case .square: consumer.run(SquareDerivative())
+    case .log: consumer.run(LogDerivative())
     case .softmax, .logSoftmax: preconditionFailure("softmax is not element-wise: use softmaxBackward")
     }
 }

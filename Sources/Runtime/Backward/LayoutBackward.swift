@@ -88,6 +88,8 @@ public func upsample2dBackward(dOutput dy: UnsafePointer<Float>, dInput dx: Unsa
                 }
             }
         }
+    case .bicubic, .area:
+        preconditionFailure("UpSampling2D interpolates nearest or bilinear")
     }
 }
 

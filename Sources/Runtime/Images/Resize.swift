@@ -2,7 +2,7 @@ import CKernels
 import Foundation
 import Graph
 
-// `Interpolation` (Keras's names: nearest, bilinear) is Graph's, shared with UpSampling2D.
+// `Interpolation` (Keras's names) is Graph's, shared with UpSampling2D; loading uses nearest and bilinear.
 
 /// PIL's `Image.resize((width, height), NEAREST | BILINEAR)` over the whole image, reproduced
 /// from Pillow's src/_imaging.c (_resize), libImaging/Geometry.c and libImaging/Resample.c.
@@ -28,6 +28,8 @@ extension Image {
         case (.bilinear, _):
             return Image(width: outWidth, height: outHeight, mode: mode,
                          pixels: bilinear8(pixels, channels: mode.channels, outWidth, outHeight))
+        case (.bicubic, _), (.area, _):
+            preconditionFailure("image loading resizes nearest or bilinear, not \(interpolation)")
         }
     }
 

@@ -137,6 +137,10 @@ func withActivation<C: ActivationConsumer>(_ spec: ActivationSpec, _ consumer: C
     case .exponential: consumer.run(ExponentialActivation())
     case .mish: consumer.run(MishActivation())
     case .hardSilu: consumer.run(HardSiluActivation())
+    case .sqrt: consumer.run(SqrtActivation())
+    case .rsqrt: consumer.run(RsqrtActivation())
+    case .square: consumer.run(SquareActivation())
+    case .log: consumer.run(LogActivation())
     case .softmax, .logSoftmax: preconditionFailure("softmax is not element-wise: use the softmax kernel")
     }
 }

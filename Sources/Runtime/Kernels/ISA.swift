@@ -40,6 +40,8 @@ extension ActivationSpec {
         case .linear: return (Int32(CK_ACT_LINEAR), 0)
         case .swish: return (Int32(CK_ACT_SWISH), 0)
         case .sigmoid: return (Int32(CK_ACT_SIGMOID), 0)
+        case .hardSilu: return (Int32(CK_ACT_HARD_SILU), 0)
+        case .hardSigmoid: return (Int32(CK_ACT_HARD_SIGMOID), alpha)
         case _ where plainRelu:
             if let m = kind == .relu6 ? (maxValue ?? 6) : maxValue { return (Int32(CK_ACT_RELU_CLIPPED), m) }
             return (Int32(CK_ACT_RELU), 0)

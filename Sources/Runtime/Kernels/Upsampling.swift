@@ -8,7 +8,7 @@ import Graph
 //   lower = max(floor(in), 0), upper = min(ceil(in), inSize - 1), lerp = in - floor(in);
 //   top = tl + (tr - tl) * xLerp, bottom = bl + (br - bl) * xLerp, out = top + (bottom - top) * yLerp.
 
-// `Interpolation` (nearest, bilinear) is Graph's, shared with the layer specs.
+// `Interpolation` is Graph's, shared with the layer specs; UpSampling2D's are nearest and bilinear.
 
 public func upsampling2d(input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
                          sizeH: Int, sizeW: Int, interpolation: Interpolation,
@@ -41,6 +41,8 @@ public func upsampling2d(input: UnsafePointer<Float>, batch: Int, height: Int, w
                 }
             }
         }
+    case .bicubic, .area:
+        preconditionFailure("UpSampling2D interpolates nearest or bilinear")
     }
 }
 

@@ -1,6 +1,6 @@
 import Graph
 
-/// The primitives that move, pad, crop, pool or join data and own no weights: each defined once,
+/// The primitives that move, pad, crop, slice, resize, pool or join data and own no weights: each defined once,
 /// forward and backward side by side, for the inference plan (`PlanOp.move`) and training
 /// (`TrainOp.move`) alike. Shapes include the batch axis.
 enum DataMove: Equatable {
@@ -11,6 +11,10 @@ enum DataMove: Equatable {
     case upsample(sizeH: Int, sizeW: Int, interpolation: Interpolation)
     case transpose(perm: [Int])
     case concat(axis: Int)
+    /// tf.image.resize of each image's window (top, left, height, width) to the output's size.
+    case resize(top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation)
+    /// `x[...]`: a strided window (`sliceWindow`), index axes laid out as kept.
+    case slice(SliceWindow)
 
     /// The operation's name, for profiles.
     var kindName: String { String(describing: self).prefix { $0 != "(" }.description }
@@ -33,6 +37,11 @@ enum DataMove: Equatable {
             Runtime.transpose(input: x, shape: s, perm: perm, output: y)
         case .concat(let axis):
             DataOps.concat(axis: axis, xs, shapes, y)
+        case .resize(let top, let left, let h, let w, let interpolation):
+            resizeImages(input: x, batch: s[0], height: s[1], width: s[2], channels: s[3], window: (top, left, h, w),
+                         outHeight: yShape[1], outWidth: yShape[2], interpolation: interpolation, output: y)
+        case .slice(let window):
+            stridedSlice(x, shape: s, window: window, y)
         }
     }
 
@@ -61,6 +70,12 @@ enum DataMove: Equatable {
             var targets = [UnsafeMutablePointer<Float>?](repeating: nil, count: shapes.count)
             targets[k] = dx
             concatenateBackward(dOutput: dy, dInputs: targets, shapes: shapes, axis: axis, accumulate: accumulate)
+        case .resize(let top, let left, let h, let w, let interpolation):
+            resizeImagesBackward(dOutput: dy, dInput: dx, batch: s[0], height: s[1], width: s[2], channels: s[3],
+                                 window: (top, left, h, w), outHeight: yShape[1], outWidth: yShape[2],
+                                 interpolation: interpolation, accumulate: accumulate)
+        case .slice(let window):
+            stridedSliceBackward(dOutput: dy, dInput: dx, shape: s, window: window, accumulate: accumulate)
         }
     }
 }

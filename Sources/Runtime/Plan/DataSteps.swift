@@ -21,11 +21,6 @@ extension CompiledPlan {
             let g = LayerNormGeometry(shape: y, dims: dims)
             let gamma = constant(0), beta = constant(1)
             return { layerNormalization(ins[0], out, geometry: g, gamma: gamma, beta: beta, epsilon: epsilon, rms: rms) }
-        case .resize(let top, let left, let h, let w, let interpolation):
-            let x = inShapes[0]
-            return { resizeImages(input: ins[0], batch: x[0], height: x[1], width: x[2], channels: x[3],
-                                  window: (top, left, h, w), outHeight: y[1], outWidth: y[2],
-                                  interpolation: interpolation, output: out) }
         case .dropout(let rate, let noiseShape, let key):
             let clock = dropoutClock
             let maskShape = dropoutMaskShape(y, noiseShape)

@@ -17,6 +17,10 @@ struct Fusion {
 
     mutating func run() -> (nodes: [PlanNode], outputs: [Int]) {
         for i in nodes.indices { fuseIntoProducer(i) }
+        // MobileNetV3's hard-sigmoid relu6(x + 3) * (1/6) and hard-swish x * hard-sigmoid(x), which
+        // the models write as separate operations, become one epilogue activation.
+        for i in nodes.indices where forward[i] == nil { scaleClippedRelu(i) }
+        for i in nodes.indices where forward[i] == nil { fuseHardSwish(i) }
         for i in nodes.indices where forward[i] == nil { foldChannelScale(i) }
         for i in nodes.indices where forward[i] == nil { foldResidualAdd(i) }
         // An activation after a folded Add (ResNet's add-then-relu) now has a fusable producer.
@@ -87,6 +91,77 @@ struct Fusion {
         }
         guard nodes[d].shape.count == 4, act.avx512Code != nil else { return }
         nodes[i].op = .meanOfRowSums
+    }
+
+    /// min(max(z, 0), m) * c + 0 with c > 0 the same for every channel (the `* (1/6)` after a
+    /// ReLU(6)) is min(max(c z, 0), c m): the scale goes into the producer's kernel and bias (or
+    /// affine), the clip moves to c m, and the pass is gone.
+    private mutating func scaleClippedRelu(_ i: Int) {
+        guard case .affine(let scale, let shift, let act) = nodes[i].op, act.isIdentity, nodes[i].inputs.count == 1,
+              let c = scale.first, c > 0, scale.allSatisfy({ $0 == c }), shift.allSatisfy({ $0 == 0 }) else { return }
+        let p = resolve(nodes[i].inputs[0])
+        guard !isOutput(p), consumers(of: p) == [i] else { return }
+        func scaled(_ a: ActivationSpec) -> ActivationSpec? {
+            guard a.kind == .relu || a.kind == .relu6, a.alpha == 0, a.threshold == 0,
+                  let m = a.kind == .relu6 ? (a.maxValue ?? 6) : a.maxValue else { return nil }
+            return ActivationSpec(.relu, maxValue: m * c)
+        }
+        let ones = [Float](repeating: c, count: scale.count), zeros = [Float](repeating: 0, count: scale.count)
+        switch nodes[p].op {
+        case .conv(let params, let k, let s, let a) where !params.residual:
+            guard let act = scaled(a) else { return }
+            let (k2, s2) = scaleColumns(k, s, ones, zeros)
+            nodes[p].op = .conv(params, kernel: k2, shift: s2, act: act)
+        case .depthwise(let params, let m, let k, let s, let a):
+            guard let act = scaled(a) else { return }
+            let (k2, s2) = scaleColumns(k, s, ones, zeros)
+            nodes[p].op = .depthwise(params, multiplier: m, kernel: k2, shift: s2, act: act)
+        case .dense(let fi, let fo, let k, let s, let a):
+            guard let act = scaled(a) else { return }
+            let (k2, s2) = scaleColumns(k, s, ones, zeros)
+            nodes[p].op = .dense(inFeatures: fi, outFeatures: fo, kernel: k2, shift: s2, act: act)
+        case .affine(let s1, let t1, let a) where s1.count == scale.count:
+            guard let act = scaled(a) else { return }
+            nodes[p].op = .affine(scale: s1.map { $0 * c }, shift: t1.map { $0 * c }, act: act)
+        default:
+            return
+        }
+        nodes[p].layer += "+" + nodes[i].layer
+        forward[i] = p
+    }
+
+    /// x * min(max(x / 6 + 1/2, 0), 1) (tf-keras's hard-swish: Multiply of x and its hard-sigmoid,
+    /// after `scaleClippedRelu` an affine with clip 1), x the output of a kernel with no
+    /// activation read only there: the kernel applies hard_silu in its epilogue instead.
+    private mutating func fuseHardSwish(_ i: Int) {
+        guard case .merge(.multiply) = nodes[i].op, nodes[i].inputs.count == 2 else { return }
+        let ins = nodes[i].inputs.map(resolve)
+        for k in 0..<2 {
+            let x = ins[k], h = ins[1 - k]
+            guard case .affine(let scale, let shift, let act) = nodes[h].op, resolve(nodes[h].inputs[0]) == x,
+                  nodes[h].shape == nodes[i].shape, nodes[x].shape == nodes[i].shape,
+                  scale.allSatisfy({ abs($0 - 1.0 / 6.0) <= 1e-7 }), shift.allSatisfy({ abs($0 - 0.5) <= 1e-7 }),
+                  act.kind == .relu, act.alpha == 0, act.threshold == 0, abs((act.maxValue ?? 0) - 1) <= 1e-6,
+                  !isOutput(x), !isOutput(h), consumers(of: h) == [i], Set(consumers(of: x)) == [h, i],
+                  consumers(of: x).count == 2 else { continue }
+            let hardSilu = ActivationSpec(.hardSilu)
+            switch nodes[x].op {
+            case .conv(let p, let kernel, let s, let a) where a.isIdentity:
+                nodes[x].op = .conv(p, kernel: kernel, shift: s, act: hardSilu)
+            case .depthwise(let p, let m, let kernel, let s, let a) where a.isIdentity:
+                nodes[x].op = .depthwise(p, multiplier: m, kernel: kernel, shift: s, act: hardSilu)
+            case .dense(let fi, let fo, let kernel, let s, let a) where a.isIdentity:
+                nodes[x].op = .dense(inFeatures: fi, outFeatures: fo, kernel: kernel, shift: s, act: hardSilu)
+            case .affine(let sc, let sh, let a) where a.isIdentity:
+                nodes[x].op = .affine(scale: sc, shift: sh, act: hardSilu)
+            default:
+                continue
+            }
+            nodes[x].layer += "+" + nodes[h].layer + "+" + nodes[i].layer
+            forward[h] = x          // read by nothing now
+            forward[i] = x
+            return
+        }
     }
 
     /// Expanded maps (per image) from this size on are fused with their depthwise convolution.

@@ -27,11 +27,9 @@ enum Primitive<W> {
     case softmax(axis: Int, log: Bool)
     /// Dropout as training applies it (Dropout, SpatialDropout, drop-path); inference leaves it out.
     case dropout(rate: Float, noiseShape: [Int]?)
-    /// Pooling, padding, cropping, upsampling, transposing, concatenating.
+    /// Pooling, padding, cropping, slicing, resizing, upsampling, transposing, concatenating.
     case move(DataMove)
     case merge(MergeKind)
-    /// tf.image.resize of each image's window (top, left, height, width) to the step's size.
-    case resize(top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation)
     /// Same data, new shape (Reshape, Flatten, identity layers).
     case view
 }
@@ -169,6 +167,16 @@ enum LayerLowering {
                                         strideW: s.strides[1], padTop: p.padTop, padLeft: p.padLeft)), ins, shape)
         case .globalPool(let kind, _):
             return try emit(.move(.globalPool(kind)), ins, shape)
+        case .globalSum:
+            // The spatial mean times the pixel count.
+            let mean = try emit(.move(.globalPool(.average)), ins, shape)
+            let c = inShape[3]
+            return try emit(.affine(scale: Array(repeating: Float(inShape[1] * inShape[2]), count: c),
+                                    shift: Array(repeating: 0, count: c)), [mean], shape)
+        case .slice(let axes):
+            let (window, sliced) = try sliceWindow(axes, inShape, fail: { layerError(node, $0) })
+            precondition(sliced == shape, "the slice's shape rule and its window agree")
+            return try emit(.move(.slice(window)), ins, shape)
         case .zeroPad2d(let top, let bottom, let left, let right):
             return try emit(.move(.pad(top: top, bottom: bottom, left: left, right: right)), ins, shape)
         case .cropping2d(let top, _, let left, _):
@@ -197,8 +205,8 @@ enum LayerLowering {
             if h == inShape[1] && w == inShape[2] { return try t.emit(.view, ins, shape, for: node) }
             return try t.emit(.move(.crop(top: window.top, left: window.left)), ins, shape, for: node)
         }
-        return try t.emit(.resize(top: window.top, left: window.left, height: window.height, width: window.width,
-                                  interpolation: interpolation), ins, shape, for: node)
+        return try t.emit(.move(.resize(top: window.top, left: window.left, height: window.height, width: window.width,
+                                        interpolation: interpolation)), ins, shape, for: node)
     }
 }
 

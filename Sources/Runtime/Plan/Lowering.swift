@@ -113,8 +113,6 @@ extension Lowering: LoweringTarget {
                 return add(.channelScale, [ins[1], ins[0]])
             }
             return add(.merge(kind))
-        case .resize(let top, let left, let height, let width, let interpolation):
-            return add(.resize(top: top, left: left, height: height, width: width, interpolation: interpolation))
         case .view:
             return add(.view)
         }

@@ -25,7 +25,7 @@ enum PlanOp {
     case activation(ActivationSpec)
     /// Softmax (or log-softmax) along `axis` (0-based, counting the batch axis).
     case softmax(axis: Int, log: Bool)
-    /// Pooling, padding, cropping, upsampling, transposing, concatenating.
+    /// Pooling, padding, cropping, slicing, resizing, upsampling, transposing, concatenating.
     case move(DataMove)
     /// Global average pooling of a depthwise step's output (the input node) from the per-row
     /// channel sums that step left while its values were in registers (AVX-512 plans only; the
@@ -37,8 +37,6 @@ enum PlanOp {
     /// LayerNormalization over `dims` (0-based, counting the batch axis, increasing); gamma and
     /// beta hold one value per normalized index (ones and zeros when the layer has none).
     case layerNorm(dims: [Int], gamma: [Float], beta: [Float], epsilon: Float, rms: Bool)
-    /// tf.image.resize of each image's window (top, left, height, width) to the node's size.
-    case resize(top: Int, left: Int, height: Int, width: Int, interpolation: Interpolation)
     /// Dropout in training mode (kept only in a training plan's frozen prefix: Keras runs a frozen
     /// part's Dropout layers in training mode too). `key` tells the layer's mask from others'.
     case dropout(rate: Float, noiseShape: [Int]?, key: UInt64)

@@ -21,7 +21,7 @@ enum TrainOp {
     /// Softmax or log-softmax (`log`) along `axis`.
     case softmax(axis: Int, log: Bool)
     case dropout(rate: Float, noiseShape: [Int]?)
-    /// Pooling, padding, cropping, upsampling, transposing, concatenating.
+    /// Pooling, padding, cropping, slicing, resizing, upsampling, transposing, concatenating.
     case move(DataMove)
     case merge(MergeKind)
     /// LayerNormalization over `dims` (0-based, batch counted); gamma/beta nil when absent.
@@ -204,9 +204,6 @@ struct TrainTarget: LoweringTarget {
             return add(.move(m))
         case .merge(let kind):
             return add(.merge(kind))
-        case .resize:
-            throw layerError(node, "a resize inside the trainable part cannot be trained yet; move it to the start "
-                             + "of the model (before any trainable layer)")
         case .view:
             return add(.view)
         }

@@ -50,6 +50,10 @@ func referenceActivation(_ spec: ActivationSpec, _ x: Double) -> Double {
         let sp = x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x))
         return x * Foundation.tanh(sp)
     case .hardSilu: return x * min(max(x / 6 + 0.5, 0), 1)
+    case .sqrt: return x.squareRoot()
+    case .rsqrt: return 1 / x.squareRoot()
+    case .square: return x * x
+    case .log: return Foundation.log(x)
     case .softmax, .logSoftmax: fatalError("not element-wise")
     }
 }

@@ -77,6 +77,11 @@ final class ModelGradientTests: XCTestCase {
     func testConvNeXtAllTrainable() throws { try check("k2_convnext_tiny", trainable: .asConfigured) }
     func testLayerNormalizationOverOtherAxes() throws { try check("k2_layer_norm_axes", trainable: .asConfigured) }
     func testCustomScaleLayerSmooth() throws { try check("k2_custom_scale_layer", trainable: .asConfigured, smooth: true) }
+    /// tf-keras's operation layers after the first convolution, all in the trainable part: sqrt,
+    /// square, rsqrt, log, reduce_sum, tf.image.resize (bilinear and nearest) and subscripts.
+    func testOperationLayersTrain() throws { try check("k2_tensor_ops_math", trainable: .asConfigured) }
+    /// Resizing bicubic (with crop to the aspect ratio) and area after trainable convolutions.
+    func testBicubicAndAreaResizesTrain() throws { try check("k2_resizing_methods", trainable: .asConfigured) }
 
     /// A trainable `log_softmax` head (the seed's mini model with its final softmax activation
     /// spelled log_softmax): the forward equals log of Keras's probabilities, and the gradient of a
