@@ -35,6 +35,15 @@ func splitWeightName(_ name: String) -> (prefix: String, short: String) {
     return (String(base[..<slash]), String(base[base.index(after: slash)...]))
 }
 
+/// Keras 3 names a variable created without a name `variable`, then `variable_1`, `variable_2`...
+/// by creation count in the process (ConvNeXt's LayerScale gammas in a legacy .h5); a spec that
+/// accepts `variable` accepts these too, inside its own layer's prefix only.
+private func isNumberedVariable(_ short: String) -> Bool {
+    guard short.hasPrefix("variable_") else { return false }
+    let digits = short.dropFirst("variable_".count)
+    return !digits.isEmpty && digits.allSatisfy(\.isNumber)
+}
+
 extension ModelGraph {
     /// Binds weights from a Keras weights group by name, never by position: weight order in a
     /// group depends on what was frozen when the file was saved. `source` names the file in errors.
@@ -58,7 +67,7 @@ extension ModelGraph {
                 let candidates = layerGroup.weights.indices.filter { i in
                     guard !(used[groupName]?.contains(i) ?? false) else { return false }
                     let (prefix, short) = splitWeightName(layerGroup.weights[i].name)
-                    guard names.contains(short) else { return false }
+                    guard names.contains(short) || (names.contains("variable") && isNumberedVariable(short)) else { return false }
                     if prefix == node.name || prefix.hasSuffix("/" + node.name) { return true }
                     // Bare names (Keras 3.0-3.2, custom layers) identify a weight only in the layer's own group.
                     return prefix.isEmpty && node.scope.isEmpty

@@ -19,10 +19,17 @@ struct OpLayer {
 /// Whether a class is tf-keras's operation layer (TFOpLambda, or SlicingOpLambda for `x[...]`).
 func isTFOpLayer(_ className: String) -> Bool { className == "TFOpLambda" || className == "SlicingOpLambda" }
 
-/// Whether a layer entry records an operation: tf-keras's op layers, or a Keras 3 op.
+/// Whether a layer entry records an operation: tf-keras's op layers, or a Keras 3 op. Keras 3's
+/// legacy `.h5` config has no `module`; there an operation is told from the layer of the same
+/// class name (`Add`, `Multiply`, `Concatenate`...) by its config, which holds only `name` and
+/// the operation's own parameters, where every layer's has `trainable` and `dtype`.
 func isOpLayer(_ entry: [String: Any], className: String) -> Bool {
     if isTFOpLayer(className) { return true }
-    return (entry["module"] as? String)?.hasPrefix("keras.src.ops.") ?? false
+    if let module = entry["module"] as? String { return module.hasPrefix("keras.src.ops.") }
+    guard !modelClassNames.contains(className), let config = entry["config"] as? [String: Any],
+          config["trainable"] == nil, config["dtype"] == nil,
+          let call = (entry["inbound_nodes"] as? [Any])?.first as? [String: Any], call["args"] != nil else { return false }
+    return true
 }
 
 /// One operand of an operation: a tensor of the call, or a constant broadcast over channels.

@@ -199,6 +199,22 @@ struct ConfigExporter {
 
 // MARK: Operation layers
 
+/// Where Keras 3 (3.15) defines each operation class that a config may record as a layer.
+private let keras3OperationModules: [String: String] = {
+    var modules: [String: String] = [:]
+    for name in ["Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Negative", "Exp", "Tanh",
+                 "Mean", "Max", "Sum", "Concatenate", "Reshape", "Transpose", "Sqrt", "Square", "Log", "GetItem"] {
+        modules[name] = "keras.src.ops.numpy"
+    }
+    for name in ["Relu", "Relu6", "Sigmoid", "Silu", "Softplus", "Softsign", "Elu", "Selu", "HardSigmoid", "HardSilu",
+                 "Gelu", "Softmax", "LogSoftmax"] {
+        modules[name] = "keras.src.ops.nn"
+    }
+    modules["Rsqrt"] = "keras.src.ops.math"
+    modules["Resize"] = "keras.src.ops.image"
+    return modules
+}()
+
 extension ConfigExporter {
     /// An operation layer as the Keras that wrote it reads it back: tf-keras's TFOpLambda in a
     /// legacy config, a Keras 3 op with its `module` (without it Keras 3 would build the merge
@@ -214,6 +230,13 @@ extension ConfigExporter {
         }
         var out: [String: Any] = ["class_name": className, "config": source]
         for key in ["module", "registered_name"] { out[key] = entry[key] }
+        if out["module"] == nil {   // read from Keras 3's legacy .h5, whose config drops it
+            guard let module = keras3OperationModules[className] else {
+                throw GraphError("layer '\(name)': Keras 3 operation '\(className)' has no known module to write")
+            }
+            out["module"] = module
+            out["registered_name"] = className
+        }
         return out
     }
 
