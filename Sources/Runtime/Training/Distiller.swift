@@ -137,7 +137,8 @@ public final class Distiller {
 
     func plan(batch: Int) throws -> TrainingPlan {
         if let p = plans[batch] { return p }
-        let p = try TrainingPlan(model: student, params: params, batch: batch)
+        let p = try TrainingPlan(model: student, params: params, batch: batch,
+                                 keepValues: Set(features?.matches.map(\.studentNode) ?? []))
         if syncBatchNorm && collective.isDistributed { p.batchNormSync = CollectiveBatchNormSync(collective) }
         plans[batch] = p
         return p
