@@ -317,10 +317,14 @@ public final class Distiller {
         }
         guard result.total.isFinite else { throw TrainingDiverged(step: index, reason: "the loss became \(result.total)") }
         var clock = phases.map { _ in DispatchTimeNanos.now() }
-        params.zeroGradients()
         if let plan {
-            gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!, extra: featureGradients) }
+            let written = gradient.withUnsafeBufferPointer {
+                plan.backward(logitsGradient: $0.baseAddress!, extra: featureGradients)
+            }
+            params.zeroGradients(except: written)
             try plan.throwBatchNormSyncFailure()
+        } else {
+            params.zeroGradients()
         }
         phases?.lap("student backward", &clock)
         if distributed { try sumGradientsOverRanks() }

@@ -6,7 +6,10 @@ import Graph
 extension TrainingPlan {
     /// `extra`: gradients of other losses with respect to nodes at or below the logits (feature
     /// distillation), added to node i's gradient once all its consumers (higher indices) have run.
-    func backward(logitsGradient: UnsafePointer<Float>, extra: [Int: [Float]] = [:]) {
+    /// Returns the parameter entries whose gradients it wrote (the first write overwrites, so the
+    /// others need no zeroing beforehand).
+    @discardableResult
+    func backward(logitsGradient: UnsafePointer<Float>, extra: [Int: [Float]] = [:]) -> Set<Int> {
         var written = [Bool](repeating: false, count: nodes.count)
         var weightWritten = Set<Int>()
         grads[split.logits].update(from: logitsGradient, count: nodes[split.logits].count)
@@ -25,6 +28,7 @@ extension TrainingPlan {
             guard written[i] else { continue }
             timed("backward", i) { backwardNode(i, &written, &weightWritten) }
         }
+        return weightWritten
     }
 
     /// The gradient buffer of input `k` of node `i`, and whether to add into it; nil when the
@@ -108,14 +112,19 @@ extension TrainingPlan {
             // Fused with its activation: from that node's gradient, through f' and the norm at once.
             let fused = activationAfter[i]
             let dy = fused.map { UnsafePointer(grads[$0]) } ?? dy
+            guard case (let dx, var acc)? = inputGradient(i, 0, &written) ?? scratchGradient(inShape) else { return }
             let dGamma = gamma.flatMap { weightGradient($0, &weightWritten) }
             let dBeta = beta.flatMap { weightGradient($0, &weightWritten) }
-            // The kernel takes one accumulate flag for dInput, dGamma and dBeta. They differ only for
-            // a BatchNormalization called twice in the model: then dInput is zeroed and everything
-            // accumulates.
+            // The kernel takes one accumulate flag for dInput, dGamma and dBeta. They differ for a
+            // BatchNormalization called twice in the model (then dInput is zeroed and everything
+            // accumulates) and for an input another consumer has already written (then the
+            // parameters' gradients, not zeroed before the pass, are zeroed here).
             let paramAcc = (dGamma?.1 ?? false) || (dBeta?.1 ?? false)
-            guard case (let dx, var acc)? = inputGradient(i, 0, &written) ?? scratchGradient(inShape) else { return }
             if paramAcc && !acc { dx.update(repeating: 0, count: nodes[node.inputs[0]].count); acc = true }
+            if acc && !paramAcc {
+                dGamma?.0.update(repeating: 0, count: c)
+                dBeta?.0.update(repeating: 0, count: c)
+            }
             batchNormTrainingBackward(input: x!, rows: node.count / c, channels: c,
                                       gamma: gamma.map { UnsafePointer(weight($0)) },
                                       beta: beta.map { UnsafePointer(weight($0)) }, batchMean: stats,
