@@ -48,3 +48,35 @@ final class BatchNormActivationFusionTests: XCTestCase {
         }
     }
 }
+
+/// The step no longer zeroes every gradient before the backward pass, only those it did not write
+/// afterwards: with every gradient poisoned first, that must give the gradients of a pass after a
+/// full zeroing, exactly, on models with branches, shared inputs and batch norms.
+final class GradientZeroingTests: XCTestCase {
+    func testUnwrittenGradientsAreZeroedAndWrittenOnesOverwritten() throws {
+        for name in ["k2_effnet_block", "k2_resnet_block", "k2_mobilenetv3small", "k2_seed_mini", "k2_bn_dense"] {
+            let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
+            let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
+            let io = try H5Arrays.read(path: c.path(c.io)!)
+            let input = try XCTUnwrap(io["input"], name)
+            let x = Tensor(shape: input.shape, data: input.floats)
+            let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
+            let plan = try TrainingPlan(model: model, params: params, batch: x.batch)
+            plan.forward([x], training: true, seed: 1, step: 0)
+            let node = plan.split.logits
+            var rng = SplitMix64(seed: 3)
+            let g = (0..<plan.nodes[node].count).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
+            params.zeroGradients()
+            g.withUnsafeBufferPointer { _ = plan.backward(logitsGradient: $0.baseAddress!) }
+            let reference = params.entries.map { e in e.gradient.map { Array(UnsafeBufferPointer(start: $0, count: e.count)) } }
+            for e in params.entries { e.gradient?.update(repeating: 1e9, count: e.count) }
+            let written = g.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!) }
+            params.zeroGradients(except: written)
+            XCTAssertFalse(written.isEmpty, name)
+            for (k, e) in params.entries.enumerated() {
+                guard let r = reference[k], let p = e.gradient else { continue }
+                assertClose(Array(UnsafeBufferPointer(start: p, count: e.count)), r, tolerance: 0, "\(name) entry \(k)")
+            }
+        }
+    }
+}
