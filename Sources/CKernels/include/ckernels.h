@@ -94,6 +94,14 @@ void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x, const
 void ck_sum_products_avx512(const float *a, ptrdiff_t aStep, const float *b, ptrdiff_t bStep, ptrdiff_t count,
                             ptrdiff_t width, float *out);
 
+/// out[kx * C + c] += sum over ox < outW of x[(ox*strideW - padLeft + kx*dilationW) * C + c] * dy[ox * C + c]
+/// for every tap kx < kernelW whose input column is in 0..<inW: one output row's contribution to
+/// one kernel row of a depthwise kernel gradient (multiplier 1). The same sums in the same order as
+/// ck_sum_products_avx512 per tap. Returns 0 (and does nothing) for kernelW > 8.
+int ck_depthwise_kernel_grad_row_avx512(const float *x, const float *dy, ptrdiff_t C, ptrdiff_t outW, ptrdiff_t inW,
+                                        ptrdiff_t kernelW, ptrdiff_t strideW, ptrdiff_t padLeft, ptrdiff_t dilationW,
+                                        float *out);
+
 /// A 1x1 expansion (with its epilogue) feeding a depthwise convolution (multiplier 1, dilation 1
 /// in height), fused: the expanded tensor is never stored whole, only the kernelH input rows the
 /// current output row reads, in a ring the expansion fills just ahead of the depthwise pass.

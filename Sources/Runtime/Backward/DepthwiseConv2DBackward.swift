@@ -14,7 +14,8 @@
 // transposed convolution), so workers split input rows and never write the same element.
 // dKernel: workers split output rows, each summing into its own copy of the (small) kernel
 // gradient; for one output row, tap and channel block the sum over the row's pixels runs in
-// registers. M > 1 (rare) gathers input lanes per output channel, as the forward does.
+// registers. M > 1 (rare) gathers input lanes per output channel, as the forward does. With
+// AVX-512 and M = 1 all taps of a kernel row go together, each dY vector loaded once for them.
 import CKernels
 
 /// Floats of workspace `depthwiseConv2dBackwardKernel` uses for `threads` workers: one kernel-sized
@@ -166,6 +167,10 @@ private func kernelGradRow(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>
     for i in ky {
         let iy = oy * g.strideH - g.padTop + i * g.dilationH
         let xRow = x + (n * g.inH + iy) * g.inW * C
+        // All of the kernel row's taps per load of dy (CKernels), the same sums as below.
+        if m == 1 && KernelISA.avx512
+            && ck_depthwise_kernel_grad_row_avx512(xRow, dyRow, CM, g.outW, g.inW, g.kernelW, g.strideW, g.padLeft,
+                                                   g.dilationW, dw + i * g.kernelW * CM) != 0 { continue }
         for kx in 0..<g.kernelW {
             // Output columns whose tap kx lands inside the input: ix = ox*sW - padLeft + kx*dW.
             let lead = g.padLeft - kx * g.dilationW

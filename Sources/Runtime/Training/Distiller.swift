@@ -137,7 +137,8 @@ public final class Distiller {
 
     func plan(batch: Int) throws -> TrainingPlan {
         if let p = plans[batch] { return p }
-        let p = try TrainingPlan(model: student, params: params, batch: batch)
+        let p = try TrainingPlan(model: student, params: params, batch: batch,
+                                 keepValues: Set(features?.matches.map(\.studentNode) ?? []))
         if syncBatchNorm && collective.isDistributed { p.batchNormSync = CollectiveBatchNormSync(collective) }
         plans[batch] = p
         return p
@@ -316,10 +317,14 @@ public final class Distiller {
         }
         guard result.total.isFinite else { throw TrainingDiverged(step: index, reason: "the loss became \(result.total)") }
         var clock = phases.map { _ in DispatchTimeNanos.now() }
-        params.zeroGradients()
         if let plan {
-            gradient.withUnsafeBufferPointer { plan.backward(logitsGradient: $0.baseAddress!, extra: featureGradients) }
+            let written = gradient.withUnsafeBufferPointer {
+                plan.backward(logitsGradient: $0.baseAddress!, extra: featureGradients)
+            }
+            params.zeroGradients(except: written)
             try plan.throwBatchNormSyncFailure()
+        } else {
+            params.zeroGradients()
         }
         phases?.lap("student backward", &clock)
         if distributed { try sumGradientsOverRanks() }

@@ -61,6 +61,13 @@ public final class ParameterStore {
         for e in entries { e.gradient?.update(repeating: 0, count: e.count) }
     }
 
+    /// Zeroes the gradients of all entries but those in `written` (entry indices a backward pass
+    /// overwrote): the rest must read 0, and rewriting the others first would cost a pass over
+    /// every trainable weight each step.
+    func zeroGradients(except written: Set<Int>) {
+        for (i, e) in entries.enumerated() where !written.contains(i) { e.gradient?.update(repeating: 0, count: e.count) }
+    }
+
     /// A copy of every weight (trainable or not, as Keras's get_weights), for `restore`.
     public func snapshot() -> [[Float]] { entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) } }
 

@@ -6,7 +6,10 @@ import Graph
 extension TrainingPlan {
     /// `extra`: gradients of other losses with respect to nodes at or below the logits (feature
     /// distillation), added to node i's gradient once all its consumers (higher indices) have run.
-    func backward(logitsGradient: UnsafePointer<Float>, extra: [Int: [Float]] = [:]) {
+    /// Returns the parameter entries whose gradients it wrote (the first write overwrites, so the
+    /// others need no zeroing beforehand).
+    @discardableResult
+    func backward(logitsGradient: UnsafePointer<Float>, extra: [Int: [Float]] = [:]) -> Set<Int> {
         var written = [Bool](repeating: false, count: nodes.count)
         var weightWritten = Set<Int>()
         grads[split.logits].update(from: logitsGradient, count: nodes[split.logits].count)
@@ -14,6 +17,7 @@ extension TrainingPlan {
         for i in stride(from: split.logits, through: 0, by: -1) {
             if let g = extra[i] {
                 precondition(g.count == nodes[i].count, "an extra gradient of the wrong size")
+                precondition(activationAfter[i] == nil, "an extra gradient for a value fused away")
                 if written[i] {
                     for k in 0..<g.count { grads[i][k] += g[k] }
                 } else {
@@ -24,6 +28,7 @@ extension TrainingPlan {
             guard written[i] else { continue }
             timed("backward", i) { backwardNode(i, &written, &weightWritten) }
         }
+        return weightWritten
     }
 
     /// The gradient buffer of input `k` of node `i`, and whether to add into it; nil when the
@@ -104,18 +109,27 @@ extension TrainingPlan {
         case .batchNorm(let gamma, let beta, _, _, let eps, _, _):
             let c = node.shape.last!
             let stats = caches[i]!
+            // Fused with its activation: from that node's gradient, through f' and the norm at once.
+            let fused = activationAfter[i]
+            let dy = fused.map { UnsafePointer(grads[$0]) } ?? dy
+            guard case (let dx, var acc)? = inputGradient(i, 0, &written) ?? scratchGradient(inShape) else { return }
             let dGamma = gamma.flatMap { weightGradient($0, &weightWritten) }
             let dBeta = beta.flatMap { weightGradient($0, &weightWritten) }
-            // The kernel takes one accumulate flag for dInput, dGamma and dBeta. They differ only for
-            // a BatchNormalization called twice in the model: then dInput is zeroed and everything
-            // accumulates.
+            // The kernel takes one accumulate flag for dInput, dGamma and dBeta. They differ for a
+            // BatchNormalization called twice in the model (then dInput is zeroed and everything
+            // accumulates) and for an input another consumer has already written (then the
+            // parameters' gradients, not zeroed before the pass, are zeroed here).
             let paramAcc = (dGamma?.1 ?? false) || (dBeta?.1 ?? false)
-            guard case (let dx, var acc)? = inputGradient(i, 0, &written) ?? scratchGradient(inShape) else { return }
             if paramAcc && !acc { dx.update(repeating: 0, count: nodes[node.inputs[0]].count); acc = true }
+            if acc && !paramAcc {
+                dGamma?.0.update(repeating: 0, count: c)
+                dBeta?.0.update(repeating: 0, count: c)
+            }
             batchNormTrainingBackward(input: x!, rows: node.count / c, channels: c,
                                       gamma: gamma.map { UnsafePointer(weight($0)) },
                                       beta: beta.map { UnsafePointer(weight($0)) }, batchMean: stats,
-                                      batchVariance: stats + c, epsilon: eps, dOutput: dy, dInput: dx,
+                                      batchVariance: stats + c, epsilon: eps,
+                                      activation: fused.map { fusedActivation($0) } ?? .linear, dOutput: dy, dInput: dx,
                                       dGamma: dGamma?.0, dBeta: dBeta?.0, accumulate: acc, sync: batchNormSync)
         case .affine(let scale, let shift):
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
@@ -127,6 +141,10 @@ extension TrainingPlan {
                 }
             }
         case .activation(let a):
+            if let bn = batchNormBefore[i] {
+                written[bn] = true      // its batch norm reads this node's gradient itself
+                return
+            }
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             activationBackward(a, input: x!, dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
         case .softmax(let axis, let log):
@@ -156,12 +174,22 @@ extension TrainingPlan {
                 m.backward(input: k, xs, shapes, dy: dy, node.shape, dx: dx, accumulate: acc)
             }
         case .merge(let kind):
-            for k in node.inputs.indices {
-                guard let (dx, acc) = inputGradient(i, k, &written) else { continue }
+            let xs = node.inputs.map { UnsafePointer(values[$0]) }, shapes = node.inputs.map { nodes[$0].shape }
+            let wanted = node.inputs.indices.map { inputGradient(i, $0, &written) }
+            let flags = Set(wanted.compactMap { $0?.1 })
+            if flags.count == 1 && Set(node.inputs).count == node.inputs.count {
+                // One call for all inputs (the squeeze-and-excitation multiply then reads dy once
+                // for both gradients): the same arithmetic per input as separate calls.
+                mergeBackward(inputs: xs, shapes: shapes, outShape: node.shape, kind: kind, dOutput: dy,
+                              dInputs: wanted.map { $0?.0 }, accumulate: flags.first!)
+                return
+            }
+            for (k, target) in wanted.enumerated() {
+                guard let (dx, acc) = target else { continue }
                 var targets = [UnsafeMutablePointer<Float>?](repeating: nil, count: node.inputs.count)
                 targets[k] = dx
-                mergeBackward(inputs: node.inputs.map { UnsafePointer(values[$0]) }, shapes: node.inputs.map { nodes[$0].shape },
-                              outShape: node.shape, kind: kind, dOutput: dy, dInputs: targets, accumulate: acc)
+                mergeBackward(inputs: xs, shapes: shapes, outShape: node.shape, kind: kind, dOutput: dy, dInputs: targets,
+                              accumulate: acc)
             }
         case .layerNorm(let dims, let gamma, let beta, let eps):
             let dGamma = gamma.flatMap { weightGradient($0, &weightWritten) }

@@ -30,6 +30,11 @@ final class TrainingPlan {
     private var rowOffset = 0
     /// When set, seconds per kind of trainable node, forward and backward (`bench --train --profile`).
     var nodeTimes: [String: Double]?
+    /// Training-mode batch norm -> the element-wise activation that is its only consumer. In
+    /// training the pair runs as one pass each way (`BatchNormActivationFusion.swift`).
+    let activationAfter: [Int: Int]
+    /// The inverse: activation node -> its batch norm.
+    let batchNormBefore: [Int: Int]
 
     /// Runs `body` (node i's `pass`), adding its time to `nodeTimes` when that is set.
     @inline(__always)
@@ -42,12 +47,17 @@ final class TrainingPlan {
 
     var nodes: [TrainNode] { split.nodes }
 
-    init(model: LoadedModel, params: ParameterStore, batch: Int) throws {
+    /// `keepValues`: graph nodes whose values are read after the forward pass besides the outputs
+    /// (feature distillation), so never fused away.
+    init(model: LoadedModel, params: ParameterStore, batch: Int, keepValues: Set<Int> = []) throws {
         self.batch = batch
         self.params = params
         let graph = model.graph
         let inputShapes = graph.inputs.map { graph.nodes[$0].outputShape }
-        split = try TrainingLowering.split(graph, params, batch: batch, inputShapes: inputShapes)
+        let split = try TrainingLowering.split(graph, params, batch: batch, inputShapes: inputShapes)
+        self.split = split
+        activationAfter = TrainingPlan.batchNormActivationPairs(split, keeping: Set(keepValues.compactMap { split.trainNode[$0] }))
+        batchNormBefore = Dictionary(uniqueKeysWithValues: activationAfter.map { ($1, $0) })
         if split.boundary.isEmpty {
             prefix = []
             prefixPerImage = false
@@ -204,10 +214,13 @@ final class TrainingPlan {
             let rows = node.count / c
             if training {
                 let stats = caches[i]!
+                let fused = activationAfter[i]
                 let total = batchNormTrainingForward(input: x!, rows: rows, channels: c,
                                                      gamma: gamma.map { UnsafePointer(weight($0)) },
                                                      beta: beta.map { UnsafePointer(weight($0)) }, epsilon: eps,
-                                                     output: out, batchMean: stats, batchVariance: stats + c,
+                                                     activation: fused.map { fusedActivation($0) } ?? .linear,
+                                                     output: fused.map { values[$0] } ?? out,
+                                                     batchMean: stats, batchVariance: stats + c,
                                                      sync: batchNormSync)
                 batchNormUpdateMovingStatistics(movingMean: weight(mean), movingVariance: weight(variance),
                                                 batchMean: stats, batchVariance: stats + c, channels: c, rows: total,
@@ -223,6 +236,7 @@ final class TrainingPlan {
         case .affine(let scale, let shift):
             DataOps.affine(x!, out, count: node.count, scale: scale, shift: shift, channels: scale.count)
         case .activation(let a):
+            if training && batchNormBefore[i] != nil { return }    // computed by its batch norm
             applyActivation(a, from: x!, to: out, count: node.count)
         case .softmax(let axis, let log):
             out.update(from: x!, count: node.count)
