@@ -21,8 +21,8 @@ enum ConfigAudit {
     /// Layers whose training-time noise the trainer does not draw (identity at inference); they
     /// carry `GraphNode.trainingNoise`, refused wherever they run in training mode, trainable or
     /// not (Keras draws the noise in a frozen part too).
-    static let noiseLayers: Set<String> = ["GaussianNoise", "GaussianDropout", "AlphaDropout", "RandomFlip", "RandomRotation",
-                                           "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness", "RandomCrop"]
+    /// The augmentation layers are not among them: the trainer applies those (`LayerOp.augment`).
+    static let noiseLayers: Set<String> = ["GaussianNoise", "GaussianDropout", "AlphaDropout"]
 
     /// Checks the keys no parser read. Returns those that act in training and are set.
     static func check(_ config: LayerConfig) throws -> [String] {

@@ -68,18 +68,14 @@ let layerParsers: [String: LayerParser] = [
                    offset: c.has("offset") ? try c.doubles("offset").map(Float.init) : [0])
     },
     "Normalization": parseNormalization,
-    // Augmentation layers: the identity at inference, as in Keras; training through one is refused
-    // (`ConfigAudit.noiseLayers`), since this trainer does not draw their random transformations.
-    "RandomFlip": { c, _ in try parseAugmentation(c, keys: ["mode", "seed"]) },
-    "RandomRotation": { c, _ in try parseAugmentation(c, keys: ["factor", "fill_mode", "fill_value", "interpolation", "seed"]) },
-    "RandomZoom": { c, _ in
-        try parseAugmentation(c, keys: ["height_factor", "width_factor", "fill_mode", "fill_value", "interpolation", "seed"])
-    },
-    "RandomTranslation": { c, _ in
-        try parseAugmentation(c, keys: ["height_factor", "width_factor", "fill_mode", "fill_value", "interpolation", "seed"])
-    },
-    "RandomContrast": { c, _ in try parseAugmentation(c, keys: ["factor", "value_range", "seed"]) },
-    "RandomBrightness": { c, _ in try parseAugmentation(c, keys: ["factor", "value_range", "seed"]) },
+    // Augmentation layers (AugmentLayers.swift): the identity at inference, as in Keras (RandomCrop
+    // aside); applied in training where they sit in the frozen prefix.
+    "RandomFlip": parseRandomFlip,
+    "RandomRotation": parseRandomRotation,
+    "RandomZoom": parseRandomZoom,
+    "RandomTranslation": parseRandomTranslation,
+    "RandomContrast": parseRandomContrast,
+    "RandomBrightness": parseRandomBrightness,
     "RandomCrop": parseRandomCrop,
     "Resizing": parseResizing,
     "CenterCrop": { c, _ in
@@ -290,14 +286,6 @@ func refuseKeras3Variants(_ c: LayerConfig) throws {
     _ = c.has("lora_alpha")
 }
 
-/// An augmentation layer's parameters act only in training; at inference it passes images through.
-func parseAugmentation(_ c: LayerConfig, keys: [String]) throws -> LayerOp {
-    try checkChannelsLast(c)
-    // rng_type: tf-keras's choice of random generator.
-    for key in keys + ["rng_type"] { _ = c.has(key) }
-    return .identity
-}
-
 func parseLayerNorm(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     let axes = c.has("axis") ? try c.intList("axis", allowScalar: true) : [-1]
     guard !axes.isEmpty else { throw c.fail("axis [] normalizes over nothing") }
@@ -322,17 +310,6 @@ func parseResizing(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
     _ = (c.has("fill_mode"), c.has("fill_value"))
     return .resize(ResizeSpec(height: try c.size("height"), width: try c.size("width"), interpolation: kind,
                               cropToAspectRatio: try c.bool("crop_to_aspect_ratio", default: false)))
-}
-
-/// RandomCrop outside training: tf-keras resizes to (height, width) with a crop to the aspect ratio
-/// (`smart_resize`, bilinear); Keras 3 passes the images through unchanged. Its random crop in
-/// training is not drawn here (`ConfigAudit.noiseLayers`).
-func parseRandomCrop(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {
-    try checkChannelsLast(c)
-    for key in ["seed", "rng_type"] { _ = c.has(key) }
-    let height = try c.size("height"), width = try c.size("width")
-    if ctx.kerasMajor >= 3 { return .identity }
-    return .resize(ResizeSpec(height: height, width: width, interpolation: .bilinear, cropToAspectRatio: true))
 }
 
 func parseCustomScale(_ c: LayerConfig, _ ctx: ParseContext) throws -> LayerOp {

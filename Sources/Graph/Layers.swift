@@ -165,6 +165,9 @@ public enum LayerOp: Equatable, Sendable {
     /// Keras's CenterCrop: a centred crop when the input is at least (height, width) in both
     /// dimensions, otherwise a bilinear resize with crop to the aspect ratio.
     case centerCrop(height: Int, width: Int)
+    /// An augmentation layer (RandomFlip, RandomRotation, ...): the identity at inference (RandomCrop:
+    /// see `AugmentSpec.Kind.crop`), a random transformation per image in training.
+    case augment(AugmentSpec)
 }
 
 /// A weight a layer owns, in Keras's creation order for that layer.

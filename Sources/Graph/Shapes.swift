@@ -102,6 +102,12 @@ func signature(of op: LayerOp, inputs: [[Int]], fail: (String) -> GraphError) th
     case .centerCrop(let h, let w):
         let x = try image()
         return LayerSignature(output: [h, w, x[2]], weights: [])
+    case .augment(let s):
+        let x = try image()
+        // tf-keras's RandomCrop gives (height, width) in both modes; Keras 3's passes images
+        // through at inference.
+        if case .crop(let h, let w, let major) = s.kind, major < 3 { return LayerSignature(output: [h, w, x[2]], weights: []) }
+        return LayerSignature(output: x, weights: [])
     case .activation, .dropout, .identity, .rescaling, .stochasticDepth:
         return LayerSignature(output: try single(), weights: [])
     case .softmax(let axis, _):

@@ -67,6 +67,16 @@ func assertSameModel(_ written: LoadedModel, _ original: LoadedModel, _ label: S
         if case .batchNorm(var s) = x.op, case .batchNorm(let t) = y.op, a.kerasMajor != b.kerasMajor {
             s.fused = t.fused
             XCTAssertEqual(LayerOp.batchNorm(s), y.op, at, file: file, line: line)
+        } else if case .augment(var s) = x.op, case .augment(let t) = y.op, a.kerasMajor != b.kerasMajor {
+            // How an augmentation layer draws (tf-keras flips each axis on its own draw and takes one
+            // contrast per call; Keras 3 one flip draw, one contrast per image) follows the Keras that
+            // reads the file; what it draws from must not change.
+            s.kerasMajor = t.kerasMajor
+            if case .flip(let h, let v, _) = s.kind, case .flip(_, _, let one) = t.kind { s.kind = .flip(horizontal: h, vertical: v, oneDraw: one) }
+            if case .contrast(let f, let clip, _) = s.kind, case .contrast(_, _, let per) = t.kind {
+                s.kind = .contrast(factor: f, clip: clip, perBatch: per)
+            }
+            XCTAssertEqual(LayerOp.augment(s), y.op, at, file: file, line: line)
         } else {
             XCTAssertEqual(x.op, y.op, at, file: file, line: line)
         }

@@ -86,6 +86,13 @@ struct LayerConfigExporter {
             // tf-keras's generator choice, unknown to Keras 3; Keras 3's data_format (channels_last,
             // checked when read) and RandomContrast's default value_range, unknown to tf-keras.
             if target.loadsInKeras3 { c["rng_type"] = nil }
+            // A number f is RandomContrast's [f, f] in tf-keras and [0, f] in Keras 3; both read a
+            // pair [lower, upper] alike, so the other Keras gets the pair.
+            // (The number stays the value read, a JSONDecimal, so it is written as Keras wrote it.)
+            if className == "RandomContrast", target.loadsInKeras3 != (sourceMajor >= 3) || target == .both,
+               let f = c["factor"], !(f is [Any]) {
+                c["factor"] = sourceMajor < 3 ? [f, f] : [NSNumber(value: 0), f]
+            }
             if target.loadsInKeras2 {
                 c["data_format"] = nil
                 if className == "RandomContrast", let range = c["value_range"] as? [Any], range.compactMap(number) == [0, 255] {

@@ -55,6 +55,8 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 public enum RandomStream: UInt64, Sendable {
     case shuffle = 1
     case augment = 2
+    /// The augmentation layers inside a model (RandomFlip, ...), drawn per layer, step and row.
+    case augmentLayer = 3
 }
 
 /// An independent seed for (seed, stream, parts...): each part is folded in through the SplitMix64

@@ -16,8 +16,9 @@ final class CompiledPlan {
     /// row, [batch * outH, C].
     private(set) var rowSums: [Int: UnsafeMutablePointer<Float>] = [:]
     private var steps: [() -> Void] = []
-    /// What a training-mode dropout step of this plan uses (see PlanOp.dropout); inactive: identity.
-    let dropoutClock = DropoutClock()
+    /// What this plan's training-mode random steps (PlanOp.dropout, PlanOp.augment) draw from;
+    /// inactive: their inference form.
+    let noiseClock = NoiseClock()
     /// The number format of the matrix products (pointwise convolutions, the fused expansions,
     /// dense layers); everything else runs in float32 either way.
     let precision: Precision
@@ -194,9 +195,10 @@ func constantArrays(_ op: PlanOp, precision: Precision = .float32) -> [[Float]] 
     }
 }
 
-/// The state a plan's dropout steps read at run time: whether they are active, and the seed, step
-/// and row offset their masks come from (the same counter-based masks as the training nodes').
-final class DropoutClock {
+/// The state a plan's training-mode random steps read at run time: whether they are active, and the
+/// seed, step and row offset their draws come from (dropout: the same counter-based masks as the
+/// training nodes'; augmentation: one stream per layer, step and global row).
+final class NoiseClock {
     var active = false
     var seed: UInt64 = 0
     var step = 0

@@ -22,7 +22,7 @@ extension CompiledPlan {
             let gamma = constant(0), beta = constant(1)
             return { layerNormalization(ins[0], out, geometry: g, gamma: gamma, beta: beta, epsilon: epsilon, rms: rms) }
         case .dropout(let rate, let noiseShape, let key):
-            let clock = dropoutClock
+            let clock = noiseClock
             let maskShape = dropoutMaskShape(y, noiseShape)
             let count = maskShape.reduce(1, *)
             let mask = MaskStorage(count)
@@ -34,6 +34,22 @@ extension CompiledPlan {
                 dropoutMask(seed: clock.seed ^ layerSeed, step: UInt64(clock.step), rate: rate, mask: mask.pointer,
                             count: count, offset: clock.rowOffset * perRow)
                 applyDropoutMask(ins[0], mask: mask.pointer, out, shape: y, maskShape: maskShape, accumulate: false)
+            }
+        case .augment(let spec, let key):
+            let clock = noiseClock
+            let x = inShapes[0]
+            let single = augmentInferenceMove(spec, input: x, output: y)
+            let one = ([1] + Array(x.dropFirst()), [1] + Array(y.dropFirst()))
+            let inference: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void = { src, dst in
+                if let single { single.forward([src], [one.0], dst, one.1) } else { dst.update(from: src, count: one.0.reduce(1, *)) }
+            }
+            return {
+                guard clock.active else {
+                    if let single { single.forward(ins, inShapes, out, y) } else { out.update(from: ins[0], count: n) }
+                    return
+                }
+                augmentBatch(spec, key: key, seed: clock.seed, step: clock.step, rowOffset: clock.rowOffset, ins[0], shape: x,
+                             into: out, outShape: y, inference: inference)
             }
         default:
             preconditionFailure("no data step for \(node.op)")

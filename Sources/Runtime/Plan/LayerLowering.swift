@@ -27,6 +27,8 @@ enum Primitive<W> {
     case softmax(axis: Int, log: Bool)
     /// Dropout as training applies it (Dropout, SpatialDropout, drop-path); inference leaves it out.
     case dropout(rate: Float, noiseShape: [Int]?)
+    /// An augmentation layer as training applies it (no backward: only a frozen prefix runs it).
+    case augment(AugmentSpec)
     /// Pooling, padding, cropping, slicing, resizing, upsampling, transposing, concatenating.
     case move(DataMove)
     case merge(MergeKind)
@@ -37,6 +39,8 @@ enum Primitive<W> {
 /// Where a layer's primitives go. `Value` indices are the target's own (plan or train nodes).
 protocol LoweringTarget {
     associatedtype Weight
+    /// Whether the layers that act only in training (augmentation) are lowered in training mode.
+    var trainingMode: Bool { get }
     /// The layer's weight by Keras's short name, as this target refers to it.
     func weight(_ name: String, of node: GraphNode) throws -> Weight
     /// A weight's current values, for constants computed from it (an adapted Normalization).
@@ -146,6 +150,23 @@ enum LayerLowering {
             return try emit(.dropout(rate: rate, noiseShape: noiseShape), ins, inShape)
         case .identity:
             return try emit(.view, ins, inShape)
+        case .augment(let s):
+            if case .crop(let h, let w, let major) = s.kind {
+                if major < 3 && (!t.trainingMode || node.inferenceOnly) {
+                    let window = aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: h, targetWidth: w)
+                    return try emitResize(window, h, w, .bilinear, ins, inShape, &t, node)
+                }
+                // Keras 3 passes images through at inference and crops in training: one shape in
+                // both only when the input is already (height, width), where the crop is the identity.
+                if major >= 3 && (inShape[1] != h || inShape[2] != w) && t.trainingMode && !node.inferenceOnly {
+                    throw layerError(node, "Keras 3's RandomCrop gives (\(h), \(w)) in training but passes its "
+                                     + "\(inShape[1])x\(inShape[2]) input through at inference, which one model cannot "
+                                     + "do here; resize the images to \(h)x\(w) first, or call it with training=False")
+                }
+                if major >= 3 { return try emit(.view, ins, inShape) }
+            }
+            guard t.trainingMode && !node.inferenceOnly else { return try emit(.view, ins, inShape) }
+            return try emit(.augment(s), ins, shape)
         case .resize(let s):
             let window = s.cropToAspectRatio
                 ? aspectCropWindow(height: inShape[1], width: inShape[2], targetHeight: s.height, targetWidth: s.width)

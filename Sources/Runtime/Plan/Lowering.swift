@@ -8,8 +8,8 @@ struct Lowering {
     var nodes: [PlanNode] = []
     /// graph node id -> plan node index
     var valueOf: [Int: Int] = [:]
-    /// Keep Dropout layers as training-mode dropout (a training plan's frozen prefix) instead of
-    /// removing them (inference).
+    /// Keep Dropout layers as training-mode dropout and augmentation layers as theirs (a training
+    /// plan's frozen prefix) instead of removing them (inference).
     var keepDropout = false
 
     init(graph: ModelGraph, weights: WeightStore) {
@@ -51,6 +51,9 @@ struct Lowering {
     }
 
     func values(of weight: [Float]) -> [Float] { weight }
+
+    /// A training plan's frozen prefix runs the layers that act only in training as training does.
+    var trainingMode: Bool { keepDropout }
 
     func shape(of value: Int) -> [Int] { nodes[value].shape }
 
@@ -101,6 +104,8 @@ extension Lowering: LoweringTarget {
             return add(.softmax(axis: axis, log: log))
         case .dropout(let rate, let noiseShape):
             return add(keepDropout ? .dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)) : .view)
+        case .augment(let spec):
+            return add(.augment(spec, key: UInt64(node.id)))
         case .move(let m):
             return add(.move(m))
         case .merge(let kind):

@@ -40,6 +40,10 @@ enum PlanOp {
     /// Dropout in training mode (kept only in a training plan's frozen prefix: Keras runs a frozen
     /// part's Dropout layers in training mode too). `key` tells the layer's mask from others'.
     case dropout(rate: Float, noiseShape: [Int]?, key: UInt64)
+    /// An augmentation layer in training mode (kept only in a training plan's frozen prefix, where
+    /// Keras's augmentation layers sit); the identity (or tf-keras RandomCrop's resize) while the
+    /// plan's noise clock is inactive. `key` tells the layer's draws from others'.
+    case augment(AugmentSpec, key: UInt64)
     /// Same data, new shape (Reshape, Flatten, identity layers).
     case view
 }

@@ -111,9 +111,8 @@ enum TrainingLowering {
     static func refuseUnappliedTrainingBehaviour(_ graph: ModelGraph, _ params: ParameterStore) throws {
         for node in graph.nodes where !node.trainingOnlyKeys.isEmpty && !node.inferenceOnly {
             if node.trainingOnlyKeys.contains(GraphNode.trainingNoise) {
-                throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): its random noise or augmentation in training is "
-                                   + "not drawn by this trainer; remove the layer from the student (augment the images "
-                                   + "instead) or call it with training=False")
+                throw RuntimeError("layer '\(node.layerKey)' (\(node.className)): its random noise in training is "
+                                   + "not drawn by this trainer; remove the layer from the student or call it with training=False")
             }
             let trains = node.weights.contains { w in params.find(node, w.name).map { params.entry($0).trainable } ?? false }
             if trains, let key = node.trainingOnlyKeys.first {
@@ -143,6 +142,8 @@ struct TrainTarget: LoweringTarget {
     }
 
     func shape(of value: Int) -> [Int] { nodes[value].shape }
+
+    var trainingMode: Bool { true }
 
     mutating func emit(_ step: Primitive<Int>, _ ins: [Int], _ shape: [Int], for node: GraphNode) throws -> Int {
         func add(_ op: TrainOp, _ inputs: [Int]? = nil) -> Int {
@@ -200,6 +201,9 @@ struct TrainTarget: LoweringTarget {
                 throw layerError(node, "dropout rate \(rate) is outside [0, 1), which training cannot apply")
             }
             return add(.dropout(rate: rate, noiseShape: noiseShape))
+        case .augment:
+            throw layerError(node, "an augmentation layer after a trainable layer is not supported in training (it has "
+                             + "no backward here); freeze the layers before it, or move it to the model's input")
         case .move(let m):
             return add(.move(m))
         case .merge(let kind):

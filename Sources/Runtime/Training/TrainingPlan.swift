@@ -159,10 +159,10 @@ final class TrainingPlan {
             // Images `items` of the batch through `plan`; its outputs into the values of the
             // nodes that take them, at those images' rows.
             func runPrefix(_ plan: CompiledPlan, _ items: Range<Int>) {
-                plan.dropoutClock.active = training
-                plan.dropoutClock.seed = seed
-                plan.dropoutClock.step = step
-                plan.dropoutClock.rowOffset = rowOffset + items.lowerBound
+                plan.noiseClock.active = training
+                plan.noiseClock.seed = seed
+                plan.noiseClock.step = step
+                plan.noiseClock.rowOffset = rowOffset + items.lowerBound
                 let outs = plan.run(inputs, items: items)
                 for (slot, t) in outs.enumerated() {
                     for (i, node) in nodes.enumerated() {
