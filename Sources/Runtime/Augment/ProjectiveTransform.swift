@@ -97,8 +97,18 @@ func projectiveTransform(_ src: UnsafePointer<Float>, height: Int, width: Int, c
                 continue
             }
             let iy = Int(yFloor), ix = Int(xFloor)
-            let p00 = pixel(iy, ix), p01 = pixel(iy, ix + 1), p10 = pixel(iy + 1, ix), p11 = pixel(iy + 1, ix + 1)
             let wx0 = xCeil - x, wx1 = x - xFloor, wy0 = yCeil - y, wy1 = y - yFloor
+            if iy >= 0 && iy + 1 < height && ix >= 0 && ix + 1 < width {
+                // All four taps inside (most pixels): no fill checks.
+                let q00 = src + (iy * width + ix) * c, q10 = q00 + width * c
+                for ch in 0..<c {
+                    let top = wx0 * q00[ch] + wx1 * q00[c + ch]
+                    let bottom = wx0 * q10[ch] + wx1 * q10[c + ch]
+                    o[ch] = wy0 * top + wy1 * bottom
+                }
+                continue
+            }
+            let p00 = pixel(iy, ix), p01 = pixel(iy, ix + 1), p10 = pixel(iy + 1, ix), p11 = pixel(iy + 1, ix + 1)
             for ch in 0..<c {
                 let top = wx0 * (p00?[ch] ?? fillValue) + wx1 * (p01?[ch] ?? fillValue)
                 let bottom = wx0 * (p10?[ch] ?? fillValue) + wx1 * (p11?[ch] ?? fillValue)
