@@ -75,6 +75,8 @@ final class DepthwiseConv2DTests: XCTestCase {
             c("5x5 s1 same 15x15 C200 (channel blocks)", h: 15, w: 15, ch: 200, kh: 5, kw: 5, p: .same),
             c("5x5 s2 same 17x17 C300 (channel blocks)", h: 17, w: 17, ch: 300, kh: 5, kw: 5, s: (2, 2), p: .same),
             c("3x3 s1 same w 30 C700 (channel blocks)", n: 2, h: 4, w: 30, ch: 700, kh: 3, kw: 3, p: .same),
+            // Interior strips of 8, 4 and 2 pixels (the 17x17 and 15x15 5x5 cases end in a strip of 3).
+            c("3x3 s1 same w 16 C40 (strip of 2)", h: 5, w: 16, ch: 40, kh: 3, kw: 3, p: .same),
         ]
     }()
 
