@@ -67,10 +67,10 @@ typedef struct {
     ptrdiff_t kernelH, kernelW, strideH, strideW, dilationH, dilationW, padTop, padLeft;
 } ck_depthwise_geometry;
 
-/// Output rows row0..<row1 (counted over batch x outH) of a depthwise convolution, multiplier 1:
-///   x [batch, inH, inW, C], w [kernelH, kernelW, C], y [batch, outH, outW, C].
+/// Output rows row0..<row1 (counted over batch x outH), channels c0..<c1, of a depthwise
+/// convolution, multiplier 1: x [batch, inH, inW, C], w [kernelH, kernelW, C], y [batch, outH, outW, C].
 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, const float *w, float *y,
-                              ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
+                              ptrdiff_t row0, ptrdiff_t row1, ptrdiff_t c0, ptrdiff_t c1, const ck_epilogue *e);
 
 /// C[i, j] (+)= sum over p < k of A[p, i] * B[p, j] for rows i0..<i1 and columns j0..<j1 of C:
 /// the weight gradients (A the layer's input [k, m] rows lda apart, B the output gradient [k, n]

@@ -35,7 +35,8 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
         var cg = g.depthwiseForC
         let rowFloats = g.outW * g.outC
         parallelFor(rows, minChunk: minRows) { _, range in
-            ck_depthwise_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, &e.inRegisters)
+            ck_depthwise_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, 0, g.outC,
+                                     &e.inRegisters)
             e.finish(output, offset: range.lowerBound * rowFloats, cols: range.count * rowFloats)
         }
     } else {

@@ -69,6 +69,14 @@ final class DepthwiseConv2DTests: XCTestCase {
             c("3x3 s1 same w 22 C100", h: 5, w: 22, ch: 100, kh: 3, kw: 3, p: .same),
             c("5x5 s2 same w 30 C84", h: 7, w: 30, ch: 84, kh: 5, kw: 5, s: (2, 2), p: .same),
             c("5x5 s1 valid w 17 C17", h: 6, w: 17, ch: 17, kh: 5, kw: 5, p: .valid),
+            // Rows computed in several blocks of channels (the AVX-512 kernel keeps a block's input
+            // rows and weights in L1): blocks of 128 with a tail of 72 (4 vectors and a half),
+            // blocks of 128 with a tail of 44, and blocks of 112 (not a multiple of 64) with a tail of 28.
+            c("5x5 s1 same 15x15 C200 (channel blocks)", h: 15, w: 15, ch: 200, kh: 5, kw: 5, p: .same),
+            c("5x5 s2 same 17x17 C300 (channel blocks)", h: 17, w: 17, ch: 300, kh: 5, kw: 5, s: (2, 2), p: .same),
+            c("3x3 s1 same w 30 C700 (channel blocks)", n: 2, h: 4, w: 30, ch: 700, kh: 3, kw: 3, p: .same),
+            // Interior strips of 8, 4 and 2 pixels (the 17x17 and 15x15 5x5 cases end in a strip of 3).
+            c("3x3 s1 same w 16 C40 (strip of 2)", h: 5, w: 16, ch: 40, kh: 3, kw: 3, p: .same),
         ]
     }()
 
