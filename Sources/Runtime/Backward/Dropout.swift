@@ -72,6 +72,22 @@ public func applyDropoutMask(_ x: UnsafePointer<Float>, mask: UnsafePointer<Floa
     if middleShared {
         let outer = shape[..<lead].reduce(1, *), rep = shape[lead..<trail].reduce(1, *)
         let inner = shape[trail...].reduce(1, *)
+        if inner == 1 {
+            // One decision per leading index (EfficientNet's drop-connect, [N, 1, 1, 1]): runs of
+            // `rep` elements times one scalar, 8 lanes at a time. Row by row would take one
+            // element per row and a division per element.
+            parallelForStatic(count, minChunk: 1 << 15) { _, r in
+                var i = r.lowerBound
+                while i < r.upperBound {
+                    let o = i / rep, end = min(r.upperBound, (o + 1) * rep)
+                    let m = Vec(repeating: mask[o])
+                    while i + 8 <= end { put(load(x + i) * m, y + i, accumulate: accumulate); i += 8 }
+                    if i < end { putPartial(loadPartial(x + i, end - i) * m, y + i, end - i, accumulate: accumulate) }
+                    i = end
+                }
+            }
+            return
+        }
         parallelForStatic(outer * rep, minChunk: max(1, 16_384 / max(1, inner))) { _, rows in
             for row in rows {
                 let m = mask + (row / rep) * inner, src = x + row * inner, dst = y + row * inner

@@ -147,3 +147,26 @@ public func channelScaleBackward(input x: UnsafePointer<Float>, scale s: UnsafeP
         }
     }
 }
+
+/// The gradient of x [batch, pixels, C] read by both y = x * s[b, c] (channelScale) and a global
+/// average pool: dInput = dy * s + dPool / pixels, written in one pass. The same two roundings
+/// as channelScaleBackward's write followed by globalPoolBackward's add.
+public func channelScaleAndPoolBackward(dOutput dy: UnsafePointer<Float>, scale s: UnsafePointer<Float>,
+                                        dPool: UnsafePointer<Float>, batch: Int, pixels: Int, channels C: Int,
+                                        dInput dx: UnsafeMutablePointer<Float>) {
+    let inv = Vec(repeating: 1 / Float(max(1, pixels)))
+    parallelForStatic(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
+        for r in rows {
+            let b = r / max(1, pixels), sb = s + b * C, gb = dPool + b * C, dyr = dy + r * C, dxr = dx + r * C
+            var c = 0
+            while c + 8 <= C {
+                store(load(dyr + c) * load(sb + c) + load(gb + c) * inv, dxr + c)
+                c += 8
+            }
+            if c < C {
+                let n = C - c
+                storePartial(loadPartial(dyr + c, n) * loadPartial(sb + c, n) + loadPartial(gb + c, n) * inv, dxr + c, n)
+            }
+        }
+    }
+}

@@ -12,6 +12,9 @@ extension TrainingPlan {
     func backward(logitsGradient: UnsafePointer<Float>, extra: [Int: [Float]] = [:]) -> Set<Int> {
         var written = [Bool](repeating: false, count: nodes.count)
         var weightWritten = Set<Int>()
+        // Squeeze-and-excitation tensors whose excite part of the gradient waits for the pool's
+        // backward: tensor -> its multiply.
+        var pendingExcite: [Int: Int] = [:]
         grads[split.logits].update(from: logitsGradient, count: nodes[split.logits].count)
         written[split.logits] = true
         for i in stride(from: split.logits, through: 0, by: -1) {
@@ -25,8 +28,19 @@ extension TrainingPlan {
                     written[i] = true
                 }
             }
+            if let m = pendingExcite.removeValue(forKey: i) {
+                // The pool's backward did not run (its gradient was never written): the excite's
+                // part alone, as the unfused backward writes it.
+                let se = squeezeExcite[m]!, s = nodes[m].shape
+                timed("backward", m) {
+                    channelScaleBackward(input: values[i], scale: values[se.scale], dOutput: grads[m], batch: s[0],
+                                         pixels: s[1] * s[2], channels: s[3], dInput: grads[i], dScale: nil,
+                                         accumulate: written[i])
+                }
+                written[i] = true
+            }
             guard written[i] else { continue }
-            timed("backward", i) { backwardNode(i, &written, &weightWritten) }
+            timed("backward", i) { backwardNode(i, &written, &weightWritten, &pendingExcite) }
         }
         return weightWritten
     }
@@ -45,7 +59,8 @@ extension TrainingPlan {
         return (g, !weightWritten.insert(ref).inserted)
     }
 
-    private func backwardNode(_ i: Int, _ written: inout [Bool], _ weightWritten: inout Set<Int>) {
+    private func backwardNode(_ i: Int, _ written: inout [Bool], _ weightWritten: inout Set<Int>,
+                              _ pendingExcite: inout [Int: Int]) {
         let node = nodes[i]
         let dy = UnsafePointer(grads[i])
         let y = UnsafePointer(values[i])
@@ -167,6 +182,16 @@ extension TrainingPlan {
                 identityBackward(dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
             }
         case .move(let m):
+            if let e = squeezeExciteOfPool[i], pendingExcite[node.inputs[0]] == e,
+               let (dx, acc) = inputGradient(i, 0, &written) {
+                // Squeeze-and-excitation: the excite's part and the pool's in one pass.
+                precondition(!acc, "a squeeze-and-excitation tensor's gradient written before its pool's")
+                pendingExcite[node.inputs[0]] = nil
+                let s = nodes[e].shape
+                channelScaleAndPoolBackward(dOutput: grads[e], scale: values[squeezeExcite[e]!.scale], dPool: dy,
+                                            batch: s[0], pixels: s[1] * s[2], channels: s[3], dInput: dx)
+                return
+            }
             // Each input's gradient is written or added according to its own flag.
             let xs = node.inputs.map { UnsafePointer(values[$0]) }, shapes = node.inputs.map { nodes[$0].shape }
             for k in node.inputs.indices {
@@ -175,6 +200,17 @@ extension TrainingPlan {
             }
         case .merge(let kind):
             let xs = node.inputs.map { UnsafePointer(values[$0]) }, shapes = node.inputs.map { nodes[$0].shape }
+            if fuseSqueezeExcite, let se = squeezeExcite[i], !written[se.full] {
+                // The scale's gradient only; the tensor's waits for its pool's backward.
+                let ds = inputGradient(i, node.inputs.firstIndex(of: se.scale)!, &written)
+                if let (ds, acc) = ds {
+                    let s = node.shape
+                    channelScaleBackward(input: values[se.full], scale: values[se.scale], dOutput: dy, batch: s[0],
+                                         pixels: s[1] * s[2], channels: s[3], dInput: nil, dScale: ds, accumulate: acc)
+                }
+                pendingExcite[se.full] = i
+                return
+            }
             let wanted = node.inputs.indices.map { inputGradient(i, $0, &written) }
             let flags = Set(wanted.compactMap { $0?.1 })
             if flags.count == 1 && Set(node.inputs).count == node.inputs.count {

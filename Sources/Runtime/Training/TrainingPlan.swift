@@ -35,6 +35,12 @@ final class TrainingPlan {
     let activationAfter: [Int: Int]
     /// The inverse: activation node -> its batch norm.
     let batchNormBefore: [Int: Int]
+    /// Squeeze-and-excitation multiply -> its pattern, and the pool -> that multiply: the
+    /// multiply's backward leaves x's gradient to the pool's (`SqueezeExciteFusion.swift`).
+    let squeezeExcite: [Int: SqueezeExcite]
+    let squeezeExciteOfPool: [Int: Int]
+    /// Off: the unfused backward (the reference in tests).
+    var fuseSqueezeExcite = true
 
     /// Runs `body` (node i's `pass`), adding its time to `nodeTimes` when that is set.
     @inline(__always)
@@ -58,6 +64,8 @@ final class TrainingPlan {
         self.split = split
         activationAfter = TrainingPlan.batchNormActivationPairs(split, keeping: Set(keepValues.compactMap { split.trainNode[$0] }))
         batchNormBefore = Dictionary(uniqueKeysWithValues: activationAfter.map { ($1, $0) })
+        squeezeExcite = TrainingPlan.squeezeExcitePatterns(split)
+        squeezeExciteOfPool = Dictionary(uniqueKeysWithValues: squeezeExcite.map { ($1.pool, $0) })
         if split.boundary.isEmpty {
             prefix = []
             prefixPerImage = false

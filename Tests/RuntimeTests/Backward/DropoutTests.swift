@@ -39,7 +39,7 @@ final class DropoutTests: BackwardTestCase {
     /// product applied to dy) against central differences (linear: h = 0.5, tolerance 1e-6).
     func testBroadcastMasks() {
         let shape = [2, 3, 4, 5]
-        for noise in [[2, 1, 1, 5], [2, 3, 4, 5], [1, 3, 4, 5], [2, 3, 4, 1], [1, 3, 1, 5]] {
+        for noise in [[2, 1, 1, 5], [2, 3, 4, 5], [1, 3, 4, 5], [2, 3, 4, 1], [1, 3, 1, 5], [2, 1, 1, 1], [2, 3, 1, 1]] {
             let m = mask(seed: 9, step: 0, rate: 0.4, count: noise.reduce(1, *))
             var rng = SeededRandom(10)
             let x = rng.floats(120), w = rng.floats(120)
@@ -63,5 +63,22 @@ final class DropoutTests: BackwardTestCase {
                 return weightedSum(y.array, w)
             }
         }
+    }
+
+    /// One decision per image ([N, 1, 1, 1], EfficientNet's drop-connect) on a tensor large enough
+    /// to be split among the workers mid-image, with runs not a multiple of 8: every element is
+    /// x * its image's mask value exactly, written or added.
+    func testPerImageMaskSplitAmongWorkers() {
+        let shape = [8, 15, 15, 7], count = 8 * 15 * 15 * 7, rep = 15 * 15 * 7
+        let m = mask(seed: 3, step: 1, rate: 0.5, count: 8)
+        XCTAssertTrue(m.contains(0) && m.contains(2), "the test wants both decisions")
+        var rng = SeededRandom(4)
+        let x = rng.floats(count), base = rng.floats(count)
+        let y = Buf(count: count)
+        applyDropoutMask(Buf(x).c, mask: Buf(m).c, y.p, shape: shape, maskShape: [8, 1, 1, 1], accumulate: false)
+        XCTAssertEqual(y.array, (0..<count).map { x[$0] * m[$0 / rep] })
+        let acc = Buf(base)
+        applyDropoutMask(Buf(x).c, mask: Buf(m).c, acc.p, shape: shape, maskShape: [8, 1, 1, 1], accumulate: true)
+        XCTAssertEqual(acc.array, (0..<count).map { base[$0] + x[$0] * m[$0 / rep] })
     }
 }
