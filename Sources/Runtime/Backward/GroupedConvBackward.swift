@@ -1,15 +1,16 @@
 // Grouped Conv2D (1 < groups < input channels, as RegNet writes it) over NHWC, forward and
-// backward, for training:
+// backward:
 //   input  x  [batch, inH, inW, inC]; group g reads channels g * ipg ..< (g + 1) * ipg, ipg = inC / groups
 //   kernel W  HWIO [kernelH, kernelW, ipg, outC]; output channel f belongs to group f / opg, opg = outC / groups
 //   output y  [batch, outH, outW, outC]
 // Each group is an ordinary convolution from ipg to opg channels. Its input channels, output
 // channels and kernel columns are gathered into contiguous buffers in the workspace and the
 // groups = 1 kernels (forward, dKernel, dInput) run on them, then the results are scattered
-// back. This does the grouped convolution's own multiply-adds; the inference plan's
-// block-diagonal dense kernel (zeros outside the groups) costs `groups` times as many, which for
-// RegNetY002's 8 channels per group would be 3 to 46 times the work of every such layer, in the
-// forward pass and in both backward products.
+// back. This does the grouped convolution's own multiply-adds; a block-diagonal dense kernel
+// (zeros outside the groups) would cost `groups` times as many, which for RegNetY002's 8
+// channels per group would be 3 to 46 times the work of every such layer. The inference plan
+// runs the forward the same way (a `.conv` whose ConvParams.groups > 1).
+import Graph
 
 /// The per-group convolution of a grouped geometry `g` (the whole layer: inC and outC of all groups).
 func groupedConvGroupGeometry(_ g: Conv2DGeometry, groups: Int) -> Conv2DGeometry {
@@ -73,9 +74,10 @@ private func scatterChannels(_ src: UnsafePointer<Float>, rows: Int, width: Int,
     }
 }
 
-/// y = conv(x, W) + bias, group by group. `bias` (outC values) may be nil.
+/// y = activation(conv(x, W) + bias), group by group (training and the inference plan alike).
+/// `bias` (outC values) may be nil; the activation is element-wise.
 func groupedConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, groups: Int, kernel: UnsafePointer<Float>,
-                   bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                   bias: UnsafePointer<Float>?, activation: ActivationSpec = .linear, output: UnsafeMutablePointer<Float>,
                    workspace: UnsafeMutablePointer<Float>, workspaceCount: Int) {
     let s = groupedConvGroupGeometry(g, groups: groups)
     let w = GroupedConvWorkspace(s, workspace, workspaceCount)
@@ -85,7 +87,8 @@ func groupedConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, grou
                        into: w.input)
         gatherChannels(kernel, rows: taps * s.inC, channels: g.outC, offset: group * s.outC, width: s.outC, into: w.kernel)
         conv2d(input: w.input, geometry: s, kernel: w.kernel, output: w.output,
-               epilogue: Epilogue(shift: bias.map { $0 + group * s.outC }), workspace: w.inner, workspaceCount: w.innerCount)
+               epilogue: Epilogue(shift: bias.map { $0 + group * s.outC }, activation: activation),
+               workspace: w.inner, workspaceCount: w.innerCount)
         scatterChannels(w.output, rows: s.outputPixels, width: s.outC, into: output, channels: g.outC,
                         offset: group * s.outC, accumulate: false)
     }

@@ -10,6 +10,7 @@ extension CompiledPlan {
     static func workspaceNeeded(_ nodes: [PlanNode], _ i: Int) -> Int {
         switch nodes[i].op {
         case .conv(let p, _, _, _) where p.isPointwise: return 0      // packed at compile time
+        case .conv(let p, _, _, _) where p.groups > 1: return groupedConv2dWorkspaceCount(geometry(nodes, i, p), groups: p.groups)
         case .conv(let p, _, _, _): return conv2dWorkspaceCount(geometry(nodes, i, p))
         case .expandDepthwise(let f):
             // A ring of kernelH expanded input rows per worker.
@@ -39,6 +40,12 @@ extension CompiledPlan {
             return { pointwiseConv(m: g.outputPixels, n: g.outC, k: g.inC, input: ins[0], lda: g.inC, packed: packed,
                                    output: out, ldc: g.outC,
                                    epilogue: Epilogue(shift: bias, residual: residual, activation: act)) }
+        case .conv(let p, _, let shift, let act) where p.groups > 1:
+            let g = CompiledPlan.geometry(nodes, i, p)
+            let kernel = constant(0), bias = shift == nil ? nil : constant(1)
+            let ws = workspace, wsCount = workspaceCount
+            return { groupedConv2d(input: ins[0], geometry: g, groups: p.groups, kernel: kernel, bias: bias, activation: act,
+                                   output: out, workspace: ws, workspaceCount: wsCount) }
         case .conv(let p, _, let shift, let act):
             let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)

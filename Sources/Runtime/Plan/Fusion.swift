@@ -42,7 +42,7 @@ struct Fusion {
             let c = ins[k], other = ins[1 - k]
             guard c != other, !isOutput(c), consumers(of: c) == [i] else { continue }
             switch nodes[c].op {
-            case .conv(var p, let kernel, let shift, let act) where act.isIdentity && !p.residual:
+            case .conv(var p, let kernel, let shift, let act) where act.isIdentity && !p.residual && p.groups == 1:
                 p.residual = true
                 nodes[i].op = .conv(p, kernel: kernel, shift: shift, act: act)
             case .scaledPointwise(var p, let kernel, let shift, let act) where act.isIdentity && !p.residual:
@@ -169,8 +169,8 @@ struct Fusion {
 
     /// channelScale(x, s) feeding only a pointwise conv becomes that conv with scaled weights.
     private mutating func foldChannelScale(_ i: Int) {
-        guard case .conv(let p, let k, let s, let a) = nodes[i].op, nodes[i].inputs.count == 1,
-              p.kernelH == 1, p.kernelW == 1, p.strideH == 1, p.strideW == 1, p.padTop == 0, p.padLeft == 0 else { return }
+        guard case .conv(let p, let k, let s, let a) = nodes[i].op, nodes[i].inputs.count == 1, p.isPointwise
+        else { return }
         let producer = resolve(nodes[i].inputs[0])
         guard case .channelScale = nodes[producer].op, !isOutput(producer), consumers(of: producer) == [i] else { return }
         nodes[i].op = .scaledPointwise(p, kernel: k, shift: s, act: a)

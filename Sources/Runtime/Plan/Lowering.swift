@@ -63,17 +63,15 @@ struct Lowering {
 }
 
 /// Inference: each primitive as a plan operation with its weights' values transformed for the
-/// kernels (batch norm folded, grouped kernels made block-diagonal); Dropout left out.
+/// kernels (batch norm folded); Dropout left out.
 extension Lowering: LoweringTarget {
     mutating func emit(_ step: Primitive<[Float]>, _ ins: [Int], _ shape: [Int], for node: GraphNode) throws -> Int {
         let name = node.layerKey
         func add(_ op: PlanOp, _ inputs: [Int]? = nil) -> Int { append(op, inputs ?? ins, shape, name) }
         switch step {
-        case .conv(let p, let kernel, let bias, let groups, let act):
-            let dense = groups == 1 ? kernel
-                : blockDiagonalKernel(kernel, taps: p.kernelH * p.kernelW, inChannels: nodes[ins[0]].shape[3],
-                                      filters: p.outChannels, groups: groups)
-            return add(.conv(p, kernel: dense, shift: bias, act: act))
+        case .conv(var p, let kernel, let bias, let groups, let act):
+            p.groups = groups
+            return add(.conv(p, kernel: kernel, shift: bias, act: act))
         case .depthwise(let p, let multiplier, let kernel, let bias, let act):
             return add(.depthwise(p, multiplier: multiplier, kernel: kernel, shift: bias, act: act))
         case .dense(let inFeatures, let outFeatures, let kernel, let bias, let act):
@@ -182,24 +180,4 @@ func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> R
     if values.count == channels { return values }
     if values.count == 1 { return Array(repeating: values[0], count: channels) }
     throw fail("\(values.count) values for \(channels) channels")
-}
-
-
-/// A grouped convolution's kernel (HWIO with I = inChannels / groups) as the equivalent ordinary
-/// kernel: output channel f of group g = f / (filters / groups) sees only input channels
-/// g * (inChannels / groups) ..< (g + 1) * (inChannels / groups); the other taps are zero, which
-/// adds exact zeros to each sum. It costs `groups` times the multiply-adds of a grouped kernel.
-func blockDiagonalKernel(_ kernel: [Float], taps: Int, inChannels: Int, filters: Int, groups: Int) -> [Float] {
-    let inPerGroup = inChannels / groups, outPerGroup = filters / groups
-    precondition(kernel.count == taps * inPerGroup * filters, "grouped kernel size")
-    var dense = [Float](repeating: 0, count: taps * inChannels * filters)
-    for t in 0..<taps {
-        for f in 0..<filters {
-            let g = f / outPerGroup
-            for i in 0..<inPerGroup {
-                dense[(t * inChannels + g * inPerGroup + i) * filters + f] = kernel[(t * inPerGroup + i) * filters + f]
-            }
-        }
-    }
-    return dense
 }

@@ -58,11 +58,16 @@ struct ConvParams: Equatable {
     /// The node's last input is added to the result before the activation (a following Add
     /// folded into the convolution's epilogue).
     var residual = false
+    /// A grouped convolution (1 < groups < input channels, as RegNet writes it): the kernel is HWIO
+    /// with I = input channels / groups, and each group runs as its own convolution
+    /// (`groupedConv2d`), so the plan does the layer's own multiply-adds rather than `groups`
+    /// times as many through a block-diagonal dense kernel.
+    var groups = 1
 
-    /// A 1x1, stride-1, unpadded convolution: a matrix product over pixels, whose kernel the plan
-    /// keeps packed for `pointwiseConv`.
+    /// A 1x1, stride-1, unpadded, ungrouped convolution: a matrix product over pixels, whose kernel
+    /// the plan keeps packed for `pointwiseConv`.
     var isPointwise: Bool {
-        kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 && padTop == 0 && padLeft == 0
+        kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 && padTop == 0 && padLeft == 0 && groups == 1
     }
 
     /// The kernels' geometry for NHWC input and output shapes (batch included).

@@ -68,3 +68,22 @@ final class GroupedConvTests: BackwardTestCase {
         }
     }
 }
+
+/// The reference: a grouped convolution's kernel (HWIO with I = inChannels / groups) as the equivalent ordinary
+/// kernel: output channel f of group g = f / (filters / groups) sees only input channels
+/// g * (inChannels / groups) ..< (g + 1) * (inChannels / groups); the other taps are zero, which
+/// adds exact zeros to each sum. It costs `groups` times the multiply-adds of a grouped kernel.
+func blockDiagonalKernel(_ kernel: [Float], taps: Int, inChannels: Int, filters: Int, groups: Int) -> [Float] {
+    let inPerGroup = inChannels / groups, outPerGroup = filters / groups
+    precondition(kernel.count == taps * inPerGroup * filters, "grouped kernel size")
+    var dense = [Float](repeating: 0, count: taps * inChannels * filters)
+    for t in 0..<taps {
+        for f in 0..<filters {
+            let g = f / outPerGroup
+            for i in 0..<inPerGroup {
+                dense[(t * inChannels + g * inPerGroup + i) * filters + f] = kernel[(t * inPerGroup + i) * filters + f]
+            }
+        }
+    }
+    return dense
+}
