@@ -55,17 +55,7 @@ final class BatchNormActivationFusionTests: XCTestCase {
 final class GradientZeroingTests: XCTestCase {
     func testUnwrittenGradientsAreZeroedAndWrittenOnesOverwritten() throws {
         for name in ["k2_effnet_block", "k2_resnet_block", "k2_mobilenetv3small", "k2_seed_mini", "k2_bn_dense"] {
-            let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
-            let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
-            let io = try H5Arrays.read(path: c.path(c.io)!)
-            let input = try XCTUnwrap(io["input"], name)
-            let x = Tensor(shape: input.shape, data: input.floats)
-            let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
-            let plan = try TrainingPlan(model: model, params: params, batch: x.batch)
-            plan.forward([x], training: true, seed: 1, step: 0)
-            let node = plan.split.logits
-            var rng = SplitMix64(seed: 3)
-            let g = (0..<plan.nodes[node].count).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
+            let (plan, params, g) = try fixtureAfterTrainingForward(name, gradientSeed: 3)
             params.zeroGradients()
             g.withUnsafeBufferPointer { _ = plan.backward(logitsGradient: $0.baseAddress!) }
             let reference = params.entries.map { e in e.gradient.map { Array(UnsafeBufferPointer(start: $0, count: e.count)) } }

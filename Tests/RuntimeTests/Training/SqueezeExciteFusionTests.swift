@@ -11,18 +11,8 @@ import XCTest
 final class SqueezeExciteFusionTests: XCTestCase {
     func testFusedBackwardMatchesUnfused() throws {
         for name in ["k2_effnet_block", "k2_mobilenetv3small", "k2_regnety002"] {
-            let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
-            let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
-            let io = try H5Arrays.read(path: c.path(c.io)!)
-            let input = try XCTUnwrap(io["input"], name)
-            let x = Tensor(shape: input.shape, data: input.floats)
-            let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
-            let plan = try TrainingPlan(model: model, params: params, batch: x.batch)
+            let (plan, params, g) = try fixtureAfterTrainingForward(name, gradientSeed: 5)
             XCTAssertFalse(plan.squeezeExcite.isEmpty, "\(name) has squeeze-and-excitation")
-            plan.forward([x], training: true, seed: 1, step: 0)
-            let node = plan.split.logits
-            var rng = SplitMix64(seed: 5)
-            let g = (0..<plan.nodes[node].count).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
             func gradients(fused: Bool) -> [[Float]?] {
                 plan.fuseSqueezeExcite = fused
                 params.zeroGradients()

@@ -2,6 +2,8 @@
 // tf-keras 2.21 and Keras 3.15). Every float in them is the exact float32 value written as a
 // double, so Double -> Float conversion is exact.
 import Foundation
+import Graph
+import H5Model
 import XCTest
 import TestSupport
 @testable import Runtime
@@ -70,4 +72,22 @@ final class WorstDifferences {
         print("\(title):")
         for (label, value) in worst { print("  \(label): \(value)") }
     }
+}
+
+/// A fixture model (every weight trainable) after one training-mode forward pass of its stored
+/// input, with a seeded random gradient in [-1, 1] for its logits: the start of the tests that
+/// compare two ways of running the backward pass.
+func fixtureAfterTrainingForward(_ name: String, gradientSeed: UInt64) throws
+    -> (plan: TrainingPlan, params: ParameterStore, logitsGradient: [Float]) {
+    let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
+    let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
+    let io = try H5Arrays.read(path: c.path(c.io)!)
+    let input = try XCTUnwrap(io["input"], name)
+    let x = Tensor(shape: input.shape, data: input.floats)
+    let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
+    let plan = try TrainingPlan(model: model, params: params, batch: x.batch)
+    plan.forward([x], training: true, seed: 1, step: 0)
+    var rng = SplitMix64(seed: gradientSeed)
+    let g = (0..<plan.nodes[plan.split.logits].count).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
+    return (plan, params, g)
 }
