@@ -8,9 +8,9 @@ struct Lowering {
     var nodes: [PlanNode] = []
     /// graph node id -> plan node index
     var valueOf: [Int: Int] = [:]
-    /// Keep Dropout layers as training-mode dropout and augmentation layers as theirs (a training
-    /// plan's frozen prefix) instead of removing them (inference).
-    var keepDropout = false
+    /// A training plan's frozen prefix: Dropout and the augmentation layers run as in training
+    /// (drawn when the plan's noise clock is on) instead of being left out (inference).
+    var trainingMode = false
 
     init(graph: ModelGraph, weights: WeightStore) {
         self.graph = graph
@@ -51,9 +51,6 @@ struct Lowering {
     }
 
     func values(of weight: [Float]) -> [Float] { weight }
-
-    /// A training plan's frozen prefix runs the layers that act only in training as training does.
-    var trainingMode: Bool { keepDropout }
 
     func shape(of value: Int) -> [Int] { nodes[value].shape }
 
@@ -101,7 +98,7 @@ extension Lowering: LoweringTarget {
         case .softmax(let axis, let log):
             return add(.softmax(axis: axis, log: log))
         case .dropout(let rate, let noiseShape):
-            return add(keepDropout ? .dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)) : .view)
+            return add(trainingMode ? .dropout(rate: rate, noiseShape: noiseShape, key: UInt64(node.id)) : .view)
         case .augment(let spec):
             return add(.augment(spec, key: UInt64(node.id)))
         case .move(let m):

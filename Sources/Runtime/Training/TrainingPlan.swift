@@ -75,7 +75,7 @@ final class TrainingPlan {
                 var lowering = Lowering(graph: graph, weights: model.weights)
                 // Keras runs the Dropout layers of a frozen part in training mode too (only frozen
                 // BatchNormalization switches to inference): the prefix keeps them.
-                lowering.keepDropout = true
+                lowering.trainingMode = true
                 let lowered = try lowering.lower(outputs: boundary, inputShapes: inputShapes.map { [batch] + $0 })
                 var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
                 return fusion.run()
