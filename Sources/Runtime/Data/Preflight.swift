@@ -26,10 +26,18 @@ public func preflightDecode(_ dataset: ImageDataset, height: Int, width: Int, ch
     var kept: [String: Image] = [:]
     var keptBytes = 0
     var done = 0
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
+    var next = 0
+    // Each worker takes the next image as it finishes one (not a fixed share): on a busy machine
+    // one descheduled worker would otherwise leave its whole share to the end.
+    DispatchQueue.concurrentPerform(iterations: workers) { _ in
         var found: [(Int, BadImage)] = []
         var sinceReport = 0
-        for i in chunkRange(total, workers, w) {
+        while true {
+            lock.lock()
+            let i = next
+            next += 1
+            lock.unlock()
+            guard i < total else { break }
             let file = dataset.files[i]
             do {
                 let image = try kerasImage(Image(contentsOfFile: file.path), name: file.path, channels: channels,
@@ -48,7 +56,7 @@ public func preflightDecode(_ dataset: ImageDataset, height: Int, width: Int, ch
                 found.append((i, BadImage(file: file, reason: "\(error)")))
             }
             sinceReport += 1
-            if sinceReport == 64 || i == chunkRange(total, workers, w).upperBound - 1 {
+            if sinceReport == 64 {
                 lock.lock()
                 done += sinceReport
                 let d = done
@@ -59,7 +67,10 @@ public func preflightDecode(_ dataset: ImageDataset, height: Int, width: Int, ch
         }
         lock.lock()
         bad.append(contentsOf: found)
+        done += sinceReport
+        let d = done
         lock.unlock()
+        if sinceReport > 0 { progress?(d, total) }
     }
     let decoded = DecodedImages(height: height, width: width, channels: channels, interpolation: interpolation, images: kept)
     return (bad.sorted { $0.0 < $1.0 }.map(\.1), decoded)
