@@ -48,10 +48,13 @@ public enum KerasExporter {
         let version = target.fileKerasVersion
         let group = try WeightsGroupBuilder(graph: graph, store: weights, omitted: configs.foldedNormalizations)
             .build(exportedRoot: exported, kerasVersion: version, backend: backend)
-        let file = KerasH5File(modelConfig: weightsOnly ? nil : try JSONText.string(exported), trainingConfig: nil,
+        // The model's "config" object is most of both texts (EfficientNetB0's: 200 KB): written once.
+        var shared = exported
+        if let config = exported["config"] { shared["config"] = JSONText.Written(text: try JSONText.string(config)) }
+        let file = KerasH5File(modelConfig: weightsOnly ? nil : try JSONText.string(shared), trainingConfig: nil,
                                kerasVersion: weightsOnly ? nil : version, backend: weightsOnly ? nil : backend,
                                weights: group)
-        return KerasExport(file: file, architectureJSON: try architectureJSON(exported, version: version, backend: backend),
+        return KerasExport(file: file, architectureJSON: try architectureJSON(shared, version: version, backend: backend),
                            target: target, notes: configs.notes)
     }
 
@@ -60,7 +63,7 @@ public enum KerasExporter {
     /// there, `keras.Model` is, and both versions build a Functional from a `Model` config.
     static func architectureJSON(_ exported: [String: Any], version: String, backend: String) throws -> String {
         let className = exported["class_name"] as? String == "Sequential" ? "Sequential" : "Model"
-        return try JSONText.string(["module": "keras", "class_name": className, "config": exported["config"] ?? [:],
+        return try JSONText.string(["module": "keras", "class_name": className, "config": exported["config"] ?? [String: Any](),
                                     "keras_version": version, "backend": backend])
     }
 }

@@ -196,6 +196,22 @@ func mapTap(_ index: Int, _ length: Int, _ mode: TapMode) -> Int {
     }
 }
 
+/// One RGB pixel's bilinear sum from its four taps: lanes 0-2 are `Float(p00[k] * wy0 * wx0 +
+/// p01[k] * wy0 * wx1 + p10[k] * wy1 * wx0 + p11[k] * wy1 * wx1)` summed left to right in
+/// Double, as scipy does. Reads a fourth Float after each tap: no tap may be the image's last pixel.
+@inline(__always)
+func bilinearRGB(_ p00: UnsafePointer<Float>, _ p01: UnsafePointer<Float>, _ p10: UnsafePointer<Float>,
+                 _ p11: UnsafePointer<Float>, wy0: Double, wy1: Double, wx0: Double, wx1: Double) -> SIMD4<Float> {
+    func load(_ p: UnsafePointer<Float>) -> SIMD4<Double> {
+        SIMD4<Double>(UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self))
+    }
+    var t = load(p00) * wy0 * wx0
+    t += load(p01) * wy0 * wx1
+    t += load(p10) * wy1 * wx0
+    t += load(p11) * wy1 * wx1
+    return SIMD4<Float>(t)
+}
+
 /// scipy.ndimage.affine_transform(order=1) of every channel of an HWC image, written into `dest`
 /// (same shape), with the flips of `apply_transform` folded into where each pixel is written.
 /// Bilinear sums run in Double in scipy's tap order; results are rounded to Float once.
@@ -206,6 +222,7 @@ func affineResample(_ src: UnsafePointer<Float>, height: Int, width: Int, channe
     let hLimit = Double(height - 1), wLimit = Double(width - 1)
     let fill = Float(cval)
     let m = matrix
+    let last = src + (height * width - 1) * c
     for r in 0..<height {
         ck_pool_poll()   // background work on a pool thread: let a step's next loop in
         let outRow = flipVertical ? height - 1 - r : r
@@ -223,6 +240,17 @@ func affineResample(_ src: UnsafePointer<Float>, height: Int, width: Int, channe
                 let wy1 = 1.0 - wy0, wx1 = 1.0 - wx0
                 let p00 = src + (iy * width + ix) * c
                 let p10 = p00 + width * c
+                if c == 3 && !(iy + 2 == height && ix + 2 == width) {
+                    // RGB: the three channels of each tap as one 4-lane vector (the fourth lane,
+                    // the next pixel's red, is computed and dropped; the image's last pixel has
+                    // no next one, hence the condition). Lane for lane the same Double
+                    // operations in the same order as the loop below, so the same results.
+                    let t = bilinearRGB(p00, p00 + 3, p10, p10 + 3, wy0: wy0, wy1: wy1, wx0: wx0, wx1: wx1)
+                    o[0] = t[0]
+                    o[1] = t[1]
+                    o[2] = t[2]
+                    continue
+                }
                 for k in 0..<c {
                     var t = Double(p00[k]) * wy0 * wx0
                     t += Double(p00[c + k]) * wy0 * wx1
@@ -240,6 +268,13 @@ func affineResample(_ src: UnsafePointer<Float>, height: Int, width: Int, channe
             }
             let p00 = src + (ty.i0 * width + tx.i0) * c, p01 = src + (ty.i0 * width + tx.i1) * c
             let p10 = src + (ty.i1 * width + tx.i0) * c, p11 = src + (ty.i1 * width + tx.i1) * c
+            if c == 3 && p00 != last && p01 != last && p10 != last && p11 != last {
+                let t = bilinearRGB(p00, p01, p10, p11, wy0: ty.w0, wy1: ty.w1, wx0: tx.w0, wx1: tx.w1)
+                o[0] = t[0]
+                o[1] = t[1]
+                o[2] = t[2]
+                continue
+            }
             for k in 0..<c {
                 var t = Double(p00[k]) * ty.w0 * tx.w0
                 t += Double(p01[k]) * ty.w0 * tx.w1

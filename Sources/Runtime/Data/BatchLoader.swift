@@ -91,6 +91,8 @@ public struct LoaderTimings: Sendable, Equatable {
     /// Of `images`, those the consumer loaded itself in `next()` (the rest: pool threads between
     /// a step's loops, and the idle-priority helpers).
     public var byConsumer = 0
+    /// Of `images`, those held from the pre-flight check (`DecodedImages`): not decoded again.
+    public var held = 0
 
     public init() {}
 
@@ -98,9 +100,10 @@ public struct LoaderTimings: Sendable, Equatable {
     /// `stepImages`), and the time the steps waited for images.
     public func describe(stepSeconds: Double, stepImages: Int) -> String {
         let n = Double(max(1, images)), m = Double(max(1, stepImages))
-        return String(format: "images: %d loaded, per image decode %.2f ms, resize %.2f ms, augment %.2f ms "
-                      + "(%.2f ms of CPU; %d loaded while the steps waited); steps %.2f ms per image; the steps waited %.2f s for images",
-                      images, 1e3 * decode / n, 1e3 * resize / n, 1e3 * augment / n,
+        return String(format: "images: %d loaded (%d held from the pre-flight check, not decoded again), per image decode %.2f ms, "
+                      + "resize %.2f ms, augment %.2f ms (%.2f ms of CPU; %d loaded while the steps waited); steps %.2f ms per image; "
+                      + "the steps waited %.2f s for images",
+                      images, held, 1e3 * decode / n, 1e3 * resize / n, 1e3 * augment / n,
                       1e3 * (decode + resize + augment) / n, byConsumer, 1e3 * stepSeconds / m, waited)
     }
 
@@ -112,6 +115,7 @@ public struct LoaderTimings: Sendable, Equatable {
         r.augment += b.augment
         r.waited += b.waited
         r.byConsumer += b.byConsumer
+        r.held += b.held
         return r
     }
 }
@@ -154,6 +158,8 @@ public final class BatchLoader: Sendable {
     public let options: LoaderOptions
     public let schedule: EpochSchedule
     let augmenter: ImageAugmenter?
+    /// The pre-flight check's images, when they are what this loader would decode.
+    let decoded: DecodedImages?
 
     public init(dataset: ImageDataset, options: LoaderOptions) throws {
         guard options.height > 0, options.width > 0 else {
@@ -174,6 +180,7 @@ public final class BatchLoader: Sendable {
         } else {
             augmenter = nil
         }
+        decoded = dataset.decoded.flatMap { $0.serves(options) ? $0 : nil }
     }
 
     public var batchesPerEpoch: Int { schedule.batchesPerEpoch }
@@ -265,10 +272,16 @@ public final class BatchLoader: Sendable {
         let (h, w, c) = (options.height, options.width, options.channels)
         var clock = StageClock()
         do {
-            let decoded = try Image(contentsOfFile: file.path, decodeAtLeast: options.fastDecode ? (w, h) : nil)
-            timings.decode += clock.lap()
-            let image = try kerasImage(decoded, name: file.path, channels: c, targetHeight: h, targetWidth: w,
+            let image: Image
+            if let held = decoded?.image(file.path, for: options) {
+                image = held
+                timings.held += 1
+            } else {
+                let fresh = try Image(contentsOfFile: file.path, decodeAtLeast: options.fastDecode ? (w, h) : nil)
+                timings.decode += clock.lap()
+                image = try kerasImage(fresh, name: file.path, channels: c, targetHeight: h, targetWidth: w,
                                        interpolation: options.interpolation)
+            }
             guard let augmenter else {
                 image.writeFloatValues(into: slot)
                 timings.resize += clock.lap()

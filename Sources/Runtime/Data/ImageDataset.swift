@@ -18,6 +18,9 @@ public struct ImageDataset: Sendable {
     /// zeros for unlabelled items.
     public var labels: [Float]
     public var hasLabel: [Bool]
+    /// Images already decoded and resized by the pre-flight check (`TrainingRun.checkImages`),
+    /// which the batch loaders use instead of decoding the files again; nil: none.
+    public var decoded: DecodedImages?
 
     public init(source: String, files: [ImageFile], classNames: [String], labels: [Float], hasLabel: [Bool]) {
         precondition(labels.count == files.count * classNames.count && hasLabel.count == files.count,
@@ -60,8 +63,10 @@ public struct ImageDataset: Sendable {
         var rows: [Float] = []
         rows.reserveCapacity(indices.count * classCount)
         for i in indices { rows.append(contentsOf: labelRow(i)) }
-        return ImageDataset(source: source, files: indices.map { files[$0] }, classNames: classNames,
-                            labels: rows, hasLabel: indices.map { hasLabel[$0] })
+        var out = ImageDataset(source: source, files: indices.map { files[$0] }, classNames: classNames,
+                               labels: rows, hasLabel: indices.map { hasLabel[$0] })
+        out.decoded = decoded   // held by path: still right for any subset
+        return out
     }
 
     /// Without the files at `paths` (e.g. the bad images a pre-flight check found); fails when

@@ -201,7 +201,8 @@ public final class TrainingJob {
             let checked: ImageDataset, left: [BadImage]
             do {
                 (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
-                                                              skipBad: c.run.skipBadImages)
+                                                              skipBad: c.run.skipBadImages,
+                                                              keepBytes: c.run.fastDecode ? 0 : DecodedImages.defaultBudget)
             } catch let e as BadImagesError {
                 throw TrainingJobError(kind: .badImages(e))
             }

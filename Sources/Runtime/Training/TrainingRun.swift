@@ -200,13 +200,18 @@ public final class TrainingRun {
     }
 
     /// Decodes every image of `dataset` once: with bad ones, an error listing them, or (`skipBad`)
-    /// the dataset without them and their list.
+    /// the dataset without them and their list. The dataset returned carries the decoded images
+    /// (`keepBytes` of them at most; `DecodedImages.defaultBudget`), which its batches then use
+    /// instead of decoding again; pass 0 when they will not (`--fast-decode` decodes otherwise).
     public static func checkImages(_ dataset: ImageDataset, height: Int, width: Int, channels: Int,
-                                   skipBad: Bool) throws -> (dataset: ImageDataset, left: [BadImage]) {
-        let bad = preflightCheck(dataset, height: height, width: width, channels: channels)
-        guard !bad.isEmpty else { return (dataset, []) }
+                                   skipBad: Bool, keepBytes: Int = DecodedImages.defaultBudget)
+        throws -> (dataset: ImageDataset, left: [BadImage]) {
+        let (bad, decoded) = preflightDecode(dataset, height: height, width: width, channels: channels, keepBytes: keepBytes)
+        var checked = dataset
+        if decoded.count > 0 { checked.decoded = decoded }
+        guard !bad.isEmpty else { return (checked, []) }
         guard skipBad else { throw BadImagesError(source: dataset.source, bad: bad) }
-        return (try dataset.removing(paths: Set(bad.map(\.file.path))), bad)
+        return (try checked.removing(paths: Set(bad.map(\.file.path))), bad)
     }
 
     // MARK: checkpoints

@@ -27,6 +27,33 @@ final class AugmentRandomTests: XCTestCase {
         XCTAssertGreaterThan(v.max()!, b - 0.01 * width, what, file: file, line: line)
     }
 
+    /// RGB images are resampled three channels at a time (a 4-lane vector per tap); each channel
+    /// must come out bit for bit as the one-channel (scalar) path makes it, for every fill mode,
+    /// flips and the seed's draws at 228x228 and on a small image whose last pixel is a tap.
+    func testRGBResampleEqualsEachChannelAlone() throws {
+        var rng = SplitMix64(seed: 11)
+        for (h, w) in [(228, 228), (7, 5)] {
+            let n = h * w
+            let rgb = (0..<(n * 3)).map { _ in Float(rng.index(below: 256)) + Float(rng.nextUnit()) }
+            for mode in FillMode.allCases {
+                var config = AugmentConfig.seedExample
+                config.fillMode = mode
+                config.cval = 17
+                let a = try ImageAugmenter(config)
+                for item in 0..<12 {
+                    let p = a.randomParameters(height: h, width: w, seed: 3, epoch: 0, item: item)
+                    let out = a.apply(p, to: ImageArray(height: h, width: w, channels: 3, values: rgb)).values
+                    for k in 0..<3 {
+                        let plane = (0..<n).map { rgb[$0 * 3 + k] }
+                        let alone = a.apply(p, to: ImageArray(height: h, width: w, channels: 1, values: plane)).values
+                        let mine = (0..<n).map { out[$0 * 3 + k] }
+                        XCTAssertEqual(mine.map(\.bitPattern), alone.map(\.bitPattern), "\(h)x\(w) \(mode) item \(item) channel \(k)")
+                    }
+                }
+            }
+        }
+    }
+
     func testSeedConfigDistributions() throws {
         let p = try draws(.seedExample)
         assertUniform(p.map(\.theta), -40, 40, "theta")

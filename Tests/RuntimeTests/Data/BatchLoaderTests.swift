@@ -217,6 +217,60 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         XCTAssertEqual(preflightCheck(cleaned, height: 12, width: 10), [])
     }
 
+    /// The images the pre-flight check keeps (`DecodedImages`) make the same batches as decoding
+    /// the files again, with augmentation, over two epochs, in the background stream and in
+    /// `makeBatch`; none is decoded twice; the budget bounds what is kept; a loader that decodes
+    /// otherwise (`--fast-decode`, another size) does not use them.
+    func testImagesHeldFromPreflightMakeTheSameBatches() throws {
+        try copyImage("augment/bench_600x800.jpg", to: "imgs/photo.jpg")
+        try copyImage("images/rgb420.jpg", to: "imgs/rgb420.jpg")
+        try copyImage("images/gray.png", to: "imgs/gray.png")
+        try copyImage("images/rgb.png", to: "imgs/rgb.png")
+        try copyImage("images/truncated_header.jpg", to: "imgs/bad.jpg")
+        let dataset = try ImageDataset.load(folder + "/imgs")
+        XCTAssertThrowsError(try TrainingRun.checkImages(dataset, height: 40, width: 36, channels: 3, skipBad: false))
+        let (checked, left) = try TrainingRun.checkImages(dataset, height: 40, width: 36, channels: 3, skipBad: true)
+        XCTAssertEqual(left.map(\.file.name), ["bad.jpg"])
+        XCTAssertEqual(checked.count, 4)
+        XCTAssertEqual(checked.decoded?.count, 4)
+        var fresh = checked
+        fresh.decoded = nil
+        let options = LoaderOptions(height: 40, width: 36, batchSize: 3, shuffle: true, seed: 9, augment: .seedExample)
+        let held = try BatchLoader(dataset: checked, options: options)
+        let reference = try BatchLoader(dataset: fresh, options: options)
+        let stream = held.batches(untilEpoch: 2)
+        let batches = try drain(stream)
+        XCTAssertEqual(batches.count, 4)
+        XCTAssertEqual(stream.timings.images, 8)
+        XCTAssertEqual(stream.timings.held, 8, "every image came from the pre-flight check")
+        for b in batches {
+            let direct = try reference.makeBatch(epoch: b.epoch, batch: b.index)
+            XCTAssertEqual(b.items, direct.items)
+            XCTAssertEqual(b.images, direct.images, "epoch \(b.epoch) batch \(b.index)")
+            XCTAssertEqual(try held.makeBatch(epoch: b.epoch, batch: b.index).images, direct.images)
+        }
+        // Grayscale is kept as grayscale: its batches too are the fresh ones.
+        let grey = try TrainingRun.checkImages(fresh, height: 40, width: 36, channels: 1, skipBad: false).dataset
+        var greyOptions = options
+        greyOptions.channels = 1
+        var greyFresh = grey
+        greyFresh.decoded = nil
+        XCTAssertEqual(try BatchLoader(dataset: grey, options: greyOptions).makeBatch(epoch: 1, batch: 0).images,
+                       try BatchLoader(dataset: greyFresh, options: greyOptions).makeBatch(epoch: 1, batch: 0).images)
+
+        let photoBytes = 40 * 36 * 3
+        let budgeted = preflightDecode(fresh, height: 40, width: 36, keepBytes: photoBytes + photoBytes / 2).decoded
+        XCTAssertEqual(budgeted.count, 1, "the budget holds one image")
+        XCTAssertEqual(preflightDecode(fresh, height: 40, width: 36, keepBytes: 0).decoded.count, 0)
+        var fast = options
+        fast.fastDecode = true
+        XCTAssertNil(try BatchLoader(dataset: checked, options: fast).decoded)
+        var otherSize = options
+        otherSize.height = 41
+        XCTAssertNil(try BatchLoader(dataset: checked, options: otherSize).decoded)
+        XCTAssertNotNil(held.decoded)
+    }
+
     /// The seed's setting: batch 8, 228x228, seed augmentation, photo-sized JPEGs, one
     /// background thread. Prints the time per batch; the training step it must hide is ~0.3 s.
     func testPipelineKeepsUpAtSeedSize() throws {
