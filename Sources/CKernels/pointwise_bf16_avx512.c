@@ -103,6 +103,23 @@ static uint32_t *scratch(ptrdiff_t dwords) {
     return buffer;
 }
 
+/// Rows 0..<count of converted pairs (rows kp dwords apart) times panels p0..<p1, into c's rows
+/// 0..<count (ldc apart): two panels per pass while there are two.
+BF16_INLINE void panels(const uint32_t *x, ptrdiff_t kp, ptrdiff_t count, const uint32_t *packed, ptrdiff_t n,
+                        float *c, ptrdiff_t ldc, ptrdiff_t p0, ptrdiff_t p1, const ck_epilogue *e) {
+    for (ptrdiff_t p = p0; p < p1;) {
+        const ptrdiff_t c0 = p * 16;
+        const uint32_t *w0 = packed + p * 16 * kp;
+        if (p + 1 < p1) {
+            rows(2, x, kp, count, w0, w0 + 16 * kp, c, ldc, c0, ck_lanes(n - c0), ck_lanes(n - c0 - 16), e);
+            p += 2;
+        } else {
+            rows(1, x, kp, count, w0, w0, c, ldc, c0, ck_lanes(n - c0), 0, e);
+            p += 1;
+        }
+    }
+}
+
 BF16 void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *kscale,
                                          const uint32_t *packed, ptrdiff_t n, float *c, ptrdiff_t ldc, ptrdiff_t r0,
                                          ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1, const ck_epilogue *e) {
@@ -118,19 +135,34 @@ BF16 void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_
     for (ptrdiff_t s = r0; s < r1; s += slice) {
         const ptrdiff_t count = r1 - s < slice ? r1 - s : slice;
         for (ptrdiff_t r = 0; r < count; r++) to_pairs(a + (s + r) * lda, k, kscale, x + r * kp);
-        float *cs = c + s * ldc;
-        for (ptrdiff_t p = p0; p < p1;) {
-            const ptrdiff_t c0 = p * 16;
-            const uint32_t *w0 = packed + p * 16 * kp;
-            if (p + 1 < p1) {
-                rows(2, x, kp, count, w0, w0 + 16 * kp, cs, ldc, c0, ck_lanes(n - c0), ck_lanes(n - c0 - 16), e);
-                p += 2;
-            } else {
-                rows(1, x, kp, count, w0, w0, cs, ldc, c0, ck_lanes(n - c0), 0, e);
-                p += 1;
-            }
-        }
+        panels(x, kp, count, packed, n, c + s * ldc, ldc, p0, p1, e);
     }
+}
+
+uint32_t *ck_bf16_pairs_buffer(ptrdiff_t dwords) {
+    static __thread uint32_t *buffer;
+    static __thread ptrdiff_t capacity;
+    if (capacity < dwords) {
+        free(buffer);
+        buffer = aligned_alloc(64, (size_t)((dwords + 15) / 16 * 64));
+        if (!buffer) abort();    /* the product's input as pairs (half its floats): out of memory */
+        capacity = dwords;
+    }
+    return buffer;
+}
+
+BF16 void ck_bf16_pairs_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *kscale, uint32_t *x,
+                               ptrdiff_t r0, ptrdiff_t r1) {
+    const ptrdiff_t kp = (k + 1) / 2;
+    for (ptrdiff_t r = r0; r < r1; r++) to_pairs(a + r * lda, k, kscale, x + r * kp);
+}
+
+BF16 void ck_pointwise_bf16_pairs_block_avx512(const uint32_t *x, ptrdiff_t k, const uint32_t *packed, ptrdiff_t n,
+                                               float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0,
+                                               ptrdiff_t p1, const ck_epilogue *e) {
+    if (r1 <= r0 || p1 <= p0) return;
+    const ptrdiff_t kp = (k + 1) / 2;
+    panels(x + r0 * kp, kp, r1 - r0, packed, n, c + r0 * ldc, ldc, p0, p1, e);
 }
 #else
 #include <stdint.h>
@@ -140,5 +172,18 @@ void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, 
                                     ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1, const ck_epilogue *e) {
     (void)a; (void)lda; (void)k; (void)kscale; (void)packed; (void)n; (void)c; (void)ldc; (void)r0; (void)r1;
     (void)p0; (void)p1; (void)e;
+}
+uint32_t *ck_bf16_pairs_buffer(ptrdiff_t dwords) {
+    (void)dwords;
+    return NULL;
+}
+void ck_bf16_pairs_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *kscale, uint32_t *x,
+                          ptrdiff_t r0, ptrdiff_t r1) {
+    (void)a; (void)lda; (void)k; (void)kscale; (void)x; (void)r0; (void)r1;
+}
+void ck_pointwise_bf16_pairs_block_avx512(const uint32_t *x, ptrdiff_t k, const uint32_t *packed, ptrdiff_t n,
+                                          float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0,
+                                          ptrdiff_t p1, const ck_epilogue *e) {
+    (void)x; (void)k; (void)packed; (void)n; (void)c; (void)ldc; (void)r0; (void)r1; (void)p0; (void)p1; (void)e;
 }
 #endif

@@ -61,6 +61,23 @@ void ck_pointwise_bf16_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, 
                                     const uint32_t *packed, ptrdiff_t n, float *c, ptrdiff_t ldc, ptrdiff_t r0,
                                     ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1, const ck_epilogue *e);
 
+/// The calling thread's buffer for ck_bf16_pairs_avx512, at least `dwords` long (kept and reused
+/// by the thread's later products; distinct from the per-thread buffer the block above uses, so
+/// the caller can run blocks itself while its workers read this one).
+uint32_t *ck_bf16_pairs_buffer(ptrdiff_t dwords);
+
+/// Rows r0..<r1 of `a` (times kscale when not NULL) rounded to bf16 pairs as the block above rounds
+/// them, into x + r * ((k + 1) / 2): the input of a product whose panels are shared among workers,
+/// converted once instead of once per worker's panel group.
+void ck_bf16_pairs_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k, const float *kscale, uint32_t *x,
+                          ptrdiff_t r0, ptrdiff_t r1);
+
+/// `ck_pointwise_bf16_block_avx512` over rows already converted by ck_bf16_pairs_avx512 (row r at
+/// x + r * ((k + 1) / 2)): the same tiles, the same sums.
+void ck_pointwise_bf16_pairs_block_avx512(const uint32_t *x, ptrdiff_t k, const uint32_t *packed, ptrdiff_t n,
+                                          float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0,
+                                          ptrdiff_t p1, const ck_epilogue *e);
+
 /// A depthwise convolution's geometry (Runtime's Conv2DGeometry; depth multiplier 1).
 typedef struct {
     ptrdiff_t inH, inW, channels, outH, outW;

@@ -162,9 +162,19 @@ public func pointwiseConvBF16(m: Int, n: Int, k: Int, input: UnsafePointer<Float
     precondition(KernelISA.bf16Available, "pointwiseConvBF16 needs AVX512_BF16")
     guard m > 0, n > 0 else { return }
     var e = SplitEpilogue(epilogue, output: output)
-    PointwiseBlocks(m: m, n: n, k: k, threads: threads).forEach { rows, panels in
-        ck_pointwise_bf16_block_avx512(input, lda, k, rowScale, packed, n, output, ldc, rows.lowerBound, rows.upperBound,
-                                       panels.lowerBound, panels.upperBound, &e.inRegisters)
+    let blocks = PointwiseBlocks(m: m, n: n, k: k, threads: threads)
+    // When workers share a block's panels (late layers at batch 1), each would round the same
+    // rows to bf16 again: round them once, here, into this thread's buffer, which the workers read.
+    let pairs = blocks.splitsPanels ? ck_bf16_pairs_buffer(m * ((k + 1) / 2)) : nil
+    if let pairs { ck_bf16_pairs_avx512(input, lda, k, rowScale, pairs, 0, m) }
+    blocks.forEach { rows, panels in
+        if let pairs {
+            ck_pointwise_bf16_pairs_block_avx512(pairs, k, packed, n, output, ldc, rows.lowerBound, rows.upperBound,
+                                                 panels.lowerBound, panels.upperBound, &e.inRegisters)
+        } else {
+            ck_pointwise_bf16_block_avx512(input, lda, k, rowScale, packed, n, output, ldc, rows.lowerBound,
+                                           rows.upperBound, panels.lowerBound, panels.upperBound, &e.inRegisters)
+        }
         let c0 = panels.lowerBound * 16
         e.finish(output, offset: rows.lowerBound * ldc + c0, rows: rows.count, cols: min(n, panels.upperBound * 16) - c0,
                  ld: ldc)
@@ -181,7 +191,8 @@ public func pointwiseConvBF16(m: Int, n: Int, k: Int, input: UnsafePointer<Float
 private struct PointwiseBlocks {
     let m: Int, n: Int, k: Int, threads: Int
 
-    func forEach(_ body: (_ rows: Range<Int>, _ panels: Range<Int>) -> Void) {
+    /// Rows per block, blocks, panel groups per block, work items in flight.
+    private var layout: (blockRows: Int, blocks: Int, groups: Int, work: Int) {
         // Rows per block: the block's input (rows x k floats) about 64 KB; or all the rows when
         // there are few and their input fits in L2 (late layers: 64-225 pixels against kernels
         // of 0.5-1.5 MB), so the workers split the kernel's panels and each streams only its
@@ -189,10 +200,19 @@ private struct PointwiseBlocks {
         let few = m <= 384 && m * k <= 131_072
         let blockRows = few ? m : max(12, min(384, 16_384 / max(1, k) / 12 * 12))
         let blocks = (m + blockRows - 1) / blockRows
-        let panels = (n + 15) / 16, pairs = (panels + 1) / 2
+        let pairs = ((n + 15) / 16 + 1) / 2
         let work = threads <= 1 || m * n * k < 131_072 ? 1 : 4 * threads
         // Panel groups start at even panels, so the tiles keep pairing panels (32 channels).
         let groups = blocks >= work ? 1 : min(pairs, (work + blocks - 1) / blocks)
+        return (blockRows, blocks, groups, work)
+    }
+
+    /// Whether a block's panels are split among several work items (each reads the block's rows).
+    var splitsPanels: Bool { layout.groups > 1 }
+
+    func forEach(_ body: (_ rows: Range<Int>, _ panels: Range<Int>) -> Void) {
+        let (blockRows, blocks, groups, work) = layout
+        let panels = (n + 15) / 16, pairs = (panels + 1) / 2
         parallelFor(blocks * groups, threads: work == 1 ? 1 : threads) { _, items in
             for item in items {
                 let r0 = (item / groups) * blockRows, r1 = min(m, r0 + blockRows)

@@ -134,6 +134,28 @@ final class BFloat16Tests: XCTestCase {
         }
     }
 
+    /// With several workers on few rows (late layers at batch 1) the workers split the panels and
+    /// the rows are rounded once for all of them: the result must be the single worker's, whose
+    /// blocks round their own rows, bit for bit (odd k, strided rows, with and without the channel
+    /// scale; 3, 7 and 8 panel groups).
+    func testPanelGroupsShareRoundedRowsWithSameResults() {
+        var rng = SeededRandom(34)
+        let cases = [PointwiseConvTests.Case(m: 64, k: 1151, n: 200, lda: 1160, ldc: 210),
+                     PointwiseConvTests.Case(m: 225, k: 481, n: 80, lda: 481, ldc: 80),
+                     PointwiseConvTests.Case(m: 64, k: 320, n: 1280, lda: 320, ldc: 1280)]
+        for c in cases {
+            let x = rng.floats((c.m - 1) * c.lda + c.k), w = rng.floats(c.k * c.n, -0.3, 0.3)
+            let shift = rng.floats(c.n), rowScale = rng.floats(c.k, 0, 1)
+            for rowS in [nil, rowScale] {
+                let one = runBF16(c, x, w, rowScale: rowS, scale: nil, shift: shift, residual: nil, .swish, threads: 1)
+                for threads in [2, 3] {
+                    let got = runBF16(c, x, w, rowScale: rowS, scale: nil, shift: shift, residual: nil, .swish, threads: threads)
+                    XCTAssertEqual(got, one, "m \(c.m) k \(c.k) n \(c.n) threads \(threads) rowScale:\(rowS != nil)")
+                }
+            }
+        }
+    }
+
     /// The fused expansion in bf16 equals the bf16 expansion stored whole, then the float32
     /// depthwise kernel: the same arithmetic in the same order.
     func testFusedExpansionEqualsBF16ExpansionThenDepthwise() {
