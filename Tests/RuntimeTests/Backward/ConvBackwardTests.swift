@@ -85,6 +85,21 @@ final class ConvBackwardTests: BackwardTestCase {
         }
     }
 
+    /// The AVX-512 packing of a 1x1 kernel's transpose (dInput's product) against the scalar one:
+    /// 16 x 16 blocks with row and column tails, and a last panel 8 wide.
+    func testTransposedPackMatchesScalarPack() throws {
+        guard KernelISA.available else { throw XCTSkip("no AVX-512 on this machine") }
+        for (rows, cols) in [(16, 16), (45, 70), (7, 5), (20, 33), (112, 672), (1152, 48), (9, 31), (17, 3)] {
+            var rng = SeededRandom(UInt64(rows * 1000 + cols))
+            let w = rng.floats(rows * cols)
+            let count = pointwisePackedCount(k: cols, n: rows)
+            let scalar = Buf(count: count, fill: -1), vector = Buf(count: count, fill: -1)
+            packPointwise(transposeOf: Buf(w).c, rows: rows, cols: cols, into: scalar.p)
+            packTransposedPointwiseAVX512(Buf(w).c, rows: rows, cols: cols, into: vector.p)
+            XCTAssertEqual(scalar.array, vector.array, "\(rows)x\(cols)")
+        }
+    }
+
     /// Many bands (both phases, several per image) and many pixel tiles over several workers.
     func testConv2DBandsAndTiles() {
         for (i, (name, g)) in convCases.enumerated() where !g.isPointwise {
