@@ -373,7 +373,8 @@ public final class Distiller {
     /// (the weights are then still the last good ones) and non-finite weights after it (which the
     /// optimizer's pass notes as it stores them).
     private func applyUpdate(step index: Int) throws {
-        if let bad = firstNonFinite(buffers, { $0.gradient }).map({ buffers[$0] }) {
+        if !optimizer.isBuilt { try optimizer.build(buffers) }
+        if let bad = optimizer.firstNonFiniteGradient(buffers).map({ buffers[$0] }) {
             throw TrainingDiverged(step: index, reason: "the gradient of \(bad.name) became infinite or NaN")
         }
         try optimizer.apply(buffers)
@@ -437,38 +438,6 @@ func hasNonFinite(_ p: UnsafePointer<Float>, _ count: Int) -> Bool {
 }
 
 func hasNonFinite(_ p: UnsafeMutablePointer<Float>, _ count: Int) -> Bool { hasNonFinite(UnsafePointer(p), count) }
-
-/// The index of the first buffer with an infinite or NaN element among `floats(buffer)`, its
-/// `count` floats, with all buffers' elements shared among the workers: the check runs twice a
-/// step over every trainable weight (3.7 M for EfficientNetB0 from block 5), which one thread
-/// took about 2 ms to read.
-func firstNonFinite(_ buffers: [ParameterBuffer], _ floats: (ParameterBuffer) -> UnsafePointer<Float>) -> Int? {
-    var offsets = [0]
-    offsets.reserveCapacity(buffers.count + 1)
-    for b in buffers { offsets.append(offsets.last! + b.count) }
-    var bad = [Bool](repeating: false, count: buffers.count)
-    bad.withUnsafeMutableBufferPointer { flagBuffer in
-        let flags = flagBuffer.baseAddress!
-        offsets.withUnsafeBufferPointer { off in
-            parallelFor(off.last!, minChunk: 1 << 15) { _, range in
-                // First buffer ending past the range's start, then each buffer's share of the range.
-                var lo = 0, hi = buffers.count - 1
-                while lo < hi {
-                    let mid = (lo + hi) / 2
-                    if off[mid + 1] <= range.lowerBound { lo = mid + 1 } else { hi = mid }
-                }
-                var p = lo, start = range.lowerBound
-                while start < range.upperBound {
-                    let end = min(off[p + 1], range.upperBound)
-                    if end > start && hasNonFinite(floats(buffers[p]) + (start - off[p]), end - start) { flags[p] = true }
-                    start = end
-                    p += 1
-                }
-            }
-        }
-    }
-    return bad.firstIndex(of: true)
-}
 
 /// Synchronised batch norm over the ranks of a collective.
 final class CollectiveBatchNormSync: BatchNormSync {
