@@ -12,7 +12,8 @@
 //
 // - The transposed weights a 1x1 convolution's input gradient multiplies by (dX = dY Wᵀ),
 //   packed in the forward's 16-channel panels: 16 x 16 blocks transposed in registers instead
-//   of one strided scalar read per element.
+//   of one strided scalar read per element; and the weights themselves, for the training
+//   forward, whose weights change every step: 16-float rows instead of a copy call per row.
 #if defined(__x86_64__)
 #include "ckernels.h"
 #include "vec512.h"
@@ -100,8 +101,24 @@ AVX512 void ck_pack_transposed_panels_avx512(const float *w, ptrdiff_t rows, ptr
         }
     }
 }
+
+AVX512 void ck_pack_panels_avx512(const float *w, ptrdiff_t k, ptrdiff_t n, ptrdiff_t p0, ptrdiff_t p1, float *dst) {
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        const ptrdiff_t c0 = 16 * p;
+        const __mmask16 m = ck_lanes(n - c0);     // the masked-off lanes load as the panel's zeros
+        float *out = dst + c0 * k;
+        if (n - c0 <= 8)
+            for (ptrdiff_t kk = 0; kk < k; kk++)
+                _mm256_storeu_ps(out + kk * 8, _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, w + kk * n + c0)));
+        else
+            for (ptrdiff_t kk = 0; kk < k; kk++) _mm512_storeu_ps(out + kk * 16, _mm512_maskz_loadu_ps(m, w + kk * n + c0));
+    }
+}
 #else
 #include "ckernels.h"
+void ck_pack_panels_avx512(const float *w, ptrdiff_t k, ptrdiff_t n, ptrdiff_t p0, ptrdiff_t p1, float *dst) {
+    (void)w; (void)k; (void)n; (void)p0; (void)p1; (void)dst;
+}
 void ck_affine_swish_grad_rows_avx512(const float *x, const float *dy, ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1,
                                       const float *center, const float *a, const float *b, const float *dxScale,
                                       float *dx, int accumulate, float *sums) {

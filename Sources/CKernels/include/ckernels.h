@@ -110,6 +110,9 @@ void ck_affine_swish_grad_rows_avx512(const float *x, const float *dy, ptrdiff_t
                                       const float *center, const float *a, const float *b, const float *dxScale,
                                       float *dx, int accumulate, float *sums);
 
+/// Panels p0..<p1 of w [k, n] packed as Runtime's packPointwise packs it (no row scale).
+void ck_pack_panels_avx512(const float *w, ptrdiff_t k, ptrdiff_t n, ptrdiff_t p0, ptrdiff_t p1, float *dst);
+
 /// Panels p0..<p1 of the transpose of w [rows, cols] packed as Runtime's packPointwise packs a
 /// [k = cols, n = rows] kernel (16 channels a panel, a last one of 1-8 channels 8 wide, zeros past rows).
 void ck_pack_transposed_panels_avx512(const float *w, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t p0, ptrdiff_t p1,

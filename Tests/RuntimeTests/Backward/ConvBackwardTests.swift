@@ -85,7 +85,8 @@ final class ConvBackwardTests: BackwardTestCase {
         }
     }
 
-    /// The AVX-512 packing of a 1x1 kernel's transpose (dInput's product) against the scalar one:
+    /// The AVX-512 packing of a 1x1 kernel's transpose (dInput's product), and of the kernel itself
+    /// (the training forward's), against the scalar packing:
     /// 16 x 16 blocks with row and column tails, and a last panel 8 wide.
     func testTransposedPackMatchesScalarPack() throws {
         guard KernelISA.available else { throw XCTSkip("no AVX-512 on this machine") }
@@ -97,6 +98,12 @@ final class ConvBackwardTests: BackwardTestCase {
             packPointwise(transposeOf: Buf(w).c, rows: rows, cols: cols, into: scalar.p)
             packTransposedPointwiseAVX512(Buf(w).c, rows: rows, cols: cols, into: vector.p)
             XCTAssertEqual(scalar.array, vector.array, "\(rows)x\(cols)")
+            // The kernel itself (k = rows, n = cols), as the training forward packs it.
+            let plainCount = pointwisePackedCount(k: rows, n: cols)
+            let plainScalar = Buf(count: plainCount, fill: -1), plainVector = Buf(count: plainCount, fill: -1)
+            packPointwise(Buf(w).c, k: rows, n: cols, into: plainScalar.p)
+            packPointwiseAVX512(Buf(w).c, k: rows, n: cols, into: plainVector.p)
+            XCTAssertEqual(plainScalar.array, plainVector.array, "\(rows)x\(cols) untransposed")
         }
     }
 
