@@ -95,7 +95,8 @@ func conv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry g: Conv2DGeomet
 
 /// `packPointwise(transposeOf:rows:cols:into:)`'s panels with AVX-512: 16 x 16 blocks transposed
 /// in registers, the panels shared among the workers (the scalar packing, one strided read per
-/// weight on one thread, cost about 2% of an unfrozen EfficientNetB0 step).
+/// weight on one thread while the other worker waited, took about 1% of an unfrozen EfficientNetB0
+/// step's CPU).
 func packTransposedPointwiseAVX512(_ w: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
     parallelFor((rows + 15) / 16, minChunk: max(1, 4096 / max(1, cols))) { _, panels in
         ck_pack_transposed_panels_avx512(w, rows, cols, panels.lowerBound, panels.upperBound, dst)
