@@ -119,6 +119,22 @@ int ck_depthwise_kernel_grad_row_avx512(const float *x, const float *dy, ptrdiff
                                         ptrdiff_t kernelW, ptrdiff_t strideW, ptrdiff_t padLeft, ptrdiff_t dilationW,
                                         float *out);
 
+/// Rows r0..<r1 of [rows, C] of the first pass of an affine (batch norm, conv epilogue) backward
+/// with a swish after it: z = (x - center) a + b, dz = dy swish'(z); dx = dz dxScale when dx is
+/// not null (added into dx when `accumulate`); sums[c] += dz and sums[C + c] += dz (x - center)
+/// row by row when sums is not null.
+void ck_affine_swish_grad_rows_avx512(const float *x, const float *dy, ptrdiff_t C, ptrdiff_t r0, ptrdiff_t r1,
+                                      const float *center, const float *a, const float *b, const float *dxScale,
+                                      float *dx, int accumulate, float *sums);
+
+/// Panels p0..<p1 of w [k, n] packed as Runtime's packPointwise packs it (no row scale).
+void ck_pack_panels_avx512(const float *w, ptrdiff_t k, ptrdiff_t n, ptrdiff_t p0, ptrdiff_t p1, float *dst);
+
+/// Panels p0..<p1 of the transpose of w [rows, cols] packed as Runtime's packPointwise packs a
+/// [k = cols, n = rows] kernel (16 channels a panel, a last one of 1-8 channels 8 wide, zeros past rows).
+void ck_pack_transposed_panels_avx512(const float *w, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t p0, ptrdiff_t p1,
+                                      float *dst);
+
 /// A 1x1 expansion (with its epilogue) feeding a depthwise convolution (multiplier 1, dilation 1
 /// in height), fused: the expanded tensor is never stored whole, only the kernelH input rows the
 /// current output row reads, in a ring the expansion fills just ahead of the depthwise pass.

@@ -13,6 +13,8 @@
 // with rows * strideH >= the window's height, so bands two apart never touch the same input
 // row: the even bands run in parallel, then the odd ones.
 
+import CKernels
+
 /// Output rows per dInput band: the band's dY·Wᵀ tile is about 2 MB (as the forward's im2col
 /// tiles), and at least enough rows that bands two apart are disjoint in the input.
 /// (`targetFloats` is lowered by tests to get many small bands.)
@@ -55,7 +57,7 @@ func conv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry g: Conv2DGeomet
         // the workspace and the pointwise tile (accumulating through the epilogue's residual);
         // else OpenBLAS.
         if KernelISA.avx512, let ws = workspace, workspaceCount >= pointwisePackedCount(k: g.outC, n: g.inC) {
-            packPointwise(transposeOf: kernel, rows: g.inC, cols: g.outC, into: ws)
+            packTransposedPointwiseAVX512(kernel, rows: g.inC, cols: g.outC, into: ws)
             pointwiseConv(m: g.outputPixels, n: g.inC, k: g.outC, input: dOutput, lda: g.outC, packed: ws,
                           output: dInput, ldc: g.inC,
                           epilogue: accumulate ? Epilogue(residual: UnsafePointer(dInput)) : .none)
@@ -88,6 +90,25 @@ func conv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry g: Conv2DGeomet
                 col2imAdd(slot, g, image: n, rows: oy0..<(oy0 + rows), into: dInput)
             }
         }
+    }
+}
+
+/// `packPointwise(transposeOf:rows:cols:into:)`'s panels with AVX-512: 16 x 16 blocks transposed
+/// in registers, the panels shared among the workers (the scalar packing, one strided read per
+/// weight on one thread while the other worker waited, took about 1% of an unfrozen EfficientNetB0
+/// step's CPU).
+func packTransposedPointwiseAVX512(_ w: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    parallelFor((rows + 15) / 16, minChunk: max(1, 4096 / max(1, cols))) { _, panels in
+        ck_pack_transposed_panels_avx512(w, rows, cols, panels.lowerBound, panels.upperBound, dst)
+    }
+}
+
+/// `packPointwise(_:k:n:into:)`'s panels (no row scale) with AVX-512, the panels shared among
+/// the workers: the training forward packs its 1x1 kernels every step (the weights change), and
+/// one thread copying 16 floats a call left the other worker idle for about 1% of the step.
+func packPointwiseAVX512(_ w: UnsafePointer<Float>, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
+    parallelFor((n + 15) / 16, minChunk: max(1, 4096 / max(1, k))) { _, panels in
+        ck_pack_panels_avx512(w, k, n, panels.lowerBound, panels.upperBound, dst)
     }
 }
 

@@ -6,6 +6,7 @@
 //     dx = dz * a,   Σ_rows dz   (dShift, dBeta),   Σ_rows dz * (x - center[c])   (dScale, dGamma)
 // One pass over x and dy; the per-channel sums go through `channelReduce`. Centering before
 // scaling (as TensorFlow's batch norm does) keeps z accurate when the mean is large.
+import CKernels
 import Graph
 
 struct AffineBackwardJob: ActivationDerivativeConsumer {
@@ -17,6 +18,21 @@ struct AffineBackwardJob: ActivationDerivativeConsumer {
     let sums: ((UnsafePointer<Double>) -> Void)?
 
     func run<D: VectorActivationDerivative>(_ d: D) {
+        if KernelISA.avx512 && d is SwishDerivative {
+            // EfficientNet's bn -> swish backward: the 16-lane kernel (CKernels/train_avx512.c),
+            // whose derivative is bound by its arithmetic at eight lanes, not by memory.
+            @inline(__always) func block(_ range: Range<Int>, _ acc: UnsafeMutablePointer<Float>?) {
+                ck_affine_swish_grad_rows_avx512(x, dy, channels, range.lowerBound, range.upperBound, center, a, b,
+                                                 dxScale, dx, accumulate ? 1 : 0, acc)
+            }
+            if let finish = sums {
+                channelReduce(rows: rows, channels: channels, sums: 2, body: { range, acc in block(range, acc) },
+                              finish: finish)
+            } else {
+                parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, range in block(range, nil) }
+            }
+            return
+        }
         if let finish = sums {
             channelReduce(rows: rows, channels: channels, sums: 2, body: { range, acc in
                 for r in range { row(r, d, acc) }

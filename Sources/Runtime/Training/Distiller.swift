@@ -370,13 +370,15 @@ public final class Distiller {
     }
 
     /// The optimizer's update from the gradients in place, refusing non-finite gradients before it
-    /// (the weights are then still the last good ones) and non-finite weights after it.
+    /// (the weights are then still the last good ones) and non-finite weights after it (which the
+    /// optimizer's pass notes as it stores them).
     private func applyUpdate(step index: Int) throws {
-        if let bad = buffers.first(where: { hasNonFinite($0.gradient, $0.count) }) {
+        if !optimizer.isBuilt { try optimizer.build(buffers) }
+        if let bad = optimizer.firstNonFiniteGradient(buffers).map({ buffers[$0] }) {
             throw TrainingDiverged(step: index, reason: "the gradient of \(bad.name) became infinite or NaN")
         }
         try optimizer.apply(buffers)
-        if let bad = buffers.first(where: { hasNonFinite($0.value, $0.count) }) {
+        if let bad = optimizer.firstNonFiniteValue.map({ buffers[$0] }) {
             throw TrainingDiverged(step: index, reason: "the weights exploded (\(bad.name) became infinite or NaN)")
         }
     }

@@ -63,14 +63,20 @@ final class BatchNormTrainingTests: BackwardTestCase {
     }
 
     func testTrainingForwardAndBackward() {
-        checkTraining(rows: 30, c: 6, act: .linear, seed: 1)
-        checkTraining(rows: 8, c: 11, act: .linear, seed: 2)
-        checkTraining(rows: 50, c: 13, act: .swish, seed: 3)                    // dz stored in dInput
-        checkTraining(rows: 50, c: 13, act: .swish, accumulate: true, seed: 4)  // dz recomputed
-        checkTraining(rows: 40, c: 9, act: ActivationSpec(.gelu), center: false, seed: 5)
-        checkTraining(rows: 40, c: 9, act: .sigmoid, scale: false, seed: 6)
-        checkTraining(rows: 23, c: 5, act: .linear, center: false, scale: false, seed: 7)
-        checkTraining(rows: 3000, c: 20, act: .swish, seed: 8)                  // several workers, blocks
+        // Swish's first backward pass has a 16-lane kernel of its own under AVX-512.
+        for isa in kernelISAs {
+            KernelISA.with(avx512: isa) {
+                checkTraining(rows: 30, c: 6, act: .linear, seed: 1)
+                checkTraining(rows: 8, c: 11, act: .linear, seed: 2)
+                checkTraining(rows: 50, c: 13, act: .swish, seed: 3)                    // dz stored in dInput
+                checkTraining(rows: 50, c: 13, act: .swish, accumulate: true, seed: 4)  // dz recomputed
+                checkTraining(rows: 40, c: 9, act: ActivationSpec(.gelu), center: false, seed: 5)
+                checkTraining(rows: 40, c: 9, act: .sigmoid, scale: false, seed: 6)
+                checkTraining(rows: 23, c: 5, act: .linear, center: false, scale: false, seed: 7)
+                checkTraining(rows: 3000, c: 20, act: .swish, seed: 8)                  // several workers, blocks
+                checkTraining(rows: 40, c: 37, act: .swish, seed: 9)                    // 16-lane tail of 5
+            }
+        }
     }
 
     /// A large mean next to a small spread: the centred passes keep the variance.

@@ -85,6 +85,28 @@ final class ConvBackwardTests: BackwardTestCase {
         }
     }
 
+    /// The AVX-512 packing of a 1x1 kernel's transpose (dInput's product), and of the kernel itself
+    /// (the training forward's), against the scalar packing:
+    /// 16 x 16 blocks with row and column tails, and a last panel 8 wide.
+    func testTransposedPackMatchesScalarPack() throws {
+        guard KernelISA.available else { throw XCTSkip("no AVX-512 on this machine") }
+        for (rows, cols) in [(16, 16), (45, 70), (7, 5), (20, 33), (112, 672), (1152, 48), (9, 31), (17, 3)] {
+            var rng = SeededRandom(UInt64(rows * 1000 + cols))
+            let w = rng.floats(rows * cols)
+            let count = pointwisePackedCount(k: cols, n: rows)
+            let scalar = Buf(count: count, fill: -1), vector = Buf(count: count, fill: -1)
+            packPointwise(transposeOf: Buf(w).c, rows: rows, cols: cols, into: scalar.p)
+            packTransposedPointwiseAVX512(Buf(w).c, rows: rows, cols: cols, into: vector.p)
+            XCTAssertEqual(scalar.array, vector.array, "\(rows)x\(cols)")
+            // The kernel itself (k = rows, n = cols), as the training forward packs it.
+            let plainCount = pointwisePackedCount(k: rows, n: cols)
+            let plainScalar = Buf(count: plainCount, fill: -1), plainVector = Buf(count: plainCount, fill: -1)
+            packPointwise(Buf(w).c, k: rows, n: cols, into: plainScalar.p)
+            packPointwiseAVX512(Buf(w).c, k: rows, n: cols, into: plainVector.p)
+            XCTAssertEqual(plainScalar.array, plainVector.array, "\(rows)x\(cols) untransposed")
+        }
+    }
+
     /// Many bands (both phases, several per image) and many pixel tiles over several workers.
     func testConv2DBandsAndTiles() {
         for (i, (name, g)) in convCases.enumerated() where !g.isPointwise {
