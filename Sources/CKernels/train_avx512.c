@@ -6,8 +6,8 @@
 //   Its eight-lane Swift form took four times the CPU time of the batch norm's second pass over
 //   nearly the same bytes (the sigmoid's exponential and a divide per vector); this one takes
 //   about a quarter less than the Swift form in the unfrozen EfficientNetB0 step (profiled CPU
-//   samples), the rest being memory. The exponential is the forward swish's (vec512.h) and the
-//   divide a refined reciprocal, so the derivative differs from the Swift one by float32
+//   samples), the rest being memory. The sigmoid is the forward epilogue's (vec512.h: a table
+//   exponential and a divide), so the derivative differs from the Swift one by float32
 //   rounding only.
 //
 // - The transposed weights a 1x1 convolution's input gradient multiplies by (dX = dY Wᵀ),
@@ -19,7 +19,7 @@
 #include "vec512.h"
 
 INLINE __m512 swish_derivative(__m512 z) {
-    const __m512 s = ck_logistic(ck_logistic_ceiling(ck_logistic_floor(z)));
+    const __m512 s = ck_logistic_div(_mm512_set1_ps(1.0f), ck_logistic_clamp(z));   /* NaN z stays in the product */
     const __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_mul_ps(s, _mm512_fmadd_ps(z, _mm512_sub_ps(one, s), one));
 }
