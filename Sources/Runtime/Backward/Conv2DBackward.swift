@@ -93,25 +93,6 @@ func conv2dBackwardInput(dOutput: UnsafePointer<Float>, geometry g: Conv2DGeomet
     }
 }
 
-/// `packPointwise(transposeOf:rows:cols:into:)`'s panels with AVX-512: 16 x 16 blocks transposed
-/// in registers, the panels shared among the workers (the scalar packing, one strided read per
-/// weight on one thread while the other worker waited, took about 1% of an unfrozen EfficientNetB0
-/// step's CPU).
-func packTransposedPointwiseAVX512(_ w: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
-    parallelFor((rows + 15) / 16, minChunk: max(1, 4096 / max(1, cols))) { _, panels in
-        ck_pack_transposed_panels_avx512(w, rows, cols, panels.lowerBound, panels.upperBound, dst)
-    }
-}
-
-/// `packPointwise(_:k:n:into:)`'s panels (no row scale) with AVX-512, the panels shared among
-/// the workers: the training forward packs its 1x1 kernels every step (the weights change), and
-/// one thread copying 16 floats a call left the other worker idle for about 1% of the step.
-func packPointwiseAVX512(_ w: UnsafePointer<Float>, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
-    parallelFor((n + 15) / 16, minChunk: max(1, 4096 / max(1, k))) { _, panels in
-        ck_pack_panels_avx512(w, k, n, panels.lowerBound, panels.upperBound, dst)
-    }
-}
-
 /// Adds each receptive-field row of `cols` (output rows `rows` of image `n`, ky, kx, ci order)
 /// back onto the input pixels it was read from; taps over the padding are dropped.
 private func col2imAdd(_ cols: UnsafePointer<Float>, _ g: Conv2DGeometry, image n: Int, rows: Range<Int>,

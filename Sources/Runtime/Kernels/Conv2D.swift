@@ -39,7 +39,11 @@ public func conv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeometry,
         // Packed into the workspace, then the register-blocked product (PointwiseConv.swift);
         // OpenBLAS when the caller gave no room for the packed weights.
         if let ws = workspace, workspaceCount >= pointwisePackedCount(k: g.inC, n: g.outC) {
-            packPointwise(kernel, k: g.inC, n: g.outC, into: ws)
+            if KernelISA.avx512 {
+                packPointwiseAVX512(kernel, k: g.inC, n: g.outC, into: ws)
+            } else {
+                packPointwise(kernel, k: g.inC, n: g.outC, into: ws)
+            }
             pointwiseConv(m: pixels, n: g.outC, k: g.inC, input: input, lda: g.inC, packed: ws, output: output,
                           ldc: g.outC, epilogue: epilogue)
         } else {

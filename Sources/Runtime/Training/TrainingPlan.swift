@@ -204,17 +204,9 @@ final class TrainingPlan {
         case .external:
             return
         case .conv(let p, let k, let b):
-            let g = TrainingPlan.geometry(nodes, i, p)
-            let epilogue = Epilogue(shift: b.map { UnsafePointer(weight($0)) })
-            if KernelISA.avx512 && g.isPointwise && workspaceCount >= pointwisePackedCount(k: g.inC, n: g.outC) {
-                // conv2d's own packing runs on one thread; the weights change every step.
-                packPointwiseAVX512(weight(k), k: g.inC, n: g.outC, into: workspace)
-                pointwiseConv(m: g.outputPixels, n: g.outC, k: g.inC, input: x!, lda: g.inC, packed: workspace, output: out,
-                              ldc: g.outC, epilogue: epilogue)
-            } else {
-                conv2d(input: x!, geometry: g, kernel: weight(k), output: out, epilogue: epilogue, workspace: workspace,
-                       workspaceCount: workspaceCount)
-            }
+            conv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), kernel: weight(k), output: out,
+                   epilogue: Epilogue(shift: b.map { UnsafePointer(weight($0)) }), workspace: workspace,
+                   workspaceCount: workspaceCount)
         case .groupedConv(let p, let groups, let k, let b):
             groupedConv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), groups: groups, kernel: weight(k),
                           bias: b.map { UnsafePointer(weight($0)) }, output: out, workspace: workspace,
