@@ -72,7 +72,8 @@ struct ReportCommand: ParsableCommand {
                 guard outputs == testSet.classCount else {
                     throw ValidationError("\(file): the model gives \(outputs) outputs, \(test) has \(testSet.classCount) classes")
                 }
-                let (_, bad) = try TrainingRun.checkImages(testSet, height: shape[0], width: shape[1], channels: shape[2], skipBad: false)
+                let (_, bad) = try TrainingRun.checkImages(testSet, height: shape[0], width: shape[1], channels: shape[2], skipBad: false,
+                                                           keepBytes: 0)
                 precondition(bad.isEmpty)
             }
             let figures = try ClassifierReport.make(teacher: teacherModel, teacherFile: teacher, student: studentModel,

@@ -201,10 +201,11 @@ public final class TrainingRun {
 
     /// Decodes every image of `dataset` once: with bad ones, an error listing them, or (`skipBad`)
     /// the dataset without them and their list. The dataset returned carries the decoded images
-    /// (`keepBytes` of them at most; `DecodedImages.defaultBudget`), which its batches then use
-    /// instead of decoding again; pass 0 when they will not (`--fast-decode` decodes otherwise).
+    /// (`keepBytes` of them at most, e.g. `DecodedImages.defaultBudget`), which its batches then
+    /// use instead of decoding again; 0 when nothing will read them (a check alone, or
+    /// `--fast-decode`, whose batches decode otherwise).
     public static func checkImages(_ dataset: ImageDataset, height: Int, width: Int, channels: Int,
-                                   skipBad: Bool, keepBytes: Int = DecodedImages.defaultBudget)
+                                   skipBad: Bool, keepBytes: Int)
         throws -> (dataset: ImageDataset, left: [BadImage]) {
         let (bad, decoded) = preflightDecode(dataset, height: height, width: width, channels: channels, keepBytes: keepBytes)
         var checked = dataset

@@ -228,8 +228,10 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         try copyImage("images/rgb.png", to: "imgs/rgb.png")
         try copyImage("images/truncated_header.jpg", to: "imgs/bad.jpg")
         let dataset = try ImageDataset.load(folder + "/imgs")
-        XCTAssertThrowsError(try TrainingRun.checkImages(dataset, height: 40, width: 36, channels: 3, skipBad: false))
-        let (checked, left) = try TrainingRun.checkImages(dataset, height: 40, width: 36, channels: 3, skipBad: true)
+        XCTAssertThrowsError(try TrainingRun.checkImages(dataset, height: 40, width: 36, channels: 3, skipBad: false,
+                                                         keepBytes: DecodedImages.defaultBudget))
+        let (checked, left) = try TrainingRun.checkImages(dataset, height: 40, width: 36, channels: 3, skipBad: true,
+                                                          keepBytes: DecodedImages.defaultBudget)
         XCTAssertEqual(left.map(\.file.name), ["bad.jpg"])
         XCTAssertEqual(checked.count, 4)
         XCTAssertEqual(checked.decoded?.count, 4)
@@ -250,7 +252,8 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
             XCTAssertEqual(try held.makeBatch(epoch: b.epoch, batch: b.index).images, direct.images)
         }
         // Grayscale is kept as grayscale: its batches too are the fresh ones.
-        let grey = try TrainingRun.checkImages(fresh, height: 40, width: 36, channels: 1, skipBad: false).dataset
+        let grey = try TrainingRun.checkImages(fresh, height: 40, width: 36, channels: 1, skipBad: false,
+                                                keepBytes: DecodedImages.defaultBudget).dataset
         var greyOptions = options
         greyOptions.channels = 1
         var greyFresh = grey
