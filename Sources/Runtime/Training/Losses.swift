@@ -42,17 +42,27 @@ public enum Losses {
     public static func crossentropy(probabilities p: UnsafeBufferPointer<Float>, targets: ClassTargets, classes: Int,
                                     gradient: UnsafeMutableBufferPointer<Float>? = nil) -> Float {
         let n = checkShapes(p.count, classes, targets, gradient?.count)
+        return sumRows(p, n, targets, classes, gradient, scale: 1 / Double(n),
+                       distribution: probabilityRow, sparse: sparseProbabilityRow)
+    }
+
+    /// The batch's loss: `distribution` or `sparse` on each of the `n` rows, their sum times `scale`.
+    private static func sumRows(
+        _ x: UnsafeBufferPointer<Float>, _ n: Int, _ targets: ClassTargets, _ classes: Int,
+        _ gradient: UnsafeMutableBufferPointer<Float>?, scale: Double,
+        distribution: (UnsafePointer<Float>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>?, Double) -> Double,
+        sparse: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>?, Double) -> Double
+    ) -> Float {
         guard n > 0 else { return 0 }
         var total = 0.0
-        let scale = 1 / Double(n)
         for r in 0..<n {
-            let row = p.baseAddress! + r * classes
+            let row = x.baseAddress! + r * classes
             let g = gradient.map { $0.baseAddress! + r * classes }
             switch targets {
             case .distribution(let y):
-                total += y.withUnsafeBufferPointer { probabilityRow(row, $0.baseAddress! + r * classes, classes, g, scale) }
+                total += y.withUnsafeBufferPointer { distribution(row, $0.baseAddress! + r * classes, classes, g, scale) }
             case .sparse(let labels):
-                total += sparseProbabilityRow(row, labels[r], classes, g, scale)
+                total += sparse(row, labels[r], classes, g, scale)
             }
         }
         return Float(total * scale)
@@ -109,20 +119,8 @@ public enum Losses {
     public static func crossentropy(logits z: UnsafeBufferPointer<Float>, targets: ClassTargets, classes: Int,
                                     gradient: UnsafeMutableBufferPointer<Float>? = nil, normalizer: Int? = nil) -> Float {
         let n = checkShapes(z.count, classes, targets, gradient?.count)
-        guard n > 0 else { return 0 }
-        var total = 0.0
-        let scale = 1 / Double(normalizer ?? n)
-        for r in 0..<n {
-            let row = z.baseAddress! + r * classes
-            let g = gradient.map { $0.baseAddress! + r * classes }
-            switch targets {
-            case .distribution(let y):
-                total += y.withUnsafeBufferPointer { logitRow(row, $0.baseAddress! + r * classes, classes, g, scale) }
-            case .sparse(let labels):
-                total += sparseLogitRow(row, labels[r], classes, g, scale)
-            }
-        }
-        return Float(total * scale)
+        return sumRows(z, n, targets, classes, gradient, scale: 1 / Double(normalizer ?? n),
+                       distribution: logitRow, sparse: sparseLogitRow)
     }
 
     /// One row of CE on logits with a target distribution: sum_j y_j (lse - z_j).
