@@ -80,6 +80,64 @@ INLINE void rows(const int ACT, const int V, const float *a, ptrdiff_t lda, ptrd
 #undef TAIL
 }
 
+/// `tile` for a pair whose second panel is 8 wide (n = 24, 40, ...): that panel's eight channels
+/// of two rows share one register (row i in lanes 0-7, row i + 1 in lanes 8-15, the weights
+/// repeated in both halves), so it takes R / 2 multiply-adds per input channel instead of R with
+/// half their lanes idle (a blend builds the pair's broadcast). The same products summed in the
+/// same order. EfficientNet's block2a/2b projections (n = 24) alone: 3249 x 96 x 24 79 -> 69 us,
+/// 3249 x 144 x 24 116 -> 103 us.
+INLINE void tile_half(const int ACT, const int R, const float *x, ptrdiff_t lda, ptrdiff_t k, const float *w0,
+                      const float *w1, float *out, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1,
+                      const ck_epilogue *e, const float *ahead) {
+    __m512 acc0[12], acc1[6];
+    for (int i = 0; i < R; i++) acc0[i] = _mm512_setzero_ps();
+    for (int j = 0; j < (R + 1) / 2; j++) acc1[j] = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + (kk + PREFETCH) * 8), _MM_HINT_T0);
+        if (ahead) {
+            _mm_prefetch((const char *)(ahead + kk * 32), _MM_HINT_T0);
+            _mm_prefetch((const char *)(ahead + kk * 32 + 16), _MM_HINT_T0);
+        }
+        const __m512 b0 = _mm512_loadu_ps(w0 + kk * 16);
+        const __m512 b1 = _mm512_broadcast_f32x8(_mm256_loadu_ps(w1 + kk * 8));
+        for (int i = 0; i < R; i += 2) {
+            const __m512 v0 = _mm512_set1_ps(x[i * lda + kk]);
+            acc0[i] = _mm512_fmadd_ps(v0, b0, acc0[i]);
+            __m512 pair = v0;
+            if (i + 1 < R) {
+                const __m512 v1 = _mm512_set1_ps(x[(i + 1) * lda + kk]);
+                acc0[i + 1] = _mm512_fmadd_ps(v1, b0, acc0[i + 1]);
+                pair = _mm512_mask_blend_ps(0xFF00, v0, v1);
+            }
+            acc1[i / 2] = _mm512_fmadd_ps(pair, b1, acc1[i / 2]);
+        }
+    }
+    const ck_epilogue ec = *e;    /* the stores below cannot change it */
+    for (int i = 0; i < R; i++) {
+        ck_emit_as(ACT, acc0[i], ch, out + i * ldc, m0, &ec);
+        if (i % 2 == 0) ck_emit_as(ACT, acc1[i / 2], ch + 16, out + i * ldc + 16, m1, &ec);
+        else ck_emit_as(ACT, _mm512_shuffle_f32x4(acc1[i / 2], acc1[i / 2], 0xEE), ch + 16, out + i * ldc + 16, m1, &ec);
+    }
+}
+
+/// `rows` for `tile_half`'s pairs.
+INLINE void rows_half(const int ACT, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                      const float *w0, const float *w1, float *c, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0,
+                      __mmask16 m1, const ck_epilogue *e, const float *ahead) {
+    ptrdiff_t r = r0;
+    for (; r + 12 <= r1; r += 12, ahead = NULL)
+        tile_half(ACT, 12, a + r * lda, lda, k, w0, w1, c + r * ldc + ch, ldc, ch, m0, m1, e, ahead);
+    const float *x = a + r * lda;
+    float *out = c + r * ldc + ch;
+#define TAIL(R) case R: tile_half(ACT, R, x, lda, k, w0, w1, out, ldc, ch, m0, m1, e, ahead); break;
+    switch (r1 - r) {
+        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
+        default: break;
+    }
+#undef TAIL
+}
+
 /// The panels of p0..<p1 in pairs (then one), all rows of r0..<r1 against each.
 INLINE void panels(const int ACT, const float *a, ptrdiff_t lda, ptrdiff_t k, const float *packed, ptrdiff_t n,
                    float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1,
@@ -94,8 +152,12 @@ INLINE void panels(const int ACT, const float *a, ptrdiff_t lda, ptrdiff_t k, co
         if (p + 1 < p1) {
             const ptrdiff_t c1 = c0 + 16;
             const ptrdiff_t s1 = n - c1 <= 8 ? 8 : 16;
-            rows(ACT, 2, a, lda, k, r0, r1, w0, s0, l0, w0 + 16 * k, s1, s1 == 8 ? 0x00FF : 0xFFFF, c, ldc, c0, m0,
-                 ck_lanes(n - c1), e, p + 2 < p1 ? w0 + 32 * k : NULL);
+            if (s1 == 8)
+                rows_half(ACT, a, lda, k, r0, r1, w0, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
+                          p + 2 < p1 ? w0 + 32 * k : NULL);
+            else
+                rows(ACT, 2, a, lda, k, r0, r1, w0, s0, l0, w0 + 16 * k, s1, s1 == 8 ? 0x00FF : 0xFFFF, c, ldc, c0, m0,
+                     ck_lanes(n - c1), e, p + 2 < p1 ? w0 + 32 * k : NULL);
             p += 2;
         } else {
             rows(ACT, 1, a, lda, k, r0, r1, w0, s0, l0, w0, s0, l0, c, ldc, c0, m0, 0, e, NULL);
