@@ -97,9 +97,19 @@ INLINE __m512 ck_activate(__m512 v, const ck_epilogue *e) {
     }
 }
 
+/// `ck_activate` with the activation a constant `act` (a CK_ACT_ code) where the caller knows it,
+/// or -1 to read it from e: a kernel specialised for its activation keeps no other epilogue's
+/// code, constants or branches around its tile (the same arithmetic, so the same results).
+INLINE __m512 ck_activate_as(const int act, __m512 v, const ck_epilogue *e) {
+    if (act < 0) return ck_activate(v, e);
+    ck_epilogue c = *e;
+    c.activation = act;
+    return ck_activate(v, &c);
+}
+
 /// Lanes `mask` of channels ch.. through the epilogue (not the channel sums) to dst (inside
-/// e->output's tensor); returns the values stored.
-INLINE __m512 ck_store(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
+/// e->output's tensor), the activation `act` as in `ck_activate_as`; returns the values stored.
+INLINE __m512 ck_store_as(const int act, __m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
     if (e->scale && e->shift)
         v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mask, e->scale + ch), _mm512_maskz_loadu_ps(mask, e->shift + ch));
     else if (e->scale)
@@ -107,9 +117,14 @@ INLINE __m512 ck_store(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const
     else if (e->shift)
         v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->shift + ch));
     if (e->residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->residual + (dst - e->output)));
-    v = ck_activate(v, e);
+    v = ck_activate_as(act, v, e);
     _mm512_mask_storeu_ps(dst, mask, v);
     return v;
+}
+
+/// `ck_store_as` with the epilogue's own activation.
+INLINE __m512 ck_store(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
+    return ck_store_as(-1, v, ch, dst, mask, e);
 }
 
 /// Adds `total` (values of channels ch.. already stored) into the channel sums, if any.
@@ -119,10 +134,15 @@ INLINE void ck_add_sums(__m512 total, ptrdiff_t ch, __mmask16 mask, const ck_epi
                               _mm512_add_ps(_mm512_maskz_loadu_ps(mask, e->channel_sums + ch), total));
 }
 
-/// `ck_store`, and the values into the channel sums.
-INLINE void ck_emit(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
+/// `ck_store_as`, and the values into the channel sums.
+INLINE void ck_emit_as(const int act, __m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
     if (!mask) return;
-    ck_add_sums(ck_store(v, ch, dst, mask, e), ch, mask, e);
+    ck_add_sums(ck_store_as(act, v, ch, dst, mask, e), ch, mask, e);
+}
+
+/// `ck_emit_as` with the epilogue's own activation.
+INLINE void ck_emit(__m512 v, ptrdiff_t ch, float *dst, __mmask16 mask, const ck_epilogue *e) {
+    ck_emit_as(-1, v, ch, dst, mask, e);
 }
 
 #endif

@@ -81,6 +81,8 @@ final class PointwiseConvTests: XCTestCase {
                 (nil, shift, residual, rowScale, .sigmoid), (scale, nil, nil, nil, .relu),
                 (nil, shift, nil, nil, ActivationSpec(.gelu)),                  // applied as a pass per block
                 (nil, shift, residual, nil, ActivationSpec(.relu, alpha: 0.1)), // likewise
+                // Swish and linear run tiles of their own under AVX-512: every epilogue part there too.
+                (scale, shift, residual, nil, .swish), (scale, nil, residual, rowScale, .linear),
             ] + (c.ldc == c.n ? [(scale, shift, nil, nil, ActivationSpec(.softmax))] : [])
             for (threads, isa) in [1, 2, 3].flatMap({ t in kernelISAs.map { (t, $0) } }) {
                 for (s, b, r, rowS, act) in variants {
