@@ -197,7 +197,7 @@ public class Optimizer: @unchecked Sendable {
         decays = parameterNames.map { name in !weightDecayExcludes.contains { name.contains($0) } }
         let total = offsets.last!
         slotStorage = slotNames.map { _ in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(total, 1))
+            let p = allocateAlignedFloats(max(total, 1))
             p.initialize(repeating: 0, count: max(total, 1))
             return p
         }

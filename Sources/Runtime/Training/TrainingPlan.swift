@@ -110,8 +110,8 @@ final class TrainingPlan {
         }
         for (i, node) in split.nodes.enumerated() {
             let n = folded.contains(i) ? 1 : max(1, node.count)
-            values.append(.allocate(capacity: n))
-            grads.append(.allocate(capacity: n))
+            values.append(allocateAlignedFloats(n))
+            grads.append(allocateAlignedFloats(n))
             values.last!.initialize(repeating: 0, count: n)
             grads.last!.initialize(repeating: 0, count: n)
         }
@@ -122,15 +122,15 @@ final class TrainingPlan {
             case .dropout(_, let noise): size = dropoutMaskShape(node.shape, noise).reduce(1, *)
             default: continue
             }
-            caches[i] = .allocate(capacity: size)
+            caches[i] = allocateAlignedFloats(size)
             caches[i]!.initialize(repeating: 0, count: size)
         }
         let trainNodes = split.nodes
         workspaceCount = max(16, trainNodes.indices.map { TrainingPlan.workspaceNeeded(trainNodes, $0) }.max() ?? 0)
-        workspace = .allocate(capacity: workspaceCount)
+        workspace = allocateAlignedFloats(workspaceCount)
         workspace.initialize(repeating: 0, count: workspaceCount)
         scratchCount = max(1, trainNodes.map(\.count).max() ?? 1)
-        scratch = .allocate(capacity: scratchCount)
+        scratch = allocateAlignedFloats(scratchCount)
         scratch.initialize(repeating: 0, count: scratchCount)
     }
 
