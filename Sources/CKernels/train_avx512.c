@@ -8,7 +8,9 @@
 //   about a quarter less than the Swift form in the unfrozen EfficientNetB0 step (profiled CPU
 //   samples), the rest being memory. The sigmoid is the forward epilogue's (vec512.h: a table
 //   exponential and a divide), so the derivative differs from the Swift one by float32
-//   rounding only.
+//   rounding only. When the swish's output fed a squeeze-and-excitation block, dy itself is
+//   made in registers from the excite's gradient and the pool's (see the excite variant), so
+//   that gradient is never stored and read back.
 //
 // - The transposed weights a 1x1 convolution's input gradient multiplies by (dX = dY Wᵀ),
 //   packed in the forward's 16-channel panels: 16 x 16 blocks transposed in registers instead
@@ -24,12 +26,12 @@ INLINE __m512 swish_derivative(__m512 z) {
     return _mm512_mul_ps(s, _mm512_fmadd_ps(z, _mm512_sub_ps(one, s), one));
 }
 
-INLINE void swish_grad_vector(const float *xr, const float *dyr, ptrdiff_t j, __mmask16 m, const float *center,
+INLINE void swish_grad_vector(const float *xr, __m512 dy, ptrdiff_t j, __mmask16 m, const float *center,
                               const float *a, const float *b, const float *dxScale, float *dxr, int accumulate,
                               float *sums, ptrdiff_t C) {
     const __m512 xc = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + j), _mm512_maskz_loadu_ps(m, center + j));
     const __m512 z = _mm512_fmadd_ps(xc, _mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, b + j));
-    const __m512 dz = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dyr + j), swish_derivative(z));
+    const __m512 dz = _mm512_mul_ps(dy, swish_derivative(z));
     if (dxr) {
         __m512 g = _mm512_mul_ps(dz, _mm512_maskz_loadu_ps(m, dxScale + j));
         if (accumulate) g = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dxr + j), g);
@@ -49,8 +51,38 @@ AVX512 void ck_affine_swish_grad_rows_avx512(const float *x, const float *dy, pt
         float *dxr = dx ? dx + r * C : 0;
         ptrdiff_t j = 0;
         for (; j + 16 <= C; j += 16)
-            swish_grad_vector(xr, dyr, j, 0xFFFF, center, a, b, dxScale, dxr, accumulate, sums, C);
-        if (j < C) swish_grad_vector(xr, dyr, j, ck_lanes(C - j), center, a, b, dxScale, dxr, accumulate, sums, C);
+            swish_grad_vector(xr, _mm512_loadu_ps(dyr + j), j, 0xFFFF, center, a, b, dxScale, dxr, accumulate, sums, C);
+        if (j < C) {
+            const __mmask16 m = ck_lanes(C - j);
+            swish_grad_vector(xr, _mm512_maskz_loadu_ps(m, dyr + j), j, m, center, a, b, dxScale, dxr, accumulate, sums,
+                              C);
+        }
+    }
+}
+
+/// The gradient squeeze-and-excitation's input x gets, dy_excite * scale + dPool / pixels, in
+/// registers: what channelScaleAndPoolBackward would store (the same product, the same sum).
+INLINE __m512 excite_grad(const float *dyr, const float *sn, const float *pn, ptrdiff_t j, __mmask16 m) {
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, dyr + j), _mm512_maskz_loadu_ps(m, sn + j)),
+                         _mm512_maskz_loadu_ps(m, pn + j));
+}
+
+AVX512 void ck_affine_swish_grad_excite_rows_avx512(const float *x, const float *dyExcite, const float *scale,
+                                                    const float *poolTerm, ptrdiff_t pixels, ptrdiff_t C, ptrdiff_t r0,
+                                                    ptrdiff_t r1, const float *center, const float *a, const float *b,
+                                                    const float *dxScale, float *dx, int accumulate, float *sums) {
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const ptrdiff_t n = r / pixels;
+        const float *xr = x + r * C, *dyr = dyExcite + r * C, *sn = scale + n * C, *pn = poolTerm + n * C;
+        float *dxr = dx ? dx + r * C : 0;
+        ptrdiff_t j = 0;
+        for (; j + 16 <= C; j += 16)
+            swish_grad_vector(xr, excite_grad(dyr, sn, pn, j, 0xFFFF), j, 0xFFFF, center, a, b, dxScale, dxr,
+                              accumulate, sums, C);
+        if (j < C) {
+            const __mmask16 m = ck_lanes(C - j);
+            swish_grad_vector(xr, excite_grad(dyr, sn, pn, j, m), j, m, center, a, b, dxScale, dxr, accumulate, sums, C);
+        }
     }
 }
 
@@ -128,5 +160,12 @@ void ck_affine_swish_grad_rows_avx512(const float *x, const float *dy, ptrdiff_t
 void ck_pack_transposed_panels_avx512(const float *w, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t p0, ptrdiff_t p1,
                                       float *dst) {
     (void)w; (void)rows; (void)cols; (void)p0; (void)p1; (void)dst;
+}
+void ck_affine_swish_grad_excite_rows_avx512(const float *x, const float *dyExcite, const float *scale,
+                                             const float *poolTerm, ptrdiff_t pixels, ptrdiff_t C, ptrdiff_t r0,
+                                             ptrdiff_t r1, const float *center, const float *a, const float *b,
+                                             const float *dxScale, float *dx, int accumulate, float *sums) {
+    (void)x; (void)dyExcite; (void)scale; (void)poolTerm; (void)pixels; (void)C; (void)r0; (void)r1; (void)center;
+    (void)a; (void)b; (void)dxScale; (void)dx; (void)accumulate; (void)sums;
 }
 #endif

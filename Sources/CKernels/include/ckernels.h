@@ -127,6 +127,14 @@ void ck_affine_swish_grad_rows_avx512(const float *x, const float *dy, ptrdiff_t
                                       const float *center, const float *a, const float *b, const float *dxScale,
                                       float *dx, int accumulate, float *sums);
 
+/// `ck_affine_swish_grad_rows_avx512` with dy = dyExcite * scale[n] + poolTerm[n] for row r of
+/// image n = r / pixels (scale and poolTerm [images, C]): the gradient of a squeeze-and-excitation
+/// block's input (excite's part, then the pool's, dPool / pixels), made in registers.
+void ck_affine_swish_grad_excite_rows_avx512(const float *x, const float *dyExcite, const float *scale,
+                                             const float *poolTerm, ptrdiff_t pixels, ptrdiff_t C, ptrdiff_t r0,
+                                             ptrdiff_t r1, const float *center, const float *a, const float *b,
+                                             const float *dxScale, float *dx, int accumulate, float *sums);
+
 /// Panels p0..<p1 of w [k, n] packed as Runtime's packPointwise packs it (no row scale).
 void ck_pack_panels_avx512(const float *w, ptrdiff_t k, ptrdiff_t n, ptrdiff_t p0, ptrdiff_t p1, float *dst);
 

@@ -132,10 +132,27 @@ public func batchNormTrainingBackward(input x: UnsafePointer<Float>, rows: Int, 
                                       dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>,
                                       dGamma: UnsafeMutablePointer<Float>?, dBeta: UnsafeMutablePointer<Float>?,
                                       accumulate: Bool, sync: BatchNormSync? = nil) {
+    batchNormTrainingBackward(input: x, rows: rows, channels: channels, gamma: gamma, beta: beta, batchMean: batchMean,
+                              batchVariance: batchVariance, epsilon: epsilon, activation: activation, dOutput: dOutput,
+                              dInput: dInput, dGamma: dGamma, dBeta: dBeta, accumulate: accumulate, sync: sync,
+                              excite: nil)
+}
+
+/// The same, with the activation's gradient given as a squeeze-and-excitation input's
+/// (`excite`; then dOutput is not read): only when `ExciteGradient.fusable(activation)` and not
+/// `accumulate` (the first pass stores dz, so the second never needs that gradient again).
+func batchNormTrainingBackward(input x: UnsafePointer<Float>, rows: Int, channels: Int,
+                               gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?,
+                               batchMean: UnsafePointer<Float>, batchVariance: UnsafePointer<Float>,
+                               epsilon: Float, activation: ActivationSpec,
+                               dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>,
+                               dGamma: UnsafeMutablePointer<Float>?, dBeta: UnsafeMutablePointer<Float>?,
+                               accumulate: Bool, sync: BatchNormSync?, excite: ExciteGradient?) {
     let C = channels, localRows = Double(max(1, rows))
     // When f' is not 1, the first pass stores dz in dInput so the second need not re-evaluate f'
     // (an exp for swish); impossible when accumulating into dInput.
     let storeDz = !accumulate && !activation.isIdentity
+    precondition(excite == nil || (storeDz && ExciteGradient.fusable(activation)), "an excite gradient the pass cannot take")
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * C) { buf in
         let invStd = buf.baseAddress!, a = invStd + C, b = a + C, ones = b + C
         let meanDz = ones + C, q = meanDz + C
@@ -148,7 +165,7 @@ public func batchNormTrainingBackward(input x: UnsafePointer<Float>, rows: Int, 
         // Pass 1: Σ dz and Σ dz * (x - mean), optionally storing dz.
         affineBackward(x: x, rows: rows, channels: C, a: a, b: b, center: batchMean, dxScale: ones,
                        activation: activation, dy: dOutput, dx: storeDz ? dInput : nil, accumulate: false,
-                       sums: { local in
+                       excite: excite, sums: { local in
             // Synchronised: the sums (and the row count) over every rank.
             let merged = UnsafeMutablePointer<Double>.allocate(capacity: 2 * C + 1)
             defer { merged.deallocate() }

@@ -9,6 +9,18 @@
 import CKernels
 import Graph
 
+/// The gradient a squeeze-and-excitation block's input x [images, pixels, C] gets, left unstored:
+/// dOutput * scale[image] + poolTerm[image], with dOutput the excite multiply's output gradient,
+/// scale its per-image channel scale and poolTerm = dPool / pixels (what
+/// `channelScaleAndPoolBackward` would write, the same roundings).
+struct ExciteGradient {
+    let dOutput: UnsafePointer<Float>, scale: UnsafePointer<Float>, poolTerm: UnsafePointer<Float>, pixels: Int
+
+    /// Whether an affine backward with `activation` after it can take its dy this way: the
+    /// 16-lane swish kernel only.
+    static func fusable(_ activation: ActivationSpec) -> Bool { KernelISA.avx512 && activation.kind == .swish }
+}
+
 struct AffineBackwardJob: ActivationDerivativeConsumer {
     let x: UnsafePointer<Float>, rows: Int, channels: Int
     let a: UnsafePointer<Float>, b: UnsafePointer<Float>, center: UnsafePointer<Float>
@@ -16,12 +28,21 @@ struct AffineBackwardJob: ActivationDerivativeConsumer {
     let dxScale: UnsafePointer<Float>
     let dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulate: Bool
     let sums: ((UnsafePointer<Double>) -> Void)?
+    /// When set, dy is this instead (and `dy` is not read); only with `ExciteGradient.fusable`.
+    var excite: ExciteGradient? = nil
 
     func run<D: VectorActivationDerivative>(_ d: D) {
+        precondition(excite == nil || (KernelISA.avx512 && d is SwishDerivative), "an excite gradient needs the swish kernel")
         if KernelISA.avx512 && d is SwishDerivative {
             // EfficientNet's bn -> swish backward: the 16-lane kernel (CKernels/train_avx512.c),
             // whose derivative is bound by its arithmetic at eight lanes, not by memory.
             @inline(__always) func block(_ range: Range<Int>, _ acc: UnsafeMutablePointer<Float>?) {
+                if let e = excite {
+                    ck_affine_swish_grad_excite_rows_avx512(x, e.dOutput, e.scale, e.poolTerm, e.pixels, channels,
+                                                            range.lowerBound, range.upperBound, center, a, b, dxScale,
+                                                            dx, accumulate ? 1 : 0, acc)
+                    return
+                }
                 ck_affine_swish_grad_rows_avx512(x, dy, channels, range.lowerBound, range.upperBound, center, a, b,
                                                  dxScale, dx, accumulate ? 1 : 0, acc)
             }
@@ -81,14 +102,16 @@ struct AffineBackwardJob: ActivationDerivativeConsumer {
 func affineBackward(x: UnsafePointer<Float>, rows: Int, channels: Int,
                     a: UnsafePointer<Float>?, b: UnsafePointer<Float>?, center: UnsafePointer<Float>?,
                     dxScale: UnsafePointer<Float>? = nil, activation: ActivationSpec, dy: UnsafePointer<Float>,
-                    dx: UnsafeMutablePointer<Float>?, accumulate: Bool, sums: ((UnsafePointer<Double>) -> Void)?) {
+                    dx: UnsafeMutablePointer<Float>?, accumulate: Bool, excite: ExciteGradient? = nil,
+                    sums: ((UnsafePointer<Double>) -> Void)?) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * channels) { defaults in
         let ones = defaults.baseAddress!, zeros = ones + channels
         ones.update(repeating: 1, count: channels)
         zeros.update(repeating: 0, count: channels)
         withActivationDerivative(activation, AffineBackwardJob(
             x: x, rows: rows, channels: channels, a: a ?? UnsafePointer(ones), b: b ?? UnsafePointer(zeros),
-            center: center ?? UnsafePointer(zeros), dxScale: dxScale ?? a ?? UnsafePointer(ones), dy: dy, dx: dx, accumulate: accumulate, sums: sums))
+            center: center ?? UnsafePointer(zeros), dxScale: dxScale ?? a ?? UnsafePointer(ones), dy: dy, dx: dx, accumulate: accumulate, sums: sums,
+            excite: excite))
     }
 }
 

@@ -33,7 +33,7 @@ final class CompiledPlan {
         self.nodes = nodes
         self.outputs = outputs
         buffers = BufferPlan(nodes: nodes, outputs: outputs)
-        arena = .allocate(capacity: buffers.arenaCount)
+        arena = allocateAlignedFloats(buffers.arenaCount)    // BufferPlan's 64-byte offsets, from a line
         arena.initialize(repeating: 0, count: buffers.arenaCount)
         constants = other?.constants ?? ConstantPool(nodes: nodes, precision: self.precision)
         for node in nodes {
@@ -43,7 +43,7 @@ final class CompiledPlan {
             }
         }
         workspaceCount = max(16, nodes.indices.map { CompiledPlan.workspaceNeeded(nodes, $0) }.max() ?? 0)
-        workspace = .allocate(capacity: workspaceCount)
+        workspace = allocateAlignedFloats(workspaceCount)
         workspace.initialize(repeating: 0, count: workspaceCount)
         steps = nodes.indices.map { makeStep($0) }
     }

@@ -122,8 +122,10 @@ public class Optimizer: @unchecked Sendable {
     private var partialSums: UnsafeMutablePointer<Double>?
     private var partialRows = 0
     private var clipScales: [Float] = []
-    /// Per parameter: whether the last `run` left an infinite or NaN element in it; then per
-    /// parameter again, whether the last `firstNonFiniteGradient` found one in its gradient.
+    /// One row per worker, per parameter: whether the last `run` left an infinite or NaN element
+    /// in the worker's share of it; then the same rows again for whether the last
+    /// `firstNonFiniteGradient` found one in its gradient. Per worker because a parameter can span
+    /// two workers' chunks: one shared flag would be written by both at once.
     private var nonFinite: UnsafeMutablePointer<Bool>?
     private var norms: [Double] = []
 
@@ -195,15 +197,15 @@ public class Optimizer: @unchecked Sendable {
         decays = parameterNames.map { name in !weightDecayExcludes.contains { name.contains($0) } }
         let total = offsets.last!
         slotStorage = slotNames.map { _ in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(total, 1))
+            let p = allocateAlignedFloats(max(total, 1))
             p.initialize(repeating: 0, count: max(total, 1))
             return p
         }
         partialRows = max(1, RuntimeThreads.count)
         partialSums = .allocate(capacity: partialRows * parameterCounts.count)
         clipScales = [Float](repeating: 1, count: parameterCounts.count)
-        nonFinite = .allocate(capacity: 2 * parameterCounts.count)
-        nonFinite!.initialize(repeating: false, count: 2 * parameterCounts.count)
+        nonFinite = .allocate(capacity: 2 * partialRows * parameterCounts.count)
+        nonFinite!.initialize(repeating: false, count: 2 * partialRows * parameterCounts.count)
         norms = [Double](repeating: 0, count: parameterCounts.count)
     }
 
@@ -283,8 +285,17 @@ public class Optimizer: @unchecked Sendable {
     /// value, or nil. Checked as the update stores the values, so no second pass reads them.
     public var firstNonFiniteValue: Int? {
         guard let flags = nonFinite else { return nil }
-        return (0..<parameterCounts.count).first { flags[$0] }
+        return firstFlagged(flags)
     }
+
+    /// The first parameter any worker's row of `flags` marks.
+    private func firstFlagged(_ flags: UnsafePointer<Bool>) -> Int? {
+        let np = parameterCounts.count
+        return (0..<np).first { p in (0..<partialRows).contains { flags[$0 * np + p] } }
+    }
+
+    /// Workers of the optimizer's passes: at most one per row of the per-worker buffers.
+    private var passThreads: Int { min(RuntimeThreads.count, partialRows) }
 
     /// The first of `parameters` (laid out as built) whose gradient has an infinite or NaN
     /// element, or nil; the elements shared among the workers as in the update's pass (on one
@@ -295,16 +306,17 @@ public class Optimizer: @unchecked Sendable {
               parameters.indices.allSatisfy({ parameters[$0].count == parameterCounts[$0] }) else {
             return parameters.firstIndex { hasNonFinite($0.gradient, $0.count) }
         }
-        let flags = nonFinite! + parameterCounts.count
-        flags.update(repeating: false, count: parameterCounts.count)
+        let np = parameterCounts.count
+        let flags = nonFinite! + partialRows * np
+        flags.update(repeating: false, count: partialRows * np)
         parameters.withUnsafeBufferPointer { params in
-            parallelFor(elementCount, minChunk: 1 << 15) { _, range in
+            parallelFor(elementCount, minChunk: 1 << 15, threads: passThreads) { w, range in
                 forEachSegment(range) { p, lo, hi in
-                    if hasNonFinite(params[p].gradient + (lo - offsets[p]), hi - lo) { flags[p] = true }
+                    if hasNonFinite(params[p].gradient + (lo - offsets[p]), hi - lo) { flags[w * np + p] = true }
                 }
             }
         }
-        return (0..<parameterCounts.count).first { flags[$0] }
+        return firstFlagged(flags)
     }
 
     /// Subclasses run their kernel through `run`.
@@ -320,10 +332,11 @@ public class Optimizer: @unchecked Sendable {
     func run<K: UpdateKernel>(_ parameters: [ParameterBuffer], learningRate lr: Float, clip: ClipMode, _ kernel: K) {
         let wd = weightDecay.map { Float($0) } ?? 0
         let useDecay = weightDecay != nil
+        let np = parameterCounts.count
         let flags = nonFinite!
-        flags.update(repeating: false, count: parameterCounts.count)
+        flags.update(repeating: false, count: partialRows * np)
         parameters.withUnsafeBufferPointer { params in
-            parallelFor(elementCount, minChunk: 1 << 15) { _, range in
+            parallelFor(elementCount, minChunk: 1 << 15, threads: passThreads) { w, range in
                 forEachSegment(range) { p, lo, hi in
                     let base = offsets[p]
                     let x = params[p].value - base, g = params[p].gradient - base
@@ -335,7 +348,7 @@ public class Optimizer: @unchecked Sendable {
                     case .scale(let s): finite = loop(kernel, x, g, lo, hi, decay, wd, lr, ScaleGradient(s: s))
                     case .clamp(let c): finite = loop(kernel, x, g, lo, hi, decay, wd, lr, ClampGradient(c: c))
                     }
-                    if !finite { flags[p] = true }
+                    if !finite { flags[w * np + p] = true }
                 }
             }
         }
@@ -430,7 +443,7 @@ public class Optimizer: @unchecked Sendable {
         let sums = partialSums!
         sums.initialize(repeating: 0, count: partialRows * np)
         parameters.withUnsafeBufferPointer { params in
-            parallelFor(elementCount, minChunk: 1 << 15, threads: min(RuntimeThreads.count, partialRows)) { w, range in
+            parallelFor(elementCount, minChunk: 1 << 15, threads: passThreads) { w, range in
                 let row = sums + w * np
                 forEachSegment(range) { p, lo, hi in
                     let g = params[p].gradient - offsets[p]

@@ -24,14 +24,14 @@ public final class ParameterStore {
         for node in model.graph.uniqueLayers {
             for bound in model.weights.weights(of: node) {
                 let n = max(1, bound.spec.count)
-                let values = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                let values = allocateAlignedFloats(n)
                 let floats = bound.floats
                 values.initialize(repeating: 0, count: n)
                 for i in 0..<floats.count { values[i] = floats[i] }
                 let isTrainable = trainable(node, bound.spec)
                 var gradient: UnsafeMutablePointer<Float>? = nil
                 if isTrainable {
-                    gradient = .allocate(capacity: n)
+                    gradient = allocateAlignedFloats(n)
                     gradient!.initialize(repeating: 0, count: n)
                 }
                 index[Self.key(node.layerKey, bound.spec.name)] = entries.count

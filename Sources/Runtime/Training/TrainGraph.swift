@@ -105,6 +105,39 @@ enum TrainingLowering {
         return TrainingSplit(boundary: boundary, nodes: nodes, output: out, logits: logits, trainNode: value)
     }
 
+    /// `split` with each ZeroPadding2D whose only reader is a depthwise or ordinary convolution
+    /// folded into that convolution's geometry (EfficientNet pads explicitly before its stride-2
+    /// depthwise convolutions): the kernels skip the taps over the padding, so the padded copy
+    /// (1.2 MB at block6a of EfficientNetB0, batch 8) is never written forward nor cropped back.
+    /// The padding node keeps its place (node indices seed the dropout masks) with no reader, and
+    /// is returned among the nodes to skip. Nodes in `keeping` (read after the forward pass) stay.
+    static func foldingPadding(_ split: TrainingSplit, keeping: Set<Int>) -> (split: TrainingSplit, folded: Set<Int>) {
+        var nodes = split.nodes
+        var consumers = [Int](repeating: 0, count: nodes.count)
+        for node in nodes { for input in node.inputs { consumers[input] += 1 } }
+        var folded = Set<Int>()
+        for i in nodes.indices {
+            guard let pad = nodes[i].inputs.first, nodes[i].inputs.count == 1,
+                  case .move(.pad(let top, _, let left, _)) = nodes[pad].op, nodes[pad].inputs.count == 1,
+                  consumers[pad] == 1, !keeping.contains(pad), pad != split.output, pad != split.logits else { continue }
+            switch nodes[i].op {
+            case .depthwise(var p, let m, let k, let b):
+                p.padTop += top; p.padLeft += left
+                nodes[i].op = .depthwise(p, multiplier: m, kernel: k, bias: b)
+            case .conv(var p, let k, let b):
+                p.padTop += top; p.padLeft += left
+                nodes[i].op = .conv(p, kernel: k, bias: b)
+            default:
+                continue
+            }
+            nodes[i].inputs = nodes[pad].inputs
+            folded.insert(pad)
+        }
+        var out = split
+        out.nodes = nodes
+        return (out, folded)
+    }
+
     /// What a layer's config does only in training and this trainer does not: a noise layer's
     /// noise (Keras draws it in frozen parts too), a regularizer's or constraint's effect on the
     /// layer's own training weights. Refused before the first step rather than trained differently.

@@ -15,6 +15,10 @@ extension TrainingPlan {
         // Squeeze-and-excitation tensors whose excite part of the gradient waits for the pool's
         // backward: tensor -> its multiply.
         var pendingExcite: [Int: Int] = [:]
+        // Squeeze-and-excitation tensors whose whole gradient waits for their batch norm's
+        // backward (`SqueezeExciteFusion.swift`): tensor -> what makes it.
+        var deferred: [Int: DeferredExcite] = [:]
+        excitesMadeByBatchNorm = 0
         grads[split.logits].update(from: logitsGradient, count: nodes[split.logits].count)
         written[split.logits] = true
         for i in stride(from: split.logits, through: 0, by: -1) {
@@ -40,7 +44,7 @@ extension TrainingPlan {
                 written[i] = true
             }
             guard written[i] else { continue }
-            timed("backward", i) { backwardNode(i, &written, &weightWritten, &pendingExcite) }
+            timed("backward", i) { backwardNode(i, &written, &weightWritten, &pendingExcite, &deferred, extra) }
         }
         return weightWritten
     }
@@ -60,7 +64,8 @@ extension TrainingPlan {
     }
 
     private func backwardNode(_ i: Int, _ written: inout [Bool], _ weightWritten: inout Set<Int>,
-                              _ pendingExcite: inout [Int: Int]) {
+                              _ pendingExcite: inout [Int: Int], _ deferred: inout [Int: DeferredExcite],
+                              _ extra: [Int: [Float]]) {
         let node = nodes[i]
         let dy = UnsafePointer(grads[i])
         let y = UnsafePointer(values[i])
@@ -140,12 +145,24 @@ extension TrainingPlan {
                 dGamma?.0.update(repeating: 0, count: c)
                 dBeta?.0.update(repeating: 0, count: c)
             }
-            batchNormTrainingBackward(input: x!, rows: node.count / c, channels: c,
-                                      gamma: gamma.map { UnsafePointer(weight($0)) },
-                                      beta: beta.map { UnsafePointer(weight($0)) }, batchMean: stats,
-                                      batchVariance: stats + c, epsilon: eps,
-                                      activation: fused.map { fusedActivation($0) } ?? .linear, dOutput: dy, dInput: dx,
-                                      dGamma: dGamma?.0, dBeta: dBeta?.0, accumulate: acc, sync: batchNormSync)
+            // The activation's gradient left unstored by a squeeze-and-excitation pool's backward:
+            // made in the first pass's registers, or (when the pass cannot take it) stored now.
+            func run(_ excite: ExciteGradient?) {
+                batchNormTrainingBackward(input: x!, rows: node.count / c, channels: c,
+                                          gamma: gamma.map { UnsafePointer(weight($0)) },
+                                          beta: beta.map { UnsafePointer(weight($0)) }, batchMean: stats,
+                                          batchVariance: stats + c, epsilon: eps,
+                                          activation: fused.map { fusedActivation($0) } ?? .linear, dOutput: dy,
+                                          dInput: dx, dGamma: dGamma?.0, dBeta: dBeta?.0, accumulate: acc,
+                                          sync: batchNormSync, excite: excite)
+            }
+            guard let j = fused, let d = deferred.removeValue(forKey: j) else { return run(nil) }
+            if acc {
+                storeExciteGradient(d, into: grads[j])
+                return run(nil)
+            }
+            excitesMadeByBatchNorm += 1
+            withExciteGradient(d) { run($0) }
         case .affine(let scale, let shift):
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             scale.withUnsafeBufferPointer { s in
@@ -186,10 +203,15 @@ extension TrainingPlan {
                let (dx, acc) = inputGradient(i, 0, &written) {
                 // Squeeze-and-excitation: the excite's part and the pool's in one pass.
                 precondition(!acc, "a squeeze-and-excitation tensor's gradient written before its pool's")
-                pendingExcite[node.inputs[0]] = nil
-                let s = nodes[e].shape
-                channelScaleAndPoolBackward(dOutput: grads[e], scale: values[squeezeExcite[e]!.scale], dPool: dy,
-                                            batch: s[0], pixels: s[1] * s[2], channels: s[3], dInput: dx)
+                let full = node.inputs[0]
+                pendingExcite[full] = nil
+                let d = DeferredExcite(multiply: e, pool: i)
+                if fuseExciteIntoBatchNorm, extra[full] == nil, batchNormBefore[full] != nil,
+                   ExciteGradient.fusable(fusedActivation(full)) {
+                    deferred[full] = d      // made by the batch norm's backward, never stored
+                    return
+                }
+                storeExciteGradient(d, into: dx)
                 return
             }
             // Each input's gradient is written or added according to its own flag.
@@ -244,6 +266,26 @@ extension TrainingPlan {
         case .view:
             guard let (dx, acc) = inputGradient(i, 0, &written) else { return }
             identityBackward(dOutput: dy, dInput: dx, count: node.count, accumulate: acc)
+        }
+    }
+
+    /// The gradient of squeeze-and-excitation tensor `full` (excite's part and pool's) into dx.
+    private func storeExciteGradient(_ d: DeferredExcite, into dx: UnsafeMutablePointer<Float>) {
+        let s = nodes[d.multiply].shape
+        channelScaleAndPoolBackward(dOutput: grads[d.multiply], scale: values[squeezeExcite[d.multiply]!.scale],
+                                    dPool: grads[d.pool], batch: s[0], pixels: s[1] * s[2], channels: s[3], dInput: dx)
+    }
+
+    /// The same gradient as the first batch-norm pass reads it (`ExciteGradient`), with the pool's
+    /// part dPool / pixels rounded as `channelScaleAndPoolBackward` rounds it.
+    private func withExciteGradient(_ d: DeferredExcite, _ body: (ExciteGradient) -> Void) {
+        let s = nodes[d.multiply].shape, count = s[0] * s[3], pixels = s[1] * s[2]
+        let inv = 1 / Float(max(1, pixels)), dPool = grads[d.pool]
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { buf in
+            let term = buf.baseAddress!
+            for k in 0..<count { term[k] = dPool[k] * inv }
+            body(ExciteGradient(dOutput: grads[d.multiply], scale: values[squeezeExcite[d.multiply]!.scale],
+                                poolTerm: term, pixels: pixels))
         }
     }
 

@@ -39,8 +39,16 @@ final class TrainingPlan {
     /// multiply's backward leaves x's gradient to the pool's (`SqueezeExciteFusion.swift`).
     let squeezeExcite: [Int: SqueezeExcite]
     let squeezeExciteOfPool: [Int: Int]
+    /// Padding nodes folded into the convolution after them (`TrainingLowering.foldingPadding`):
+    /// nothing reads them, so they are never computed.
+    let folded: Set<Int>
     /// Off: the unfused backward (the reference in tests).
     var fuseSqueezeExcite = true
+    /// Off: a squeeze-and-excitation input's gradient is stored by the pool's backward even when
+    /// its batch norm's backward could make it (`SqueezeExciteFusion.swift`; the reference in tests).
+    var fuseExciteIntoBatchNorm = true
+    /// How many such gradients the last backward pass made in a batch norm's pass (for tests).
+    var excitesMadeByBatchNorm = 0
 
     /// Runs `body` (node i's `pass`), adding its time to `nodeTimes` when that is set.
     @inline(__always)
@@ -55,13 +63,19 @@ final class TrainingPlan {
 
     /// `keepValues`: graph nodes whose values are read after the forward pass besides the outputs
     /// (feature distillation), so never fused away.
-    init(model: LoadedModel, params: ParameterStore, batch: Int, keepValues: Set<Int> = []) throws {
+    /// `foldPadding` off: explicit padding stays a node of its own (the reference in tests).
+    init(model: LoadedModel, params: ParameterStore, batch: Int, keepValues: Set<Int> = [], foldPadding: Bool = true) throws {
         self.batch = batch
         self.params = params
         let graph = model.graph
         let inputShapes = graph.inputs.map { graph.nodes[$0].outputShape }
-        let split = try TrainingLowering.split(graph, params, batch: batch, inputShapes: inputShapes)
+        var split = try TrainingLowering.split(graph, params, batch: batch, inputShapes: inputShapes)
+        var folded = Set<Int>()
+        if foldPadding {
+            (split, folded) = TrainingLowering.foldingPadding(split, keeping: Set(keepValues.compactMap { split.trainNode[$0] }))
+        }
         self.split = split
+        self.folded = folded
         activationAfter = TrainingPlan.batchNormActivationPairs(split, keeping: Set(keepValues.compactMap { split.trainNode[$0] }))
         batchNormBefore = Dictionary(uniqueKeysWithValues: activationAfter.map { ($1, $0) })
         squeezeExcite = TrainingPlan.squeezeExcitePatterns(split)
@@ -94,10 +108,10 @@ final class TrainingPlan {
                 prefix = [CompiledPlan(nodes: all.nodes, outputs: all.outputs)]
             }
         }
-        for node in split.nodes {
-            let n = max(1, node.count)
-            values.append(.allocate(capacity: n))
-            grads.append(.allocate(capacity: n))
+        for (i, node) in split.nodes.enumerated() {
+            let n = folded.contains(i) ? 1 : max(1, node.count)
+            values.append(allocateAlignedFloats(n))
+            grads.append(allocateAlignedFloats(n))
             values.last!.initialize(repeating: 0, count: n)
             grads.last!.initialize(repeating: 0, count: n)
         }
@@ -108,15 +122,15 @@ final class TrainingPlan {
             case .dropout(_, let noise): size = dropoutMaskShape(node.shape, noise).reduce(1, *)
             default: continue
             }
-            caches[i] = .allocate(capacity: size)
+            caches[i] = allocateAlignedFloats(size)
             caches[i]!.initialize(repeating: 0, count: size)
         }
         let trainNodes = split.nodes
         workspaceCount = max(16, trainNodes.indices.map { TrainingPlan.workspaceNeeded(trainNodes, $0) }.max() ?? 0)
-        workspace = .allocate(capacity: workspaceCount)
+        workspace = allocateAlignedFloats(workspaceCount)
         workspace.initialize(repeating: 0, count: workspaceCount)
         scratchCount = max(1, trainNodes.map(\.count).max() ?? 1)
-        scratch = .allocate(capacity: scratchCount)
+        scratch = allocateAlignedFloats(scratchCount)
         scratch.initialize(repeating: 0, count: scratchCount)
     }
 
@@ -192,7 +206,9 @@ final class TrainingPlan {
             }
         }
         phases?.lap("student frozen prefix", &clock)
-        for i in nodes.indices { timed("forward", i) { forwardNode(i, training: training, seed: seed, step: step) } }
+        for i in nodes.indices where !folded.contains(i) {
+            timed("forward", i) { forwardNode(i, training: training, seed: seed, step: step) }
+        }
         phases?.lap("student trainable forward", &clock)
     }
 

@@ -290,4 +290,32 @@ final class OptimizerTests: XCTestCase {
                          label, sizes.reduce(0, +), serialTime * 1000, parallelTime * 1000, max(2, RuntimeThreads.count)))
         }
     }
+
+    /// The non-finite checks keep a flag per worker: a parameter that spans several workers'
+    /// chunks is reported wherever in it the bad element lies, and only the first bad parameter
+    /// (in build order) is named.
+    func testNonFiniteChecksAcrossWorkerChunks() throws {
+        let saved = RuntimeThreads.count
+        RuntimeThreads.set(max(2, saved))
+        defer { RuntimeThreads.set(saved) }
+        let sizes = [5, 300_001, 3, 70_000]
+        let names = sizes.indices.map { "p\($0)" }
+        for bad in [0, 37_000, 150_000, 300_000] {
+            let store = FixtureParameters(names: names, initial: sizes.map { [Float](repeating: 1, count: $0) })
+            let opt = SGD(learningRate: .constant(1e30))
+            try opt.build(store.buffers)
+            XCTAssertNil(opt.firstNonFiniteGradient(store.buffers))
+            try opt.apply(store.buffers)
+            XCTAssertNil(opt.firstNonFiniteValue, "zero gradients leave finite weights")
+            store.gradients[3][69_999] = .infinity
+            XCTAssertEqual(opt.firstNonFiniteGradient(store.buffers), 3)
+            store.gradients[1][bad] = .nan
+            XCTAssertEqual(opt.firstNonFiniteGradient(store.buffers), 1, "NaN gradient at \(bad)")
+            store.gradients[1][bad] = 1e20
+            store.gradients[3][69_999] = 1e20
+            XCTAssertNil(opt.firstNonFiniteGradient(store.buffers))
+            try opt.apply(store.buffers)     // 1 - 1e30 * 1e20 overflows to -inf
+            XCTAssertEqual(opt.firstNonFiniteValue, 1, "infinite weight at \(bad)")
+        }
+    }
 }
