@@ -68,7 +68,8 @@ enum IsolatedRead {
     static func run(timeout: Double = IsolatedRead.timeout, _ body: () throws -> [UInt8]) -> (outcome: Outcome, reply: [UInt8]) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return (.ok, []) }   // no pipe: read in-process as before
-        let pid = fork()
+        // No other thread of ours is inside a piece of work (ForkGate) as the process is copied.
+        let pid = ForkGate.forking { fork() }
         if pid == 0 {
             close(fds[0])
             signal(SIGPIPE, SIG_IGN)

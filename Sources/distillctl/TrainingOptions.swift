@@ -108,11 +108,11 @@ struct TrainingOptions: ParsableArguments {
     }
 
     /// The library's training job, configured by these options (the teachers' by `distill`).
-    func jobConfiguration(teachers: [LoadedModel], teacherPaths: [String], teacherCache: TeacherCache?,
+    func jobConfiguration(loadTeachers: (() throws -> [LoadedModel])?, teacherPaths: [String], teacherCache: TeacherCache?,
                           teacherWeights: [Double], distill: DistillConfig) throws -> TrainingJob.Configuration {
         var job = TrainingJob.Configuration(student: student, train: train, output: output)
         job.studentArchitecture = studentArch
-        job.teachers = teachers
+        job.loadTeachers = loadTeachers
         job.teacherNames = teacherPaths
         job.teacherCache = teacherCache
         job.teacherWeights = teacherWeights
@@ -159,14 +159,15 @@ struct TrainingOptions: ParsableArguments {
 
     /// Runs the library's training job configured by these options and says what it does: the
     /// banner, the progress bar, the student written, the test accuracies. No teacher: plain
-    /// training. `teacherPaths` name `teachers`; `teacherWeights`: normalised, one per teacher (of
-    /// the cache when there is one). `files` was checked by the caller before it read anything.
-    func run(teachers: [LoadedModel] = [], teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
+    /// training. `loadTeachers` loads the teachers `teacherPaths` name (the job runs it while it
+    /// decodes the images); `teacherWeights`: normalised, one per teacher (of the cache when there
+    /// is one). `files` was checked by the caller before it read anything.
+    func run(loadTeachers: (() throws -> [LoadedModel])? = nil, teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
              teacherWeights: [Double] = [], distill: DistillConfig = DistillConfig(), files: FilePlan) throws {
         let collective = try ActiveRun.start(threads: threads)
         // Rank 0 alone speaks and writes; the others only compute.
         if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
-        var config = try jobConfiguration(teachers: teachers, teacherPaths: teacherPaths, teacherCache: teacherCache,
+        var config = try jobConfiguration(loadTeachers: loadTeachers, teacherPaths: teacherPaths, teacherCache: teacherCache,
                                           teacherWeights: teacherWeights, distill: distill)
         let flagOf: [TrainingJobFile: String] = [.train: "--train", .validation: "--val", .test: "--test"]
         config.preflight = { images, sizes in
@@ -229,7 +230,7 @@ struct TrainingOptions: ParsableArguments {
             throw ExitCode(130)
         }
         for (i, a) in result.teacherTestAccuracies.enumerated() {
-            print(String(format: "teacher%@ test accuracy %.4f", teachers.count > 1 ? " \(i + 1)" : "", a))
+            print(String(format: "teacher%@ test accuracy %.4f", result.teacherTestAccuracies.count > 1 ? " \(i + 1)" : "", a))
         }
         if let a = result.studentTestAccuracy {
             print(String(format: "student test accuracy %.4f (%d images)", a, result.testImages))
@@ -298,15 +299,16 @@ struct DistillCommand: ParsableCommand {
             for path in teachers.teacherArch { files.input("--teacher-arch", path) }
             files.input("--teacher-cache", teachers.teacherCache)
             try files.check()
-            let (models, cache, weights) = try teachers.load()
-            for (model, path) in zip(models, teachers.teacher) { try TrainingJob.refuseNonFinite(model, path: path, role: "teacher") }
+            let (cache, weights) = try teachers.loadCache()
+            let teachers = self.teachers
             var distill = DistillConfig()
             distill.alpha = alpha
             distill.temperature = temperature
             distill.softLoss = try loss.softLoss()
             distill.teacherPrecision = teachers.teacherPrecision
             distill.features = try features.pairs()
-            try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
+            try options.run(loadTeachers: teachers.teacher.isEmpty ? nil : { try teachers.loadModels(cache: cache) },
+                            teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
                             distill: distill, files: files)
         }
     }
