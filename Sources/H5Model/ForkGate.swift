@@ -5,6 +5,9 @@
 // the teachers load) do each piece of work inside `ForkGate.work`; the fork waits until none is
 // inside, and holds new ones back until it is done (a few milliseconds: one image).
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum ForkGate {
     private static let condition = NSCondition()
@@ -26,20 +29,22 @@ public enum ForkGate {
         return try body()
     }
 
-    /// Runs `body` (which forks) once no thread is inside `work`, holding new ones back meanwhile.
-    /// The lock itself is free at the fork, so the child never waits on it.
-    static func forking<T>(_ body: () -> T) -> T {
+    /// fork() once no thread is inside `work`, holding new ones back until it returns in the
+    /// parent. The child touches the gate no more: its lock may be held by a thread that was
+    /// checking whether to wait at the instant of the fork, and that thread is not in the child.
+    static func fork() -> pid_t {
         condition.lock()
         while forking { condition.wait() }
         forking = true
         while active > 0 { condition.wait() }
         condition.unlock()
-        defer {
+        let pid = Glibc.fork()
+        if pid != 0 {
             condition.lock()
             forking = false
             condition.broadcast()
             condition.unlock()
         }
-        return body()
+        return pid
     }
 }

@@ -69,7 +69,7 @@ enum IsolatedRead {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return (.ok, []) }   // no pipe: read in-process as before
         // No other thread of ours is inside a piece of work (ForkGate) as the process is copied.
-        let pid = ForkGate.forking { fork() }
+        let pid = ForkGate.fork()
         if pid == 0 {
             close(fds[0])
             signal(SIGPIPE, SIG_IGN)

@@ -25,16 +25,19 @@ final class ForkGateTests: XCTestCase {
             ForkGate.work { note("work 2") }
         }
         second.start()
-        ForkGate.forking {
-            note("fork")
-            Thread.sleep(forTimeInterval: 0.1)
-        }
+        let pid = ForkGate.fork()
+        if pid == 0 { _exit(0) }
+        lock.lock(); let atFork = log; lock.unlock()
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        XCTAssertEqual(Array(atFork.prefix(2)), ["work 1 begins", "work 1 ends"], "the fork waited for the work in progress")
         while true {
             lock.lock(); let n = log.count; lock.unlock()
-            if n == 4 { break }
+            if n == 3 { break }
             Thread.sleep(forTimeInterval: 0.01)
         }
-        XCTAssertEqual(log, ["work 1 begins", "work 1 ends", "fork", "work 2"])
+        // Asked at 50 ms, while the fork waited: held back until it was done.
+        XCTAssertEqual(log, ["work 1 begins", "work 1 ends", "work 2"])
     }
 
     /// The isolated read still works with work going on beside it (a model read while images decode).
