@@ -66,7 +66,7 @@ for ((r = 0; r < rounds; r++)); do
             --seed 1 "${extra[@]}" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
         t=$(echo "$(date +%s.%N) - $start" | bc)
         times[$b]="${times[$b]:-} $t"
-        printf 'round %d  %-60s %6.2f s  %s\n' "$((r + 1))" "$b" "$t" "$(grep '^images:' "$work/log" || true)"
+        printf 'round %d  %-60s %6.2f s  %s\n' "$((r + 1))" "$b" "$t" "$(grep '^images:\|^job:' "$work/log" | tr '\n' ' ' || true)"
         if (( steps )); then
             s=$("$binary" bench "$model" --train --head-only --batch-size 8 --iterations 10 --threads 2 | awk '/ s per step$/ {print $1}')
             step_times[$b]="${step_times[$b]:-} $s"

@@ -56,7 +56,7 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Decode training and validation JPEGs of at least twice the model's input size at a reduced scale (libjpeg-turbo's DCT scaling), then resize as usual: faster, but not Keras's load_img pixels (each pixel averages a block). The test set keeps Keras's decode.")
     var fastDecode = false
 
-    @Flag(help: "After training, print the image pipeline's time per image (decode, resize, augment) beside the steps'.")
+    @Flag(help: "After training, print the image pipeline's time per image (decode, resize, augment) beside the steps', and where the whole job's time went (before the first step, training, writing the student).")
     var profile = false
 
     @OptionGroup(title: "Optimizer") var optimizer: OptimizerOptions
@@ -178,6 +178,7 @@ struct TrainingOptions: ParsableArguments {
             try files.checkSpace(sizes)
         }
         let job: TrainingJob
+        let setupStart = Date()
         do {
             job = try TrainingJob(config, collective: collective) { event in
                 switch event {
@@ -207,6 +208,7 @@ struct TrainingOptions: ParsableArguments {
             e.what = "training with --batch-size \(batchSize)"
             throw e
         }
+        let setupSeconds = Date().timeIntervalSince(setupStart), runStart = Date()
         let terminal = isatty(STDOUT_FILENO) != 0
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
         Interruption.install()
@@ -221,7 +223,13 @@ struct TrainingOptions: ParsableArguments {
         } catch let e as TrainingStopped where e.checkpoint == nil && outputs.checkpointDir == nil {
             throw TrainingStopped(message: e.message + " (--checkpoint-dir keeps a checkpoint every epoch)", checkpoint: nil)
         }
-        if profile { print(job.run.imageTimings.describe(stepSeconds: job.run.stepSeconds, stepImages: job.run.stepImages)) }
+        if profile {
+            print(job.run.imageTimings.describe(stepSeconds: job.run.stepSeconds, stepImages: job.run.stepImages))
+            let before = secondsSinceProcessStart().map { String(format: "%.2f s from the process's start to the job, ", $0 - Date().timeIntervalSince(setupStart)) }
+            print("job: " + (before ?? "")
+                  + String(format: "%.2f s in the job before the first step, %.2f s training and writing (steps %.2f s, writing the student %.2f s)",
+                           setupSeconds, Date().timeIntervalSince(runStart), job.run.stepSeconds, job.writeSeconds))
+        }
         if case .interrupted(let path) = result.outcome {
             let p = job.run.state.position
             let dir = (path as NSString).deletingLastPathComponent
@@ -347,4 +355,17 @@ func resumeMismatchText(_ e: ResumeMismatch) -> String {
         case .kind, .images, .teacher: return nil
         }
     }
+}
+
+/// Seconds since this process started (Linux: /proc/self/stat's start time, in clock ticks since
+/// boot, against /proc/uptime; 10 ms resolution), for `--profile`'s account of the whole process.
+func secondsSinceProcessStart() -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap({ Double($0) }),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    // Fields after the command name (which may hold spaces): state is field 3, starttime field 22.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+    let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return uptime - ticks / hz
 }

@@ -140,6 +140,8 @@ public final class TrainingJob {
     public let run: TrainingRun
     /// The teachers: `configuration.teachers`, then those `loadTeachers` loaded.
     public let teachers: [LoadedModel]
+    /// Seconds `run` took to write the trained student (for `--profile`).
+    public private(set) var writeSeconds = 0.0
     let testSet: ImageDataset?
     let events: (TrainingJobEvent) -> Void
 
@@ -264,7 +266,9 @@ public final class TrainingJob {
         let trained = distiller.trainedModel()
         var result = Result(outcome: outcome, student: trained)
         guard collective.isRoot else { return result }
+        let writeStart = DispatchTime.now().uptimeNanoseconds
         try trained.writeKerasFile(to: c.output)
+        writeSeconds = Double(DispatchTime.now().uptimeNanoseconds - writeStart) / 1e9
         events(.wrote(path: c.output))
         if let testSet {
             let batch = c.run.batchSize
