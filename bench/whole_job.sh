@@ -3,20 +3,25 @@
 # Cassava's size (800x600 JPEGs made by bench/make_jpegs.py), the seed's augmentation, batch 8,
 # the EfficientNetB0 teacher fixture as teacher and as student with --trainable-head, 2 threads.
 # Alternates the binaries given for ROUNDS rounds and prints every time and each binary's median.
-#     bench/whole_job.sh [--rounds N] [--keras] [BINARY...]     (default: the benchmarked build, bench/run.sh's)
+#     bench/whole_job.sh [--rounds N] [--keras] [--steps] [BINARY...]     (default: the benchmarked build, bench/run.sh's)
 # --keras adds Keras's own loop to every round (bench/keras_whole_job.py: ImageDataGenerator +
 # flow_from_dataframe + a tf.function step, in the peers' environment of bench/run.sh) and prints
 # each binary's median against it.
+# --steps adds, in every round, each binary's `bench --train --head-only` step (batch 8, 2 threads,
+# 10 iterations after its warm-up) and prints each binary's median whole process against 40 of its
+# own median steps: what the images, the loading and the writing add to the steps.
 # A BINARY may carry extra distill flags after a space, as one argument: "path/distillctl --fast-decode".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3
 keras=0
+steps=0
 while [[ "${1:-}" == --* ]]; do
     case $1 in
         --rounds) rounds=$2; shift 2 ;;
         --keras) keras=1; shift ;;
-        *) echo "usage: bench/whole_job.sh [--rounds N] [--keras] [BINARY...]" >&2; exit 2 ;;
+        --steps) steps=1; shift ;;
+        *) echo "usage: bench/whole_job.sh [--rounds N] [--keras] [--steps] [BINARY...]" >&2; exit 2 ;;
     esac
 done
 source scripts/build-flags.sh
@@ -32,6 +37,7 @@ model=fixtures/cases/k2_seed_effnetb0/model.h5
 work=$(mktemp -d "${TMPDIR:-/tmp}/distillctl-whole-job.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 declare -A times
+declare -A step_times
 keras_epochs=()
 keras_processes=()
 bench_venv="${DISTILLCTL_BENCH_VENV:-$HOME/.cache/distillctl/bench-venv}"
@@ -60,7 +66,12 @@ for ((r = 0; r < rounds; r++)); do
             --seed 1 "${extra[@]}" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
         t=$(echo "$(date +%s.%N) - $start" | bc)
         times[$b]="${times[$b]:-} $t"
-        printf 'round %d  %-60s %6.2f s  %s\n' "$((r + 1))" "$b" "$t" "$(grep '^images:' "$work/log" || true)"
+        printf 'round %d  %-60s %6.2f s  %s\n' "$((r + 1))" "$b" "$t" "$(grep '^images:\|^job:' "$work/log" | tr '\n' ' ' || true)"
+        if (( steps )); then
+            s=$("$binary" bench "$model" --train --head-only --batch-size 8 --iterations 10 --threads 2 | awk '/ s per step$/ {print $1}')
+            step_times[$b]="${step_times[$b]:-} $s"
+            printf 'round %d  %-60s %6.3f s per step (bench --train --head-only)\n' "$((r + 1))" "$b" "$s"
+        fi
     done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -73,5 +84,9 @@ for b in "${binaries[@]}"; do
     m=$(median <<< "${times[$b]}")
     printf 'median %-60s %6.2f s over%s' "$b" "$m" "${times[$b]}"
     if (( keras )); then printf '; Keras epoch loop / this whole process: %.2fx' "$(echo "$ke / $m" | bc -l)"; fi
+    if (( steps )); then
+        sm=$(median <<< "${step_times[$b]}")
+        printf '; step %.3f s over%s, whole process / 40 steps: %.2fx' "$sm" "${step_times[$b]}" "$(echo "$m / (40 * $sm)" | bc -l)"
+    fi
     printf '\n'
 done

@@ -51,6 +51,9 @@ extension ModelGraph {
         var store = WeightStore()
         var used: [String: Set<Int>] = [:]          // group name -> indices of weights taken
         let groups = Dictionary(group.layers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Each group's weight names split once: a nested model's group holds all its layers'
+        // weights (EfficientNetB0's: 312), searched for every weight of every layer in it.
+        var splitNames: [String: [(prefix: String, short: String)]] = [:]
         for node in uniqueLayers where !node.weights.isEmpty {
             let groupName = node.topLevelName
             guard let layerGroup = groups[groupName] else {
@@ -62,17 +65,19 @@ extension ModelGraph {
                 continue
             }
             var bound: [BoundWeight] = []
+            let split = splitNames[groupName] ?? layerGroup.weights.map { splitWeightName($0.name) }
+            splitNames[groupName] = split
             for spec in node.weights {
                 let names = [spec.name] + spec.aliases
-                let candidates = layerGroup.weights.indices.filter { i in
+                let candidate = layerGroup.weights.indices.first { i in
                     guard !(used[groupName]?.contains(i) ?? false) else { return false }
-                    let (prefix, short) = splitWeightName(layerGroup.weights[i].name)
+                    let (prefix, short) = split[i]
                     guard names.contains(short) || (names.contains("variable") && isNumberedVariable(short)) else { return false }
                     if prefix == node.name || prefix.hasSuffix("/" + node.name) { return true }
                     // Bare names (Keras 3.0-3.2, custom layers) identify a weight only in the layer's own group.
                     return prefix.isEmpty && node.scope.isEmpty
                 }
-                guard let index = candidates.first else {
+                guard let index = candidate else {
                     throw GraphError("\(source): layer '\(node.layerKey)' needs weight '\(spec.name)' \(fmtShape(spec.shape)), not found in group '\(groupName)'")
                 }
                 let weight = layerGroup.weights[index]

@@ -63,16 +63,8 @@ public final class InferenceSession {
     public func run(_ inputs: [Tensor], batchSize: Int = 32) throws -> [Tensor] {
         try checkInputs(inputs)
         let n = inputs[0].batch
-        let step = min(batchSize, try microBatch(for: inputs))
-        let ranges = stride(from: 0, to: n, by: step).map { $0..<min($0 + step, n) }
-        let workers = ParallelRegion.inside ? 1 : min(RuntimeThreads.count, ranges.count)
-        // Plans are compiled here, before any worker starts (compiling is not thread-safe); the
-        // last range may be shorter.
-        func shapes(_ r: Range<Int>) -> [[Int]] { inputs.map { [r.count] + $0.shape.dropFirst() } }
-        var plans: [Int: [CompiledPlan]] = [:]
-        for count in Set(ranges.map(\.count)) {
-            plans[count] = try (0..<max(1, workers)).map { try plan(for: shapes(0..<count), instance: $0) }
-        }
+        let (ranges, workers, plans) = try passes(itemShapes: inputs.map { Array($0.shape.dropFirst()) },
+                                                  items: n, batchSize: batchSize)
         var parts = [[Tensor]](repeating: [], count: ranges.count)
         parts.withUnsafeMutableBufferPointer { out in
             parallelFor(ranges.count, threads: max(1, workers)) { w, items in
@@ -85,11 +77,33 @@ public final class InferenceSession {
         }
     }
 
+    /// How `run` goes through `n` items of these shapes (without the batch axis): the passes,
+    /// the workers sharing them, and each pass size's plans, one per worker. Plans are compiled
+    /// here, before any worker starts (compiling is not thread-safe); the last range may be shorter.
+    func passes(itemShapes: [[Int]], items n: Int, batchSize: Int) throws
+        -> (ranges: [Range<Int>], workers: Int, plans: [Int: [CompiledPlan]]) {
+        let step = min(batchSize, try microBatch(itemShapes: itemShapes))
+        let ranges = stride(from: 0, to: n, by: step).map { $0..<min($0 + step, n) }
+        let workers = ParallelRegion.inside ? 1 : min(RuntimeThreads.count, ranges.count)
+        var plans: [Int: [CompiledPlan]] = [:]
+        for count in Set(ranges.map(\.count)) {
+            plans[count] = try (0..<max(1, workers)).map { try plan(for: itemShapes.map { [count] + $0 }, instance: $0) }
+        }
+        return (ranges, workers, plans)
+    }
+
+    /// Compiles now the plans a later `run` of `items` items of these shapes (without the batch
+    /// axis) will use, so that compiling can happen while something else waits (a training
+    /// job's images being checked) rather than in the first `run`.
+    public func prepare(itemShapes: [[Int]], items: Int, batchSize: Int) throws {
+        _ = try passes(itemShapes: itemShapes, items: items, batchSize: batchSize)
+    }
+
     /// Images per pass through the plan. A large image's activations (EfficientNet at 228x228:
     /// 5 MB in its biggest layer) overflow the caches at batch 8 and run slower per image than one
     /// at a time, so such inputs go through a batch-1 plan item by item; small ones in one pass.
-    func microBatch(for inputs: [Tensor]) throws -> Int {
-        let single = try plan(for: inputs.map { [1] + $0.shape.dropFirst() })
+    func microBatch(itemShapes: [[Int]]) throws -> Int {
+        let single = try plan(for: itemShapes.map { [1] + $0 })
         return InferenceSession.imagesOneByOne(largestValue: single.nodes.map(\.count).max() ?? 0) ? 1 : Int.max
     }
 

@@ -76,24 +76,32 @@ struct TeacherOptions: ParsableArguments {
         return values
     }
 
-    /// Loads the teachers and the cache, checks they agree, and returns the teacher weights
-    /// (normalised, one per teacher of the cache when there is one).
-    func load() throws -> (models: [LoadedModel], cache: TeacherCache?, weights: [Double]) {
+    /// Reads the cache, if any, and returns the teacher weights (normalised, one per teacher of
+    /// the cache when there is one). The models are left to `loadModels`, which the training job
+    /// runs while it decodes the images.
+    func loadCache() throws -> (cache: TeacherCache?, weights: [Double]) {
         try check()
-        let models = try teacher.enumerated().map { i, path in
-            try LoadedModel.load(path: path, archPath: teacherArch.isEmpty ? nil : teacherArch[i])
-        }
         let cache = try teacherCache.map { try TeacherCache.read(path: $0) }
-        let count = cache?.teachers.count ?? models.count
+        let count = cache?.teachers.count ?? teacher.count
         let given = try weights()
         if let given, given.count != count {
             throw ValidationError("--teacher-weights gives \(given.count) weights for \(count) teacher\(count == 1 ? "" : "s")")
         }
+        return (cache, try Distiller.normalizedWeights(given ?? [Double](repeating: 1, count: count)))
+    }
+
+    /// Loads the teachers, refuses a NaN or infinite weight, and checks that `cache` (from
+    /// `loadCache`) is theirs.
+    func loadModels(cache: TeacherCache?) throws -> [LoadedModel] {
+        let models = try teacher.enumerated().map { i, path in
+            try LoadedModel.load(path: path, archPath: teacherArch.isEmpty ? nil : teacherArch[i])
+        }
+        for (model, path) in zip(models, teacher) { try TrainingJob.refuseNonFinite(model, path: path, role: "teacher") }
         // With both, the cache must be these teachers' (the models then only give their test accuracy).
         if let cache, !models.isEmpty, cache.teachers != models.map({ TeacherCache.identity(of: $0) }) {
             throw ValidationError("\(teacherCache!): the cache was made by another teacher (\(cache.teacher)), not \(teacher.joined(separator: ", "))")
         }
-        return (models, cache, try Distiller.normalizedWeights(given ?? [Double](repeating: 1, count: count)))
+        return models
     }
 }
 

@@ -56,7 +56,7 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Decode training and validation JPEGs of at least twice the model's input size at a reduced scale (libjpeg-turbo's DCT scaling), then resize as usual: faster, but not Keras's load_img pixels (each pixel averages a block). The test set keeps Keras's decode.")
     var fastDecode = false
 
-    @Flag(help: "After training, print the image pipeline's time per image (decode, resize, augment) beside the steps'.")
+    @Flag(help: "After training, print the image pipeline's time per image (decode, resize, augment) beside the steps', and where the whole job's time went (before the first step, training, writing the student).")
     var profile = false
 
     @OptionGroup(title: "Optimizer") var optimizer: OptimizerOptions
@@ -108,11 +108,11 @@ struct TrainingOptions: ParsableArguments {
     }
 
     /// The library's training job, configured by these options (the teachers' by `distill`).
-    func jobConfiguration(teachers: [LoadedModel], teacherPaths: [String], teacherCache: TeacherCache?,
+    func jobConfiguration(loadTeachers: (() throws -> [LoadedModel])?, teacherPaths: [String], teacherCache: TeacherCache?,
                           teacherWeights: [Double], distill: DistillConfig) throws -> TrainingJob.Configuration {
         var job = TrainingJob.Configuration(student: student, train: train, output: output)
         job.studentArchitecture = studentArch
-        job.teachers = teachers
+        job.loadTeachers = loadTeachers
         job.teacherNames = teacherPaths
         job.teacherCache = teacherCache
         job.teacherWeights = teacherWeights
@@ -159,14 +159,15 @@ struct TrainingOptions: ParsableArguments {
 
     /// Runs the library's training job configured by these options and says what it does: the
     /// banner, the progress bar, the student written, the test accuracies. No teacher: plain
-    /// training. `teacherPaths` name `teachers`; `teacherWeights`: normalised, one per teacher (of
-    /// the cache when there is one). `files` was checked by the caller before it read anything.
-    func run(teachers: [LoadedModel] = [], teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
+    /// training. `loadTeachers` loads the teachers `teacherPaths` name (the job runs it while it
+    /// decodes the images); `teacherWeights`: normalised, one per teacher (of the cache when there
+    /// is one). `files` was checked by the caller before it read anything.
+    func run(loadTeachers: (() throws -> [LoadedModel])? = nil, teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
              teacherWeights: [Double] = [], distill: DistillConfig = DistillConfig(), files: FilePlan) throws {
         let collective = try ActiveRun.start(threads: threads)
         // Rank 0 alone speaks and writes; the others only compute.
         if !collective.isRoot { _ = freopen("/dev/null", "w", stdout) }
-        var config = try jobConfiguration(teachers: teachers, teacherPaths: teacherPaths, teacherCache: teacherCache,
+        var config = try jobConfiguration(loadTeachers: loadTeachers, teacherPaths: teacherPaths, teacherCache: teacherCache,
                                           teacherWeights: teacherWeights, distill: distill)
         let flagOf: [TrainingJobFile: String] = [.train: "--train", .validation: "--val", .test: "--test"]
         config.preflight = { images, sizes in
@@ -177,6 +178,7 @@ struct TrainingOptions: ParsableArguments {
             try files.checkSpace(sizes)
         }
         let job: TrainingJob
+        let setupStart = Date()
         do {
             job = try TrainingJob(config, collective: collective) { event in
                 switch event {
@@ -206,6 +208,7 @@ struct TrainingOptions: ParsableArguments {
             e.what = "training with --batch-size \(batchSize)"
             throw e
         }
+        let setupSeconds = Date().timeIntervalSince(setupStart), runStart = Date()
         let terminal = isatty(STDOUT_FILENO) != 0
         let progress = KerasProgress(terminal: terminal) { text in print(text, terminator: ""); fflush(stdout) }
         Interruption.install()
@@ -220,7 +223,13 @@ struct TrainingOptions: ParsableArguments {
         } catch let e as TrainingStopped where e.checkpoint == nil && outputs.checkpointDir == nil {
             throw TrainingStopped(message: e.message + " (--checkpoint-dir keeps a checkpoint every epoch)", checkpoint: nil)
         }
-        if profile { print(job.run.imageTimings.describe(stepSeconds: job.run.stepSeconds, stepImages: job.run.stepImages)) }
+        if profile {
+            print(job.run.imageTimings.describe(stepSeconds: job.run.stepSeconds, stepImages: job.run.stepImages))
+            let before = secondsSinceProcessStart().map { String(format: "%.2f s from the process's start to the job, ", $0 - Date().timeIntervalSince(setupStart)) }
+            print("job: " + (before ?? "")
+                  + String(format: "%.2f s in the job before the first step, %.2f s training and writing (steps %.2f s, writing the student %.2f s)",
+                           setupSeconds, Date().timeIntervalSince(runStart), job.run.stepSeconds, job.writeSeconds))
+        }
         if case .interrupted(let path) = result.outcome {
             let p = job.run.state.position
             let dir = (path as NSString).deletingLastPathComponent
@@ -229,7 +238,7 @@ struct TrainingOptions: ParsableArguments {
             throw ExitCode(130)
         }
         for (i, a) in result.teacherTestAccuracies.enumerated() {
-            print(String(format: "teacher%@ test accuracy %.4f", teachers.count > 1 ? " \(i + 1)" : "", a))
+            print(String(format: "teacher%@ test accuracy %.4f", result.teacherTestAccuracies.count > 1 ? " \(i + 1)" : "", a))
         }
         if let a = result.studentTestAccuracy {
             print(String(format: "student test accuracy %.4f (%d images)", a, result.testImages))
@@ -298,15 +307,16 @@ struct DistillCommand: ParsableCommand {
             for path in teachers.teacherArch { files.input("--teacher-arch", path) }
             files.input("--teacher-cache", teachers.teacherCache)
             try files.check()
-            let (models, cache, weights) = try teachers.load()
-            for (model, path) in zip(models, teachers.teacher) { try TrainingJob.refuseNonFinite(model, path: path, role: "teacher") }
+            let (cache, weights) = try teachers.loadCache()
+            let teachers = self.teachers
             var distill = DistillConfig()
             distill.alpha = alpha
             distill.temperature = temperature
             distill.softLoss = try loss.softLoss()
             distill.teacherPrecision = teachers.teacherPrecision
             distill.features = try features.pairs()
-            try options.run(teachers: models, teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
+            try options.run(loadTeachers: teachers.teacher.isEmpty ? nil : { try teachers.loadModels(cache: cache) },
+                            teacherPaths: teachers.teacher, teacherCache: cache, teacherWeights: weights,
                             distill: distill, files: files)
         }
     }
@@ -345,4 +355,17 @@ func resumeMismatchText(_ e: ResumeMismatch) -> String {
         case .kind, .images, .teacher: return nil
         }
     }
+}
+
+/// Seconds since this process started (Linux: /proc/self/stat's start time, in clock ticks since
+/// boot, against /proc/uptime; 10 ms resolution), for `--profile`'s account of the whole process.
+func secondsSinceProcessStart() -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap({ Double($0) }),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    // Fields after the command name (which may hold spaces): state is field 3, starttime field 22.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+    let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return uptime - ticks / hz
 }

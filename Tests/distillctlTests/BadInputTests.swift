@@ -36,12 +36,13 @@ final class BadInputTests: XCTestCase {
     func testWeightsOnlyFileWithoutArch() throws {
         let c = try fixture("k2_bn_conv")
         assertCleanFailure(try CLI.run(["summary", c.path(c.weights)!]), mentions: [c.path(c.weights)!, "--arch"])
-        // Each command names its own option for the architecture of the model at fault.
+        // Each command names its own option for the architecture of the model at fault. (A
+        // readable CSV: it is read before the teachers load, and a missing one would be refused first.)
         let weights = c.path(c.weights)!, full = c.path(c.model)!
+        let csv = try trainingData(["a", "b"])
         for (args, flag) in [(["--student", weights, "--teacher", full], "--student-arch"),
                              (["--student", full, "--teacher", weights], "--teacher-arch")] {
-            let r = try CLI.run(["distill"] + args + ["--train", temp.appendingPathComponent("none.csv").path,
-                                                      "--output", temp.appendingPathComponent("s.h5").path])
+            let r = try CLI.run(["distill"] + args + ["--train", csv, "--output", temp.appendingPathComponent("s.h5").path])
             assertCleanFailure(r, mentions: [weights, "pass \(flag) model.json"])
         }
     }

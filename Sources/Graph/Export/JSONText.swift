@@ -34,6 +34,9 @@ enum JSONText {
     }
 
     // The most frequent kinds are tried first: each failed cast of an `Any` costs a runtime call.
+    // Lists and objects go before NSNumber: casting a Swift dictionary or array to NSNumber
+    // first bridges the whole container (recursively) to Foundation's classes, which made
+    // writing EfficientNetB0's config most of the time of writing the trained student.
     private static func write(_ value: Any, into out: inout [UInt8]) throws {
         switch value {
         case let s as String:
@@ -42,10 +45,6 @@ enum JSONText {
             out += d.text.utf8            // exactly as it was read
         case let w as Written:
             out += w.text.utf8
-        case let n as NSNumber:
-            try writeNumber(n, into: &out)
-        case is NSNull:
-            out += "null".utf8
         case let list as [Any]:
             out.append(UInt8(ascii: "["))
             for (i, item) in list.enumerated() {
@@ -62,6 +61,10 @@ enum JSONText {
                 try write(dict[key]!, into: &out)
             }
             out.append(UInt8(ascii: "}"))
+        case let n as NSNumber:
+            try writeNumber(n, into: &out)
+        case is NSNull:
+            out += "null".utf8
         default:
             throw GraphError("cannot write a JSON value of type \(type(of: value))")
         }

@@ -140,7 +140,9 @@ func mapCoordinate(_ value: Double, _ length: Int, _ mode: FillMode) -> Double {
         case .reflect:
             if length <= 1 { return 0 }
             let sz2 = 2 * len
-            v -= sz2 * Double(Int(v / sz2))
+            // Below sz2, v / sz2 rounds below 1 and its truncation is 0: the division (most of
+            // this mapping's time, for every point past the last row or column) changes nothing.
+            if v >= sz2 { v -= sz2 * Double(Int(v / sz2)) }
             if v >= len { v = sz2 - v - 1 }
         case .wrap:
             if length <= 1 { return 0 }
@@ -190,7 +192,7 @@ func mapTap(_ index: Int, _ length: Int, _ mode: TapMode) -> Int {
             if v < -sz2 { v = sz2 * (-v / sz2) + v }
             return v < -length ? v + sz2 : -v - 1
         }
-        var v = index - sz2 * (index / sz2)
+        var v = index < sz2 ? index : index - sz2 * (index / sz2)
         if v >= length { v = sz2 - v - 1 }
         return v
     }

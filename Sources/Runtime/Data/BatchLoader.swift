@@ -30,7 +30,7 @@ public struct BadImage: Sendable, Equatable {
 
 /// See `LoaderOptions.pipeline`.
 public enum ImagePipeline: Sendable {
-    case pool, thread
+    case pool, thread, between
 }
 
 public struct LoaderOptions: Sendable {
@@ -55,8 +55,17 @@ public struct LoaderOptions: Sendable {
     /// idle pool threads load images between the step's loops and the helpers run at idle
     /// priority; a few percent faster on a quiet 2-core machine, but measured with a long tail
     /// (one run 4x slower) on one shared with other builds, so not yet the default.
-    public var pipeline: ImagePipeline =
-        ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] == "pool" ? .pool : .thread
+    /// `.between` (DISTILLCTL_IMAGE_PIPELINE=between): no helpers; each batch is loaded when the
+    /// consumer asks for it, its images shared among the worker pool's threads, so the images
+    /// never take a core from a step's thread mid-step (where the other compute thread would
+    /// wait for it), at the price of not overlapping the step.
+    public var pipeline: ImagePipeline = {
+        switch ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] {
+        case "pool": return .pool
+        case "between": return .between
+        default: return .thread
+        }
+    }()
     public var interpolation: Interpolation = .nearest
     /// Decode JPEGs at least twice the target size with libjpeg-turbo's DCT scaling (`Image`'s
     /// `decodeAtLeast`): not Keras's `load_img` pixels, so off by default.

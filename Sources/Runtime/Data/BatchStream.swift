@@ -8,7 +8,9 @@
 //     a step (instead of spinning: see CKernels/pool.c), polling for the step's next job as they
 //     go, so the images use the gaps in the step without a third thread competing with the two
 //     that compute; the helpers then run at idle scheduling priority, getting only a core
-//     nothing else wants (the pool not started yet, one compute thread, the caller between steps).
+//     nothing else wants (the pool not started yet, one compute thread, the caller between steps);
+//   - with `LoaderOptions.pipeline == .between`, no helpers: the caller's `next()` loads the
+//     batch's images on all the pool's threads at once, between two steps.
 // An image lands in its own slot whoever loads it, and a batch is a pure function of (epoch,
 // index) (BatchLoader), so the batches are those of `BatchLoader.makeBatch`, bit for bit.
 import CKernels
@@ -24,7 +26,7 @@ public final class BatchStream: @unchecked Sendable {
         let shared = self.shared
         let pool = loader.options.pipeline == .pool
         if pool { BackgroundWork.add(shared) { shared.runOne() } }
-        for i in 0..<loader.options.decodeThreads {
+        for i in 0..<(loader.options.pipeline == .between ? 0 : loader.options.decodeThreads) {
             let thread = Thread {
                 if pool { lowerToIdlePriority() }
                 shared.help()
@@ -214,7 +216,14 @@ public final class BatchStream: @unchecked Sendable {
                         throw error
                     }
                 }
+                let unclaimed = first.rows.items.count - first.claimed
                 condition.unlock()
+                if loader.options.pipeline == .between && unclaimed > 1 {
+                    // The batch's images on every worker of the pool at once (each takes the
+                    // earliest image left, as the helpers would).
+                    parallelFor(unclaimed) { _, range in for _ in range { _ = runOne(consumer: true) } }
+                    continue
+                }
                 // Not ready: load an image of it (or of a later batch) here rather than wait.
                 if runOne(consumer: true) { continue }
                 condition.lock()

@@ -75,6 +75,10 @@ public final class TrainingJob {
         /// Loaded teachers (none: plain training), named by `teacherNames` in messages; with a
         /// `teacherCache` the soft targets come from it and the models, if any, give test accuracy.
         public var teachers: [LoadedModel] = []
+        /// Teachers to load (after `teachers`, in `teacherNames`' order): the job loads them while
+        /// the images are decoded, after the student and the data sets are read and checked. A
+        /// throw ends the job.
+        public var loadTeachers: (() throws -> [LoadedModel])? = nil
         public var teacherNames: [String] = []
         public var teacherCache: TeacherCache? = nil
         /// One per teacher (of the cache when there is one), summing to 1.
@@ -134,13 +138,19 @@ public final class TrainingJob {
     public let distiller: Distiller
     /// The epoch loop (its image and step timings, its history).
     public let run: TrainingRun
+    /// The teachers: `configuration.teachers`, then those `loadTeachers` loaded.
+    public let teachers: [LoadedModel]
+    /// Seconds `run` took to write the trained student (for `--profile`).
+    public private(set) var writeSeconds = 0.0
     let testSet: ImageDataset?
     let events: (TrainingJobEvent) -> Void
 
     /// Loads and checks everything, in this order: the student (and the checkpoint to resume
-    /// from), the data sets, the caller's `preflight`, the teachers' input sizes, the memory a step
-    /// needs, then every image is decoded once (bad ones refused, or left out with
-    /// `run.skipBadImages`). Nothing is trained or written yet.
+    /// from), the data sets, the caller's `preflight`, the student's input size; then, while every
+    /// image is decoded once on threads of their own, the teachers (`loadTeachers`), their input
+    /// sizes, the memory a step needs, the distiller and the first step's plans; then the images'
+    /// verdict (bad ones refused, or left out with `run.skipBadImages`). A refusal of the models
+    /// stops the decoding and comes first. Nothing is trained or written yet.
     public init(_ configuration: Configuration, collective: any Collective = SingleProcess(),
                 events: @escaping (TrainingJobEvent) -> Void = { _ in }) throws {
         let c = configuration
@@ -162,7 +172,7 @@ public final class TrainingJob {
             try Self.refuseNonFinite(studentModel, path: path, role: "checkpoint")
             resumeFrom = (checkpoint, path)
         }
-        let distilling = !c.teachers.isEmpty || c.teacherCache != nil
+        let distilling = !c.teachers.isEmpty || c.loadTeachers != nil || c.teacherCache != nil
         var trainSet = try ImageDataset.load(c.train, options: c.dataset.with(classNames: nil))
         if let unlabeled = c.unlabeled {
             guard distilling else { throw TrainingJobError(kind: .unlabeledWithoutTeacher) }
@@ -182,40 +192,52 @@ public final class TrainingJob {
         try c.preflight?(images, sizes)
         let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
         guard inputShape.count == 3 else { throw TrainingJobError(kind: .studentInputNotImage(student: c.student, shape: inputShape)) }
-        for (i, teacher) in c.teachers.enumerated() {
-            // The images are loaded at the student's size; each teacher must take that size too.
-            let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }
-            guard shapes.count == 1, shapes[0].count == 3, zip(shapes[0], inputShape).allSatisfy({ $0 < 0 || $0 == $1 }) else {
-                let name = i < c.teacherNames.count ? c.teacherNames[i] : "teacher \(i + 1)"
-                throw TrainingJobError(kind: .teacherInput(teacher: name, teacherShapes: shapes, imageShape: inputShape))
+        // Every image is decoded once before the first step: bad ones stop the run, listed, or are
+        // left out. The decoding needs only the student's input size, so it starts here, beside
+        // the teachers' loading and the plans' compiling.
+        let sets = [trainSet] + (valSet.map { [$0] } ?? [])
+        let check = BackgroundImageCheck(sets: sets, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
+                                         keepBytes: c.run.fastDecode ? 0 : DecodedImages.defaultBudget)
+        let teachers: [LoadedModel], distiller: Distiller
+        do {
+            teachers = c.teachers + (try c.loadTeachers?() ?? [])
+            for (i, teacher) in teachers.enumerated() {
+                // The images are loaded at the student's size; each teacher must take that size too.
+                let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }
+                guard shapes.count == 1, shapes[0].count == 3, zip(shapes[0], inputShape).allSatisfy({ $0 < 0 || $0 == $1 }) else {
+                    let name = i < c.teacherNames.count ? c.teacherNames[i] : "teacher \(i + 1)"
+                    throw TrainingJobError(kind: .teacherInput(teacher: name, teacherShapes: shapes, imageShape: inputShape))
+                }
             }
+            let runningTeachers = c.teacherCache == nil ? teachers : []
+            let stepImages = min(c.run.batchSize, trainSet.count)
+            try checkMemory(what: "training with batch size \(c.run.batchSize)",
+                            bytes: Self.memoryEstimate(student: studentModel, teachers: runningTeachers, batch: stepImages))
+            let batchesPerEpoch = (trainSet.count + c.run.batchSize - 1) / c.run.batchSize
+            distiller = try Distiller(student: studentModel, teachers: runningTeachers, teacherWeights: c.teacherWeights,
+                                      optimizer: c.makeOptimizer(batchesPerEpoch, c.run.epochs), config: c.distill)
+            distiller.collective = collective
+            distiller.syncBatchNorm = c.syncBatchNorm
+            distiller.teacherCacheIdentity = c.teacherCache.map {
+                TeacherCache.identity(teachers: $0.teachers, weights: c.teacherWeights, precision: $0.precision)
+            }
+            // This rank's rows of a full batch (BatchLoader.rows); a batch with bad images left
+            // out, or the last partial one, compiles its own plans when it comes.
+            let rows = stepImages * (collective.rank + 1) / collective.size - stepImages * collective.rank / collective.size
+            if rows > 0 { try Self.preparePlans(distiller, rows: rows, itemShape: inputShape) }
+        } catch {
+            check.cancel()
+            throw error
         }
-        let runningTeachers = c.teacherCache == nil ? c.teachers : []
-        let stepImages = min(c.run.batchSize, trainSet.count)
-        try checkMemory(what: "training with batch size \(c.run.batchSize)",
-                        bytes: Self.memoryEstimate(student: studentModel, teachers: runningTeachers, batch: stepImages))
-        // Every image is decoded once before the first step: bad ones stop the run here, listed,
-        // or are left out.
-        for (file, set) in [(TrainingJobFile.train, Optional(trainSet)), (.validation, valSet)] {
-            guard let set else { continue }
+        for ((file, set), decoded) in zip([(TrainingJobFile.train, trainSet)] + (valSet.map { [(.validation, $0)] } ?? []), check.wait()) {
             let checked: ImageDataset, left: [BadImage]
             do {
-                (checked, left) = try TrainingRun.checkImages(set, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
-                                                              skipBad: c.run.skipBadImages,
-                                                              keepBytes: c.run.fastDecode ? 0 : DecodedImages.defaultBudget)
+                (checked, left) = try set.checked(bad: decoded.bad, decoded: decoded.decoded, skipBad: c.run.skipBadImages)
             } catch let e as BadImagesError {
                 throw TrainingJobError(kind: .badImages(e))
             }
             if !left.isEmpty { events(.leftOut(set: file, images: left)) }
             if file == .train { trainSet = checked } else { valSet = checked }
-        }
-        let batchesPerEpoch = (trainSet.count + c.run.batchSize - 1) / c.run.batchSize
-        let distiller = try Distiller(student: studentModel, teachers: runningTeachers, teacherWeights: c.teacherWeights,
-                                      optimizer: c.makeOptimizer(batchesPerEpoch, c.run.epochs), config: c.distill)
-        distiller.collective = collective
-        distiller.syncBatchNorm = c.syncBatchNorm
-        distiller.teacherCacheIdentity = c.teacherCache.map {
-            TeacherCache.identity(teachers: $0.teachers, weights: c.teacherWeights, precision: $0.precision)
         }
         var runOptions = c.run
         runOptions.teacherCache = c.teacherCache
@@ -225,6 +247,7 @@ public final class TrainingJob {
             let p = run.state.position
             events(.resumed(checkpoint: path, epoch: p.epoch, batch: p.batch, step: run.state.step, changes: run.resumeChanges))
         }
+        self.teachers = teachers
         self.distiller = distiller
         self.run = run
         self.testSet = testSet
@@ -243,15 +266,28 @@ public final class TrainingJob {
         let trained = distiller.trainedModel()
         var result = Result(outcome: outcome, student: trained)
         guard collective.isRoot else { return result }
+        let writeStart = DispatchTime.now().uptimeNanoseconds
         try trained.writeKerasFile(to: c.output)
+        writeSeconds = Double(DispatchTime.now().uptimeNanoseconds - writeStart) / 1e9
         events(.wrote(path: c.output))
         if let testSet {
             let batch = c.run.batchSize
-            result.teacherTestAccuracies = try c.teachers.map { try accuracy(of: InferenceSession(model: $0), on: testSet, batchSize: batch) }
+            result.teacherTestAccuracies = try teachers.map { try accuracy(of: InferenceSession(model: $0), on: testSet, batchSize: batch) }
             result.studentTestAccuracy = try accuracy(of: InferenceSession(model: trained), on: testSet, batchSize: batch)
             result.testImages = testSet.count
         }
         return result
+    }
+
+    /// Compiles the plans of a step of `rows` images (the student's training plan, the running
+    /// teachers' inference plans), which the first step would otherwise compile on the step's
+    /// clock with one thread while the other waits.
+    static func preparePlans(_ distiller: Distiller, rows: Int, itemShape: [Int]) throws {
+        _ = try distiller.plan(batch: rows)
+        // A first teacher with feature pairs runs through a session of its own, compiled in the step.
+        for teacher in distiller.teachers.dropFirst(distiller.config.features.isEmpty ? 0 : 1) {
+            try teacher.prepare(itemShapes: [itemShape], items: rows, batchSize: rows)
+        }
     }
 
     /// Training cannot start from a NaN or infinite weight: refused naming the file and the weight.

@@ -208,11 +208,7 @@ public final class TrainingRun {
                                    skipBad: Bool, keepBytes: Int)
         throws -> (dataset: ImageDataset, left: [BadImage]) {
         let (bad, decoded) = preflightDecode(dataset, height: height, width: width, channels: channels, keepBytes: keepBytes)
-        var checked = dataset
-        if decoded.count > 0 { checked.decoded = decoded }
-        guard !bad.isEmpty else { return (checked, []) }
-        guard skipBad else { throw BadImagesError(source: dataset.source, bad: bad) }
-        return (try checked.removing(paths: Set(bad.map(\.file.path))), bad)
+        return try dataset.checked(bad: bad, decoded: decoded, skipBad: skipBad)
     }
 
     // MARK: checkpoints

@@ -68,7 +68,7 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         LoaderOptions(height: 16, width: 14, batchSize: batchSize, shuffle: true, seed: 9, augment: .seedExample)
     }
 
-    /// Background batches equal synchronously built ones, with 1 or 2 decode threads, either
+    /// Background batches equal synchronously built ones, with 1 or 2 decode threads, every
     /// pipeline, and a stream started at (epoch 1, batch 3) equals the tail of an uninterrupted run.
     func testBackgroundAndResumedBatchesAreIdentical() throws {
         let dataset = try manyItems(23)
@@ -92,6 +92,13 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         let resumed = try drain(loader2.batches(from: DataPosition(epoch: 1, batch: 3), untilEpoch: 2))
         XCTAssertEqual(resumed.map(\.index), [3, 4, 5])
         XCTAssertEqual(resumed.map(\.images), full[9...].map(\.images))
+        // Each batch loaded on the pool's threads when asked for (no helpers, no prefetching).
+        var between = augmentedOptions()
+        between.pipeline = .between
+        let inTurn = try drain(BatchLoader(dataset: dataset, options: between).batches(untilEpoch: 2))
+        XCTAssertEqual(inTurn.map(\.items), full.map(\.items))
+        XCTAssertEqual(inTurn.map(\.images), full.map(\.images))
+        XCTAssertEqual(inTurn.map(\.labels), full.map(\.labels))
         // Each epoch visits every item once; epochs differ in order and augmentation.
         XCTAssertEqual(full[0..<6].flatMap(\.items).sorted(), Array(0..<23))
         XCTAssertNotEqual(full[0..<6].flatMap(\.items), full[6...].flatMap(\.items))

@@ -117,4 +117,48 @@ final class TrainingJobTests: XCTestCase {
             XCTAssertEqual(image, [28, 28, 1])
         }
     }
+    /// Teachers the job loads itself (`loadTeachers`, while the images are decoded) train exactly
+    /// as teachers loaded beforehand; the step's plans compiled before the first step change
+    /// nothing either.
+    func testTeachersLoadedBesideTheImagesTrainAsGiven() throws {
+        var given = try configuration(output: folder.appendingPathComponent("given.h5").path)
+        given.run.epochs = 1
+        given.test = nil
+        var loaded = given
+        loaded.output = folder.appendingPathComponent("loaded.h5").path
+        loaded.teachers = []
+        var calls = 0
+        let teacherPath = example.appendingPathComponent("teacher.h5").path
+        loaded.loadTeachers = {
+            calls += 1
+            return [try LoadedModel.load(path: teacherPath)]
+        }
+        let a = try TrainingJob(given), b = try TrainingJob(loaded)
+        XCTAssertEqual(calls, 1)
+        XCTAssertEqual(b.teachers.count, 1)
+        XCTAssertTrue(b.distiller.distilling)
+        _ = try a.run(reporter: nil)
+        _ = try b.run(reporter: nil)
+        XCTAssertEqual(a.run.history.map(\.loss), b.run.history.map(\.loss))
+        XCTAssertEqual(a.distiller.params.snapshot(), b.distiller.params.snapshot())
+    }
+
+    /// A refusal of the models while the images are decoded ends the job with the models' error
+    /// (not the images'), and nothing is written.
+    func testRefusalWhileImagesDecodeEndsTheJob() throws {
+        struct BadTeacher: Error {}
+        var c = try configuration(output: folder.appendingPathComponent("s.h5").path)
+        c.teachers = []
+        c.loadTeachers = { throw BadTeacher() }
+        XCTAssertThrowsError(try TrainingJob(c)) { XCTAssertTrue($0 is BadTeacher, "\($0)") }
+        let other = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_mini" })
+        c.loadTeachers = { [try LoadedModel.load(path: other.forms[0].model, archPath: other.forms[0].arch)] }
+        c.teacherNames = ["other.h5"]
+        XCTAssertThrowsError(try TrainingJob(c)) { error in
+            guard let e = error as? TrainingJobError, case .teacherInput(let name, _, _) = e.kind else { return XCTFail("\(error)") }
+            XCTAssertEqual(name, "other.h5")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.output))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.run.historyPath!))
+    }
 }
