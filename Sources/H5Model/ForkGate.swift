@@ -1,8 +1,9 @@
 // The isolated read (IsolatedRead) forks the process, and the child runs Swift code (libhdf5's
 // reader, the Swift runtime, malloc). A thread that holds one of the runtime's internal locks at
 // the moment of fork() would leave it held forever in the child, which then hangs until its
-// timeout. Threads that work while a model may be read (a training job decodes its images while
-// the teachers load) do each piece of work inside `ForkGate.work`; the fork waits until none is
+// timeout. A training job therefore reads its models before its image threads start; and threads
+// that may work while a model is read (the pre-flight decoding, which a library caller may run
+// beside a load) do each piece of work inside `ForkGate.work`: the fork waits until none is
 // inside, and holds new ones back until it is done (a few milliseconds: one image).
 import Foundation
 #if canImport(Glibc)

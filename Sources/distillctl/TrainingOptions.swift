@@ -159,8 +159,8 @@ struct TrainingOptions: ParsableArguments {
 
     /// Runs the library's training job configured by these options and says what it does: the
     /// banner, the progress bar, the student written, the test accuracies. No teacher: plain
-    /// training. `loadTeachers` loads the teachers `teacherPaths` name (the job runs it while it
-    /// decodes the images); `teacherWeights`: normalised, one per teacher (of the cache when there
+    /// training. `loadTeachers` loads the teachers `teacherPaths` name (the job runs it after the
+    /// student and the data sets are read and checked, before it decodes the images); `teacherWeights`: normalised, one per teacher (of the cache when there
     /// is one). `files` was checked by the caller before it read anything.
     func run(loadTeachers: (() throws -> [LoadedModel])? = nil, teacherPaths: [String] = [], teacherCache: TeacherCache? = nil,
              teacherWeights: [Double] = [], distill: DistillConfig = DistillConfig(), files: FilePlan) throws {

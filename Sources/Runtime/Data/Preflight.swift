@@ -128,7 +128,11 @@ final class BackgroundImageCheck: @unchecked Sendable {
     private var outcome: Outcome?
     private var stop = false
 
+    /// How many checks have started in this process (tests see from it when the threads began).
+    nonisolated(unsafe) static var started = 0
+
     init(sets: [ImageDataset], height: Int, width: Int, channels: Int, keepBytes: Int) {
+        Self.started += 1
         let thread = Thread { [self] in
             let stopped: @Sendable () -> Bool = { [self] in
                 condition.lock(); defer { condition.unlock() }

@@ -146,11 +146,11 @@ public final class TrainingJob {
     let events: (TrainingJobEvent) -> Void
 
     /// Loads and checks everything, in this order: the student (and the checkpoint to resume
-    /// from), the data sets, the caller's `preflight`, the student's input size; then, while every
-    /// image is decoded once on threads of their own, the teachers (`loadTeachers`), their input
-    /// sizes, the memory a step needs, the distiller and the first step's plans; then the images'
-    /// verdict (bad ones refused, or left out with `run.skipBadImages`). A refusal of the models
-    /// stops the decoding and comes first. Nothing is trained or written yet.
+    /// from), the data sets, the caller's `preflight`, the student's input size, the teachers
+    /// (`loadTeachers`); then, while every image is decoded once on threads of their own, the
+    /// teachers' input sizes, the memory a step needs, the distiller and the first step's plans;
+    /// then the images' verdict (bad ones refused, or left out with `run.skipBadImages`). A refusal
+    /// of the models stops the decoding and comes first. Nothing is trained or written yet.
     public init(_ configuration: Configuration, collective: any Collective = SingleProcess(),
                 events: @escaping (TrainingJobEvent) -> Void = { _ in }) throws {
         let c = configuration
@@ -192,15 +192,18 @@ public final class TrainingJob {
         try c.preflight?(images, sizes)
         let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
         guard inputShape.count == 3 else { throw TrainingJobError(kind: .studentInputNotImage(student: c.student, shape: inputShape)) }
+        // The teachers are read before any image thread starts: each model file is read in a
+        // forked child (IsolatedRead), and a fork while other threads run could hand the child a
+        // lock one of them held, hanging it until its timeout and refusing a good file.
+        let teachers = c.teachers + (try c.loadTeachers?() ?? [])
         // Every image is decoded once before the first step: bad ones stop the run, listed, or are
         // left out. The decoding needs only the student's input size, so it starts here, beside
-        // the teachers' loading and the plans' compiling.
+        // the checks of the teachers and the plans' compiling.
         let sets = [trainSet] + (valSet.map { [$0] } ?? [])
         let check = BackgroundImageCheck(sets: sets, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
                                          keepBytes: c.run.fastDecode ? 0 : DecodedImages.defaultBudget)
-        let teachers: [LoadedModel], distiller: Distiller
+        let distiller: Distiller
         do {
-            teachers = c.teachers + (try c.loadTeachers?() ?? [])
             for (i, teacher) in teachers.enumerated() {
                 // The images are loaded at the student's size; each teacher must take that size too.
                 let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }

@@ -120,21 +120,27 @@ final class TrainingJobTests: XCTestCase {
     /// Teachers the job loads itself (`loadTeachers`, while the images are decoded) train exactly
     /// as teachers loaded beforehand; the step's plans compiled before the first step change
     /// nothing either.
-    func testTeachersLoadedBesideTheImagesTrainAsGiven() throws {
+    func testTeachersLoadedByTheJobTrainAsGiven() throws {
         var given = try configuration(output: folder.appendingPathComponent("given.h5").path)
         given.run.epochs = 1
         given.test = nil
         var loaded = given
         loaded.output = folder.appendingPathComponent("loaded.h5").path
         loaded.teachers = []
-        var calls = 0
+        var calls = 0, checksBeforeLoading = -1
         let teacherPath = example.appendingPathComponent("teacher.h5").path
         loaded.loadTeachers = {
             calls += 1
+            checksBeforeLoading = BackgroundImageCheck.started
             return [try LoadedModel.load(path: teacherPath)]
         }
-        let a = try TrainingJob(given), b = try TrainingJob(loaded)
+        let a = try TrainingJob(given)
+        let checksBefore = BackgroundImageCheck.started
+        let b = try TrainingJob(loaded)
         XCTAssertEqual(calls, 1)
+        // The teachers' files are read (in forked children) before the image threads start.
+        XCTAssertEqual(checksBeforeLoading, checksBefore)
+        XCTAssertEqual(BackgroundImageCheck.started, checksBefore + 1)
         XCTAssertEqual(b.teachers.count, 1)
         XCTAssertTrue(b.distiller.distilling)
         _ = try a.run(reporter: nil)
