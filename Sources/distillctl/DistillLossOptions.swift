@@ -78,7 +78,7 @@ struct TeacherOptions: ParsableArguments {
 
     /// Reads the cache, if any, and returns the teacher weights (normalised, one per teacher of
     /// the cache when there is one). The models are left to `loadModels`, which the training job
-    /// runs while it decodes the images.
+    /// runs after the student and the data sets are checked, before its image threads start.
     func loadCache() throws -> (cache: TeacherCache?, weights: [Double]) {
         try check()
         let cache = try teacherCache.map { try TeacherCache.read(path: $0) }
