@@ -43,7 +43,9 @@ let package = Package(
             "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
         ]),
         .target(name: "Graph", dependencies: ["H5Model"]),
-        .target(name: "Runtime", dependencies: ["Graph", "CBLAS", "CKernels", "CJPEGShim", "CPNG"]),
+        .target(name: "Runtime", dependencies: [
+            "Graph", "CBLAS", "CKernels", "CJPEGShim", "CPNG", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+        ]),
         // The fuzzing harness (scripts/fuzz.sh builds it with libFuzzer in .build-fuzz); the C part
         // reaches libFuzzer's driver only when it is linked in.
         .target(name: "CFuzzDriver", path: "Sources/CFuzzDriver"),

@@ -49,7 +49,33 @@ public final class InferenceSession {
         } else {
             outputNodes = model.graph.outputs
         }
+        outputNames = outputLayers.map(Self.distinct) ?? Self.outputNames(of: model.graph)
     }
+
+    /// A model's output names, as Keras's `model.output_names` gives them (see `outputNames`).
+    public static func outputNames(of graph: ModelGraph) -> [String] {
+        distinct(graph.outputs.map { node in
+            graph.topLevel.first { $0.outputNodeIDs.contains(node) }?.name ?? graph.nodes[node].topLevelName
+        })
+    }
+
+    /// What `run` returns, named as Keras's `model.output_names` names a model's outputs: by the
+    /// top-level layer each comes from (a requested layer by the name it was asked by). A name
+    /// that comes again gets `_1`, `_2`, ... so that every output can be written under its own.
+    public let outputNames: [String]
+
+    static func distinct(_ names: [String]) -> [String] {
+        var seen: Set<String> = []
+        return names.map { name in
+            var unique = name, k = 0
+            while seen.contains(unique) { k += 1; unique = "\(name)_\(k)" }
+            seen.insert(unique)
+            return unique
+        }
+    }
+
+    /// The model's inputs' names: their Input layers' (the keys of Keras's predict with a dict).
+    public var inputNames: [String] { model.graph.inputs.map { model.graph.nodes[$0].topLevelName } }
 
     /// The model's input shapes without the batch axis (-1 where the model accepts any size).
     public var inputShapes: [[Int]] { model.graph.inputs.map { model.graph.nodes[$0].outputShape } }

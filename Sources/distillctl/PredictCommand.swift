@@ -10,15 +10,19 @@ struct PredictCommand: ParsableCommand {
         discussion: """
         --input X.npy --output Y.npy: X is float32, C order, shaped like the model's input with the batch
         first (NHWC for images), values as the model expects them (0-255 for Keras's applications).
+        A model with several inputs takes --input X.npz (numpy.savez): one array per input, named as
+        its Input layers are, or arr_0, arr_1, ... in the inputs' order.
         --images CSV|DIR --output P.csv: every JPEG/PNG in DIR (sorted), or the files a CSV names in its
         --x-col column (relative to --image-dir, default the CSV's folder); loaded as Keras's load_img does
         (RGB or grayscale as the model's input has 3 or 1 channels, resized with nearest interpolation,
         values 0-255). P.csv has one row per image and one column per output unit.
+        A model with several outputs: --output Y.npz writes each one under its name, as Keras's
+        model.output_names gives it (numpy.load("Y.npz")["name"]), or --output-layer chooses one.
         """)
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(help: "Input batch as a float32 .npy file.")
+    @Option(help: "Input batch as a float32 .npy file (.npz: one array per input, by name).")
     var input: String?
 
     @Option(help: "A CSV naming image files, or a folder of images.")
@@ -33,7 +37,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "Comma-separated column names for P.csv (default: class_0, class_1, ...).")
     var classNames: String?
 
-    @Option(help: "Where to write the result: .npy for --input, .csv for --images.")
+    @Option(help: "Where to write the result: .npy for --input (.npz: every output of the model, by name, as numpy.savez writes them), .csv for --images.")
     var output: String
 
     @Option(help: "Images per batch.")
@@ -57,6 +61,9 @@ struct PredictCommand: ParsableCommand {
         }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         if fastDecode && images == nil { throw ValidationError("--fast-decode is for --images") }
+        if images != nil, [".npy", ".npz"].contains(where: { output.lowercased().hasSuffix($0) }) {
+            throw ValidationError("--output \(output): --images writes a CSV (one row per image)")
+        }
     }
 
     func run() throws {
@@ -77,16 +84,32 @@ struct PredictCommand: ParsableCommand {
             let model = try modelOptions.load()
             warnNonFinite(model, path: modelOptions.model)
             let session = try InferenceSession(model: model, outputLayers: outputLayer.map { [$0] }, precision: precision)
+            let archive = output.lowercased().hasSuffix(".npz")
+            if session.outputNames.count > 1 && !archive {
+                let names = session.outputNames.joined(separator: ", ")
+                throw RuntimeError("--output \(output): the model has \(session.outputNames.count) outputs (\(names)); "
+                    + (input != nil ? "write them all with --output NAME.npz, or choose one" : "choose one") + " with --output-layer")
+            }
             if let input {
-                let x = try NpyArray.read(path: input)
-                try checkShape(x.shape, of: input, against: session.inputShapes)
-                let items = Array(x.shape.dropFirst())
+                let xs = try readInputs(input, names: session.inputNames)
+                for (x, (name, want)) in zip(xs, zip(session.inputNames, session.inputShapes)) {
+                    try checkShape(x.shape, of: xs.count > 1 ? "\(input) ['\(name)']" : input, against: want)
+                }
+                guard Set(xs.map { $0.shape[0] }).count == 1 else {
+                    throw RuntimeError("\(input): the inputs have different batch sizes (\(xs.map { String($0.shape[0]) }.joined(separator: ", ")))")
+                }
+                let items = xs.map { Array($0.shape.dropFirst()) }, n = xs[0].shape[0]
                 try checkMemory(what: "predict --batch-size \(batchSize)",
-                                bytes: session.estimatedBytes(items: x.shape[0], batchSize: batchSize, itemShapes: [items]))
-                let width = try session.outputItemCounts(itemShapes: [items]).first ?? 1
-                try files.checkSpace([(output, x.shape[0] * width * 4 + 4096)])
-                let result = try session.run([Tensor(shape: x.shape, data: x.values)], batchSize: batchSize)[0]
-                try NpyArray(shape: result.shape, values: result.data).write(path: output)
+                                bytes: session.estimatedBytes(items: n, batchSize: batchSize, itemShapes: items))
+                let width = try session.outputItemCounts(itemShapes: items).reduce(0, +)
+                try files.checkSpace([(output, n * width * 4 + 4096 * session.outputNames.count)])
+                let results = try session.run(xs.map { Tensor(shape: $0.shape, data: $0.values) }, batchSize: batchSize)
+                if archive {
+                    try NpyArray.writeArchive(zip(session.outputNames, results).map { ($0, NpyArray(shape: $1.shape, values: $1.data)) },
+                                              path: output)
+                } else {
+                    try NpyArray(shape: results[0].shape, values: results[0].data).write(path: output)
+                }
             } else if let imageFiles {
                 try checkImageInput(session)
                 try checkMemory(what: "predict --batch-size \(batchSize)",
@@ -98,12 +121,30 @@ struct PredictCommand: ParsableCommand {
         }
     }
 
-    /// The .npy's shape against the model's input, so the message names the file.
-    private func checkShape(_ shape: [Int], of path: String, against inputs: [[Int]]) throws {
-        guard inputs.count == 1 else {
-            throw RuntimeError("\(path): the model takes \(inputs.count) inputs; --input gives one")
+    /// The model's inputs from `path`: a .npy for a model with one input; a .npz (numpy.savez)
+    /// holds one array per input, named as the model's Input layers are (what Keras's predict
+    /// takes as a dict) or arr_0, arr_1, ... in the inputs' order (numpy.savez's unnamed arrays).
+    private func readInputs(_ path: String, names: [String]) throws -> [NpyArray] {
+        guard path.lowercased().hasSuffix(".npz") else {
+            guard names.count == 1 else {
+                throw RuntimeError("\(path): the model takes \(names.count) inputs (\(names.joined(separator: ", "))); "
+                                   + "give them in one .npz (numpy.savez) under those names")
+            }
+            return [try NpyArray.read(path: path)]
         }
-        let want = inputs[0], got = Array(shape.dropFirst())
+        let entries = try NpyArray.readArchive(path: path)
+        let byName = Dictionary(entries.map { ($0.name, $0.array) }, uniquingKeysWith: { a, _ in a })
+        let positional = names.indices.map { "arr_\($0)" }
+        for keys in [names, positional] where Set(keys) == Set(byName.keys) {
+            return keys.map { byName[$0]! }
+        }
+        throw RuntimeError("\(path): holds \(entries.map(\.name).joined(separator: ", ")); the model's inputs are "
+                           + "\(names.joined(separator: ", ")) (or \(positional.joined(separator: ", ")) in that order)")
+    }
+
+    /// An input array's shape against the model's input, so the message names the file.
+    private func checkShape(_ shape: [Int], of path: String, against want: [Int]) throws {
+        let got = Array(shape.dropFirst())
         let tuple = { (dims: [String]) in "(" + dims.joined(separator: ", ") + (dims.count == 1 ? ",)" : ")") }
         guard shape.first ?? 0 > 0, got.count == want.count, zip(got, want).allSatisfy({ $1 < 0 || $0 == $1 }) else {
             throw RuntimeError("\(path): shape \(tuple(shape.map(String.init))), the model expects "

@@ -66,6 +66,14 @@ struct ReportCommand: ParsableCommand {
                 return try EpochRecord.parseCSV(text, source: path)
             }
             for (model, file) in [(teacherModel, teacher), (studentModel, student)] {
+                guard model.graph.outputs.count == 1 else {
+                    throw ValidationError("\(file): the model has \(model.graph.outputs.count) outputs "
+                                          + "(\(InferenceSession.outputNames(of: model.graph).joined(separator: ", "))); the report compares "
+                                          + "classifiers with one output")
+                }
+                guard model.graph.inputs.count == 1 else {
+                    throw ValidationError("\(file): the model takes \(model.graph.inputs.count) inputs; the report needs one image input")
+                }
                 let shape = model.graph.nodes[model.graph.inputs[0]].outputShape
                 guard shape.count == 3 else { throw ValidationError("\(file): the input is \(shape), not an image") }
                 let outputs = model.graph.nodes[model.graph.outputs[0]].outputShape.last ?? 0

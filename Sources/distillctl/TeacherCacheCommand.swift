@@ -54,6 +54,7 @@ struct TeacherCacheCommand: ParsableCommand {
             let models = try teacher.enumerated().map { i, path in
                 let model = try LoadedModel.load(path: path, archPath: teacherArch.isEmpty ? nil : teacherArch[i])
                 try TrainingJob.refuseNonFinite(model, path: path, role: "teacher")
+                try TrainingJob.refuseSeveralOutputs(model, name: path)
                 return model
             }
             var dataset = try ImageDataset.load(train, options: layout.datasetOptions())

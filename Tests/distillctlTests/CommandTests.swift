@@ -63,6 +63,67 @@ final class CommandTests: XCTestCase {
         assertClose(got.values, io[key]!.floats, tolerance: 1e-4, "layer \(layer)")
     }
 
+    /// A model with several inputs and outputs: `--input X.npz` (numpy.savez, by Input layer name or
+    /// arr_0, arr_1, ...) and `--output Y.npz` give Keras's outputs under Keras's output names.
+    func testPredictNpzTakesEveryInputAndWritesEveryOutputByKerasName() throws {
+        for name in ["k2_multi_io", "k3_multi_io", "k2_separable"] {
+            let c = try fixture(name)
+            let attrs = try H5Arrays.attributes(path: c.path(c.io)!)
+            let io = try H5Arrays.read(path: c.path(c.io)!)
+            func names(_ key: String) throws -> [String] {
+                guard case .string(let json)? = attrs[key] else { XCTFail("\(name): io.h5 lacks \(key)"); return [] }
+                return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String])
+            }
+            let inputNames = try names("input_names"), outputNames = try names("output_names")
+            XCTAssertGreaterThan(outputNames.count, 1, name)
+            let xs = try inputNames.indices.map { k in try XCTUnwrap(io[inputNames.count == 1 ? "input" : "input_\(k)"]) }
+            for (label, keys) in [("by name", inputNames), ("by position", inputNames.indices.map { "arr_\($0)" })] {
+                let input = temp.appendingPathComponent("\(name)-x.npz").path, output = temp.appendingPathComponent("\(name)-y.npz").path
+                try NpyArray.writeArchive(zip(keys, xs).map { ($0, NpyArray(shape: $1.shape, values: $1.floats)) }, path: input)
+                let r = try CLI.run(["predict", c.path(c.model)!, "--input", input, "--output", output])
+                XCTAssertEqual(r.status, 0, "\(name) \(label): \(r.stderr)")
+                let got = try NpyArray.readArchive(path: output)
+                XCTAssertEqual(got.map(\.name), outputNames, "\(name) \(label)")
+                for (k, entry) in got.enumerated() {
+                    let y = try XCTUnwrap(io["output_\(k)"])
+                    XCTAssertEqual(entry.array.shape, y.shape, "\(name) \(entry.name)")
+                    assertClose(entry.array.values, y.floats, tolerance: 1e-4, "\(name) \(label) \(entry.name)")
+                }
+            }
+            // One .npy cannot hold several outputs: refused before the model runs, nothing written.
+            let npy = temp.appendingPathComponent("\(name)-y.npy").path
+            let single = temp.appendingPathComponent("\(name)-x.npy").path
+            try NpyArray(shape: xs[0].shape, values: xs[0].floats).write(path: single)
+            assertCleanFailure(try CLI.run(["predict", c.path(c.model)!, "--input", single, "--output", npy]),
+                               mentions: ["--output", "\(outputNames.count) outputs", "--output-layer"] + outputNames)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: npy))
+            // Nor one .npy several inputs.
+            if inputNames.count > 1 {
+                let npz = temp.appendingPathComponent("\(name)-y2.npz").path
+                assertCleanFailure(try CLI.run(["predict", c.path(c.model)!, "--input", single, "--output", npz]),
+                                   mentions: [single, ".npz"] + inputNames)
+                XCTAssertFalse(FileManager.default.fileExists(atPath: npz))
+            }
+        }
+    }
+
+    /// A .npz whose arrays do not name the model's inputs is refused, naming what it holds.
+    func testPredictNpzWithOtherNamesIsRefused() throws {
+        let c = try fixture("k2_multi_io")
+        let io = try H5Arrays.read(path: c.path(c.io)!)
+        let x0 = try XCTUnwrap(io["input_0"]), x1 = try XCTUnwrap(io["input_1"])
+        let input = temp.appendingPathComponent("x.npz").path, output = temp.appendingPathComponent("y.npz").path
+        try NpyArray.writeArchive([("image", NpyArray(shape: x0.shape, values: x0.floats)),
+                                   ("metadata", NpyArray(shape: x1.shape, values: x1.floats))], path: input)
+        assertCleanFailure(try CLI.run(["predict", c.path(c.model)!, "--input", input, "--output", output]),
+                           mentions: [input, "metadata", "meta"])
+        try NpyArray.writeArchive([("image", NpyArray(shape: x0.shape, values: x0.floats)),
+                                   ("meta", NpyArray(shape: [1] + x1.shape.dropFirst(), values: Array(x1.floats.prefix(x1.shape[1]))))], path: input)
+        assertCleanFailure(try CLI.run(["predict", c.path(c.model)!, "--input", input, "--output", output]),
+                           mentions: [input, "batch sizes"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: output))
+    }
+
     /// Images through the command equal images loaded and run through the library.
     func testPredictImagesFolderWritesOneRowPerImage() throws {
         let c = try fixture("k2_seed_mini")

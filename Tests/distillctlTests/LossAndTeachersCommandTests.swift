@@ -21,6 +21,29 @@ final class LossAndTeachersCommandTests: ExampleCommandCase {
          "--batch-size", "16", "--seed", "3", "--output", path(output)] + extra
     }
 
+    /// A teacher with two outputs (tf-keras and Keras 3 files): distill, teacher-cache and report
+    /// refuse it in one line naming the file and both outputs, before any image is decoded, and
+    /// write nothing; it is not taught from its first output.
+    func testATeacherWithTwoOutputsIsRefused() throws {
+        for name in ["k2_two_heads", "k3_two_heads"] {
+            let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
+            let model = try XCTUnwrap(c.path(c.model))
+            let mentions = [model, "2 outputs", "fine", "coarse"]
+            assertCleanFailure(try CLI.run(distill(["--teacher", model], output: "\(name).h5")), mentions: mentions)
+            assertCleanFailure(try CLI.run(distill(["--teacher", teacher, "--teacher", model], output: "\(name).h5")), mentions: mentions)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path("\(name).h5")))
+            assertCleanFailure(try CLI.run(["teacher-cache", "--teacher", model, "--train", train, "--images",
+                                            example.appendingPathComponent("data/images").path, "--output", path("\(name)-cache.h5")]),
+                               mentions: mentions)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path("\(name)-cache.h5")))
+            assertCleanFailure(try CLI.run(["report", "--teacher", model, "--student", example.appendingPathComponent("student.h5").path,
+                                            "--test", train, "--images", example.appendingPathComponent("data/images").path,
+                                            "--output", path("\(name).html")]),
+                               mentions: mentions)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path("\(name).html")))
+        }
+    }
+
     func testTwoIdenticalTeachersGiveTheSameStudentAsOne() throws {
         let one = try CLI.run(distill(["--teacher", teacher], output: "one.h5"))
         XCTAssertEqual(one.status, 0, one.stderr)

@@ -1,4 +1,5 @@
 import Foundation
+import ZIPFoundation
 
 /// A `.npy` that cannot be read or written: which file and why, as one line.
 public struct NpyError: Error, CustomStringConvertible, LocalizedError, Equatable {
@@ -55,6 +56,54 @@ public struct NpyArray: Sendable, Equatable {
     /// leaves neither a temporary file nor a changed `path`.
     public func write(path: String) throws {
         try writeAtomically(encoded(), to: path)
+    }
+
+    /// Writes several arrays as one `.npz`, as `numpy.savez` does: a zip archive, stored
+    /// uncompressed, of one `NAME.npy` entry per array in the order given (`numpy.load` gives them
+    /// back by name). Atomic like `write(path:)`. The names must be distinct and non-empty.
+    public static func writeArchive(_ arrays: [(name: String, array: NpyArray)], path: String) throws {
+        precondition(Set(arrays.map(\.name)).count == arrays.count && !arrays.contains { $0.name.isEmpty },
+                     "the arrays' names are not distinct and non-empty")
+        let archive: Archive
+        do {
+            archive = try Archive(data: Data(), accessMode: .create)
+            for (name, array) in arrays {
+                let bytes = array.encoded()
+                try archive.addEntry(with: name + ".npy", type: .file, uncompressedSize: Int64(bytes.count),
+                                     compressionMethod: .none) { position, size in
+                    bytes.subdata(in: Int(position)..<Int(position) + size)
+                }
+            }
+        } catch {
+            throw NpyError(file: path, reason: "cannot build the zip archive (\(error))")
+        }
+        guard let bytes = archive.data else { throw NpyError(file: path, reason: "cannot build the zip archive (no data)") }
+        try writeAtomically(bytes, to: path)
+    }
+
+    /// The arrays of a `.npz` (`numpy.savez` or `savez_compressed`), by entry name without `.npy`,
+    /// in the archive's order.
+    public static func readArchive(path: String) throws -> [(name: String, array: NpyArray)] {
+        let archive: Archive
+        do {
+            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
+        } catch {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw NpyError(file: path, reason: exists ? "not a .npz (zip) archive" : "no such file")
+        }
+        var arrays: [(name: String, array: NpyArray)] = []
+        for entry in archive where entry.type == .file {
+            guard entry.path.hasSuffix(".npy") else { throw NpyError(file: path, reason: "entry '\(entry.path)' is not a .npy") }
+            var data = Data()
+            do {
+                _ = try archive.extract(entry, skipCRC32: false) { data.append($0) }
+            } catch {
+                throw NpyError(file: path, reason: "entry '\(entry.path)' cannot be read (\(error))")
+            }
+            arrays.append((String(entry.path.dropLast(4)), try read(data: data, name: "\(path) ['\(entry.path)']")))
+        }
+        guard !arrays.isEmpty else { throw NpyError(file: path, reason: "holds no arrays") }
+        return arrays
     }
 
     /// The file's bytes, as `numpy.save` lays them out.

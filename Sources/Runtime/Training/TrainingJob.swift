@@ -26,6 +26,8 @@ public struct TrainingJobError: Error, CustomStringConvertible, Sendable {
         case studentInputNotImage(student: String, shape: [Int])
         /// A teacher's input differs from the student's, at which size the images are loaded.
         case teacherInput(teacher: String, teacherShapes: [[Int]], imageShape: [Int])
+        /// A teacher gives several outputs (named as Keras names them): which one teaches is not guessed.
+        case teacherOutputs(teacher: String, outputs: [String])
         /// Images that cannot be decoded, and the job was not told to leave them out.
         case badImages(BadImagesError)
     }
@@ -44,6 +46,8 @@ public struct TrainingJobError: Error, CustomStringConvertible, Sendable {
         case .teacherInput(let teacher, let shapes, let image):
             return "\(teacher): the teacher's input is \(shapeText(shapes)), the images are loaded at the student's "
                 + "\(shapeText([image])): both must take the same image size"
+        case .teacherOutputs(let teacher, let outputs):
+            return "\(teacher): " + Distiller.severalOutputs(outputs)
         case .badImages(let e):
             return e.description
         }
@@ -205,12 +209,13 @@ public final class TrainingJob {
         let distiller: Distiller
         do {
             for (i, teacher) in teachers.enumerated() {
+                let name = i < c.teacherNames.count ? c.teacherNames[i] : "teacher \(i + 1)"
                 // The images are loaded at the student's size; each teacher must take that size too.
                 let shapes = teacher.graph.inputs.map { teacher.graph.nodes[$0].outputShape }
                 guard shapes.count == 1, shapes[0].count == 3, zip(shapes[0], inputShape).allSatisfy({ $0 < 0 || $0 == $1 }) else {
-                    let name = i < c.teacherNames.count ? c.teacherNames[i] : "teacher \(i + 1)"
                     throw TrainingJobError(kind: .teacherInput(teacher: name, teacherShapes: shapes, imageShape: inputShape))
                 }
+                try Self.refuseSeveralOutputs(teacher, name: name)
             }
             let runningTeachers = c.teacherCache == nil ? teachers : []
             let stepImages = min(c.run.batchSize, trainSet.count)
@@ -297,6 +302,14 @@ public final class TrainingJob {
     public static func refuseNonFinite(_ model: LoadedModel, path: String, role: String) throws {
         guard let bad = model.firstNonFiniteWeight() else { return }
         throw TrainingJobError(kind: .nonFiniteWeight(path: path, role: role, weight: bad.description))
+    }
+
+    /// A teacher gives one output, its class scores: one with several is refused naming it
+    /// `name` and its outputs, rather than taught from the first.
+    public static func refuseSeveralOutputs(_ teacher: LoadedModel, name: String) throws {
+        guard teacher.graph.outputs.count == 1 else {
+            throw TrainingJobError(kind: .teacherOutputs(teacher: name, outputs: InferenceSession.outputNames(of: teacher.graph)))
+        }
     }
 
     /// Memory of a training step of `batch` images: the student's activations about three times

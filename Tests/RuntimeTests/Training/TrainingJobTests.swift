@@ -116,6 +116,32 @@ final class TrainingJobTests: XCTestCase {
             XCTAssertEqual(name, "other.h5")
             XCTAssertEqual(image, [28, 28, 1])
         }
+        // A teacher with two outputs: which one teaches is not guessed, by the job nor by the
+        // library's distiller and teacher cache.
+        var two = try LoadedModel.load(path: example.appendingPathComponent("teacher.h5").path)
+        let last = two.graph.outputs[0]
+        two.graph.outputs.append(two.graph.nodes[last].inputs[0])
+        let names = InferenceSession.outputNames(of: two.graph)
+        XCTAssertEqual(names.count, 2)
+        XCTAssertNotEqual(names[0], names[1])
+        var u = try configuration(output: folder.appendingPathComponent("s.h5").path)
+        u.teachers = [two]
+        u.teacherNames = ["two.h5"]
+        XCTAssertThrowsError(try TrainingJob(u)) { error in
+            guard let e = error as? TrainingJobError, case .teacherOutputs(let name, let outputs) = e.kind else { return XCTFail("\(error)") }
+            XCTAssertEqual(name, "two.h5")
+            XCTAssertEqual(outputs, names)
+            XCTAssertTrue(e.description.contains("2 outputs (\(names[0]), \(names[1]))"), e.description)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: u.output))
+        let student = try LoadedModel.load(path: u.student)
+        XCTAssertThrowsError(try Distiller(student: student, teachers: [two], optimizer: Adam(learningRate: .constant(1e-3)), config: DistillConfig())) {
+            XCTAssertTrue("\($0)".contains("2 outputs"), "\($0)")
+        }
+        let dataset = try ImageDataset.load(u.train, options: u.dataset)
+        XCTAssertThrowsError(try TeacherCache.compute(teachers: [two], dataset: dataset, batchSize: 8)) {
+            XCTAssertTrue("\($0)".contains("2 outputs"), "\($0)")
+        }
     }
     /// Teachers the job loads itself (`loadTeachers`, while the images are decoded) train exactly
     /// as teachers loaded beforehand; the step's plans compiled before the first step change
