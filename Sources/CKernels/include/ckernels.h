@@ -162,6 +162,14 @@ typedef struct {
 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
                                 ptrdiff_t row0, ptrdiff_t row1);
 
+/// Output row `r` of scipy's order-1 affine_transform of an HWC image (channels 1 or 3, height
+/// and width >= 2) for fill mode reflect (`reflect` 1) or nearest (0), with m = {m00, m01, m10,
+/// m11, offset0, offset1}, written to `out_row` (mirrored when `flip_horizontal`): the values of
+/// Runtime's affineResample bit for bit. Returns 0, having written part of the row or none, when
+/// a sample point lies where it does not apply; the caller then computes the row itself.
+int ck_affine_row_avx512(const float *src, ptrdiff_t height, ptrdiff_t width, ptrdiff_t channels,
+                         const double *m, int reflect, ptrdiff_t r, int flip_horizontal, float *out_row);
+
 /// A task of `ck_pool_for`: `task` in 0..<tasks, run by `worker` in 0..<workers.
 typedef void (*ck_task_fn)(void *context, int worker, long task);
 
