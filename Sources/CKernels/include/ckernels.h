@@ -184,24 +184,6 @@ void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context);
 /// 1 on a thread that is running a `ck_pool_for` task (the caller included), else 0.
 int ck_pool_inside(void);
 
-/// Background work for the pool's threads when they have no job: `fn(context)` runs one unit (one
-/// image of a batch being prepared) and returns 1, or returns 0 when there is none. Instead of
-/// spinning between two jobs a pool thread runs units, and such a unit calls `ck_pool_poll`
-/// often, so a job published meanwhile gets its share of the threads within microseconds. Set
-/// once; `fn` must be safe to call from any thread at any time.
-void ck_pool_set_background(int (*fn)(void *), void *context);
-
-/// Wakes pool threads asleep for want of work: call after making background work available.
-void ck_pool_background_posted(void);
-
-/// From background work: on a pool thread, takes its part of a job published since it last
-/// looked (then returns to the caller's work); elsewhere nothing. Costs a load when there is none.
-void ck_pool_poll(void);
-
-/// Seconds this thread has spent in jobs taken by `ck_pool_poll` (so background work can leave
-/// them out of its own timings).
-double ck_pool_polled_seconds(void);
-
 #ifdef __cplusplus
 }
 #endif

@@ -231,7 +231,6 @@ func affineResample(_ src: UnsafePointer<Float>, height: Int, width: Int, channe
         && height >= 2 && width >= 2 && height * width * c < Int(Int32.max)
     let coefficients = [m.m00, m.m01, m.m10, m.m11, m.offset0, m.offset1]
     for r in 0..<height {
-        ck_pool_poll()   // background work on a pool thread: let a step's next loop in
         let outRow = flipVertical ? height - 1 - r : r
         if vectorRows && ck_affine_row_avx512(src, height, width, c, coefficients, mode == .reflect ? 1 : 0, r,
                                               flipHorizontal ? 1 : 0, dst + outRow * width * c) != 0 {
