@@ -43,9 +43,10 @@ public struct LoaderOptions: Sendable {
     public var prefetch = 2
     /// Helper threads loading the next batches beside the step (BatchStream); threads sharing one
     /// batch in `makeBatch`. 0: no helpers. nil (the default): one for each core the step's
-    /// workers (`RuntimeThreads.count`) leave free, so none on a machine they fill: there a helper
-    /// only preempts a worker mid-loop (while the other spins, waiting for it), and the batch is
-    /// loaded more cheaply on all the workers at once when the step asks for it.
+    /// workers (`RuntimeThreads.count`) leave free (at most one per image of the `prefetch`
+    /// batches), so none on a machine they fill: there a helper only preempts a worker mid-loop
+    /// (while the other spins, waiting for it), and the batch is loaded more cheaply on all the
+    /// workers at once when the step asks for it.
     public var decodeThreads: Int? = nil
     public var interpolation: Interpolation = .nearest
     /// Decode JPEGs at least twice the target size with libjpeg-turbo's DCT scaling (`Image`'s
@@ -208,9 +209,11 @@ public final class BatchLoader: Sendable {
         return try assemble(epoch: epoch, batch: batch, rows: rows, pixels: pixels, failures: failures)
     }
 
-    /// `options.decodeThreads`, or the cores the step's workers leave free.
+    /// `options.decodeThreads`, or the cores the step's workers leave free, up to the images of
+    /// the batches prepared at once (more would only wait).
     var helperThreads: Int {
-        options.decodeThreads ?? max(0, ProcessInfo.processInfo.activeProcessorCount - RuntimeThreads.count)
+        options.decodeThreads ?? min(max(0, ProcessInfo.processInfo.activeProcessorCount - RuntimeThreads.count),
+                                     options.prefetch * options.batchSize)
     }
 
     /// Floats per image: height x width x channels.

@@ -167,7 +167,7 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         RuntimeThreads.set(cores)
         XCTAssertEqual(loader.helperThreads, 0)
         RuntimeThreads.set(1)
-        XCTAssertEqual(loader.helperThreads, cores - 1)
+        XCTAssertEqual(loader.helperThreads, min(cores - 1, 2 * 4))   // at most the window's images
         var three = augmentedOptions()
         three.decodeThreads = 3
         XCTAssertEqual(try BatchLoader(dataset: dataset, options: three).helperThreads, 3)
