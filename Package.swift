@@ -32,7 +32,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
         // libjpeg reports errors by longjmp; that recovery has to be written in C.
-        .target(name: "CJPEGShim", dependencies: ["CJPEG", "CKernels"], path: "Sources/CJPEGShim"),
+        .target(name: "CJPEGShim", dependencies: ["CJPEG"], path: "Sources/CJPEGShim"),
 
         // The AVX-512 kernels, each function compiled for AVX-512 by its own target attribute (so
         // the file builds for the baseline CPU), called only after Runtime/Kernels/ISA.swift has

@@ -60,13 +60,21 @@ for ((r = 0; r < rounds; r++)); do
         binary=${parts[0]}
         extra=("${parts[@]:1}")
         if "$binary" distill --help 2>/dev/null | grep -q -- "--profile"; then extra+=(--profile); fi
+        load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
         start=$(date +%s.%N)
-        "$binary" distill --teacher "$model" --student "$model" --train "$data/train.csv" --images "$data/images" \
+        # The process's CPU time too (user + sys, with the `time` package's /usr/bin/time): on a
+        # shared machine the wall time moves with the load, the CPU a job needs much less.
+        timer=()
+        if [[ -x /usr/bin/time ]]; then timer=(/usr/bin/time -f "%U %S" -o "$work/cpu"); fi
+        "${timer[@]}" "$binary" distill --teacher "$model" --student "$model" --train "$data/train.csv" --images "$data/images" \
             --output "$work/student.h5" --epochs 1 --batch-size 8 --augment seed --trainable-head --threads 2 \
             --seed 1 "${extra[@]}" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
         t=$(echo "$(date +%s.%N) - $start" | bc)
+        cpu="?"
+        if [[ -s "$work/cpu" ]]; then cpu=$(awk '{printf "%.2f", $1 + $2}' "$work/cpu"); fi
         times[$b]="${times[$b]:-} $t"
-        printf 'round %d  %-60s %6.2f s  %s\n' "$((r + 1))" "$b" "$t" "$(grep '^images:\|^job:' "$work/log" | tr '\n' ' ' || true)"
+        printf 'round %d  %-60s %6.2f s (CPU %s s, load %s)  %s\n' "$((r + 1))" "$b" "$t" "$cpu" "$load" \
+            "$(grep '^images:\|^job:' "$work/log" | tr '\n' ' ' || true)"
         if (( steps )); then
             s=$("$binary" bench "$model" --train --head-only --batch-size 8 --iterations 10 --threads 2 | awk '/ s per step$/ {print $1}')
             step_times[$b]="${step_times[$b]:-} $s"

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <jpeglib.h>
 #include <jerror.h>
-#include "ckernels.h"
 
 struct dctl_error_mgr {
     struct jpeg_error_mgr pub;
@@ -105,8 +104,6 @@ static int dctl_decode(const uint8_t *data, size_t size, int requested, int min_
     while (cinfo.output_scanline < cinfo.output_height) {
         JSAMPROW row = pixels + stride * cinfo.output_scanline;
         jpeg_read_scanlines(&cinfo, &row, 1);
-        /* Decoding may be a pool thread's background work: let a step's next loop in. */
-        ck_pool_poll();
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);

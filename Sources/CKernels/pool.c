@@ -2,16 +2,12 @@
 // concurrentPerform puts its worker to sleep when a loop ends, and a forward pass of
 // EfficientNet at batch 1 is about a hundred loops of 10-200 microseconds each; waking a sleeping
 // virtual CPU costs tens of microseconds, which was a third of the second core's time. Here a
-// worker spins (with `pause`) for about half a millisecond after a job before it sleeps; when there
-// is background work (the next batches' images) it runs that instead of spinning, polling for the
-// next job (ck_pool_poll) as it goes, so the images fill the gaps between a step's loops without
-// a third thread competing with the two that compute.
+// worker spins (with `pause`) for about half a millisecond after a job before it sleeps.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 #include "ckernels.h"
 
 #if defined(__x86_64__)
@@ -23,7 +19,7 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-enum { MAX_THREADS = 256, SPINS = 8192, BACKGROUND_EVERY = 64 };
+enum { MAX_THREADS = 256, SPINS = 8192 };
 
 static pthread_mutex_t caller_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -38,9 +34,8 @@ static int started;                 /* pool threads running; guarded by caller_l
    compare-and-swap of the word it read them under; the swap succeeds only if the caller has not
    closed the job since (its closing exchange would then have been ordered after the swap, so the
    fields read were this job's), and while a claimed task runs the job cannot end. The caller waits
-   only for `done` to reach the task count: a thread descheduled by a busy machine, or decoding an
-   image between loops, holds up a loop only if it was preempted inside a task, not by missing the
-   job altogether. */
+   only for `done` to reach the task count: a thread descheduled by a busy machine holds up a loop
+   only if it was preempted inside a task, not by missing the job altogether. */
 #define CLOSED UINT64_MAX
 static _Atomic uint64_t claim = CLOSED;
 static _Atomic long done;
@@ -51,22 +46,11 @@ static _Atomic int job_workers;
 
 static _Thread_local int inside;
 /* On a pool thread: its worker number and the last generation it acknowledged (the job after it is
-   its next one). ck_pool_poll and the thread's loop both advance `seen`. */
+   its next one). */
 static _Thread_local int pool_worker;          /* 0: not a pool thread */
 static _Thread_local unsigned long seen;
 
-/* Background work (ck_pool_set_background) and a count of postings, so a thread that found none
-   does not sleep through a posting made after it looked. */
-static int (*_Atomic background_fn)(void *);
-static void *_Atomic background_context;
-static _Atomic unsigned long background_postings;
-
 int ck_pool_inside(void) { return inside; }
-
-void ck_pool_set_background(int (*fn)(void *), void *context) {
-    atomic_store(&background_context, context);
-    atomic_store(&background_fn, fn);
-}
 
 /* Runs tasks of job `gen` until none is left (or the job is another's already). */
 static void run_tasks(int worker, uint32_t gen) {
@@ -98,25 +82,6 @@ static void take_job(unsigned long now) {
     run_tasks(pool_worker, (uint32_t)now);
 }
 
-static _Thread_local double polled_seconds;
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-void ck_pool_poll(void) {
-    if (!pool_worker) return;
-    const unsigned long now = atomic_load_explicit(&generation, memory_order_acquire);
-    if (now == seen) return;
-    const double start = now_seconds();
-    take_job(now);
-    polled_seconds += now_seconds() - start;
-}
-
-double ck_pool_polled_seconds(void) { return polled_seconds; }
-
 static void *pool_thread(void *arg) {
     const thread_start start = *(thread_start *)arg;
     free(arg);
@@ -127,24 +92,14 @@ static void *pool_thread(void *arg) {
         unsigned long now = seen;
         int spins = 0;
         while ((now = atomic_load_explicit(&generation, memory_order_acquire)) == seen) {
-            /* Between jobs: background work if there is any (its polls may take jobs and move
-               `seen`), else spin a while, then sleep until a job or a posting. Asked every
-               BACKGROUND_EVERY spins only: the question takes two locks, and asked on every spin
-               it stretched the half millisecond of spinning before sleep several times over. */
-            const unsigned long postings = atomic_load(&background_postings);
-            int (*fn)(void *) = atomic_load(&background_fn);
-            if (fn && spins % BACKGROUND_EVERY == 0 && fn(atomic_load(&background_context))) {
-                spins = 0;
-                continue;
-            }
+            /* Between jobs: spin a while, then sleep until a job. */
             if (++spins < SPINS) {
                 CPU_RELAX();
                 continue;
             }
             pthread_mutex_lock(&sleep_lock);
             atomic_fetch_add(&sleepers, 1);
-            while (atomic_load(&generation) == seen && atomic_load(&background_postings) == postings)
-                pthread_cond_wait(&wake, &sleep_lock);
+            while (atomic_load(&generation) == seen) pthread_cond_wait(&wake, &sleep_lock);
             atomic_fetch_sub(&sleepers, 1);
             pthread_mutex_unlock(&sleep_lock);
             spins = 0;
@@ -162,16 +117,10 @@ static void wake_sleepers(void) {
     }
 }
 
-void ck_pool_background_posted(void) {
-    atomic_fetch_add(&background_postings, 1);
-    wake_sleepers();
-}
-
 /* A forked child has none of the parent's pool threads (and may inherit a lock held by one of
    the parent's other threads): it starts a pool of its own. */
 static void after_fork_in_child(void) {
     started = 0;
-    atomic_store(&background_fn, NULL);     /* the parent's image pipeline is not the child's */
     atomic_store(&sleepers, 0);
     inside = 0;
     pthread_mutex_init(&caller_lock, NULL);

@@ -101,38 +101,3 @@ func chunkRange(_ count: Int, _ chunks: Int, _ w: Int) -> Range<Int> {
     let lo = w * base + min(w, extra)
     return lo..<(lo + base + (w < extra ? 1 : 0))
 }
-
-/// Work for the pool's threads between jobs (CKernels/pool.c, `ck_pool_set_background`): the
-/// sources the batch streams register, asked in registration order for one unit each time a pool
-/// thread would otherwise spin. With none registered the pool spins as before.
-enum BackgroundWork {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var sources: [(owner: ObjectIdentifier, run: () -> Bool)] = []
-
-    /// Registers `run` (one unit of work, false when there is none) under `owner`.
-    static func add(_ owner: AnyObject, _ run: @escaping () -> Bool) {
-        lock.lock()
-        sources.append((ObjectIdentifier(owner), run))
-        if sources.count == 1 { ck_pool_set_background({ _ in BackgroundWork.runOne() ? 1 : 0 }, nil) }
-        lock.unlock()
-        posted()
-    }
-
-    static func remove(_ owner: AnyObject) {
-        lock.lock()
-        sources.removeAll { $0.owner == ObjectIdentifier(owner) }
-        if sources.isEmpty { ck_pool_set_background(nil, nil) }
-        lock.unlock()
-    }
-
-    /// Wakes sleeping pool threads: a source has new units.
-    static func posted() { ck_pool_background_posted() }
-
-    static func runOne() -> Bool {
-        lock.lock()
-        let current = sources
-        lock.unlock()
-        for source in current where source.run() { return true }
-        return false
-    }
-}

@@ -162,6 +162,14 @@ typedef struct {
 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
                                 ptrdiff_t row0, ptrdiff_t row1);
 
+/// Output row `r` of scipy's order-1 affine_transform of an HWC image (channels 1 or 3, height
+/// and width >= 2) for fill mode reflect (`reflect` 1) or nearest (0), with m = {m00, m01, m10,
+/// m11, offset0, offset1}, written to `out_row` (mirrored when `flip_horizontal`): the values of
+/// Runtime's affineResample bit for bit. Returns 0, having written part of the row or none, when
+/// a sample point lies where it does not apply; the caller then computes the row itself.
+int ck_affine_row_avx512(const float *src, ptrdiff_t height, ptrdiff_t width, ptrdiff_t channels,
+                         const double *m, int reflect, ptrdiff_t r, int flip_horizontal, float *out_row);
+
 /// A task of `ck_pool_for`: `task` in 0..<tasks, run by `worker` in 0..<workers.
 typedef void (*ck_task_fn)(void *context, int worker, long task);
 
@@ -175,24 +183,6 @@ void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context);
 
 /// 1 on a thread that is running a `ck_pool_for` task (the caller included), else 0.
 int ck_pool_inside(void);
-
-/// Background work for the pool's threads when they have no job: `fn(context)` runs one unit (one
-/// image of a batch being prepared) and returns 1, or returns 0 when there is none. Instead of
-/// spinning between two jobs a pool thread runs units, and such a unit calls `ck_pool_poll`
-/// often, so a job published meanwhile gets its share of the threads within microseconds. Set
-/// once; `fn` must be safe to call from any thread at any time.
-void ck_pool_set_background(int (*fn)(void *), void *context);
-
-/// Wakes pool threads asleep for want of work: call after making background work available.
-void ck_pool_background_posted(void);
-
-/// From background work: on a pool thread, takes its part of a job published since it last
-/// looked (then returns to the caller's work); elsewhere nothing. Costs a load when there is none.
-void ck_pool_poll(void);
-
-/// Seconds this thread has spent in jobs taken by `ck_pool_poll` (so background work can leave
-/// them out of its own timings).
-double ck_pool_polled_seconds(void);
 
 #ifdef __cplusplus
 }

@@ -225,9 +225,17 @@ func affineResample(_ src: UnsafePointer<Float>, height: Int, width: Int, channe
     let fill = Float(cval)
     let m = matrix
     let last = src + (height * width - 1) * c
+    // The AVX-512 rows (CKernels/affine_avx512.c) for the modes they cover; each row they decline
+    // (a sample point where their shortcuts do not hold) is computed by the loop below.
+    let vectorRows = KernelISA.avx512 && (mode == .reflect || mode == .nearest) && (c == 1 || c == 3)
+        && height >= 2 && width >= 2 && height * width * c < Int(Int32.max)
+    let coefficients = [m.m00, m.m01, m.m10, m.m11, m.offset0, m.offset1]
     for r in 0..<height {
-        ck_pool_poll()   // background work on a pool thread: let a step's next loop in
         let outRow = flipVertical ? height - 1 - r : r
+        if vectorRows && ck_affine_row_avx512(src, height, width, c, coefficients, mode == .reflect ? 1 : 0, r,
+                                              flipHorizontal ? 1 : 0, dst + outRow * width * c) != 0 {
+            continue
+        }
         let rowPart0 = Double(r) * m.m00, rowPart1 = Double(r) * m.m10
         for q in 0..<width {
             let outCol = flipHorizontal ? width - 1 - q : q

@@ -5,7 +5,6 @@
 // EpochSchedule, the augmentation of item i in epoch e from derivedSeed(seed, .augment, e, i).
 // So batches are identical whether built here or in the background, in any thread timing, and
 // after a restart at any DataPosition.
-import CKernels
 import Foundation
 import Graph
 
@@ -28,11 +27,6 @@ public struct BadImage: Sendable, Equatable {
     }
 }
 
-/// See `LoaderOptions.pipeline`.
-public enum ImagePipeline: Sendable {
-    case pool, thread, between
-}
-
 public struct LoaderOptions: Sendable {
     public var height: Int
     public var width: Int
@@ -47,25 +41,13 @@ public struct LoaderOptions: Sendable {
     public var badImages: BadImagePolicy = .fail
     /// Batches prepared ahead of the consumer (bounded queue).
     public var prefetch = 2
-    /// Helper threads loading images beside the worker pool's threads and the consumer
-    /// (BatchStream); threads sharing one batch in `makeBatch`. 0: no helpers.
-    public var decodeThreads = 1
-    /// How a `BatchStream` shares the cores with the step. `.thread` (the default): the helpers
-    /// at normal priority beside the step's threads. `.pool` (DISTILLCTL_IMAGE_PIPELINE=pool):
-    /// idle pool threads load images between the step's loops and the helpers run at idle
-    /// priority; a few percent faster on a quiet 2-core machine, but measured with a long tail
-    /// (one run 4x slower) on one shared with other builds, so not yet the default.
-    /// `.between` (DISTILLCTL_IMAGE_PIPELINE=between): no helpers; each batch is loaded when the
-    /// consumer asks for it, its images shared among the worker pool's threads, so the images
-    /// never take a core from a step's thread mid-step (where the other compute thread would
-    /// wait for it), at the price of not overlapping the step.
-    public var pipeline: ImagePipeline = {
-        switch ProcessInfo.processInfo.environment["DISTILLCTL_IMAGE_PIPELINE"] {
-        case "pool": return .pool
-        case "between": return .between
-        default: return .thread
-        }
-    }()
+    /// Helper threads loading the next batches beside the step (BatchStream); threads sharing one
+    /// batch in `makeBatch`. 0: no helpers. nil (the default): one for each core the step's
+    /// workers (`RuntimeThreads.count`) leave free (at most one per image of the `prefetch`
+    /// batches), so none on a machine they fill: there a helper only preempts a worker mid-loop
+    /// (while the other spins, waiting for it), and the batch is loaded more cheaply on all the
+    /// workers at once when the step asks for it.
+    public var decodeThreads: Int? = nil
     public var interpolation: Interpolation = .nearest
     /// Decode JPEGs at least twice the target size with libjpeg-turbo's DCT scaling (`Image`'s
     /// `decodeAtLeast`): not Keras's `load_img` pixels, so off by default.
@@ -97,8 +79,8 @@ public struct LoaderTimings: Sendable, Equatable {
     public var resize = 0.0
     public var augment = 0.0
     public var waited = 0.0
-    /// Of `images`, those the consumer loaded itself in `next()` (the rest: pool threads between
-    /// a step's loops, and the idle-priority helpers).
+    /// Of `images`, those the consumer loaded in `next()`, on the worker pool's threads (the
+    /// rest: the helper threads, ahead of the step).
     public var byConsumer = 0
     /// Of `images`, those held from the pre-flight check (`DecodedImages`): not decoded again.
     public var held = 0
@@ -129,15 +111,14 @@ public struct LoaderTimings: Sendable, Equatable {
     }
 }
 
-/// Wall-clock laps of one thread, less the step work `ck_pool_poll` ran on it meanwhile.
+/// Wall-clock laps of one thread.
 struct StageClock {
     private var last = DispatchTime.now().uptimeNanoseconds
-    private var polled = ck_pool_polled_seconds()
 
     mutating func lap() -> Double {
-        let now = DispatchTime.now().uptimeNanoseconds, p = ck_pool_polled_seconds()
-        defer { last = now; polled = p }
-        return max(0, Double(now - last) / 1e9 - (p - polled))
+        let now = DispatchTime.now().uptimeNanoseconds
+        defer { last = now }
+        return Double(now - last) / 1e9
     }
 }
 
@@ -177,7 +158,7 @@ public final class BatchLoader: Sendable {
         guard options.channels == 1 || options.channels == 3 else {
             throw RuntimeError("channels must be 1 (grayscale) or 3 (rgb), got \(options.channels)")
         }
-        guard options.prefetch >= 1, options.decodeThreads >= 0 else {
+        guard options.prefetch >= 1, (options.decodeThreads ?? 0) >= 0 else {
             throw RuntimeError("prefetch must be at least 1 and decode threads at least 0")
         }
         self.dataset = dataset
@@ -202,7 +183,7 @@ public final class BatchLoader: Sendable {
         let size = imageSize
         var pixels = [Float](repeating: 0, count: items.count * size)
         var failures = [BadImage?](repeating: nil, count: items.count)
-        let threads = min(options.decodeThreads, items.count)
+        let threads = min(helperThreads, items.count)
         pixels.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
             failures.withUnsafeMutableBufferPointer { bad in
@@ -226,6 +207,13 @@ public final class BatchLoader: Sendable {
             }
         }
         return try assemble(epoch: epoch, batch: batch, rows: rows, pixels: pixels, failures: failures)
+    }
+
+    /// `options.decodeThreads`, or the cores the step's workers leave free, up to the images of
+    /// the batches prepared at once (more would only wait).
+    var helperThreads: Int {
+        options.decodeThreads ?? min(max(0, ProcessInfo.processInfo.activeProcessorCount - RuntimeThreads.count),
+                                     options.prefetch * options.batchSize)
     }
 
     /// Floats per image: height x width x channels.
@@ -274,7 +262,7 @@ public final class BatchLoader: Sendable {
     }
 
     /// Decodes item `item` into `slot`, augmenting it for `epoch`; returns the failure, if any.
-    /// Adds the time of each stage to `timings` (less any step work a pool thread took in between).
+    /// Adds the time of each stage to `timings`.
     func load(item: Int, epoch: Int, into slot: UnsafeMutableBufferPointer<Float>, scratch: inout [Float],
               timings: inout LoaderTimings) -> BadImage? {
         let file = dataset.files[item]

@@ -1,19 +1,12 @@
 // The next batches, prepared while the caller computes on the current one. A window of
 // `prefetch` batches is in preparation at once (bounded memory); each of its images is one unit
 // of work, taken earliest batch first by
-//   - `decodeThreads` helper threads;
-//   - the caller, in `next()`, when the batch it needs is not ready (it loads images rather than
-//     waits);
-//   - with `LoaderOptions.pipeline == .pool`, also the worker pool's threads between the jobs of
-//     a step (instead of spinning: see CKernels/pool.c), polling for the step's next job as they
-//     go, so the images use the gaps in the step without a third thread competing with the two
-//     that compute; the helpers then run at idle scheduling priority, getting only a core
-//     nothing else wants (the pool not started yet, one compute thread, the caller between steps);
-//   - with `LoaderOptions.pipeline == .between`, no helpers: the caller's `next()` loads the
-//     batch's images on all the pool's threads at once, between two steps.
+//   - the helper threads (`LoaderOptions.decodeThreads`: by default one per core the step's
+//     workers leave free, so none when they fill the machine);
+//   - the caller, in `next()`, when the batch it needs is not ready: it loads the images left on
+//     all the worker pool's threads at once (rather than wait), between two steps.
 // An image lands in its own slot whoever loads it, and a batch is a pure function of (epoch,
 // index) (BatchLoader), so the batches are those of `BatchLoader.makeBatch`, bit for bit.
-import CKernels
 import Foundation
 
 public final class BatchStream: @unchecked Sendable {
@@ -24,13 +17,8 @@ public final class BatchStream: @unchecked Sendable {
         self.loader = loader
         shared = Shared(loader: loader, start: start, endEpoch: endEpoch)
         let shared = self.shared
-        let pool = loader.options.pipeline == .pool
-        if pool { BackgroundWork.add(shared) { shared.runOne() } }
-        for i in 0..<(loader.options.pipeline == .between ? 0 : loader.options.decodeThreads) {
-            let thread = Thread {
-                if pool { lowerToIdlePriority() }
-                shared.help()
-            }
+        for i in 0..<loader.helperThreads {
+            let thread = Thread { shared.help() }
             thread.name = "distillctl.images.\(i)"
             thread.start()
         }
@@ -134,15 +122,8 @@ public final class BatchStream: @unchecked Sendable {
         /// Builds the batch from its completed slots (off the lock: it copies the pixels).
         func finish(_ pending: Pending) {
             let count = pending.rows.items.count * loader.imageSize
-            // In pieces, polling between them: on a pool thread a step's next loop may be waiting.
             let pixels = [Float](unsafeUninitializedCapacity: count) { out, initialized in
-                var i = 0
-                while i < count {
-                    let n = min(1 << 16, count - i)
-                    (out.baseAddress! + i).initialize(from: pending.pixels + i, count: n)
-                    i += n
-                    ck_pool_poll()
-                }
+                out.baseAddress!.initialize(from: pending.pixels, count: count)
                 initialized = count
             }
             let result = Result {
@@ -177,7 +158,6 @@ public final class BatchStream: @unchecked Sendable {
             cancelled = true
             condition.broadcast()
             condition.unlock()
-            BackgroundWork.remove(self)
         }
 
         func take() throws -> Batch? {
@@ -190,11 +170,9 @@ public final class BatchStream: @unchecked Sendable {
             while true {
                 condition.lock()
                 if cancelled || finished || window.isEmpty {
-                    let wasFinished = finished
                     finished = true
                     condition.broadcast()
                     condition.unlock()
-                    if !wasFinished { BackgroundWork.remove(self) }
                     return nil
                 }
                 let first = window[0]
@@ -206,25 +184,22 @@ public final class BatchStream: @unchecked Sendable {
                     case .success(let batch):
                         skipped.append(contentsOf: batch.skipped)
                         condition.unlock()
-                        BackgroundWork.posted()
                         if batch.count > 0 { return batch }
                         continue
                     case .failure(let error):
                         finished = true
                         condition.unlock()
-                        BackgroundWork.remove(self)
                         throw error
                     }
                 }
                 let unclaimed = first.rows.items.count - first.claimed
                 condition.unlock()
-                if loader.options.pipeline == .between && unclaimed > 1 {
-                    // The batch's images on every worker of the pool at once (each takes the
-                    // earliest image left, as the helpers would).
+                if unclaimed > 1 {
+                    // Not ready: the batch's images on every worker of the pool at once (each
+                    // takes the earliest image left, as the helpers would), rather than wait.
                     parallelFor(unclaimed) { _, range in for _ in range { _ = runOne(consumer: true) } }
                     continue
                 }
-                // Not ready: load an image of it (or of a later batch) here rather than wait.
                 if runOne(consumer: true) { continue }
                 condition.lock()
                 while first.result == nil && !cancelled { condition.wait() }
@@ -242,15 +217,4 @@ public final class BatchStream: @unchecked Sendable {
             return timings
         }
     }
-}
-
-/// Puts the calling thread at idle scheduling priority (Linux's SCHED_IDLE): it runs only on a
-/// core no other thread wants, so image helpers never take time from the step's threads.
-private func lowerToIdlePriority() {
-    #if os(Linux)
-    let schedIdle: Int32 = 5   // SCHED_IDLE of <sched.h>, which declares it only under _GNU_SOURCE
-    var param = sched_param()
-    param.sched_priority = 0
-    _ = pthread_setschedparam(pthread_self(), schedIdle, &param)
-    #endif
 }

@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import Graph
 
@@ -43,7 +42,6 @@ extension Image {
         let ys = accumulatedIndices(inSize: height, outSize: outH)
         var out = [UInt8](repeating: 0, count: outW * outH * channels)
         for (y, yi) in ys.enumerated() where yi >= 0 {
-            ck_pool_poll()   // background work on a pool thread: let a step's next loop in
             for (x, xi) in xs.enumerated() where xi >= 0 {
                 let from = (yi * width + xi) * channels, to = (y * outW + x) * channels
                 for c in 0..<channels { out[to + c] = src[from + c] }

@@ -68,15 +68,15 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         LoaderOptions(height: 16, width: 14, batchSize: batchSize, shuffle: true, seed: 9, augment: .seedExample)
     }
 
-    /// Background batches equal synchronously built ones, with 1 or 2 decode threads, every
-    /// pipeline, and a stream started at (epoch 1, batch 3) equals the tail of an uninterrupted run.
+    /// Background batches equal synchronously built ones, with the default helpers, 2 helper
+    /// threads and none (each batch loaded on the pool's threads when asked for), and a stream
+    /// started at (epoch 1, batch 3) equals the tail of an uninterrupted run.
     func testBackgroundAndResumedBatchesAreIdentical() throws {
         let dataset = try manyItems(23)
         let loader = try BatchLoader(dataset: dataset, options: augmentedOptions())
         var two = augmentedOptions()
         two.decodeThreads = 2
         two.prefetch = 1
-        two.pipeline = .pool        // pool threads too (the first loader: the default, helper threads)
         let loader2 = try BatchLoader(dataset: dataset, options: two)
         let full = try drain(loader.batches(untilEpoch: 2))
         XCTAssertEqual(full.count, 2 * 6)
@@ -94,7 +94,7 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         XCTAssertEqual(resumed.map(\.images), full[9...].map(\.images))
         // Each batch loaded on the pool's threads when asked for (no helpers, no prefetching).
         var between = augmentedOptions()
-        between.pipeline = .between
+        between.decodeThreads = 0
         let inTurn = try drain(BatchLoader(dataset: dataset, options: between).batches(untilEpoch: 2))
         XCTAssertEqual(inTurn.map(\.items), full.map(\.items))
         XCTAssertEqual(inTurn.map(\.images), full.map(\.images))
@@ -115,16 +115,15 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         XCTAssertNotEqual(image(of: 0, in: Array(full[0..<6])), image(of: 0, in: Array(full[6...])))
     }
 
-    /// Images loaded by the worker pool's threads between the loops of a "step" (parallel loops
-    /// the consumer runs after each batch), with the pool threads polling for those loops from
-    /// inside JPEG decoding, resizing and augmentation, and by the consumer itself, make the
-    /// batches `makeBatch` makes serially, bit for bit: same images, order and random draws.
-    func testImagesLoadedBetweenStepLoopsEqualSerialBatches() throws {
+    /// JPEGs decoded, resized and augmented on the worker pool's threads when the consumer asks
+    /// for each batch (no helper threads, as on a machine the step's workers fill), between the
+    /// parallel loops of a "step", make the batches `makeBatch` makes serially, bit for bit: same
+    /// images, order and random draws.
+    func testImagesLoadedBetweenStepsEqualSerialBatches() throws {
         for i in 0..<12 { try copyImage("augment/bench_600x800.jpg", to: "imgs/\(i).jpg") }
         let dataset = try ImageDataset.load(folder + "/imgs")
         var options = LoaderOptions(height: 96, width: 80, batchSize: 4, shuffle: true, seed: 5, augment: .seedExample)
-        options.pipeline = .pool
-        options.decodeThreads = 0     // no helper threads: images come from the pool or the consumer
+        options.decodeThreads = 0     // no helper threads: the consumer loads every image
         options.prefetch = 2
         let loader = try BatchLoader(dataset: dataset, options: options)
         let stream = loader.batches(untilEpoch: 2)
@@ -144,10 +143,8 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         XCTAssertEqual(batches.count, 6)
         let t = stream.timings
         XCTAssertEqual(t.images, 24)
-        if RuntimeThreads.count > 1 {
-            XCTAssertLessThan(t.byConsumer, t.images, "no image was loaded by a pool thread between the step's loops")
-        }
-        print("pool threads loaded \(t.images - t.byConsumer) of \(t.images) images; \(t.describe(stepSeconds: 0, stepImages: 0))")
+        XCTAssertEqual(t.byConsumer, t.images)
+        print(t.describe(stepSeconds: 0, stepImages: 0))
         var serial = options
         serial.decodeThreads = 1
         let reference = try BatchLoader(dataset: dataset, options: serial)
@@ -157,6 +154,23 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
             XCTAssertEqual(b.images, direct.images, "epoch \(b.epoch) batch \(b.index)")
             XCTAssertEqual(b.labels, direct.labels)
         }
+    }
+
+    /// By default a stream starts one helper thread per core the step's workers leave free: none
+    /// when they fill the machine (the batches are then loaded on the workers when asked for).
+    func testHelperThreadsAreTheCoresTheStepLeavesFree() throws {
+        let dataset = try manyItems(3)
+        let loader = try BatchLoader(dataset: dataset, options: augmentedOptions())
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        RuntimeThreads.set(cores)
+        XCTAssertEqual(loader.helperThreads, 0)
+        RuntimeThreads.set(1)
+        XCTAssertEqual(loader.helperThreads, min(cores - 1, 2 * 4))   // at most the window's images
+        var three = augmentedOptions()
+        three.decodeThreads = 3
+        XCTAssertEqual(try BatchLoader(dataset: dataset, options: three).helperThreads, 3)
     }
 
     func testValidationIteratesInOrderWithoutAugmentation() throws {
