@@ -115,7 +115,7 @@ public func channelScaleBackward(input x: UnsafePointer<Float>, scale s: UnsafeP
                                  dOutput dy: UnsafePointer<Float>, batch: Int, pixels: Int, channels C: Int,
                                  dInput: UnsafeMutablePointer<Float>?, dScale: UnsafeMutablePointer<Float>?,
                                  accumulate: Bool) {
-    for b in 0..<batch {
+    func image(_ b: Int) {
         let xb = x + b * pixels * C, dyb = dy + b * pixels * C, sb = s + b * C
         let dxb = dInput.map { $0 + b * pixels * C }
         @inline(__always) func row(_ p: Int, _ acc: UnsafeMutablePointer<Float>?) {
@@ -146,6 +146,17 @@ public func channelScaleBackward(input x: UnsafePointer<Float>, scale s: UnsafeP
             }
         }
     }
+    // When one image's channel sums run on one worker anyway (squeeze-and-excitation over a
+    // small map: EfficientNet's block5-7 have 225 and 64 pixels), the images go to the workers
+    // instead of running one after another on the calling thread; each image's sums are the
+    // same either way (`channelReduce` inside a parallel body runs inline, as one chunk).
+    if dScale != nil && batch > 1 && channelReduceChunks(rows: pixels) == 1 {
+        parallelFor(batch) { _, images in
+            for b in images { image(b) }
+        }
+        return
+    }
+    for b in 0..<batch { image(b) }
 }
 
 /// The gradient of x [batch, pixels, C] read by both y = x * s[b, c] (channelScale) and a global
