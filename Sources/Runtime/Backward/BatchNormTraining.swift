@@ -144,7 +144,7 @@ private func normalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Floa
 
         func run<A: VectorActivation>(_ f: A) {
             guard let pool, pool.pixels > 0 else {
-                parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+                parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
                     for r in range { row(f, r, nil) }
                 }
                 return
@@ -260,7 +260,7 @@ private struct BatchNormInputGradJob: ActivationDerivativeConsumer {
 
     func run<D: VectorActivationDerivative>(_ d: D) {
         let recompute = !dzStored && !d.isOne
-        parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+        parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
             for r in range {
                 let xr = x + r * C, dyr = dy + r * C, dxr = dx + r * C
                 @inline(__always) func step(_ c: Int, _ n: Int) {

@@ -59,7 +59,7 @@ public func mergeBackward(inputs: [UnsafePointer<Float>], shapes: [[Int]], outSh
     // Inputs of the output's shape: element-wise, in parallel.
     let direct = dInputs.indices.filter { dInputs[$0] != nil && full[$0] }
     if !direct.isEmpty {
-        parallelForStatic(count, minChunk: 16_384) { _, range in
+        parallelFor(count, minChunk: 16_384) { _, range in
             for k in direct {
                 let dst = dInputs[k]!
                 for j in range { put(grad(k, j), dst + offset(k, j), accumulate: accumulate) }
@@ -141,7 +141,7 @@ public func channelScaleBackward(input x: UnsafePointer<Float>, scale s: UnsafeP
                 for p in range { row(p, acc) }
             }, finish: { putTotals($0, dScale + b * C, C, accumulate: accumulate) })
         } else {
-            parallelForStatic(pixels, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+            parallelFor(pixels, minChunk: max(1, 16_384 / max(1, C))) { _, range in
                 for p in range { row(p, nil) }
             }
         }
@@ -166,7 +166,7 @@ public func channelScaleAndPoolBackward(dOutput dy: UnsafePointer<Float>, scale 
                                         dPool: UnsafePointer<Float>, batch: Int, pixels: Int, channels C: Int,
                                         dInput dx: UnsafeMutablePointer<Float>) {
     let inv = Vec(repeating: 1 / Float(max(1, pixels)))
-    parallelForStatic(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
+    parallelFor(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
         for r in rows {
             let b = r / max(1, pixels), sb = s + b * C, gb = dPool + b * C, dyr = dy + r * C, dxr = dx + r * C
             var c = 0
