@@ -184,7 +184,7 @@ private struct BackwardJob: ActivationDerivativeConsumer {
     let x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>
     let count: Int, accumulate: Bool
     func run<D: VectorActivationDerivative>(_ d: D) {
-        parallelForStatic(count, minChunk: 1 << 15) { _, r in
+        parallelFor(count, minChunk: 1 << 15) { _, r in
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
                 put(load(dy + i) * d(load(x + i)), dx + i, accumulate: accumulate)

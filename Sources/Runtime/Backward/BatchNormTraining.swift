@@ -45,6 +45,23 @@ public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, c
                                      batchMean: UnsafeMutablePointer<Float>,
                                      batchVariance: UnsafeMutablePointer<Float>,
                                      sync: BatchNormSync? = nil) -> Int {
+    batchNormTrainingForward(input: x, rows: rows, channels: channels, gamma: gamma, beta: beta, epsilon: epsilon,
+                             activation: activation, output: y, batchMean: batchMean, batchVariance: batchVariance,
+                             sync: sync, averagePool: nil)
+}
+
+/// The same, also writing the global average pool of y per image into `averagePool` ([images, C],
+/// images = rows / pixels) as the pass stores y: a squeeze-and-excitation's squeeze without a
+/// read of y of its own. The sums are `globalAveragePool`'s, in its order (blocks of
+/// `globalPoolBlockRows` rows), so the same bits. The images are shared among the workers.
+@discardableResult
+func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, channels: Int,
+                              gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?,
+                              epsilon: Float, activation: ActivationSpec,
+                              output y: UnsafeMutablePointer<Float>,
+                              batchMean: UnsafeMutablePointer<Float>,
+                              batchVariance: UnsafeMutablePointer<Float>,
+                              sync: BatchNormSync?, averagePool: (output: UnsafeMutablePointer<Float>, pixels: Int)?) -> Int {
     let C = channels, n = Double(max(1, rows))
     // One pass of shifted sums: S1 = Σ (x - s), S2 = Σ (x - s)², mean = s + S1/n,
     // var = S2/n - (S1/n)². The shift s is the mean of the first 128 rows, so (mean - s)² is
@@ -73,7 +90,8 @@ public func batchNormTrainingForward(input x: UnsafePointer<Float>, rows: Int, c
             a[c] = (gamma?[c] ?? 1) / (batchVariance[c] + epsilon).squareRoot()
             b[c] = beta?[c] ?? 0
         }
-        normalize(x, y, rows: rows, channels: C, center: batchMean, scale: a, shift: b, activation: activation)
+        normalize(x, y, rows: rows, channels: C, center: batchMean, scale: a, shift: b, activation: activation,
+                  pool: averagePool)
     }
     return total
 }
@@ -92,33 +110,71 @@ private func addShiftedMoments(_ x: UnsafePointer<Float>, _ s: UnsafePointer<Flo
     while c < C { let d = x[c] - s[c]; acc[c] += d; acc[C + c] += d * d; c += 1 }
 }
 
-/// y = f((x - center) * scale + shift), per channel, rows in parallel.
+/// y = f((x - center) * scale + shift), per channel, rows in parallel; with `pool`, images in
+/// parallel, each image's average over its `pixels` rows of y into `pool.output` (see
+/// `batchNormTrainingForward(..., averagePool:)`).
 private func normalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, channels C: Int,
                        center: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-                       activation: ActivationSpec) {
+                       activation: ActivationSpec, pool: (output: UnsafeMutablePointer<Float>, pixels: Int)?) {
     struct Job: ActivationConsumer {
         let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Int, C: Int
         let center: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
+        let pool: (output: UnsafeMutablePointer<Float>, pixels: Int)?
+
+        /// Row r of y; with `sum`, y's row also added into it (sum + y, as the pool adds).
+        @inline(__always)
+        func row<A: VectorActivation>(_ f: A, _ r: Int, _ sum: UnsafeMutablePointer<Float>?) {
+            let xr = x + r * C, yr = y + r * C
+            var c = 0
+            while c + 8 <= C {
+                let v = f(madd(load(xr + c) - load(center + c), load(scale + c), load(shift + c)))
+                store(v, yr + c)
+                if let sum { store(load(sum + c) + v, sum + c) }
+                c += 8
+            }
+            if c < C {
+                let n = C - c
+                let z = madd(loadPartial(xr + c, n) - loadPartial(center + c, n),
+                             loadPartial(scale + c, n), loadPartial(shift + c, n))
+                let v = f(z)
+                storePartial(v, yr + c, n)
+                if let sum { storePartial(loadPartial(sum + c, n) + v, sum + c, n) }
+            }
+        }
+
         func run<A: VectorActivation>(_ f: A) {
-            parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
-                for r in range {
-                    let xr = x + r * C, yr = y + r * C
-                    var c = 0
-                    while c + 8 <= C {
-                        store(f(madd(load(xr + c) - load(center + c), load(scale + c), load(shift + c))), yr + c)
-                        c += 8
-                    }
-                    if c < C {
-                        let n = C - c
-                        let z = madd(loadPartial(xr + c, n) - loadPartial(center + c, n),
-                                     loadPartial(scale + c, n), loadPartial(shift + c, n))
-                        storePartial(f(z), yr + c, n)
+            guard let pool, pool.pixels > 0 else {
+                parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+                    for r in range { row(f, r, nil) }
+                }
+                return
+            }
+            let pixels = pool.pixels
+            parallelFor(rows / pixels) { _, images in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: C) { buffer in
+                    let partial = buffer.baseAddress!
+                    for image in images {
+                        // globalAveragePool's arithmetic: a float sum per block of rows, added
+                        // onto the image's total, then one divide.
+                        let out = pool.output + image * C, first = image * pixels
+                        out.update(repeating: 0, count: C)
+                        var s0 = 0
+                        while s0 < pixels {
+                            let s1 = min(pixels, s0 + globalPoolBlockRows)
+                            partial.update(repeating: 0, count: C)
+                            for r in (first + s0)..<(first + s1) { row(f, r, partial) }
+                            addInto(out, partial, C)
+                            s0 = s1
+                        }
+                        let count = Float(pixels)
+                        for c in 0..<C { out[c] /= count }
                     }
                 }
             }
         }
     }
-    withActivation(activation, Job(x: x, y: y, rows: rows, C: C, center: center, scale: scale, shift: shift))
+    withActivation(activation, Job(x: x, y: y, rows: rows, C: C, center: center, scale: scale, shift: shift,
+                                   pool: pool))
 }
 
 /// Training-mode backward, from the forward's input x and the batch statistics it returned
@@ -204,7 +260,7 @@ private struct BatchNormInputGradJob: ActivationDerivativeConsumer {
 
     func run<D: VectorActivationDerivative>(_ d: D) {
         let recompute = !dzStored && !d.isOne
-        parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+        parallelFor(rows, minChunk: max(1, 16_384 / max(1, C))) { _, range in
             for r in range {
                 let xr = x + r * C, dyr = dy + r * C, dxr = dx + r * C
                 @inline(__always) func step(_ c: Int, _ n: Int) {

@@ -39,7 +39,7 @@ public func dropoutMask(seed: UInt64, step: UInt64, rate: Float, mask: UnsafeMut
     precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
     let rng = DropoutRandom(seed: seed, step: step)
     let scale = 1 / (1 - rate)
-    parallelForStatic(count, minChunk: 1 << 15) { _, r in
+    parallelFor(count, minChunk: 1 << 15) { _, r in
         for i in r { mask[i] = rng.uniform(i + offset) >= rate ? scale : 0 }
     }
 }
@@ -57,7 +57,7 @@ public func applyDropoutMask(_ x: UnsafePointer<Float>, mask: UnsafePointer<Floa
     // the full shape is inner = count. Other patterns fall back to per-element offsets.
     let rank = shape.count
     if shape == maskShape {
-        parallelForStatic(count, minChunk: 1 << 15) { _, r in
+        parallelFor(count, minChunk: 1 << 15) { _, r in
             var i = r.lowerBound
             while i + 8 <= r.upperBound { put(load(x + i) * load(mask + i), y + i, accumulate: accumulate); i += 8 }
             while i < r.upperBound { put(x[i] * mask[i], y + i, accumulate: accumulate); i += 1 }
@@ -76,7 +76,7 @@ public func applyDropoutMask(_ x: UnsafePointer<Float>, mask: UnsafePointer<Floa
             // One decision per leading index (EfficientNet's drop-connect, [N, 1, 1, 1]): runs of
             // `rep` elements times one scalar, 8 lanes at a time. Row by row would take one
             // element per row and a division per element.
-            parallelForStatic(count, minChunk: 1 << 15) { _, r in
+            parallelFor(count, minChunk: 1 << 15) { _, r in
                 var i = r.lowerBound
                 while i < r.upperBound {
                     let o = i / rep, end = min(r.upperBound, (o + 1) * rep)
@@ -88,7 +88,7 @@ public func applyDropoutMask(_ x: UnsafePointer<Float>, mask: UnsafePointer<Floa
             }
             return
         }
-        parallelForStatic(outer * rep, minChunk: max(1, 16_384 / max(1, inner))) { _, rows in
+        parallelFor(outer * rep, minChunk: max(1, 16_384 / max(1, inner))) { _, rows in
             for row in rows {
                 let m = mask + (row / rep) * inner, src = x + row * inner, dst = y + row * inner
                 var i = 0

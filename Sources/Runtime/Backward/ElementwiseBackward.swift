@@ -59,7 +59,7 @@ public func mergeBackward(inputs: [UnsafePointer<Float>], shapes: [[Int]], outSh
     // Inputs of the output's shape: element-wise, in parallel.
     let direct = dInputs.indices.filter { dInputs[$0] != nil && full[$0] }
     if !direct.isEmpty {
-        parallelForStatic(count, minChunk: 16_384) { _, range in
+        parallelFor(count, minChunk: 16_384) { _, range in
             for k in direct {
                 let dst = dInputs[k]!
                 for j in range { put(grad(k, j), dst + offset(k, j), accumulate: accumulate) }
@@ -115,7 +115,7 @@ public func channelScaleBackward(input x: UnsafePointer<Float>, scale s: UnsafeP
                                  dOutput dy: UnsafePointer<Float>, batch: Int, pixels: Int, channels C: Int,
                                  dInput: UnsafeMutablePointer<Float>?, dScale: UnsafeMutablePointer<Float>?,
                                  accumulate: Bool) {
-    for b in 0..<batch {
+    func image(_ b: Int) {
         let xb = x + b * pixels * C, dyb = dy + b * pixels * C, sb = s + b * C
         let dxb = dInput.map { $0 + b * pixels * C }
         @inline(__always) func row(_ p: Int, _ acc: UnsafeMutablePointer<Float>?) {
@@ -141,11 +141,22 @@ public func channelScaleBackward(input x: UnsafePointer<Float>, scale s: UnsafeP
                 for p in range { row(p, acc) }
             }, finish: { putTotals($0, dScale + b * C, C, accumulate: accumulate) })
         } else {
-            parallelForStatic(pixels, minChunk: max(1, 16_384 / max(1, C))) { _, range in
+            parallelFor(pixels, minChunk: max(1, 16_384 / max(1, C))) { _, range in
                 for p in range { row(p, nil) }
             }
         }
     }
+    // When one image's channel sums run on one worker anyway (squeeze-and-excitation over a
+    // small map: EfficientNet's block5-7 have 225 and 64 pixels), the images go to the workers
+    // instead of running one after another on the calling thread; each image's sums are the
+    // same either way (`channelReduce` inside a parallel body runs inline, as one chunk).
+    if dScale != nil && batch > 1 && channelReduceChunks(rows: pixels) == 1 {
+        parallelFor(batch) { _, images in
+            for b in images { image(b) }
+        }
+        return
+    }
+    for b in 0..<batch { image(b) }
 }
 
 /// The gradient of x [batch, pixels, C] read by both y = x * s[b, c] (channelScale) and a global
@@ -155,7 +166,7 @@ public func channelScaleAndPoolBackward(dOutput dy: UnsafePointer<Float>, scale 
                                         dPool: UnsafePointer<Float>, batch: Int, pixels: Int, channels C: Int,
                                         dInput dx: UnsafeMutablePointer<Float>) {
     let inv = Vec(repeating: 1 / Float(max(1, pixels)))
-    parallelForStatic(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
+    parallelFor(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
         for r in rows {
             let b = r / max(1, pixels), sb = s + b * C, gb = dPool + b * C, dyr = dy + r * C, dxr = dx + r * C
             var c = 0

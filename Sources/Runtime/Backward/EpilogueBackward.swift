@@ -50,7 +50,7 @@ struct AffineBackwardJob: ActivationDerivativeConsumer {
                 channelReduce(rows: rows, channels: channels, sums: 2, body: { range, acc in block(range, acc) },
                               finish: finish)
             } else {
-                parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, range in block(range, nil) }
+                parallelFor(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, range in block(range, nil) }
             }
             return
         }
@@ -59,7 +59,7 @@ struct AffineBackwardJob: ActivationDerivativeConsumer {
                 for r in range { row(r, d, acc) }
             }, finish: finish)
         } else {
-            parallelForStatic(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, range in
+            parallelFor(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, range in
                 for r in range { row(r, d, nil) }
             }
         }

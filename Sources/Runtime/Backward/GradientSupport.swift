@@ -43,6 +43,11 @@ func zeroFill(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
 
 let reductionBlockRows = 128
 
+/// How many workers `channelReduce` shares `rows` rows among (1: the calling thread alone).
+func channelReduceChunks(rows: Int, minChunk: Int = 256) -> Int {
+    rows > 0 ? min(RuntimeThreads.count, max(1, rows / max(1, minChunk))) : 0
+}
+
 /// Per-channel sums over `rows` rows, in parallel. `body(rows, acc)` adds the contribution of
 /// `rows` (at most `reductionBlockRows` of them) into `acc`, `sums` consecutive arrays of
 /// `channels` floats. `finish` gets the totals (`sums * channels` Doubles, same layout).
@@ -56,7 +61,7 @@ func channelReduce(rows: Int, channels: Int, sums: Int, minChunk: Int = 256,
     withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, threads * width)) { scratch in
         let part = partial.baseAddress!, scr = scratch.baseAddress!
         part.update(repeating: 0, count: threads * width)
-        let chunks = rows > 0 ? min(threads, max(1, rows / max(1, minChunk))) : 0
+        let chunks = channelReduceChunks(rows: rows, minChunk: minChunk)
         parallelForStatic(rows, minChunk: max(1, minChunk), threads: threads) { w, range in
             let acc = scr + w * width, total = part + w * width
             var r = range.lowerBound

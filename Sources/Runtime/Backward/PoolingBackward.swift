@@ -82,7 +82,7 @@ public func globalPoolBackward(input x: UnsafePointer<Float>?, dOutput dy: Unsaf
                                dInput dx: UnsafeMutablePointer<Float>, batch: Int, pixels: Int, channels C: Int,
                                kind: PoolKind, accumulate: Bool) {
     precondition(kind == .average || x != nil, "global max pooling backward needs the forward input")
-    parallelForStatic(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
+    parallelFor(batch * pixels, minChunk: max(1, 16_384 / max(1, C))) { _, rows in
         guard kind == .max else {
             let inv = 1 / Float(max(1, pixels))
             for r in rows {

@@ -125,8 +125,13 @@ private func broadcastLoop<F: BinaryFunctor>(_ f: F, _ a: UnsafePointer<Float>, 
     let outer = plan.shape.dropLast().reduce(1, *)
     let outerShape = Array(plan.shape.dropLast())
     let oa = Array(plan.aStrides.dropLast()), ob = Array(plan.bStrides.dropLast())
-    parallelFor(outer, minChunk: max(1, 32_768 / inner)) { _, range in
-        for o in range {
+    // Rows in pieces when there are too few rows to share (a residual add of same-shaped
+    // tensors is one row): each piece is the same element-wise arithmetic.
+    let piece = max(1, outer >= 4 * RuntimeThreads.count ? inner : min(inner, 8_192))
+    let pieces = (inner + piece - 1) / piece
+    parallelFor(outer * pieces, minChunk: max(1, 32_768 / piece)) { _, range in
+        for t in range {
+            let o = t / pieces, j = (t % pieces) * piece
             // Offsets of row o in a and b: decompose o over the outer axes.
             var rem = o, offA = 0, offB = 0
             for axis in stride(from: outerShape.count - 1, through: 0, by: -1) {
@@ -134,7 +139,7 @@ private func broadcastLoop<F: BinaryFunctor>(_ f: F, _ a: UnsafePointer<Float>, 
                 rem /= outerShape[axis]
                 offA += i * oa[axis]; offB += i * ob[axis]
             }
-            innerRow(f, a + offA, sa, b + offB, sb, out + o * inner, inner)
+            innerRow(f, a + offA + j * sa, sa, b + offB + j * sb, sb, out + o * inner + j, min(piece, inner - j))
         }
     }
 }

@@ -80,6 +80,9 @@ public func globalMaxPool(input: UnsafePointer<Float>, batch: Int, spatial: Int,
     globalPool(input, batch, spatial, channels, output, isMax: true)
 }
 
+/// Rows per float partial sum of a global pool (the training plan's fused squeeze sums the same way).
+let globalPoolBlockRows = 64
+
 private func globalPool(_ x: UnsafePointer<Float>, _ batch: Int, _ s: Int, _ c: Int,
                         _ y: UnsafeMutablePointer<Float>, isMax: Bool) {
     guard batch > 0, c > 0 else { return }
@@ -95,7 +98,7 @@ private func globalPool(_ x: UnsafePointer<Float>, _ batch: Int, _ s: Int, _ c: 
                 out.update(repeating: isMax ? -.infinity : 0, count: width)
                 var s0 = 0
                 while s0 < s {
-                    let s1 = min(s, s0 + 64)
+                    let s1 = min(s, s0 + globalPoolBlockRows)
                     partial.update(repeating: isMax ? -.infinity : 0, count: width)
                     for r in s0..<s1 { accumulateRow(image + r * c, partial, width, isMax) }
                     accumulateRow(partial, out, width, isMax)

@@ -39,6 +39,13 @@ final class TrainingPlan {
     /// multiply's backward leaves x's gradient to the pool's (`SqueezeExciteFusion.swift`).
     let squeezeExcite: [Int: SqueezeExcite]
     let squeezeExciteOfPool: [Int: Int]
+    /// Fused activation node -> the squeeze-and-excitation average pool of its output, which its
+    /// batch norm's training forward makes as it stores the activation (`poolInBatchNorm`).
+    let poolAfterActivation: [Int: Int]
+    /// Pools the last forward pass's batch norms made (their own forward is skipped).
+    private(set) var pooledByBatchNorm = Set<Int>()
+    /// Off: every pool reads its input itself (the reference in tests).
+    var poolInBatchNorm = true
     /// Padding nodes folded into the convolution after them (`TrainingLowering.foldingPadding`):
     /// nothing reads them, so they are never computed.
     let folded: Set<Int>
@@ -80,6 +87,10 @@ final class TrainingPlan {
         batchNormBefore = Dictionary(uniqueKeysWithValues: activationAfter.map { ($1, $0) })
         squeezeExcite = TrainingPlan.squeezeExcitePatterns(split)
         squeezeExciteOfPool = Dictionary(uniqueKeysWithValues: squeezeExcite.map { ($1.pool, $0) })
+        let activations = Set(activationAfter.values)
+        poolAfterActivation = Dictionary(uniqueKeysWithValues: squeezeExcite.values.compactMap { se in
+            activations.contains(se.full) ? (se.full, se.pool) : nil
+        })
         if split.boundary.isEmpty {
             prefix = []
             prefixPerImage = false
@@ -177,6 +188,7 @@ final class TrainingPlan {
         var clock = phases.map { _ in DispatchTimeNanos.now() }
         lastForwardTraining = training
         self.rowOffset = rowOffset
+        pooledByBatchNorm.removeAll(keepingCapacity: true)
         if !prefix.isEmpty {
             // Images `items` of the batch through `plan`; its outputs into the values of the
             // nodes that take them, at those images' rows.
@@ -239,13 +251,20 @@ final class TrainingPlan {
             if training {
                 let stats = caches[i]!
                 let fused = activationAfter[i]
+                // The squeeze of a squeeze-and-excitation block made as the activation is stored,
+                // when there are images enough for every worker (it shares out whole images).
+                var pool: (output: UnsafeMutablePointer<Float>, pixels: Int)? = nil
+                if poolInBatchNorm, let j = fused, let p = poolAfterActivation[j], batch >= 2 * RuntimeThreads.count {
+                    pool = (values[p], node.shape[1] * node.shape[2])
+                    pooledByBatchNorm.insert(p)
+                }
                 let total = batchNormTrainingForward(input: x!, rows: rows, channels: c,
                                                      gamma: gamma.map { UnsafePointer(weight($0)) },
                                                      beta: beta.map { UnsafePointer(weight($0)) }, epsilon: eps,
                                                      activation: fused.map { fusedActivation($0) } ?? .linear,
                                                      output: fused.map { values[$0] } ?? out,
                                                      batchMean: stats, batchVariance: stats + c,
-                                                     sync: batchNormSync)
+                                                     sync: batchNormSync, averagePool: pool)
                 batchNormUpdateMovingStatistics(movingMean: weight(mean), movingVariance: weight(variance),
                                                 batchMean: stats, batchVariance: stats + c, channels: c, rows: total,
                                                 momentum: Double(momentum), correctVariance: bessel)
@@ -282,6 +301,7 @@ final class TrainingPlan {
                 out.update(from: x!, count: node.count)
             }
         case .move(let m):
+            if pooledByBatchNorm.contains(i) { return }     // made by the batch norm below it
             m.forward(node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)
         case .merge(let kind):
             DataOps.merge(kind, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)

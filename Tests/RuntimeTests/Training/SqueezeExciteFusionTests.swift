@@ -41,4 +41,43 @@ final class SqueezeExciteFusionTests: XCTestCase {
             }
         }
     }
+
+    /// bn -> swish -> squeeze-and-excitation in a training forward: the squeeze (the swish's
+    /// average per image) made by the batch norm's pass as it stores the swish gives the pool's
+    /// own values bit for bit, so the same logits; with fewer images than two per worker the pool
+    /// runs on its own.
+    func testSqueezeMadeByBatchNormMatchesPool() throws {
+        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_effnet_block" })
+        let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
+        let input = try XCTUnwrap(try H5Arrays.read(path: c.path(c.io)!)["input"])
+        let one = Tensor(shape: input.shape, data: input.floats)
+        let perImage = one.data.count / one.batch
+        for batch in [2 * RuntimeThreads.count + 1, 1] {
+            // Distinct images: the fixture's, each scaled by its own factor.
+            var data = [Float]()
+            for b in 0..<batch {
+                let k = b % one.batch
+                data += one.data[(k * perImage)..<((k + 1) * perImage)].map { $0 * (1 + 0.1 * Float(b)) }
+            }
+            let x = Tensor(shape: [batch] + Array(one.shape.dropFirst()), data: data)
+            let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
+            let plan = try TrainingPlan(model: model, params: params, batch: batch)
+            XCTAssertFalse(plan.poolAfterActivation.isEmpty, "the block's bn -> swish -> squeeze")
+            func forward(poolInBatchNorm: Bool) -> [[Float]] {
+                plan.poolInBatchNorm = poolInBatchNorm
+                plan.forward([x], training: true, seed: 1, step: 0)
+                return (Array(plan.poolAfterActivation.values) + [plan.split.logits]).map { i in
+                    Array(UnsafeBufferPointer(start: plan.values[i], count: plan.nodes[i].count))
+                }
+            }
+            let plain = forward(poolInBatchNorm: false)
+            XCTAssertTrue(plan.pooledByBatchNorm.isEmpty)
+            let fused = forward(poolInBatchNorm: true)
+            XCTAssertEqual(plan.pooledByBatchNorm.isEmpty, batch < 2 * RuntimeThreads.count, "batch \(batch)")
+            XCTAssertTrue(plain[0].contains { $0 != 0 }, "batch \(batch)")
+            for (k, (a, b)) in zip(fused, plain).enumerated() {
+                assertClose(a, b, tolerance: 0, "batch \(batch) value \(k)")
+            }
+        }
+    }
 }
