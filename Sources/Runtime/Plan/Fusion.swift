@@ -16,6 +16,7 @@ struct Fusion {
     }
 
     mutating func run() -> (nodes: [PlanNode], outputs: [Int]) {
+        skipIdentityViews()
         for i in nodes.indices { fuseIntoProducer(i) }
         // MobileNetV3's hard-sigmoid relu6(x + 3) * (1/6) and hard-swish x * hard-sigmoid(x), which
         // the models write as separate operations, become one epilogue activation.
@@ -31,6 +32,19 @@ struct Fusion {
             for i in nodes.indices where forward[i] == nil { poolFromRowSums(i) }
         }
         return compact()
+    }
+
+    /// A view that keeps its input's shape (inference's Dropout, drop-connect, Identity) reads
+    /// its input's buffer and computes nothing; its consumers now read the input itself, so the
+    /// rewrites below see through it. EfficientNet's residual Add reads the projection through
+    /// block*_drop: the Add ran as a pass of its own (nine per image, each a loop over the map
+    /// and a wait for the workers at batch 1) instead of in the projection's epilogue.
+    private mutating func skipIdentityViews() {
+        for i in nodes.indices {
+            guard case .view = nodes[i].op, nodes[i].inputs.count == 1 else { continue }
+            let p = resolve(nodes[i].inputs[0])
+            if nodes[p].shape == nodes[i].shape { forward[i] = p }
+        }
     }
 
     /// Add(conv(x), r) with the convolution used only there becomes the convolution with r as a
