@@ -5,7 +5,8 @@
 // each input column is loaded once for all the windows of the strip that read it; border pixels
 // and other shapes go one at a time with their valid taps. The epilogue runs in registers.
 // Rows are reached through a pointer per kernel row, so the input can also be a ring of rows that
-// a 1x1 expansion fills just ahead of the depthwise pass (ck_expand_depthwise_avx512).
+// a 1x1 expansion or a stem convolution fills just ahead of the depthwise pass
+// (ck_expand_depthwise_avx512, ck_conv_depthwise_avx512).
 #if defined(__x86_64__)
 #include "ckernels.h"
 #include "vec512.h"
@@ -175,11 +176,15 @@ AVX512 void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float
     }
 }
 
-AVX512 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
-                                       ptrdiff_t row0, ptrdiff_t row1) {
-    const ck_depthwise_geometry *g = &f->depthwise;
+/// Fills ring slot `slot` with input row `inputRow` of image n of a fused pair's depthwise part.
+typedef void (*fill_row_fn)(const void *producer, ptrdiff_t n, ptrdiff_t inputRow, float *slot);
+
+/// Output rows row0..<row1 of a depthwise convolution whose input rows `fill` produces into a ring
+/// of kernelH rows (slot r % kernelH for input row r), each just before the first output row
+/// that reads it. Inlined with `fill` a constant, so the producer's call is direct.
+INLINE void ring_rows(const ck_depthwise_geometry *g, const float *kernel, const ck_epilogue *e, fill_row_fn fill,
+                      const void *producer, float *y, float *ring, ptrdiff_t row0, ptrdiff_t row1) {
     const ptrdiff_t C = g->channels, W = g->inW, R = g->kernelH;
-    const ptrdiff_t panels = (C + 15) / 16;
     const float *rows[g->kernelH];
     ptrdiff_t image = -1, next = 0;    /* the ring holds input rows < next of `image` */
     for (ptrdiff_t r = row0; r < row1; r++) {
@@ -191,25 +196,56 @@ AVX512 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float
         const ptrdiff_t top = oy * g->strideH - g->padTop;
         ptrdiff_t lo = top < 0 ? 0 : top, hi = top + R < g->inH ? top + R : g->inH;
         if (next < lo) next = lo;
-        for (; next < hi; next++) {
-            /* Input row `next`, expanded (1x1 product, its epilogue) into ring slot next % R; the
-               slot held row next - R, which no output row from here on reads. */
-            const float *in = x + (n * g->inH + next) * W * f->inChannels;
-            float *slot = ring + (next % R) * W * C;
-            ck_epilogue e = f->expand;
-            e.output = slot;
-            if (f->expandPackedBF16)
-                ck_pointwise_bf16_block_avx512(in, f->inChannels, f->inChannels, NULL, f->expandPackedBF16, C, slot, C, 0,
-                                               W, 0, panels, &e);
-            else
-                ck_pointwise_block_avx512(in, f->inChannels, f->inChannels, f->expandPacked, C, slot, C, 0, W, 0,
-                                          panels, &e);
-        }
+        /* The slot of row `next` held row next - R, which no output row from here on reads. */
+        for (; next < hi; next++) fill(producer, n, next, ring + (next % R) * W * C);
         for (ptrdiff_t i = 0; i < R; i++) rows[i] = ring + (((top + i) % R + R) % R) * W * C;
-        /* All channels in one pass: the rows just expanded are in L1 and L2 already (passes over
+        /* All channels in one pass: the rows just produced are in L1 and L2 already (passes over
            blocks of channels measured slower here). */
-        any_row(g, rows, f->depthwiseKernel, y + r * g->outW * C, oy, 0, C, C, row_sums(&f->depthwiseEpilogue, r, C, 0, C));
+        any_row(g, rows, kernel, y + r * g->outW * C, oy, 0, C, C, row_sums(e, r, C, 0, C));
     }
+}
+
+/// The producers' view of their call: the fused step and its input.
+typedef struct {
+    const void *fused;
+    const float *x;
+} producer_call;
+
+/// Input row `inputRow` of image n expanded (1x1 product, its epilogue) into `slot`.
+INLINE void expand_row(const void *producer, ptrdiff_t n, ptrdiff_t inputRow, float *slot) {
+    const producer_call *call = producer;
+    const ck_expand_depthwise *f = call->fused;
+    const ck_depthwise_geometry *g = &f->depthwise;
+    const ptrdiff_t C = g->channels, W = g->inW, panels = (C + 15) / 16;
+    const float *in = call->x + (n * g->inH + inputRow) * W * f->inChannels;
+    ck_epilogue e = f->expand;
+    e.output = slot;
+    if (f->expandPackedBF16)
+        ck_pointwise_bf16_block_avx512(in, f->inChannels, f->inChannels, NULL, f->expandPackedBF16, C, slot, C, 0, W, 0,
+                                       panels, &e);
+    else
+        ck_pointwise_block_avx512(in, f->inChannels, f->inChannels, f->expandPacked, C, slot, C, 0, W, 0, panels, &e);
+}
+
+AVX512 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
+                                       ptrdiff_t row0, ptrdiff_t row1) {
+    const producer_call call = {f, x};
+    ring_rows(&f->depthwise, f->depthwiseKernel, &f->depthwiseEpilogue, expand_row, &call, y, ring, row0, row1);
+}
+
+/// Row `inputRow` of image n of the convolution's output (its epilogue applied) into `slot`.
+INLINE void conv_row(const void *producer, ptrdiff_t n, ptrdiff_t inputRow, float *slot) {
+    const producer_call *call = producer;
+    const ck_conv_depthwise *f = call->fused;
+    ck_epilogue e = f->convEpilogue;
+    e.output = slot;
+    ck_direct_conv_row_avx512(&f->conv, call->x, f->convKernel, slot, n * f->conv.outH + inputRow, &e);
+}
+
+AVX512 void ck_conv_depthwise_avx512(const ck_conv_depthwise *f, const float *x, float *y, float *ring, ptrdiff_t row0,
+                                     ptrdiff_t row1) {
+    const producer_call call = {f, x};
+    ring_rows(&f->depthwise, f->depthwiseKernel, &f->depthwiseEpilogue, conv_row, &call, y, ring, row0, row1);
 }
 AVX512 void ck_sum_products_avx512(const float *a, ptrdiff_t aStep, const float *b, ptrdiff_t bStep,
                                    ptrdiff_t count, ptrdiff_t width, float *out) {
@@ -249,6 +285,10 @@ void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, co
 }
 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
                                 ptrdiff_t row0, ptrdiff_t row1) {
+    (void)f; (void)x; (void)y; (void)ring; (void)row0; (void)row1;
+}
+void ck_conv_depthwise_avx512(const ck_conv_depthwise *f, const float *x, float *y, float *ring, ptrdiff_t row0,
+                              ptrdiff_t row1) {
     (void)f; (void)x; (void)y; (void)ring; (void)row0; (void)row1;
 }
 #endif

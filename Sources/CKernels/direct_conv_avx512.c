@@ -44,7 +44,7 @@ INLINE void pixels(const int ACT, const int P, const ck_conv_geometry *g, const 
     }
 }
 
-/// Output rows row0..<row1, the activation `ACT` as in ck_activate_as.
+/// Output rows row0..<row1 (row row0's first value at `y`), the activation `ACT` as in ck_activate_as.
 INLINE void rows_as(const int ACT, const ck_conv_geometry *g, const float *x, const float *w, float *y, ptrdiff_t row0,
                     ptrdiff_t row1, const ck_epilogue *e) {
     const ptrdiff_t ci = g->inC, co = g->outC;
@@ -60,7 +60,7 @@ INLINE void rows_as(const int ACT, const ck_conv_geometry *g, const float *x, co
         ptrdiff_t kyLo, kyHi;
         ck_valid_taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
         const float *row = x + (n * g->inH + oy * g->strideH - g->padTop) * g->inW * ci;
-        float *outRow = y + r * g->outW * co;
+        float *outRow = y + (r - row0) * g->outW * co;
         ptrdiff_t ox = 0;
         while (ox < g->outW) {
             const ptrdiff_t ix0 = ox * g->strideW - g->padLeft;
@@ -83,9 +83,18 @@ INLINE void rows_as(const int ACT, const ck_conv_geometry *g, const float *x, co
 
 AVX512 void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *y,
                                        ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e) {
+    y += row0 * g->outW * g->outC;
     switch (e->activation) {
     case CK_ACT_SWISH: rows_as(CK_ACT_SWISH, g, x, w, y, row0, row1, e); break;
     default: rows_as(-1, g, x, w, y, row0, row1, e); break;
+    }
+}
+
+AVX512 void ck_direct_conv_row_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *outRow,
+                                      ptrdiff_t r, const ck_epilogue *e) {
+    switch (e->activation) {
+    case CK_ACT_SWISH: rows_as(CK_ACT_SWISH, g, x, w, outRow, r, r + 1, e); break;
+    default: rows_as(-1, g, x, w, outRow, r, r + 1, e); break;
     }
 }
 #else
@@ -93,5 +102,9 @@ AVX512 void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x
 void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *y,
                                 ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e) {
     (void)g; (void)x; (void)w; (void)y; (void)row0; (void)row1; (void)e;
+}
+void ck_direct_conv_row_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *outRow, ptrdiff_t r,
+                               const ck_epilogue *e) {
+    (void)g; (void)x; (void)w; (void)outRow; (void)r; (void)e;
 }
 #endif

@@ -106,6 +106,11 @@ typedef struct {
 void ck_direct_conv_rows_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *y,
                                 ptrdiff_t row0, ptrdiff_t row1, const ck_epilogue *e);
 
+/// Output row r (over batch x outH) of the same convolution, stored at outRow (outW x outC floats
+/// anywhere: the conv + depthwise fusion writes it into a ring slot). Same sums as the call above.
+void ck_direct_conv_row_avx512(const ck_conv_geometry *g, const float *x, const float *w, float *outRow, ptrdiff_t r,
+                               const ck_epilogue *e);
+
 /// out[j] += sum over k < count of a[k * aStep + j] * b[k * bStep + j], for j < width: a depthwise
 /// kernel gradient's sum over one output row's pixels for one tap (multiplier 1).
 void ck_sum_products_avx512(const float *a, ptrdiff_t aStep, const float *b, ptrdiff_t bStep, ptrdiff_t count,
@@ -169,6 +174,25 @@ void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, fl
 /// a sample point lies where it does not apply; the caller then computes the row itself.
 int ck_affine_row_avx512(const float *src, ptrdiff_t height, ptrdiff_t width, ptrdiff_t channels,
                          const double *m, int reflect, ptrdiff_t r, int flip_horizontal, float *out_row);
+
+/// A convolution computed directly (few input channels: an image stem, see
+/// ck_direct_conv_rows_avx512) feeding a depthwise convolution (multiplier 1, dilation 1 in
+/// height), fused as ck_expand_depthwise is: the convolution's output rows go into a ring of
+/// kernelH rows just ahead of the depthwise row that reads them, so its map is never stored whole.
+typedef struct {
+    ck_conv_geometry conv;             /* outH, outW, outC = the depthwise's inH, inW, channels */
+    const float *convKernel;           /* HWIO */
+    ck_epilogue convEpilogue;          /* residual unused; `output` is set per row */
+    ck_depthwise_geometry depthwise;
+    const float *depthwiseKernel;      /* [kernelH, kernelW, channels] */
+    ck_epilogue depthwiseEpilogue;     /* `output` = y */
+} ck_conv_depthwise;
+
+/// Output rows row0..<row1 (over batch x outH) of the fused pair: x the convolution's input
+/// [batch, inH, inW, inC], y [batch, outH, outW, channels], `ring` kernelH x conv.outW x channels
+/// floats of scratch (one per concurrent caller). The ring restarts at row0 and at each new image.
+void ck_conv_depthwise_avx512(const ck_conv_depthwise *f, const float *x, float *y, float *ring, ptrdiff_t row0,
+                              ptrdiff_t row1);
 
 /// A task of `ck_pool_for`: `task` in 0..<tasks, run by `worker` in 0..<workers.
 typedef void (*ck_task_fn)(void *context, int worker, long task);

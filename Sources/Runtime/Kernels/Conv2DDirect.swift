@@ -20,9 +20,7 @@ func conv2dDirect(input: UnsafePointer<Float>, geometry g: Conv2DGeometry, kerne
     if KernelISA.avx512 && g.dilationW == 1 {
         // The 16-lane kernel (CKernels), over the same chunks of rows.
         var e = SplitEpilogue(epilogue, output: output)
-        var cg = ck_conv_geometry(inH: g.inH, inW: g.inW, inC: g.inC, outH: g.outH, outW: g.outW, outC: g.outC,
-                                  kernelH: g.kernelH, kernelW: g.kernelW, strideH: g.strideH, strideW: g.strideW,
-                                  dilationH: g.dilationH, dilationW: g.dilationW, padTop: g.padTop, padLeft: g.padLeft)
+        var cg = g.convForC
         let rowFloats = g.outW * g.outC
         parallelFor(rows, minChunk: minRows) { _, range in
             ck_direct_conv_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, &e.inRegisters)

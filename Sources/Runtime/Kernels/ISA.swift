@@ -61,6 +61,13 @@ extension Epilogue {
 }
 
 extension Conv2DGeometry {
+    /// The geometry as the C convolution kernels take it.
+    var convForC: ck_conv_geometry {
+        ck_conv_geometry(inH: inH, inW: inW, inC: inC, outH: outH, outW: outW, outC: outC, kernelH: kernelH,
+                         kernelW: kernelW, strideH: strideH, strideW: strideW, dilationH: dilationH,
+                         dilationW: dilationW, padTop: padTop, padLeft: padLeft)
+    }
+
     /// The geometry as the C depthwise kernels take it (channels = inC).
     var depthwiseForC: ck_depthwise_geometry {
         ck_depthwise_geometry(inH: inH, inW: inW, channels: inC, outH: outH, outW: outW, kernelH: kernelH,

@@ -86,21 +86,25 @@ private func packPanels(k: Int, n: Int, into dst: UnsafeMutablePointer<Float>,
 }
 
 /// `packed` (a kernel packed by `packPointwise`) with row kk multiplied by `rowScale[kk]`: the
-/// same as packing the kernel with that row scale.
+/// same as packing the kernel with that row scale. The panels are shared among the workers: at
+/// batch 1 squeeze-and-excitation scales a projection's kernel (up to 672 x 112) once per image,
+/// and on one thread the other worker waited for it.
 public func scalePackedPointwise(_ packed: UnsafePointer<Float>, k: Int, n: Int, rowScale: UnsafePointer<Float>,
-                                 into dst: UnsafeMutablePointer<Float>) {
-    var src = packed, out = dst
-    var c0 = 0
-    while c0 < n {
-        let width = panelWidth(n, c0)
-        for kk in 0..<k {
-            let s = Vec(repeating: rowScale[kk])
-            store(load(src) * s, out)
-            if width == 16 { store(load(src + 8) * s, out + 8) }
-            src += width
-            out += width
+                                 into dst: UnsafeMutablePointer<Float>, threads: Int = RuntimeThreads.count) {
+    let panels = (n + 15) / 16
+    parallelFor(panels, minChunk: max(1, 8192 / max(1, 16 * k)), threads: threads) { _, range in
+        for p in range {
+            // Panels before p are all 16 wide (only the last can be 8).
+            let c0 = p * 16, width = panelWidth(n, c0)
+            var src = packed + c0 * k, out = dst + c0 * k
+            for kk in 0..<k {
+                let s = Vec(repeating: rowScale[kk])
+                store(load(src) * s, out)
+                if width == 16 { store(load(src + 8) * s, out + 8) }
+                src += width
+                out += width
+            }
         }
-        c0 += width
     }
 }
 
@@ -220,7 +224,11 @@ private struct PointwiseBlocks {
         let blockRows = few ? m : max(12, min(384, 16_384 / max(1, k) / 12 * 12))
         let blocks = (m + blockRows - 1) / blockRows
         let pairs = ((n + 15) / 16 + 1) / 2
-        let work = threads <= 1 || m * n * k < 131_072 ? 1 : 4 * threads
+        // A single row or a few against a large kernel (squeeze-and-excitation's products at batch
+        // 1, up to 1152 x 48) is bound by reading the weights: one panel group per worker, each
+        // reading its share, where one thread would read all of it while the other waited.
+        let gemv = m <= 12 && n * k >= 32_768 && n > 16
+        let work = threads <= 1 ? 1 : m * n * k >= 131_072 ? 4 * threads : gemv ? threads : 1
         // Panel groups start at even panels, so the tiles keep pairing panels (32 channels).
         let groups = blocks >= work ? 1 : min(pairs, (work + blocks - 1) / blocks)
         return (blockRows, blocks, groups, work)

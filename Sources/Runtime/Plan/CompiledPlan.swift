@@ -190,6 +190,10 @@ func constantArrays(_ op: PlanOp, precision: Precision = .float32) -> [[Float]] 
         }}
         let zeros = [Float](repeating: 0, count: f.expandChannels)
         return [packed, f.expandShift ?? zeros, f.kernel, f.shift ?? zeros]
+    case .convDepthwise(let f):
+        // Absent biases as zeros (the stem's channels are the depthwise's).
+        let zeros = [Float](repeating: 0, count: f.conv.outChannels)
+        return [f.convKernel, f.convShift ?? zeros, f.kernel, f.shift ?? zeros]
     default:
         return []
     }

@@ -16,6 +16,10 @@ extension CompiledPlan {
             // A ring of kernelH expanded input rows per worker.
             let input = nodes[nodes[i].inputs[0]].shape
             return expandDepthwiseWorkspaceCount(kernelH: f.depthwise.kernelH, inW: input[2], channels: f.expandChannels)
+        case .convDepthwise(let f):
+            // A ring of kernelH stem rows per worker.
+            let stem = f.stemShape
+            return expandDepthwiseWorkspaceCount(kernelH: f.depthwise.kernelH, inW: stem[2], channels: stem[3])
         case .scaledPointwise(let p, _, _, _):
             let input = nodes[nodes[i].inputs[0]].shape
             return max(pointwisePackedCount(k: input[3], n: p.outChannels), input[1] * input[2] * input[3])
@@ -90,6 +94,15 @@ extension CompiledPlan {
                                          geometry: g, kernel: kernel,
                                          epilogue: Epilogue(shift: shift, activation: f.act), output: out,
                                          workspace: ws, workspaceCount: wsCount, channelSums: sums) }
+        case .convDepthwise(let f):
+            let x = inShapes[0], stem = f.stemShape
+            let cg = f.conv.geometry(input: x, output: stem), g = f.depthwise.geometry(input: stem, output: node.shape)
+            let convKernel = constant(0), convShift = constant(1), kernel = constant(2), shift = constant(3)
+            let ws = workspace, wsCount = workspaceCount, sums = rowSums[i]
+            return { convDepthwiseConv(input: ins[0], convGeometry: cg, convKernel: convKernel,
+                                       convEpilogue: Epilogue(shift: convShift, activation: f.convAct),
+                                       geometry: g, kernel: kernel, epilogue: Epilogue(shift: shift, activation: f.act),
+                                       output: out, workspace: ws, workspaceCount: wsCount, channelSums: sums) }
         case .depthwise(let p, let m, _, let shift, let act):
             let g = CompiledPlan.geometry(nodes, i, p)
             let kernel = constant(0), bias = shift == nil ? nil : constant(1)

@@ -16,6 +16,7 @@ struct Fusion {
     }
 
     mutating func run() -> (nodes: [PlanNode], outputs: [Int]) {
+        skipIdentityViews()
         for i in nodes.indices { fuseIntoProducer(i) }
         // MobileNetV3's hard-sigmoid relu6(x + 3) * (1/6) and hard-swish x * hard-sigmoid(x), which
         // the models write as separate operations, become one epilogue activation.
@@ -27,9 +28,23 @@ struct Fusion {
         for i in nodes.indices where forward[i] == nil { fuseIntoProducer(i) }
         if KernelISA.avx512 {
             for i in nodes.indices where forward[i] == nil { fuseExpandDepthwise(i) }
+            for i in nodes.indices where forward[i] == nil { fuseConvDepthwise(i) }
             for i in nodes.indices where forward[i] == nil { poolFromRowSums(i) }
         }
         return compact()
+    }
+
+    /// A view that keeps its input's shape (inference's Dropout, drop-connect, Identity) reads
+    /// its input's buffer and computes nothing; its consumers now read the input itself, so the
+    /// rewrites below see through it. EfficientNet's residual Add reads the projection through
+    /// block*_drop: the Add ran as a pass of its own (nine per image, each a loop over the map
+    /// and a wait for the workers at batch 1) instead of in the projection's epilogue.
+    private mutating func skipIdentityViews() {
+        for i in nodes.indices {
+            guard case .view = nodes[i].op, nodes[i].inputs.count == 1 else { continue }
+            let p = resolve(nodes[i].inputs[0])
+            if nodes[p].shape == nodes[i].shape { forward[i] = p }
+        }
     }
 
     /// Add(conv(x), r) with the convolution used only there becomes the convolution with r as a
@@ -78,6 +93,27 @@ struct Fusion {
         forward[p] = i
     }
 
+    /// depthwise(stem(x)), the stem a convolution `conv2dIsDirect` computes (few input channels),
+    /// becomes one `convDepthwise` step under the same conditions as `fuseExpandDepthwise`: a
+    /// stem map large enough to leave the cache, epilogues the AVX-512 kernels apply in registers.
+    private mutating func fuseConvDepthwise(_ i: Int) {
+        guard case .depthwise(let dw, 1, let kernel, let shift, let act) = nodes[i].op, dw.dilationH == 1,
+              nodes[i].inputs.count == 1 else { return }
+        let p = resolve(nodes[i].inputs[0])
+        guard case .conv(let c, let ck, let cs, let ca) = nodes[p].op, !c.isPointwise, !c.residual, c.groups == 1,
+              c.dilationW == 1, nodes[p].inputs.count == 1, !isOutput(p), consumers(of: p) == [i],
+              nodes[p].shape.count == 4, nodes[i].shape.count == 4,
+              conv2dIsDirect(c.geometry(input: nodes[resolve(nodes[p].inputs[0])].shape, output: nodes[p].shape)),
+              nodes[p].shape.dropFirst().reduce(1, *) * MemoryLayout<Float>.size >= Self.expandDepthwiseMinBytes,
+              ca.avx512Code != nil, act.avx512Code != nil
+        else { return }
+        nodes[i].op = .convDepthwise(ConvDepthwise(conv: c, stemShape: nodes[p].shape, convKernel: ck, convShift: cs, convAct: ca, depthwise: dw,
+                                                   kernel: kernel, shift: shift, act: act))
+        nodes[i].inputs = nodes[p].inputs
+        nodes[i].layer = nodes[p].layer + "+" + nodes[i].layer
+        forward[p] = i
+    }
+
     /// A global average pool of a depthwise step's output (squeeze-and-excitation's squeeze) is
     /// taken from channel sums the depthwise kernel makes per output row as it stores them.
     private mutating func poolFromRowSums(_ i: Int) {
@@ -87,6 +123,7 @@ struct Fusion {
         switch nodes[d].op {
         case .depthwise(_, 1, _, _, let a): act = a
         case .expandDepthwise(let f): act = f.act
+        case .convDepthwise(let f): act = f.act
         default: return
         }
         guard nodes[d].shape.count == 4, act.avx512Code != nil else { return }

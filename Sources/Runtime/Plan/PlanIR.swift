@@ -15,6 +15,9 @@ enum PlanOp {
     /// A pointwise expansion feeding a depthwise convolution, run as one pass that never stores
     /// the expanded tensor (see `ExpandDepthwise`). Input: the expansion's input.
     case expandDepthwise(ExpandDepthwise)
+    /// An image stem (a convolution over few input channels) feeding a depthwise convolution, run
+    /// as one pass that never stores the stem's map (see `ConvDepthwise`). Input: the stem's input.
+    case convDepthwise(ConvDepthwise)
     /// DepthwiseConv2D (HWCM kernel); epilogue y = act(acc + shift[c]).
     case depthwise(ConvParams, multiplier: Int, kernel: [Float], shift: [Float]?, act: ActivationSpec)
     /// Dense over the last axis (IO kernel).
@@ -90,6 +93,20 @@ struct ExpandDepthwise {
     var kernel: [Float], shift: [Float]?, act: ActivationSpec
 }
 
+/// EfficientNet's and MobileNet's stem: a convolution over the image's few channels (computed
+/// directly, `conv2dIsDirect`; batch-norm and activation folded in) whose output only a
+/// depthwise convolution (multiplier 1, dilation 1 in height) reads. Fused, each worker computes
+/// just the stem rows the next depthwise row needs into a ring of kernelH rows, as
+/// `ExpandDepthwise` does: EfficientNetB0's stem map at 228x228 is 1.7 MB per image.
+struct ConvDepthwise {
+    var conv: ConvParams
+    /// The stem's output shape (batch included): the depthwise's input.
+    var stemShape: [Int]
+    var convKernel: [Float], convShift: [Float]?, convAct: ActivationSpec
+    var depthwise: ConvParams
+    var kernel: [Float], shift: [Float]?, act: ActivationSpec
+}
+
 /// One value-producing step of the plan.
 struct PlanNode {
     var op: PlanOp
@@ -107,6 +124,7 @@ struct PlanNode {
         case .scaledPointwise: return "conv1x1"
         case .depthwise: return "depthwise"
         case .expandDepthwise: return "conv1x1+depthwise"
+        case .convDepthwise: return "conv+depthwise"
         case .dense: return "dense"
         case .move(let m): return m.kindName
         default: return String(describing: op).prefix { $0 != "(" }.description

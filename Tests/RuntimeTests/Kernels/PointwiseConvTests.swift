@@ -20,6 +20,8 @@ final class PointwiseConvTests: XCTestCase {
         Case(m: 999, k: 32, n: 40, lda: 32, ldc: 40),     // several row blocks
         Case(m: 64, k: 1152, n: 320, lda: 1152, ldc: 320), // few rows, large k: panel groups
         Case(m: 2, k: 480, n: 20, lda: 480, ldc: 20),     // batch-2 squeeze-and-excitation shape
+        Case(m: 1, k: 1152, n: 48, lda: 1152, ldc: 48),   // squeeze-and-excitation at batch 1: panels split
+        Case(m: 1, k: 48, n: 1152, lda: 48, ldc: 1152),
     ]
 
     private func reference(_ c: Case, _ x: [Float], _ w: [Float], rowScale: [Float]?) -> [Double] {
@@ -143,14 +145,38 @@ final class PointwiseConvTests: XCTestCase {
     /// exactly the packing of the scaled kernel.
     func testScalingPackedRowsEqualsPackingScaledRows() {
         var rng = SeededRandom(12)
-        for (k, n) in [(1, 1), (3, 7), (17, 8), (24, 20), (40, 17), (96, 24), (1152, 320)] {
+        for (k, n) in [(1, 1), (3, 7), (17, 8), (24, 20), (40, 17), (96, 24), (672, 112), (480, 40), (1152, 320)] {
             let w = rng.floats(k * n), scale = rng.floats(k, 0, 1)
             let count = pointwisePackedCount(k: k, n: n)
-            var direct = [Float](repeating: .nan, count: count), packed = direct, scaled = direct
+            var direct = [Float](repeating: .nan, count: count), packed = direct
             packPointwise(w, k: k, n: n, rowScale: scale, into: &direct)
             packPointwise(w, k: k, n: n, into: &packed)
-            scalePackedPointwise(packed, k: k, n: n, rowScale: scale, into: &scaled)
-            XCTAssertEqual(scaled, direct, "k \(k) n \(n)")
+            // The panels are shared among the workers: every thread count gives every float.
+            for threads in [1, 2, 3] {
+                var scaled = [Float](repeating: .nan, count: count)
+                scalePackedPointwise(packed, k: k, n: n, rowScale: scale, into: &scaled, threads: threads)
+                XCTAssertEqual(scaled, direct, "k \(k) n \(n) threads \(threads)")
+            }
+        }
+    }
+
+    /// A row or a few against a large kernel (squeeze-and-excitation at batch 1) splits the panels
+    /// among the workers; each output channel is still the same sum in the same order.
+    func testPanelsSplitAmongWorkersGiveTheSameBits() {
+        var rng = SeededRandom(13)
+        for c in [Case(m: 1, k: 1152, n: 48, lda: 1152, ldc: 48), Case(m: 1, k: 48, n: 1152, lda: 48, ldc: 1152),
+                  Case(m: 2, k: 672, n: 112, lda: 672, ldc: 112)] {
+            let x = rng.floats((c.m - 1) * c.lda + c.k), w = rng.floats(c.k * c.n, -0.3, 0.3), shift = rng.floats(c.n)
+            for isa in kernelISAs {
+                KernelISA.with(avx512: isa) {
+                    let one = run(c, x, w, rowScale: nil, scale: nil, shift: shift, residual: nil, .swish, threads: 1).0
+                    for threads in [2, 3] {
+                        let many = run(c, x, w, rowScale: nil, scale: nil, shift: shift, residual: nil, .swish,
+                                       threads: threads).0
+                        XCTAssertEqual(many, one, "m \(c.m) k \(c.k) n \(c.n) threads \(threads) \(isa ? "AVX-512" : "AVX2")")
+                    }
+                }
+            }
         }
     }
 }

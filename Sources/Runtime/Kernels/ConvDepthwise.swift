@@ -1,0 +1,45 @@
+// An image stem (a convolution over few input channels, computed directly) feeding a depthwise
+// convolution, fused (PlanOp.convDepthwise, AVX-512 only):
+//   input  [batch, inH, inW, inC]                               inC <= 4 (`conv2dIsDirect`)
+//   stem   = convEpilogue(conv(input, convKernel))              [batch, H, W, C], never stored whole
+//   output = epilogue(depthwise(stem, kernel))                  [batch, outH, outW, C], multiplier 1
+// EfficientNet's stem map is 114x114x32 per image (1.7 MB): stored whole, the stem writes it past
+// L2 and block1a's depthwise reads it back from L3. Here each worker computes just the stem rows
+// the next depthwise row needs into a ring of kernelH rows (its slot of the workspace), as
+// `expandDepthwiseConv` does for a 1x1 expansion (CKernels/depthwise_avx512.c). Every value is the
+// same sum in the same order as the two kernels run one after the other.
+import CKernels
+import Graph
+
+/// Runs the fused pair (see the file comment). `cg` is the stem's geometry (direct, dilationW 1),
+/// `g` the depthwise's (inH, inW, inC = cg's outH, outW, outC; outC = inC; dilationH 1); both
+/// epilogues must have activations the AVX-512 kernels apply (`Epilogue.avx512`) and no residual.
+/// `workspace`: `expandDepthwiseWorkspaceCount(kernelH: g.kernelH, inW: g.inW, channels: g.inC)`
+/// floats (a ring per worker). `channelSums`: as for `depthwiseConv2d`.
+public func convDepthwiseConv(input: UnsafePointer<Float>, convGeometry cg: Conv2DGeometry,
+                              convKernel: UnsafePointer<Float>, convEpilogue: Epilogue, geometry g: Conv2DGeometry,
+                              kernel: UnsafePointer<Float>, epilogue: Epilogue, output: UnsafeMutablePointer<Float>,
+                              workspace: UnsafeMutablePointer<Float>, workspaceCount: Int,
+                              channelSums: UnsafeMutablePointer<Float>? = nil) {
+    precondition(KernelISA.avx512 && conv2dIsDirect(cg) && cg.dilationW == 1 && g.dilationH == 1
+                 && g.inC == g.outC && g.inC == cg.outC && g.inH == cg.outH && g.inW == cg.outW && g.batch == cg.batch,
+                 "convDepthwiseConv: unsupported step")
+    guard g.outputPixels > 0 else { return }
+    let ring = g.kernelH * g.inW * g.inC
+    precondition(workspaceCount >= ring, "convDepthwiseConv: workspace too small")
+    guard let stem = convEpilogue.avx512(output: output), var depthwise = epilogue.avx512(output: output),
+          convEpilogue.residual == nil, epilogue.residual == nil else {
+        preconditionFailure("convDepthwiseConv: epilogue the AVX-512 kernels do not apply")
+    }
+    depthwise.channel_sums = channelSums
+    let fused = ck_conv_depthwise(
+        conv: cg.convForC, convKernel: convKernel, convEpilogue: stem, depthwise: g.depthwiseForC, depthwiseKernel: kernel,
+        depthwiseEpilogue: depthwise)
+    // Bands of about two per worker, as in `expandDepthwiseConv`: each band restarts its ring and
+    // so computes the kernelH - stride stem rows it shares with the band above once more.
+    let workers = max(1, min(RuntimeThreads.count, workspaceCount / ring))
+    parallelFor(g.batch * g.outH, minChunk: max(1, g.outH / (2 * workers)), threads: workers) { w, range in
+        var f = fused
+        ck_conv_depthwise_avx512(&f, input, output, workspace + w * ring, range.lowerBound, range.upperBound)
+    }
+}
