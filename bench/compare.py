@@ -5,7 +5,7 @@ process; the median images/s over the rounds is reported with distillctl's ratio
 Then distillation steps of the seed's setup (teacher forward, student forward and backward, Adam),
 head only and unfrozen from block5a_expand_conv, distillctl's `bench --train` next to TensorFlow's
 `tf.function` step, alternated the same way.
-    python bench/compare.py [--model M.h5] [--rounds 2] [--iterations 20] [--threads 2]
+    python bench/compare.py [--model M.h5] [--rounds 3] [--iterations 20] [--threads 2]
                             [--groups float32,bf16,avx2] [--train-batch 8] [--train-iterations 10]
                             [--no-inference] [--no-train]
 Inference rows come in groups, each compared with its own distillctl row: float32 (every
@@ -105,7 +105,7 @@ def main():
     global DISTILLCTL
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "fixtures/cases/k2_seed_effnetb0/model.h5"))
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", default="1,8")
