@@ -35,11 +35,8 @@ public func convDepthwiseConv(input: UnsafePointer<Float>, convGeometry cg: Conv
     let fused = ck_conv_depthwise(
         conv: cg.convForC, convKernel: convKernel, convEpilogue: stem, depthwise: g.depthwiseForC, depthwiseKernel: kernel,
         depthwiseEpilogue: depthwise)
-    // Bands of about two per worker, as in `expandDepthwiseConv`: each band restarts its ring and
-    // so computes the kernelH - stride stem rows it shares with the band above once more.
-    let workers = max(1, min(RuntimeThreads.count, workspaceCount / ring))
-    parallelFor(g.batch * g.outH, minChunk: max(1, g.outH / (2 * workers)), threads: workers) { w, range in
+    ringBands(g, ring: ring, workspace: workspace, workspaceCount: workspaceCount) { ringSlot, row0, row1 in
         var f = fused
-        ck_conv_depthwise_avx512(&f, input, output, workspace + w * ring, range.lowerBound, range.upperBound)
+        ck_conv_depthwise_avx512(&f, input, output, ringSlot, row0, row1)
     }
 }

@@ -38,11 +38,20 @@ public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, ex
         depthwise: g.depthwiseForC, inChannels: inChannels, expandPacked: expandPacked,
         expandPackedBF16: expandPackedBF16, expand: expand, depthwiseKernel: kernel,
         depthwiseEpilogue: depthwise)
-    // Bands of about two per worker: each band restarts its ring and so expands the rows it
-    // shares with the band above once more (kernelH - stride rows).
+    ringBands(g, ring: ring, workspace: workspace, workspaceCount: workspaceCount) { ringSlot, row0, row1 in
+        var f = fused
+        ck_expand_depthwise_avx512(&f, input, output, ringSlot, row0, row1)
+    }
+}
+
+/// Shares a fused ring step's output rows (batch x outH of `g`) among the workers in bands of about
+/// two per worker; `body(ring, row0, row1)` runs a band with the worker's own ring of `ring` floats
+/// in `workspace`. Each band restarts its ring, and so computes the kernelH - stride input rows it
+/// shares with the band above once more.
+func ringBands(_ g: Conv2DGeometry, ring: Int, workspace: UnsafeMutablePointer<Float>, workspaceCount: Int,
+               _ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
     let workers = max(1, min(RuntimeThreads.count, workspaceCount / ring))
     parallelFor(g.batch * g.outH, minChunk: max(1, g.outH / (2 * workers)), threads: workers) { w, range in
-        var f = fused
-        ck_expand_depthwise_avx512(&f, input, output, workspace + w * ring, range.lowerBound, range.upperBound)
+        body(workspace + w * ring, range.lowerBound, range.upperBound)
     }
 }
