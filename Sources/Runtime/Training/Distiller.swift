@@ -92,9 +92,7 @@ public final class Distiller {
     /// With a teacher cache and no teacher model, give the cache's teacher count as weights.
     public init(student: LoadedModel, teachers: [LoadedModel], teacherWeights: [Double]? = nil, optimizer: Optimizer,
                 config: DistillConfig) throws {
-        for teacher in teachers where teacher.graph.outputs.count != 1 {
-            throw RuntimeError("teacher '\(teacher.graph.name)': " + Self.severalOutputs(InferenceSession.outputNames(of: teacher.graph)))
-        }
+        for teacher in teachers { try TrainingJob.refuseSeveralOutputs(teacher, name: "teacher '\(teacher.graph.name)'") }
         self.student = student
         self.config = config
         self.optimizer = optimizer
@@ -207,13 +205,6 @@ public final class Distiller {
             return featureLogits ? all.last! : try teacher.run([x], batchSize: x.batch)[0]
         }
         return (try Self.meanLogits(outputs, weights: teacherWeights), maps)
-    }
-
-    /// Why a teacher with these outputs cannot teach: its one output is the class scores the
-    /// student learns from, and which of several that would be is not guessed.
-    static func severalOutputs(_ names: [String]) -> String {
-        "the teacher has \(names.count) outputs (\(names.joined(separator: ", "))); a teacher gives one, its class scores "
-            + "(save the teacher with the output that teaches as its only output)"
     }
 
     /// One teacher's logits as they are, or the weighted mean of several.

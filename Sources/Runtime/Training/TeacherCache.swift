@@ -120,9 +120,7 @@ public struct TeacherCache: Sendable {
     private static func computeOne(teacher: LoadedModel, dataset: ImageDataset, batchSize: Int,
                                    collective: any Collective, precision: Precision,
                                    progress: ((Int, Int) -> Void)?) throws -> (classes: Int, logits: [Float]) {
-        guard teacher.graph.outputs.count == 1 else {
-            throw RuntimeError("teacher '\(teacher.graph.name)': " + Distiller.severalOutputs(InferenceSession.outputNames(of: teacher.graph)))
-        }
+        try TrainingJob.refuseSeveralOutputs(teacher, name: "teacher '\(teacher.graph.name)'")
         let session = try InferenceSession(model: teacher, logits: true, precision: precision)
         let shape = session.inputShapes[0]
         guard shape.count == 3 else { throw RuntimeError("the teacher \(teacher.graph.name)'s input is \(shape), not an image") }

@@ -47,7 +47,9 @@ public struct TrainingJobError: Error, CustomStringConvertible, Sendable {
             return "\(teacher): the teacher's input is \(shapeText(shapes)), the images are loaded at the student's "
                 + "\(shapeText([image])): both must take the same image size"
         case .teacherOutputs(let teacher, let outputs):
-            return "\(teacher): " + Distiller.severalOutputs(outputs)
+            // Its one output is the class scores the student learns from; which of several is not guessed.
+            return "\(teacher): the teacher has \(outputs.count) outputs (\(outputs.joined(separator: ", "))); a teacher gives "
+                + "one, its class scores (save the teacher with the output that teaches as its only output)"
         case .badImages(let e):
             return e.description
         }
