@@ -63,8 +63,10 @@ enum ParallelRegion {
     static var inside: Bool { ck_pool_inside() != 0 }
 }
 
-/// `body(worker, task)` for every task in 0..<tasks on the worker pool (CKernels/pool.c).
-private func poolFor(workers: Int, tasks: Int, _ body: (_ worker: Int, _ task: Int) -> Void) {
+/// `body(worker, task)` for every task in 0..<tasks on the worker pool (CKernels/pool.c), on at
+/// most `workers` workers (inline on worker 0 inside another's body), each worker taking the next
+/// task as it finishes one.
+func poolFor(workers: Int, tasks: Int, _ body: (_ worker: Int, _ task: Int) -> Void) {
     withoutActuallyEscaping(body) { run in
         var job = PoolJob(run: run)
         withUnsafeMutablePointer(to: &job) { p in

@@ -97,6 +97,11 @@ public final class InferenceSession {
                 for i in items { out[i] = plans[ranges[i].count]![w].run(inputs, items: ranges[i]) }
             }
         }
+        return Self.joined(parts, items: n)
+    }
+
+    /// The outputs of consecutive passes over `n` items, joined along the batch axis.
+    static func joined(_ parts: [[Tensor]], items n: Int) -> [Tensor] {
         if parts.count == 1 { return parts[0] }
         return parts[0].indices.map { k in
             Tensor(shape: [n] + parts[0][k].shape.dropFirst(), data: parts.flatMap { $0[k].data })
@@ -175,7 +180,7 @@ public final class InferenceSession {
         return (fused.nodes, fused.outputs)
     }
 
-    private func checkInputs(_ inputs: [Tensor]) throws {
+    func checkInputs(_ inputs: [Tensor]) throws {
         let expected = inputShapes
         guard inputs.count == expected.count else {
             throw RuntimeError("the model takes \(expected.count) inputs, got \(inputs.count)")

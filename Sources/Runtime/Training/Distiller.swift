@@ -80,6 +80,9 @@ public final class Distiller {
     public var collective: any Collective = SingleProcess()
     /// Batch normalization statistics over all ranks (`--sync-batchnorm`) instead of per rank.
     public var syncBatchNorm = false
+    /// Off: the teachers' passes and the student's frozen prefix run one after the other, each on
+    /// all workers, instead of as one job (`teacherLogitsBesidePrefix`; the reference in tests).
+    public var sideBySide = true
     /// Teacher logits come from a cache (`--teacher-cache`) instead of a teacher model.
     public var teacherCacheIdentity: String?
     private var fused: [Float] = []
@@ -208,7 +211,7 @@ public final class Distiller {
     }
 
     /// One teacher's logits as they are, or the weighted mean of several.
-    private static func meanLogits(_ outputs: [Tensor], weights: [Double]) throws -> Tensor {
+    static func meanLogits(_ outputs: [Tensor], weights: [Double]) throws -> Tensor {
         if outputs.count == 1 { return outputs[0] }
         guard outputs.allSatisfy({ $0.itemCount == outputs[0].itemCount }) else {
             throw RuntimeError("the teachers give different numbers of outputs (\(outputs.map(\.itemCount)))")
@@ -250,9 +253,18 @@ public final class Distiller {
             let p = try self.plan(batch: rows)
             plan = p
             var clock = phases.map { _ in DispatchTimeNanos.now() }
-            let (teacherLogits, teacherMaps) = try self.teacherOutputs(x, cached: cached)
-            phases?.lap("teacher forward", &clock)
-            p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share?.offset ?? 0, phases: &phases)
+            let teacherLogits: Tensor?, teacherMaps: [Tensor]
+            p.beginForward(training: true, rowOffset: share?.offset ?? 0)
+            if cached == nil, let logits = try teacherLogitsBesidePrefix(x, plan: p, seed: config.seed, step: index) {
+                (teacherLogits, teacherMaps) = (logits, [])
+                phases?.lap("teachers + frozen prefix", &clock)
+                p.forwardTrainable(training: true, seed: config.seed, step: index)
+                phases?.lap("student trainable forward", &clock)
+            } else {
+                (teacherLogits, teacherMaps) = try self.teacherOutputs(x, cached: cached)
+                phases?.lap("teacher forward", &clock)
+                p.forward([x], training: true, seed: config.seed, step: index, rowOffset: share?.offset ?? 0, phases: &phases)
+            }
             try p.throwBatchNormSyncFailure()
             let node = p.split.logits
             let s = UnsafeBufferPointer(start: p.values[node], count: rows * k)

@@ -186,42 +186,55 @@ final class TrainingPlan {
     func forward(_ inputs: [Tensor], training: Bool, seed: UInt64, step: Int, rowOffset: Int,
                  phases: inout PhaseTimes?) {
         var clock = phases.map { _ in DispatchTimeNanos.now() }
-        lastForwardTraining = training
-        self.rowOffset = rowOffset
-        pooledByBatchNorm.removeAll(keepingCapacity: true)
+        beginForward(training: training, rowOffset: rowOffset)
         if !prefix.isEmpty {
-            // Images `items` of the batch through `plan`; its outputs into the values of the
-            // nodes that take them, at those images' rows.
-            func runPrefix(_ plan: CompiledPlan, _ items: Range<Int>) {
-                plan.noiseClock.active = training
-                plan.noiseClock.seed = seed
-                plan.noiseClock.step = step
-                plan.noiseClock.rowOffset = rowOffset + items.lowerBound
-                let outs = plan.run(inputs, items: items)
-                for (slot, t) in outs.enumerated() {
-                    for (i, node) in nodes.enumerated() {
-                        if case .external(slot) = node.op {
-                            let perItem = node.count / batch
-                            t.data.withUnsafeBufferPointer {
-                                (values[i] + items.lowerBound * perItem).update(from: $0.baseAddress!, count: t.data.count)
-                            }
-                        }
-                    }
-                }
-            }
             if prefixPerImage {
                 parallelFor(batch, threads: min(prefix.count, RuntimeThreads.count)) { w, items in
-                    for b in items { runPrefix(prefix[w], b..<(b + 1)) }
+                    for b in items { runPrefix(prefix[w], inputs, b..<(b + 1), training: training, seed: seed, step: step) }
                 }
             } else {
-                runPrefix(prefix[0], 0..<batch)
+                runPrefix(prefix[0], inputs, 0..<batch, training: training, seed: seed, step: step)
             }
         }
         phases?.lap("student frozen prefix", &clock)
+        forwardTrainable(training: training, seed: seed, step: step)
+        phases?.lap("student trainable forward", &clock)
+    }
+
+    /// The state a forward pass starts from; then the prefix (`runPrefix`, for every image), then
+    /// `forwardTrainable`.
+    func beginForward(training: Bool, rowOffset: Int) {
+        lastForwardTraining = training
+        self.rowOffset = rowOffset
+        pooledByBatchNorm.removeAll(keepingCapacity: true)
+    }
+
+    /// Images `items` of the batch through the frozen prefix's `plan` (one of `prefix`, used by
+    /// one caller at a time); its outputs into the values of the nodes that take them, at those
+    /// images' rows. After `beginForward` (the rows follow its `rowOffset`).
+    func runPrefix(_ plan: CompiledPlan, _ inputs: [Tensor], _ items: Range<Int>, training: Bool, seed: UInt64, step: Int) {
+        plan.noiseClock.active = training
+        plan.noiseClock.seed = seed
+        plan.noiseClock.step = step
+        plan.noiseClock.rowOffset = rowOffset + items.lowerBound
+        let outs = plan.run(inputs, items: items)
+        for (slot, t) in outs.enumerated() {
+            for (i, node) in nodes.enumerated() {
+                if case .external(slot) = node.op {
+                    let perItem = node.count / batch
+                    t.data.withUnsafeBufferPointer {
+                        (values[i] + items.lowerBound * perItem).update(from: $0.baseAddress!, count: t.data.count)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The trainable part's forward pass, after the prefix's outputs are in place.
+    func forwardTrainable(training: Bool, seed: UInt64, step: Int) {
         for i in nodes.indices where !folded.contains(i) {
             timed("forward", i) { forwardNode(i, training: training, seed: seed, step: step) }
         }
-        phases?.lap("student trainable forward", &clock)
     }
 
     private func forwardNode(_ i: Int, training: Bool, seed: UInt64, step: Int) {
