@@ -78,8 +78,8 @@ final class PreflightDecoder: @unchecked Sendable {
         let file = sets[set].files[item]
         var image: Image? = nil, failure: BadImage? = nil
         do {
-            image = try kerasImage(Image(contentsOfFile: file.path), name: file.path, channels: channels,
-                                   targetHeight: height, targetWidth: width, interpolation: interpolation)
+            image = try kerasImage(contentsOfFile: file.path, channels: channels, targetHeight: height, targetWidth: width,
+                                   interpolation: interpolation)
         } catch let e as ImageError {
             failure = BadImage(file: file, reason: e.reason)
         } catch {
