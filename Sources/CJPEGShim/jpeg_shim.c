@@ -132,6 +132,111 @@ int dctl_jpeg_decode_native(const uint8_t *data, size_t size, int min_width, int
     return dctl_decode(data, size, 0, min_width, min_height, out, width, height, channels, err, err_size);
 }
 
+struct dctl_jpeg_reader {
+    struct jpeg_decompress_struct cinfo;
+    struct dctl_error_mgr jerr;
+};
+
+dctl_jpeg_reader *dctl_jpeg_open(const uint8_t *data, size_t size, int *width, int *height, int *channels,
+                                 char *err, size_t err_size) {
+    dctl_jpeg_reader *volatile reader = malloc(sizeof(dctl_jpeg_reader));
+    if (!reader) {
+        dctl_set_error(err, err_size, "out of memory");
+        return NULL;
+    }
+    reader->cinfo.err = jpeg_std_error(&reader->jerr.pub);
+    reader->jerr.pub.error_exit = dctl_error_exit;
+    reader->jerr.pub.emit_message = dctl_emit_message;
+    reader->jerr.err = err;
+    reader->jerr.err_size = err_size;
+    if (setjmp(reader->jerr.jump)) {
+        jpeg_destroy_decompress(&reader->cinfo);
+        free(reader);
+        return NULL;
+    }
+    jpeg_create_decompress(&reader->cinfo);
+    jpeg_mem_src(&reader->cinfo, data, (unsigned long)size);
+    jpeg_read_header(&reader->cinfo, TRUE);
+    // The stored colour space, as dctl_decode chooses it for requested = 0.
+    int c = reader->cinfo.num_components == 4 ? 4 : reader->cinfo.num_components == 1 ? 1 : 3;
+    reader->cinfo.out_color_space = c == 1 ? JCS_GRAYSCALE : c == 4 ? JCS_CMYK : JCS_RGB;
+    *width = (int)reader->cinfo.image_width;
+    *height = (int)reader->cinfo.image_height;
+    *channels = c;
+    return reader;
+}
+
+void dctl_jpeg_close(dctl_jpeg_reader *reader) {
+    jpeg_destroy_decompress(&reader->cinfo);
+    free(reader);
+}
+
+int dctl_jpeg_decode_picked(dctl_jpeg_reader *reader, const int *rows, int out_height, const int *columns, int out_width,
+                            uint8_t *out, char *err, size_t err_size) {
+    uint8_t *volatile row = NULL;
+    reader->jerr.err = err;
+    reader->jerr.err_size = err_size;
+    if (setjmp(reader->jerr.jump)) {
+        free(row);
+        dctl_jpeg_close(reader);
+        return -1;
+    }
+    jpeg_start_decompress(&reader->cinfo);
+    int w = (int)reader->cinfo.output_width, h = (int)reader->cinfo.output_height, c = reader->cinfo.output_components;
+    row = malloc((size_t)w * (size_t)c);
+    if (!row) {
+        dctl_set_error(err, err_size, "out of memory");
+        dctl_jpeg_close(reader);
+        return -1;
+    }
+    size_t out_stride = (size_t)out_width * (size_t)c;
+    // Rows past the source (-1) stay 0, as in the resize; `rows` only grows otherwise.
+    memset(out, 0, out_stride * (size_t)out_height);
+    int next = 0;
+    while (next < out_height && rows[next] < 0) {
+        next++;
+    }
+    // Every scanline is decoded, picked or not, so that a file the full decode refuses (a
+    // truncated one, an error late in the scan) is refused here too.
+    while (reader->cinfo.output_scanline < reader->cinfo.output_height) {
+        int y = (int)reader->cinfo.output_scanline;
+        JSAMPROW target = row;
+        jpeg_read_scanlines(&reader->cinfo, &target, 1);
+        int first = next;
+        while (next < out_height && rows[next] == y) {
+            uint8_t *to = out + out_stride * (size_t)next;
+            if (next > first) {
+                memcpy(to, out + out_stride * (size_t)first, out_stride);
+            } else if (c == 3) {
+                for (int x = 0; x < out_width; x++) {
+                    int from = columns[x];
+                    if (from >= 0 && from < w) {
+                        to[3 * x] = row[3 * from];
+                        to[3 * x + 1] = row[3 * from + 1];
+                        to[3 * x + 2] = row[3 * from + 2];
+                    }
+                }
+            } else {
+                for (int x = 0; x < out_width; x++) {
+                    int from = columns[x];
+                    if (from >= 0 && from < w) {
+                        memcpy(to + (size_t)x * (size_t)c, row + (size_t)from * (size_t)c, (size_t)c);
+                    }
+                }
+            }
+            next++;
+            while (next < out_height && rows[next] < 0) {
+                next++;
+            }
+        }
+    }
+    (void)h;
+    jpeg_finish_decompress(&reader->cinfo);
+    free(row);
+    dctl_jpeg_close(reader);
+    return 0;
+}
+
 int dctl_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
                      uint8_t **out, unsigned long *out_size, char *err, size_t err_size) {
     struct jpeg_compress_struct cinfo;

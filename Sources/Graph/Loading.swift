@@ -77,8 +77,16 @@ public struct LoadedModel: Sendable {
     /// R's `model_to_json()`. The format is told by content. An `archPath` also overrides a full
     /// file's config.
     public static func load(path: String, archPath: String? = nil) throws -> LoadedModel {
-        switch try KerasFileFormat.detect(path: path) {
-        case .legacyH5: return try loadLegacy(path: path, archPath: archPath)
+        // An HDF5 file's layout is told and a legacy one read in one forked child (not one each).
+        let format: KerasFileFormat, legacy: KerasH5File?
+        if KerasArchive.isZip(path: path) {
+            (format, legacy) = (.kerasArchive, nil)
+        } else {
+            legacy = try KerasH5File.readUnlessKeras3Layout(path: path)
+            format = legacy == nil ? .keras3Weights : .legacyH5
+        }
+        switch format {
+        case .legacyH5: return try loadLegacy(legacy!, path: path, archPath: archPath)
         case .kerasArchive:
             let archive = try KerasArchive.read(path: path)
             let (graph, config, source) = try parseConfig(archPath: archPath, fileConfig: archive.config,
@@ -96,8 +104,7 @@ public struct LoadedModel: Sendable {
         }
     }
 
-    private static func loadLegacy(path: String, archPath: String?) throws -> LoadedModel {
-        let file = try KerasH5File.read(path: path)
+    private static func loadLegacy(_ file: KerasH5File, path: String, archPath: String?) throws -> LoadedModel {
         let major = file.kerasVersion.flatMap(majorVersion) ?? file.weights.kerasVersion.flatMap(majorVersion)
         let (graph, config, _) = try parseConfig(archPath: archPath, fileConfig: file.modelConfig,
                                                  fileConfigSource: "\(path) (model_config)", major: major, path: path)

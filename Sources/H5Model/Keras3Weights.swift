@@ -39,13 +39,14 @@ public struct Keras3Weights: Equatable, Sendable {
     /// Whether `path` is an HDF5 file in this layout rather than the legacy one: its root has
     /// a `layers` or `vars` group and neither `layer_names` nor `model_weights`.
     public static func isKeras3Layout(path: String) throws -> Bool {
-        try withHDF5 {
-            try IsolatedRead.guarded(path: path) {
-                let root = try H5File.open(path).root()
-                if try root.hasStringList("layer_names") || root.group("model_weights") != nil { return false }
-                return try root.group("layers") != nil || root.group("vars") != nil
-            }
-        }
+        try withHDF5 { try IsolatedRead.guarded(path: path) { try isKeras3LayoutInProcess(path: path) } }
+    }
+
+    /// `isKeras3Layout` itself; the caller holds the HDF5 lock (in the forked child).
+    static func isKeras3LayoutInProcess(path: String) throws -> Bool {
+        let root = try H5File.open(path).root()
+        if try root.hasStringList("layer_names") || root.group("model_weights") != nil { return false }
+        return try root.group("layers") != nil || root.group("vars") != nil
     }
 
     /// Reads every `vars` group. `displayPath` names the file in messages (the archive entry when

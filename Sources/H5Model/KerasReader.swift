@@ -11,6 +11,17 @@ extension KerasH5File {
         try withHDF5 { try IsolatedRead.guarded(path: path) { try readInProcess(path: path) } }
     }
 
+    /// `read` for a file that may be in Keras 3's weights layout instead (`Keras3Weights`): nil
+    /// for such a file, else the legacy file read. One forked child tells the layout and reads the
+    /// file, where `Keras3Weights.isKeras3Layout` and then `read` would fork one each.
+    public static func readUnlessKeras3Layout(path: String) throws -> KerasH5File? {
+        try withHDF5 {
+            try IsolatedRead.guarded(path: path) { () throws -> KerasH5File? in
+                try Keras3Weights.isKeras3LayoutInProcess(path: path) ? nil : try readInProcess(path: path)
+            }
+        }
+    }
+
     /// The read itself; the caller holds the HDF5 lock (the forked child must not take it again:
     /// a recursive lock's owner is the parent's thread, which the child does not have).
     static func readInProcess(path: String) throws -> KerasH5File {

@@ -21,6 +21,26 @@ int dctl_jpeg_decode_native(const uint8_t *data, size_t size, int min_width, int
                             uint8_t **out, int *width, int *height, int *channels,
                             char *err, size_t err_size);
 
+/// A JPEG whose header is read, to decode with dctl_jpeg_decode_picked (or close).
+typedef struct dctl_jpeg_reader dctl_jpeg_reader;
+
+/// Reads the header of a JPEG held in memory (which must outlive the reader): its size and the
+/// channels of the colour space it is stored in, as dctl_jpeg_decode_native decodes it (1, 3 or
+/// 4). NULL on failure, with libjpeg's message in err.
+dctl_jpeg_reader *dctl_jpeg_open(const uint8_t *data, size_t size, int *width, int *height, int *channels,
+                                 char *err, size_t err_size);
+
+/// Frees a reader not decoded.
+void dctl_jpeg_close(dctl_jpeg_reader *reader);
+
+/// Decodes at full size, as dctl_jpeg_decode_native with no DCT scaling, keeping only the pixels
+/// a nearest resize picks: output pixel (r, x) is source pixel (rows[r], columns[x]), 0 where
+/// either is -1 (past the source). `rows` is non-decreasing but for its -1s; `out` holds
+/// out_height * out_width * channels bytes. Every scanline is decoded, so the file is refused
+/// exactly when the full decode refuses it. Frees the reader; 0 on success, -1 with err set.
+int dctl_jpeg_decode_picked(dctl_jpeg_reader *reader, const int *rows, int out_height, const int *columns, int out_width,
+                            uint8_t *out, char *err, size_t err_size);
+
 /// Encodes 8-bit pixels (channels 1 or 3) as a baseline JPEG of the given quality.
 /// On success returns 0 and sets *out (malloc'd by libjpeg, caller frees) and *out_size.
 /// On failure returns -1 with *out NULL (nothing to free).

@@ -273,11 +273,16 @@ public final class BatchLoader: Sendable {
             if let held = decoded?.image(file.path, for: options) {
                 image = held
                 timings.held += 1
-            } else {
-                let fresh = try Image(contentsOfFile: file.path, decodeAtLeast: options.fastDecode ? (w, h) : nil)
+            } else if options.fastDecode {
+                let fresh = try Image(contentsOfFile: file.path, decodeAtLeast: (w, h))
                 timings.decode += clock.lap()
                 image = try kerasImage(fresh, name: file.path, channels: c, targetHeight: h, targetWidth: w,
                                        interpolation: options.interpolation)
+            } else {
+                // Decoded and resized at once where it can be (counted as decoding).
+                image = try kerasImage(contentsOfFile: file.path, channels: c, targetHeight: h, targetWidth: w,
+                                       interpolation: options.interpolation)
+                timings.decode += clock.lap()
             }
             guard let augmenter else {
                 image.writeFloatValues(into: slot)

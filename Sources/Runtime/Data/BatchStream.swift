@@ -42,24 +42,41 @@ public final class BatchStream: @unchecked Sendable {
     /// Where the images' time went so far.
     public var timings: LoaderTimings { shared.timingsSoFar }
 
+    /// Memory for a batch's image slots, passed from one batch to the next: a 5 MB block
+    /// allocated per batch is a fresh mapping whenever malloc maps blocks that size, and then
+    /// every page of it faults in again (as does a per-image scratch buffer).
+    private final class Slots {
+        let pixels: UnsafeMutablePointer<Float>
+        let capacity: Int
+        init(capacity: Int) {
+            self.capacity = max(1, capacity)
+            pixels = .allocate(capacity: self.capacity)
+        }
+        deinit { pixels.deallocate() }
+    }
+
     /// One batch in preparation: its rows, a slot per image, and how many are taken and done.
     private final class Pending {
         let epoch: Int, index: Int
         let rows: (items: [Int], globalCount: Int, globalOffset: Int)
-        let pixels: UnsafeMutablePointer<Float>
+        let slots: Slots
+        var pixels: UnsafeMutablePointer<Float> { slots.pixels }
         var failures: [BadImage?]
         var claimed = 0, done = 0
         var result: Result<Batch, Error>?
 
-        init(loader: BatchLoader, epoch: Int, index: Int) {
+        init(loader: BatchLoader, epoch: Int, index: Int, spare: inout [Slots]) {
             self.epoch = epoch
             self.index = index
             rows = loader.rows(epoch: epoch, batch: index)
-            pixels = .allocate(capacity: max(1, rows.items.count * loader.imageSize))
+            let needed = rows.items.count * loader.imageSize
+            if let i = spare.firstIndex(where: { $0.capacity >= needed }) {
+                slots = spare.remove(at: i)
+            } else {
+                slots = Slots(capacity: needed)
+            }
             failures = Array(repeating: nil, count: rows.items.count)
         }
-
-        deinit { pixels.deallocate() }
     }
 
     /// The window and its lock, shared by every thread that loads images.
@@ -73,6 +90,9 @@ public final class BatchStream: @unchecked Sendable {
         var finished = false                // every batch returned, or a failure thrown
         var skipped: [BadImage] = []
         var timings = LoaderTimings()
+        /// Slots of finished batches and scratch buffers, for the next ones (under the lock).
+        var spareSlots: [Slots] = []
+        var spareScratch: [[Float]] = []
 
         init(loader: BatchLoader, start: DataPosition, endEpoch: Int) {
             self.loader = loader
@@ -85,7 +105,7 @@ public final class BatchStream: @unchecked Sendable {
         func fill() {
             let perEpoch = loader.batchesPerEpoch
             while window.count < loader.options.prefetch && position.epoch < endEpoch && position.batch < perEpoch {
-                window.append(Pending(loader: loader, epoch: position.epoch, index: position.batch))
+                window.append(Pending(loader: loader, epoch: position.epoch, index: position.batch, spare: &spareSlots))
                 position = DataPosition.after(epoch: position.epoch, batch: position.batch, batchesPerEpoch: perEpoch)
             }
         }
@@ -99,16 +119,17 @@ public final class BatchStream: @unchecked Sendable {
             }
             let slot = pending.claimed
             pending.claimed += 1
+            let size = loader.imageSize
+            var scratch = spareScratch.popLast() ?? [Float](repeating: 0, count: loader.augmenter == nil ? 0 : size)
             condition.unlock()
 
-            let size = loader.imageSize
-            var scratch = [Float](repeating: 0, count: loader.augmenter == nil ? 0 : size)
             var t = LoaderTimings()
             let failure = loader.load(item: pending.rows.items[slot], epoch: pending.epoch,
                                       into: UnsafeMutableBufferPointer(start: pending.pixels + slot * size, count: size),
                                       scratch: &scratch, timings: &t)
 
             condition.lock()
+            spareScratch.append(scratch)
             pending.failures[slot] = failure
             pending.done += 1
             if consumer { t.byConsumer = t.images }
@@ -132,6 +153,8 @@ public final class BatchStream: @unchecked Sendable {
             }
             condition.lock()
             pending.result = result
+            // Its slots are copied out: the next batch opened may fill them.
+            spareSlots.append(pending.slots)
             condition.broadcast()
             condition.unlock()
         }

@@ -23,67 +23,105 @@ public func preflightDecode(_ dataset: ImageDataset, height: Int, width: Int, ch
                             keepBytes: Int, progress: (@Sendable (Int, Int) -> Void)? = nil,
                             stopped: (@Sendable () -> Bool)? = nil)
     -> (bad: [BadImage], decoded: DecodedImages) {
-    let total = dataset.count
-    let workers = max(1, min(threads, total))
-    let lock = NSLock()
-    var bad: [(Int, BadImage)] = []
-    var kept: [String: Image] = [:]
-    var keptBytes = 0
-    var done = 0
-    var next = 0
+    let decoder = PreflightDecoder(sets: [dataset], height: height, width: width, channels: channels,
+                                   interpolation: interpolation, keepBytes: keepBytes, progress: progress, stopped: stopped)
     // Each worker takes the next image as it finishes one (not a fixed share): on a busy machine
     // one descheduled worker would otherwise leave its whole share to the end.
-    DispatchQueue.concurrentPerform(iterations: workers) { _ in
-        var found: [(Int, BadImage)] = []
-        var sinceReport = 0
-        while true {
-            // A model may be read in a forked child meanwhile: each image is a piece of work of
-            // ForkGate's, so no fork lands in the middle of one.
-            let more = ForkGate.work { () -> Bool in
-                lock.lock()
-                let i = next
-                next += 1
-                lock.unlock()
-                guard i < total, stopped?() != true else { return false }
-                let file = dataset.files[i]
-                do {
-                    let image = try kerasImage(Image(contentsOfFile: file.path), name: file.path, channels: channels,
-                                               targetHeight: height, targetWidth: width, interpolation: interpolation)
-                    if keepBytes > 0 {
-                        lock.lock()
-                        if keptBytes + image.byteCount <= keepBytes {
-                            keptBytes += image.byteCount
-                            kept[file.path] = image
-                        }
-                        lock.unlock()
-                    }
-                } catch let e as ImageError {
-                    found.append((i, BadImage(file: file, reason: e.reason)))
-                } catch {
-                    found.append((i, BadImage(file: file, reason: "\(error)")))
-                }
-                return true
-            }
-            guard more else { break }
-            sinceReport += 1
-            if sinceReport == 64 {
-                lock.lock()
-                done += sinceReport
-                let d = done
-                lock.unlock()
-                sinceReport = 0
-                progress?(d, total)
-            }
+    DispatchQueue.concurrentPerform(iterations: max(1, min(threads, dataset.count))) { _ in
+        // A model may be read in a forked child meanwhile: each image is a piece of work of
+        // ForkGate's, so no fork lands in the middle of one.
+        while ForkGate.work({ decoder.decodeNext() }) {}
+        decoder.finishWorker()
+    }
+    return decoder.outcome[0]
+}
+
+/// The pre-flight decoding of some image sets, one image at a time on whatever threads call
+/// `decodeNext` (the sets one after the other, each image once): which images are bad, with the
+/// decoder's reason, and the decoded images kept.
+final class PreflightDecoder: @unchecked Sendable {
+    private let sets: [ImageDataset]
+    private let height: Int, width: Int, channels: Int
+    private let interpolation: Interpolation
+    private let keepBytes: Int
+    private let progress: (@Sendable (Int, Int) -> Void)?
+    private let stopped: (@Sendable () -> Bool)?
+    private let total: Int
+    private let lock = NSLock()
+    private var next = 0
+    private var done = 0
+    private var stop = false
+    private var bad: [[(Int, BadImage)]]
+    private var kept: [[String: Image]]
+    private var keptBytes: [Int]
+
+    init(sets: [ImageDataset], height: Int, width: Int, channels: Int, interpolation: Interpolation, keepBytes: Int,
+         progress: (@Sendable (Int, Int) -> Void)? = nil, stopped: (@Sendable () -> Bool)? = nil) {
+        (self.sets, self.height, self.width, self.channels) = (sets, height, width, channels)
+        (self.interpolation, self.keepBytes, self.progress, self.stopped) = (interpolation, keepBytes, progress, stopped)
+        total = sets.reduce(0) { $0 + $1.count }
+        bad = sets.map { _ in [] }
+        kept = sets.map { _ in [:] }
+        keptBytes = sets.map { _ in 0 }
+    }
+
+    /// Decodes the next image; false when none is left or the decoding was stopped.
+    func decodeNext() -> Bool {
+        lock.lock()
+        let i = next
+        next += 1
+        let halted = stop
+        lock.unlock()
+        guard i < total, !halted, stopped?() != true else { return false }
+        var set = 0, item = i
+        while item >= sets[set].count { item -= sets[set].count; set += 1 }
+        let file = sets[set].files[item]
+        var image: Image? = nil, failure: BadImage? = nil
+        do {
+            image = try kerasImage(contentsOfFile: file.path, channels: channels, targetHeight: height, targetWidth: width,
+                                   interpolation: interpolation)
+        } catch let e as ImageError {
+            failure = BadImage(file: file, reason: e.reason)
+        } catch {
+            failure = BadImage(file: file, reason: "\(error)")
         }
         lock.lock()
-        bad.append(contentsOf: found)
-        done += sinceReport
+        if let failure { bad[set].append((item, failure)) }
+        if let image, keepBytes > 0, keptBytes[set] + image.byteCount <= keepBytes {
+            keptBytes[set] += image.byteCount
+            kept[set][file.path] = image
+        }
+        done += 1
+        let report = done % 64 == 0 || done == total ? done : nil
+        lock.unlock()
+        if let report { progress?(report, total) }
+        return true
+    }
+
+    /// Reports the count once more as a worker leaves (the count a stopped decoding reached).
+    func finishWorker() {
+        guard let progress else { return }
+        lock.lock()
         let d = done
         lock.unlock()
-        if sinceReport > 0 { progress?(d, total) }
+        if d % 64 != 0 && d != total { progress(d, total) }
     }
-    let decoded = DecodedImages(height: height, width: width, channels: channels, interpolation: interpolation, images: kept)
-    return (bad.sorted { $0.0 < $1.0 }.map(\.1), decoded)
+
+    /// Ends the decoding at the next image.
+    func halt() {
+        lock.lock()
+        stop = true
+        lock.unlock()
+    }
+
+    /// Each set's bad images (in the set's order) and kept images, once no thread decodes.
+    var outcome: [(bad: [BadImage], decoded: DecodedImages)] {
+        lock.lock(); defer { lock.unlock() }
+        return sets.indices.map { s in
+            (bad[s].sorted { $0.0 < $1.0 }.map(\.1),
+             DecodedImages(height: height, width: width, channels: channels, interpolation: interpolation, images: kept[s]))
+        }
+    }
 }
 
 /// Images of a split that cannot be loaded (found by `preflightCheck`): the first few named with
@@ -117,52 +155,43 @@ extension ImageDataset {
     }
 }
 
-/// The pre-flight decoding of a job's image sets on a thread of its own, so that the caller can
-/// load the other models and compile the plans meanwhile: on two cores the decoding (most of the
-/// time before a job's first step) then shares them with work that would otherwise come before
-/// or after it, one thread at a time. The sets are decoded one after the other, each as
-/// `preflightDecode` does.
+/// The pre-flight decoding of a job's image sets on threads of their own (one per core the
+/// runtime uses), so that the caller can read the teachers and compile the plans meanwhile: on
+/// two cores the decoding (most of the time before a job's first step) then takes the core a
+/// model read leaves idle while its forked child reads, and shares both with the plans'
+/// compiling. The threads live inside `ForkGate` (`startThread`), pausing between images, so a
+/// model read forks only between two images and never beside a thread starting or ending.
 final class BackgroundImageCheck: @unchecked Sendable {
     typealias Outcome = [(bad: [BadImage], decoded: DecodedImages)]
-    private let condition = NSCondition()
-    private var outcome: Outcome?
-    private var stop = false
+    private let decoder: PreflightDecoder
+    private var threads: [GateThread] = []
 
     /// How many checks have started in this process (tests see from it when the threads began).
     nonisolated(unsafe) static var started = 0
 
-    init(sets: [ImageDataset], height: Int, width: Int, channels: Int, keepBytes: Int) {
+    init(sets: [ImageDataset], height: Int, width: Int, channels: Int, keepBytes: Int,
+         threads count: Int = RuntimeThreads.count) {
         Self.started += 1
-        let thread = Thread { [self] in
-            let stopped: @Sendable () -> Bool = { [self] in
-                condition.lock(); defer { condition.unlock() }
-                return stop
+        decoder = PreflightDecoder(sets: sets, height: height, width: width, channels: channels, interpolation: .nearest,
+                                   keepBytes: keepBytes)
+        let images = sets.reduce(0) { $0 + $1.count }
+        threads = (0..<max(1, min(count, images))).map { _ in
+            ForkGate.startThread { [decoder] pause in
+                while decoder.decodeNext() { pause() }
             }
-            let results = sets.map {
-                preflightDecode($0, height: height, width: width, channels: channels, keepBytes: keepBytes, stopped: stopped)
-            }
-            condition.lock()
-            outcome = results
-            condition.broadcast()
-            condition.unlock()
         }
-        thread.name = "distillctl.check"
-        thread.start()
     }
 
     /// Each set's bad images and kept images, in the order given, once every image is decoded.
     func wait() -> Outcome {
-        condition.lock(); defer { condition.unlock() }
-        while outcome == nil { condition.wait() }
-        return outcome!
+        for thread in threads { thread.join() }
+        return decoder.outcome
     }
 
     /// Stops the decoding at the next image and waits for its threads to finish (the caller is
     /// giving up on the job: nothing of it may run on).
     func cancel() {
-        condition.lock()
-        stop = true
-        condition.unlock()
-        _ = wait()
+        decoder.halt()
+        for thread in threads { thread.join() }
     }
 }

@@ -4,6 +4,7 @@ extension Image {
     /// `convert("RGB")`: grey is replicated, alpha dropped, CMYK through PIL's cmyk2rgb, and
     /// 16-bit grey *clipped* at 255 (PIL's I16_RGB: v < 256 ? v : 255), as PIL does.
     public func convertedToRGB() -> Image {
+        if mode == .rgb { return self }
         let n = width * height
         var out = [UInt8](repeating: 0, count: n * 3)
         switch mode {
@@ -39,6 +40,7 @@ extension Image {
     /// 0x8000) >> 16; alpha is dropped; CMYK goes through RGB first, as PIL does. `.i16` has no PIL
     /// conversion to L here because Keras never asks for one (it keeps "I;16" in grayscale mode).
     public func convertedToL() -> Image {
+        if mode == .l { return self }
         let n = width * height
         var out = [UInt8](repeating: 0, count: n)
         switch mode {

@@ -77,13 +77,16 @@ public struct Image: Sendable, Equatable {
     /// libjpeg-turbo's DCT scaling to the smallest size still covering it (faster, and each pixel
     /// averages a block where PIL's full decode and nearest resize pick one); nil: PIL's decode.
     public init(contentsOfFile path: String, decodeAtLeast: (width: Int, height: Int)? = nil) throws {
-        let data: Data
+        try self.init(data: try Self.fileBytes(path), name: path, decodeAtLeast: decodeAtLeast)
+    }
+
+    /// The bytes of an image file, or its reading failure as an `ImageError`.
+    static func fileBytes(_ path: String) throws -> Data {
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            return try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw ImageError(file: path, reason: Self.readFailure(path, error))
         }
-        try self.init(data: data, name: path, decodeAtLeast: decodeAtLeast)
     }
 
     /// Decodes JPEG or PNG bytes; `name` is used in error messages.

@@ -17,8 +17,8 @@ public struct ImageArray: Sendable, Equatable {
 /// are given or neither.
 public func loadImage(path: String, channels: Int = 3, targetHeight: Int? = nil, targetWidth: Int? = nil,
                       interpolation: Interpolation = .nearest) throws -> ImageArray {
-    let image = try kerasImage(Image(contentsOfFile: path), name: path, channels: channels,
-                               targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
+    let image = try kerasImage(contentsOfFile: path, channels: channels, targetHeight: targetHeight,
+                               targetWidth: targetWidth, interpolation: interpolation)
     return ImageArray(height: image.height, width: image.width, channels: channels, values: image.floatValues())
 }
 
@@ -40,10 +40,33 @@ public func loadImage(path: String, channels: Int, targetHeight: Int, targetWidt
     guard buffer.count == needed else {
         throw ImageError(file: path, reason: "buffer holds \(buffer.count) floats, \(targetHeight)x\(targetWidth)x\(channels) needs \(needed)")
     }
-    let decoded = try Image(contentsOfFile: path, decodeAtLeast: fastDecode ? (targetWidth, targetHeight) : nil)
-    let image = try kerasImage(decoded, name: path, channels: channels,
-                               targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
+    let image = fastDecode
+        ? try kerasImage(Image(contentsOfFile: path, decodeAtLeast: (targetWidth, targetHeight)), name: path, channels: channels,
+                         targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
+        : try kerasImage(contentsOfFile: path, channels: channels, targetHeight: targetHeight, targetWidth: targetWidth,
+                         interpolation: interpolation)
     image.writeFloatValues(into: buffer)
+}
+
+/// `kerasImage(Image(contentsOfFile: path), ...)`: Keras's `load_img` of a file. A JPEG stored
+/// in the colour mode asked for and resized nearest is decoded keeping only the pixels the resize
+/// picks (`JPEGDecoder.decodeResizedNearest`): the same image, at a fraction of the memory traffic.
+func kerasImage(contentsOfFile path: String, channels: Int, targetHeight: Int?, targetWidth: Int?,
+                interpolation: Interpolation) throws -> Image {
+    let data = try Image.fileBytes(path)
+    if interpolation == .nearest, let height = targetHeight, let width = targetWidth, height > 0, width > 0 {
+        do {
+            let picked = try data.withUnsafeBytes { bytes -> Image? in
+                guard try ImageFormat.detect(bytes) == .jpeg else { return nil }
+                return try JPEGDecoder.decodeResizedNearest(bytes, channels: channels, width: width, height: height)
+            }
+            if let picked { return picked }
+        } catch let failure as DecodeFailure {
+            throw ImageError(file: path, reason: failure.reason)
+        }
+    }
+    return try kerasImage(Image(data: data, name: path), name: path, channels: channels, targetHeight: targetHeight,
+                          targetWidth: targetWidth, interpolation: interpolation)
 }
 
 /// Keras's colour-mode step then its resize step, on a decoded image.

@@ -38,8 +38,8 @@ extension Image {
     /// output pixel, a/2 with a = in/out, and is *accumulated* (xo += a), as Pillow does; the index
     /// is the truncated position. Indices outside the source (never for a plain resize) are 0.
     private func nearestScaled(_ src: [UInt8], channels: Int, _ outW: Int, _ outH: Int) -> [UInt8] {
-        let xs = accumulatedIndices(inSize: width, outSize: outW)
-        let ys = accumulatedIndices(inSize: height, outSize: outH)
+        let xs = Self.accumulatedIndices(inSize: width, outSize: outW)
+        let ys = Self.accumulatedIndices(inSize: height, outSize: outH)
         var out = [UInt8](repeating: 0, count: outW * outH * channels)
         for (y, yi) in ys.enumerated() where yi >= 0 {
             for (x, xi) in xs.enumerated() where xi >= 0 {
@@ -54,8 +54,8 @@ extension Image {
     /// `affine_transform` instead: position a * (x + 0.5) computed per pixel, not accumulated.
     private func nearestPerPixel(_ src: [UInt16], _ outW: Int, _ outH: Int) -> [UInt16] {
         let ax = Double(Float(width)) / Double(outW), ay = Double(Float(height)) / Double(outH)
-        let xs = (0..<outW).map { coord(ax * (Double($0) + 0.5), width) }
-        let ys = (0..<outH).map { coord(ay * (Double($0) + 0.5), height) }
+        let xs = (0..<outW).map { Self.coord(ax * (Double($0) + 0.5), width) }
+        let ys = (0..<outH).map { Self.coord(ay * (Double($0) + 0.5), height) }
         var out = [UInt16](repeating: 0, count: outW * outH)
         for (y, yi) in ys.enumerated() where yi >= 0 {
             for (x, xi) in xs.enumerated() where xi >= 0 { out[y * outW + x] = src[yi * width + xi] }
@@ -63,7 +63,7 @@ extension Image {
         return out
     }
 
-    private func accumulatedIndices(inSize: Int, outSize: Int) -> [Int] {
+    static func accumulatedIndices(inSize: Int, outSize: Int) -> [Int] {
         // a[0] = (double)(box[2] - box[0]) / xsize, box being C floats; a[2] = box[0] = 0.
         let a = Double(Float(inSize) - Float(0)) / Double(outSize)
         var position = 0.0 + a * 0.5
@@ -76,7 +76,7 @@ extension Image {
     }
 
     /// Pillow's COORD(v): v < 0 ? -1 : (int)v; -1 also for positions past the source.
-    private func coord(_ v: Double, _ size: Int) -> Int {
+    private static func coord(_ v: Double, _ size: Int) -> Int {
         let i = v < 0 ? -1 : Int(v)
         return i < size ? i : -1
     }

@@ -83,7 +83,7 @@ public final class TrainingJob {
         public var teachers: [LoadedModel] = []
         /// Teachers to load (after `teachers`, in `teacherNames`' order): the job loads them while
         /// the images are decoded, after the student and the data sets are read and checked. A
-        /// throw ends the job.
+        /// throw stops the decoding and ends the job.
         public var loadTeachers: (() throws -> [LoadedModel])? = nil
         public var teacherNames: [String] = []
         public var teacherCache: TeacherCache? = nil
@@ -152,9 +152,9 @@ public final class TrainingJob {
     let events: (TrainingJobEvent) -> Void
 
     /// Loads and checks everything, in this order: the student (and the checkpoint to resume
-    /// from), the data sets, the caller's `preflight`, the student's input size, the teachers
-    /// (`loadTeachers`); then, while every image is decoded once on threads of their own, the
-    /// teachers' input sizes, the memory a step needs, the distiller and the first step's plans;
+    /// from), the data sets, the caller's `preflight`, the student's input size; then, while
+    /// every image is decoded once on threads of their own, the teachers (`loadTeachers`), their
+    /// input sizes, the memory a step needs, the distiller and the first step's plans;
     /// then the images' verdict (bad ones refused, or left out with `run.skipBadImages`). A refusal
     /// of the models stops the decoding and comes first. Nothing is trained or written yet.
     public init(_ configuration: Configuration, collective: any Collective = SingleProcess(),
@@ -198,18 +198,17 @@ public final class TrainingJob {
         try c.preflight?(images, sizes)
         let inputShape = studentModel.graph.nodes[studentModel.graph.inputs[0]].outputShape
         guard inputShape.count == 3 else { throw TrainingJobError(kind: .studentInputNotImage(student: c.student, shape: inputShape)) }
-        // The teachers are read before any image thread starts: each model file is read in a
-        // forked child (IsolatedRead), and a fork while other threads run could hand the child a
-        // lock one of them held, hanging it until its timeout and refusing a good file.
-        let teachers = c.teachers + (try c.loadTeachers?() ?? [])
         // Every image is decoded once before the first step: bad ones stop the run, listed, or are
         // left out. The decoding needs only the student's input size, so it starts here, beside
-        // the checks of the teachers and the plans' compiling.
+        // the teachers' reading (each file is read in a forked child, IsolatedRead, and the
+        // decoding threads pause for the fork: ForkGate), their checks and the plans' compiling.
         let sets = [trainSet] + (valSet.map { [$0] } ?? [])
         let check = BackgroundImageCheck(sets: sets, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
                                          keepBytes: c.run.fastDecode ? 0 : DecodedImages.defaultBudget)
+        let teachers: [LoadedModel]
         let distiller: Distiller
         do {
+            teachers = c.teachers + (try c.loadTeachers?() ?? [])
             for (i, teacher) in teachers.enumerated() {
                 let name = i < c.teacherNames.count ? c.teacherNames[i] : "teacher \(i + 1)"
                 // The images are loaded at the student's size; each teacher must take that size too.

@@ -158,4 +158,42 @@ final class KerasImageFixtureTests: XCTestCase {
         XCTAssertEqual(try loadImage(data: data, name: "la.png", channels: 1, targetHeight: 5, targetWidth: 40),
                        try loadImage(path: path, channels: 1, targetHeight: 5, targetWidth: 40))
     }
+
+    /// A JPEG decoded keeping only the pixels the nearest resize picks
+    /// (`JPEGDecoder.decodeResizedNearest`, what the pre-flight check and the batches use) is the
+    /// full decode then the resize, byte for byte: every fixture JPEG, both colour modes, sizes
+    /// that shrink, grow, keep one axis or are odd; and a file the full decode refuses is refused
+    /// with the same reason.
+    func testPickedDecodeEqualsFullDecodeThenResize() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path).filter { $0.hasSuffix(".jpg") }.sorted()
+        XCTAssertGreaterThan(files.count, 8)
+        var picked = 0
+        for name in files {
+            let path = Self.directory.appendingPathComponent(name).path
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            for channels in [3, 1] {
+                for (h, w) in [(5, 7), (16, 16), (31, 17), (64, 48), (200, 300), (1, 1)] {
+                    let full = Result { try kerasImage(Image(contentsOfFile: path), name: path, channels: channels,
+                                                       targetHeight: h, targetWidth: w, interpolation: .nearest) }
+                    let fast = Result { try kerasImage(contentsOfFile: path, channels: channels, targetHeight: h, targetWidth: w,
+                                                       interpolation: .nearest) }
+                    switch (full, fast) {
+                    case (.success(let a), .success(let b)):
+                        XCTAssertEqual(a, b, "\(name) channels \(channels) \(h)x\(w)")
+                    case (.failure(let a as ImageError), .failure(let b as ImageError)):
+                        XCTAssertEqual(a.reason, b.reason, "\(name)")
+                        XCTAssertEqual(a.file, b.file)
+                    default:
+                        XCTFail("\(name) channels \(channels) \(h)x\(w): \(full) against \(fast)")
+                    }
+                    let taken = try? data.withUnsafeBytes {
+                        try JPEGDecoder.decodeResizedNearest($0, channels: channels, width: w, height: h)
+                    }
+                    if taken?.pixels.isEmpty == false { picked += 1 }
+                }
+            }
+        }
+        // rgb420, rgb422, progressive, gray (...) take the picked decode at every size but their own.
+        XCTAssertGreaterThan(picked, 30)
+    }
 }

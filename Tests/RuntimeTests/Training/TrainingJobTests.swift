@@ -145,7 +145,8 @@ final class TrainingJobTests: XCTestCase {
     }
     /// Teachers the job loads itself (`loadTeachers`, while the images are decoded) train exactly
     /// as teachers loaded beforehand; the step's plans compiled before the first step change
-    /// nothing either.
+    /// nothing either. The decoding starts before the teachers are read (their forked reads
+    /// pause it between two images).
     func testTeachersLoadedByTheJobTrainAsGiven() throws {
         var given = try configuration(output: folder.appendingPathComponent("given.h5").path)
         given.run.epochs = 1
@@ -164,8 +165,8 @@ final class TrainingJobTests: XCTestCase {
         let checksBefore = BackgroundImageCheck.started
         let b = try TrainingJob(loaded)
         XCTAssertEqual(calls, 1)
-        // The teachers' files are read (in forked children) before the image threads start.
-        XCTAssertEqual(checksBeforeLoading, checksBefore)
+        // The image threads started before the teachers' files were read (in forked children).
+        XCTAssertEqual(checksBeforeLoading, checksBefore + 1)
         XCTAssertEqual(BackgroundImageCheck.started, checksBefore + 1)
         XCTAssertEqual(b.teachers.count, 1)
         XCTAssertTrue(b.distiller.distilling)
@@ -192,5 +193,67 @@ final class TrainingJobTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: c.output))
         XCTAssertFalse(FileManager.default.fileExists(atPath: c.run.historyPath!))
+    }
+
+    /// A teacher file that crashes libhdf5, read while the images decode, ends the job with the
+    /// teacher's error, not the images' (one of which is bad too), and nothing is written; the
+    /// decoding started before it was read.
+    func testBadTeacherReadWhileDecodingIsReportedBeforeBadImages() throws {
+        let images = folder.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        let source = example.appendingPathComponent("data/images")
+        let lines = try String(contentsOf: example.appendingPathComponent("data/train.csv"), encoding: .utf8)
+            .split(separator: "\n").prefix(41)
+        for line in lines.dropFirst() {
+            let name = String(line.split(separator: ",")[0])
+            try FileManager.default.copyItem(at: source.appendingPathComponent(name), to: images.appendingPathComponent(name))
+        }
+        try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("images/corrupt.jpg"),
+                                         to: images.appendingPathComponent("corrupt.jpg"))
+        let csv = folder.appendingPathComponent("with-bad.csv").path
+        try (lines.joined(separator: "\n") + "\ncorrupt.jpg,1,0,0,0,0,0,0,0,0,0\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        var c = try configuration(output: folder.appendingPathComponent("s.h5").path)
+        c.train = csv
+        c.validation = nil
+        c.test = nil
+        c.dataset.imageDirectory = images.path
+        c.teachers = []
+        let crashing = fixturesDirectory.appendingPathComponent("fuzz/regressions/libhdf5_H5HG_read_segv.h5").path
+        var checksAtLoad = -1
+        c.loadTeachers = {
+            checksAtLoad = BackgroundImageCheck.started
+            return [try LoadedModel.load(path: crashing)]
+        }
+        let checksBefore = BackgroundImageCheck.started
+        XCTAssertThrowsError(try TrainingJob(c)) { error in
+            XCTAssertFalse(error is TrainingJobError, "the images' verdict came first: \(error)")
+            XCTAssertTrue("\(error)".hasPrefix(crashing + ": "), "\(error)")
+        }
+        XCTAssertEqual(checksAtLoad, checksBefore + 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.output))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.run.historyPath!))
+        // With a good teacher the same set is refused for its bad image.
+        c.loadTeachers = { [try LoadedModel.load(path: self.example.appendingPathComponent("teacher.h5").path)] }
+        XCTAssertThrowsError(try TrainingJob(c)) { error in
+            guard let e = error as? TrainingJobError, case .badImages(let bad) = e.kind else { return XCTFail("\(error)") }
+            XCTAssertEqual(bad.bad.map(\.file.name), ["corrupt.jpg"])
+        }
+    }
+
+    /// Cancelling the background check stops its decoding at the next image: of 2,000 images,
+    /// far from all are decoded, and its threads are gone when `cancel` returns.
+    func testCancelledCheckStopsDecoding() throws {
+        var o = DatasetOptions()
+        o.imageDirectory = example.appendingPathComponent("data/images").path
+        let many = try ImageDataset.load(try subset("train.csv", rows: 2000), options: o)
+        XCTAssertEqual(many.count, 2000)
+        let one = try ImageDataset.load(try subset("val.csv", rows: 200), options: o)
+        let check = BackgroundImageCheck(sets: [many], height: 28, width: 28, channels: 1, keepBytes: 1 << 30)
+        check.cancel()
+        let outcome = check.wait()
+        XCTAssertLessThan(outcome[0].decoded.count, 1000)
+        let full = BackgroundImageCheck(sets: [one], height: 28, width: 28, channels: 1, keepBytes: 1 << 30).wait()
+        XCTAssertEqual(full[0].decoded.count, 200)
+        XCTAssertEqual(full[0].bad.count, 0)
     }
 }
