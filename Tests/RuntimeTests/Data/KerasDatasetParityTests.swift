@@ -129,6 +129,15 @@ final class KerasDatasetParityTests: TemporaryFolderTestCase {
         }
     }
 
+    /// predict --images CSV: an absolute name is the path itself, as os.path.join makes it.
+    func testImageListCSVPathsAsKeras() throws {
+        let c = Self.cases["absolute_paths"]!
+        let root = try build(c)
+        let files = try ImageList.load(source: root + "/data.csv", imageDir: root + "/images", xColumn: "image_id")
+        let expected = (c.keras("tf_keras_categorical")["files"] as! [String]).map { $0.replacingOccurrences(of: "{ROOT}", with: root) }
+        XCTAssertEqual(files.map(\.path), expected.map { $0.hasPrefix("/") ? $0 : root + "/images/" + $0 })
+    }
+
     // MARK: CSV (pandas.read_csv + flow_from_dataframe)
 
     func loadCSV(_ c: Case) throws -> (ImageDataset, String) {
