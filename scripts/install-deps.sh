@@ -25,4 +25,6 @@ if [ "${1:-}" = "--python" ]; then
         "$venv/bin/pip" install -q --upgrade pip
         "$venv/bin/pip" install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py pillow
     fi
+    # fixtures/probe_datasets.py reads CSVs with pandas.read_csv, as Keras users do.
+    "$venv/bin/python" -c "import pandas" 2>/dev/null || "$venv/bin/pip" install -q pandas
 fi

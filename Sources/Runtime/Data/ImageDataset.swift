@@ -146,7 +146,7 @@ extension ImageDataset {
         return split
     }
 
-    /// Unlabelled images: every JPEG/PNG under `path` (recursively, sorted by relative path).
+    /// Unlabelled images: every JPEG/PNG under `path` (recursively, in Keras's walk order).
     /// Hidden entries (".name", e.g. macOS's "._x.jpg") are skipped.
     public static func fromUnlabelledFolder(_ path: String, classNames: [String] = []) throws -> ImageDataset {
         let files = try imagesBelow(path).map {
@@ -159,9 +159,14 @@ extension ImageDataset {
     }
 
     /// Keras's flow_from_directory layout: one subfolder per class, images anywhere below it.
-    /// Classes are the sorted subfolder names, or `classNames` (then every subfolder must be one).
-    /// Hidden entries (".name") are skipped.
+    /// Classes are the sorted subfolder names (empty ones too, as Keras), or `classNames` (then
+    /// every subfolder must be one). What Keras would read and this reader would not is refused
+    /// rather than skipped: a hidden class folder, hidden images, and BMP/PPM/TIFF/GIF files.
     public static func fromClassFolders(_ path: String, classNames: [String]? = nil) throws -> ImageDataset {
+        if let hidden = try subfolders(path, hidden: true).first {
+            throw RuntimeError("\(path): '\(hidden)' is a hidden folder, which tf-keras's flow_from_directory counts as a class "
+                               + "(shifting the others' indices) and Keras 3 does not; remove it or move it out")
+        }
         let folders = try subfolders(path)
         guard !folders.isEmpty else { throw RuntimeError("\(path): no class subfolders") }
         let classes = classNames ?? folders
@@ -173,7 +178,7 @@ extension ImageDataset {
         var files: [ImageFile] = [], labels: [Float] = []
         for (k, name) in classes.enumerated() where folders.contains(name) {
             let folder = (path as NSString).appendingPathComponent(name)
-            for relative in try imagesBelow(folder) {
+            for relative in try imagesBelow(folder, refusingKerasImages: true) {
                 files.append(ImageFile(name: (name as NSString).appendingPathComponent(relative),
                                        path: (folder as NSString).appendingPathComponent(relative)))
                 var row = [Float](repeating: 0, count: classes.count)
@@ -203,8 +208,15 @@ extension ImageDataset {
         }
     }
 
-    /// Non-hidden subfolders, sorted (Keras sorts os.listdir's directories).
-    static func subfolders(_ path: String) throws -> [String] {
+    /// Python's string order (code points, as `sorted` in Keras), not Swift's `<`, which
+    /// compares canonically equivalent forms and so puts a decomposed "é" (e + U+0301) elsewhere.
+    static func kerasOrder(_ a: String, _ b: String) -> Bool {
+        a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+
+    /// Subfolders in Keras's order (sorted os.listdir): the non-hidden ones, or with `hidden`,
+    /// only the hidden ones (".name").
+    static func subfolders(_ path: String, hidden: Bool = false) throws -> [String] {
         let fm = FileManager.default
         let entries: [String]
         do { entries = try fm.contentsOfDirectory(atPath: path) } catch {
@@ -212,28 +224,60 @@ extension ImageDataset {
         }
         return entries.filter { name in
             var isDirectory: ObjCBool = false
-            return !name.hasPrefix(".")
+            return name.hasPrefix(".") == hidden
                 && fm.fileExists(atPath: (path as NSString).appendingPathComponent(name), isDirectory: &isDirectory)
                 && isDirectory.boolValue
-        }.sorted()
+        }.sorted(by: kerasOrder)
     }
 
-    /// Relative paths of the JPEG/PNG files below `folder`, sorted, hidden entries skipped.
-    static func imagesBelow(_ folder: String) throws -> [String] {
-        guard let walker = FileManager.default.enumerator(atPath: folder) else {
-            throw RuntimeError("\(folder): cannot list the folder")
+    /// Names Keras takes for images: tf-keras tests `name.lower().endswith(fmt)` for png, jpg,
+    /// jpeg, bmp, ppm, tif, tiff (no dot, so "xjpg" counts); Keras 3 for .bmp .gif .jpeg .jpg .png.
+    static let kerasImageSuffixes = ["png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff", ".gif"]
+
+    /// Relative paths of the JPEG/PNG files below `folder`, in the order Keras lists them: the
+    /// folders of os.walk (symbolic links to folders not followed) sorted by path, each one's
+    /// files sorted by name. Hidden entries are skipped; with `refusingKerasImages` (a class
+    /// folder, which Keras reads), a file Keras would read and this reader would skip (hidden, or
+    /// BMP/PPM/TIFF/GIF) is an error naming it.
+    static func imagesBelow(_ folder: String, refusingKerasImages: Bool = false) throws -> [String] {
+        let fm = FileManager.default
+        var walked: [(dir: String, files: [String])] = []
+        var pending = [""]
+        while let dir = pending.popLast() {
+            let full = dir.isEmpty ? folder : (folder as NSString).appendingPathComponent(dir)
+            guard let entries = try? fm.contentsOfDirectory(atPath: full) else {
+                if dir.isEmpty { throw RuntimeError("\(folder): cannot list the folder") }
+                continue   // os.walk skips a folder it cannot list
+            }
+            var files: [String] = []
+            for name in entries {
+                let relative = dir.isEmpty ? name : (dir as NSString).appendingPathComponent(name)
+                let path = (full as NSString).appendingPathComponent(name)
+                var isDirectory: ObjCBool = false
+                if fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    if (try? fm.destinationOfSymbolicLink(atPath: path)) == nil { pending.append(relative) }
+                } else {
+                    files.append(relative)
+                }
+            }
+            walked.append((dir, files))
         }
         var out: [String] = []
-        while let relative = walker.nextObject() as? String {
-            if (relative as NSString).lastPathComponent.hasPrefix(".") {
-                walker.skipDescendants()
-                continue
-            }
-            if ImageList.extensions.contains((relative as NSString).pathExtension.lowercased()) {
-                out.append(relative)
+        for (_, files) in walked.sorted(by: { kerasOrder($0.dir, $1.dir) }) {
+            for relative in files.sorted(by: { kerasOrder(($0 as NSString).lastPathComponent, ($1 as NSString).lastPathComponent) }) {
+                let hidden = relative.split(separator: "/").contains { $0.hasPrefix(".") }
+                let readable = !hidden && ImageList.extensions.contains((relative as NSString).pathExtension.lowercased())
+                if readable { out.append(relative); continue }
+                guard refusingKerasImages else { continue }
+                let lower = (relative as NSString).lastPathComponent.lowercased()
+                guard kerasImageSuffixes.contains(where: { lower.hasSuffix($0) }) else { continue }
+                let path = (folder as NSString).appendingPathComponent(relative)
+                throw RuntimeError(hidden
+                    ? "\(path): a hidden file, which Keras reads as an image and distillctl would skip; remove it or move it out"
+                    : "\(path): Keras reads this as an image, but distillctl reads JPEG (.jpg, .jpeg) and PNG (.png) only; convert it or move it out")
             }
         }
-        return out.sorted()
+        return out
     }
 }
 

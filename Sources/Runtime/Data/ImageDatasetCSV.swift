@@ -2,8 +2,11 @@
 import Foundation
 
 extension ImageDataset {
-    /// Cells that mean "no label" (pandas writes NaN as empty, R writes NA).
-    static let missingMarkers: Set<String> = ["", "NA", "NaN", "nan", "N/A"]
+    /// Cells that mean "no label": pandas's default na_values (what read_csv makes NaN, so that
+    /// Keras never sees them as a class name; pandas writes NaN as empty, R writes NA).
+    static let missingMarkers: Set<String> = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                                              "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None",
+                                              "n/a", "nan", "null"]
 
     public static func fromCSV(_ path: String, options: DatasetOptions = DatasetOptions()) throws -> ImageDataset {
         let table = try CSVTable.read(path: path)
@@ -12,13 +15,12 @@ extension ImageDataset {
         let base = options.imageDirectory ?? URL(fileURLWithPath: path).deletingLastPathComponent().path
         var files: [ImageFile] = []
         files.reserveCapacity(names.count)
-        for (i, raw) in names.enumerated() {
-            let name = raw.trimmingCharacters(in: .whitespaces)
-            guard !name.isEmpty else {
+        for (i, name) in names.enumerated() {
+            // Taken as written: pandas keeps spaces around a name, so Keras looks for " a.jpg".
+            guard !name.trimmingCharacters(in: .whitespaces).isEmpty else {
                 throw RuntimeError("\(path) line \(table.lines[i]): empty '\(options.xColumn)'")
             }
-            let full = name.hasPrefix("/") ? name : (base as NSString).appendingPathComponent(name)
-            files.append(ImageFile(name: name, path: full))
+            files.append(ImageFile(name: name, path: ImageList.path(of: name, under: base)))
         }
         let place = { (i: Int) in "\(path) line \(table.lines[i]) (\(files[i].name))" }
 
@@ -114,6 +116,12 @@ extension ImageDataset {
         for (i, raw) in values.enumerated() {
             let v = raw.trimmingCharacters(in: .whitespaces)
             if missingMarkers.contains(v) { continue }
+            // pandas keeps the spaces of a name ("cat " is a class of its own to Keras) but reads
+            // " 3" as the number 3; a name with spaces around it is surely a typo, so refused.
+            guard v == raw || integralIndex(v) != nil else {
+                throw RuntimeError("\(place(i)): label '\(raw)' has spaces around it, which Keras reads as a class "
+                                   + "of its own, not '\(v)'; remove the spaces")
+            }
             guard let k = index[v] ?? integralIndex(v).flatMap({ $0 < classes.count ? $0 : nil }) else {
                 let range = classes.isEmpty ? "" : " (or an index 0-\(classes.count - 1))"
                 throw RuntimeError("\(place(i)): unknown label '\(v)'; classes: \(classes.joined(separator: ", "))\(range)")
@@ -132,7 +140,7 @@ extension ImageDataset {
         if !present.isEmpty && indices.count == present.count {
             return (0...indices.max()!).map(String.init)
         }
-        return Array(Set(present)).sorted()
+        return Array(Set(present)).sorted(by: kerasOrder)
     }
 
     /// "3" or "3.0" as 3; nil for anything else (negative, fractional, huge, not a number).

@@ -9,8 +9,9 @@ public struct ImageFile: Equatable, Sendable {
 public enum ImageList {
     static let extensions: Set<String> = ["jpg", "jpeg", "png"]
 
-    /// Image files from a folder (JPEG and PNG, recursively, sorted by relative path) or from a CSV
-    /// whose `xColumn` names files relative to `imageDir` (default: the CSV's folder).
+    /// Image files from a folder (JPEG and PNG, recursively, in Keras's walk order, hidden
+    /// entries skipped) or from a CSV whose `xColumn` names files relative to `imageDir`
+    /// (default: the CSV's folder).
     public static func load(source: String, imageDir: String?, xColumn: String) throws -> [ImageFile] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory) else {
@@ -21,22 +22,20 @@ public enum ImageList {
         let names = try table.column(xColumn)
         let base = imageDir ?? URL(fileURLWithPath: source).deletingLastPathComponent().path
         guard !names.isEmpty else { throw RuntimeError("\(source): the CSV has no rows") }
-        return names.map { ImageFile(name: $0, path: URL(fileURLWithPath: base).appendingPathComponent($0).path) }
+        return names.map { ImageFile(name: $0, path: path(of: $0, under: base)) }
+    }
+
+    /// Where a CSV's file name points: as Keras's os.path.join(directory, name), an absolute
+    /// name stands alone; the name is taken as written (pandas keeps spaces around it).
+    static func path(of name: String, under base: String) -> String {
+        name.hasPrefix("/") ? name : (base as NSString).appendingPathComponent(name)
     }
 
     static func folder(_ path: String) throws -> [ImageFile] {
-        guard let walker = FileManager.default.enumerator(atPath: path) else {
-            throw RuntimeError("\(path): cannot list the folder")
-        }
-        var files: [ImageFile] = []
-        while let relative = walker.nextObject() as? String {
-            let ext = (relative as NSString).pathExtension.lowercased()
-            if extensions.contains(ext) {
-                files.append(ImageFile(name: relative, path: (path as NSString).appendingPathComponent(relative)))
-            }
+        let files = try ImageDataset.imagesBelow(path).map {
+            ImageFile(name: $0, path: (path as NSString).appendingPathComponent($0))
         }
         guard !files.isEmpty else { throw RuntimeError("\(path): no JPEG or PNG files in the folder") }
-        return files.sorted { $0.name < $1.name }
+        return files
     }
 }
-

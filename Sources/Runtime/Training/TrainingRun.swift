@@ -145,7 +145,9 @@ public final class TrainingRun {
         self.options = options
         // A wholly unlabelled set (no class columns) teaches through the soft loss alone.
         guard train.classCount == distiller.classes || (train.classCount == 0 && distiller.distilling) else {
-            throw RuntimeError("\(train.source): \(train.classCount) classes, but the student has \(distiller.classes) outputs")
+            // The names show what was taken for a class (e.g. a CSV's extra numeric column).
+            let names = train.classCount <= 12 ? " (\(train.classNames.joined(separator: ", ")))" : ""
+            throw RuntimeError("\(train.source): \(train.classCount) classes\(names), but the student has \(distiller.classes) outputs")
         }
         let monitor = options.monitor ?? (validation == nil ? "loss" : "val_loss")
         guard EpochRecord.metricNames.contains(monitor) else {

@@ -82,14 +82,17 @@ final class DatasetTests: TemporaryFolderTestCase {
     }
 
     func testLabelNamesEmptyAndNAAreUnlabelled() throws {
-        let csv = try write("t.csv", "image_id,label\na.jpg,Healthy\nb.jpg,CBB\nc.jpg,\nd.jpg,NA\ne.jpg, CBB \n")
+        let csv = try write("t.csv", "image_id,label\na.jpg,Healthy\nb.jpg,CBB\nc.jpg,\nd.jpg,NA\ne.jpg,CBB\nf.jpg,null\n")
         var o = DatasetOptions()
         o.requireFiles = false
         let d = try ImageDataset.load(csv, options: o)
         XCTAssertEqual(d.classNames, ["CBB", "Healthy"])  // sorted, as Keras sorts class names
-        XCTAssertEqual(d.hasLabel, [true, true, false, false, true])
-        XCTAssertEqual(d.labels, [0, 1, 1, 0, 0, 0, 0, 0, 1, 0])
+        XCTAssertEqual(d.hasLabel, [true, true, false, false, true, false])
+        XCTAssertEqual(d.labels, [0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0])
         XCTAssertEqual(d.labelledCount, 3)
+        // " CBB " is a class of its own to pandas and Keras: refused rather than read as CBB.
+        let spaced = try write("s.csv", "image_id,label\na.jpg,CBB\ne.jpg, CBB \n")
+        assertThrows(try ImageDataset.load(spaced, options: o), mentioning: ["s.csv line 3 (e.jpg)", "' CBB '"])
         // Mixed: names and indices of a given class list; "3.0" (pandas with NaN) is index 3.
         let mixed = try write("m.csv", "image_id,label\na.jpg,CMD\nb.jpg,3.0\nc.jpg,0\n")
         o.classNames = Self.classes
