@@ -147,7 +147,7 @@ extension ImageDataset {
     }
 
     /// Unlabelled images: every JPEG/PNG under `path` (recursively, in Keras's walk order).
-    /// Hidden entries (".name", e.g. macOS's "._x.jpg") are skipped.
+    /// Hidden entries (".name", e.g. macOS's "._x.jpg") are skipped; a BMP/PPM/TIFF/GIF file is refused.
     public static func fromUnlabelledFolder(_ path: String, classNames: [String] = []) throws -> ImageDataset {
         let files = try imagesBelow(path).map {
             ImageFile(name: $0, path: (path as NSString).appendingPathComponent($0))
@@ -178,7 +178,7 @@ extension ImageDataset {
         var files: [ImageFile] = [], labels: [Float] = []
         for (k, name) in classes.enumerated() where folders.contains(name) {
             let folder = (path as NSString).appendingPathComponent(name)
-            for relative in try imagesBelow(folder, refusingKerasImages: true) {
+            for relative in try imagesBelow(folder, refusingHidden: true) {
                 files.append(ImageFile(name: (name as NSString).appendingPathComponent(relative),
                                        path: (folder as NSString).appendingPathComponent(relative)))
                 var row = [Float](repeating: 0, count: classes.count)
@@ -233,13 +233,16 @@ extension ImageDataset {
     /// Names Keras takes for images: tf-keras tests `name.lower().endswith(fmt)` for png, jpg,
     /// jpeg, bmp, ppm, tif, tiff (no dot, so "xjpg" counts); Keras 3 for .bmp .gif .jpeg .jpg .png.
     static let kerasImageSuffixes = ["png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff", ".gif"]
+    /// The image formats among them that this reader does not decode.
+    static let otherImageExtensions: Set<String> = ["bmp", "ppm", "tif", "tiff", "gif"]
 
     /// Relative paths of the JPEG/PNG files below `folder`, in the order Keras lists them: the
     /// folders of os.walk (symbolic links to folders not followed) sorted by path, each one's
-    /// files sorted by name. Hidden entries are skipped; with `refusingKerasImages` (a class
-    /// folder, which Keras reads), a file Keras would read and this reader would skip (hidden, or
-    /// BMP/PPM/TIFF/GIF) is an error naming it.
-    static func imagesBelow(_ folder: String, refusingKerasImages: Bool = false) throws -> [String] {
+    /// files sorted by name. An image in a format Keras reads and this reader does not
+    /// (BMP/PPM/TIFF/GIF) is an error naming it, never a silent gap in the set or the predictions.
+    /// Hidden entries are skipped; with `refusingHidden` (a class folder, which Keras reads
+    /// whole), a hidden file Keras would read as an image is an error too.
+    static func imagesBelow(_ folder: String, refusingHidden: Bool = false) throws -> [String] {
         let fm = FileManager.default
         var walked: [(dir: String, files: [String])] = []
         var pending = [""]
@@ -268,9 +271,12 @@ extension ImageDataset {
                 let hidden = relative.split(separator: "/").contains { $0.hasPrefix(".") }
                 let readable = !hidden && ImageList.extensions.contains((relative as NSString).pathExtension.lowercased())
                 if readable { out.append(relative); continue }
-                guard refusingKerasImages else { continue }
+                guard refusingHidden || !hidden else { continue }
                 let lower = (relative as NSString).lastPathComponent.lowercased()
-                guard kerasImageSuffixes.contains(where: { lower.hasSuffix($0) }) else { continue }
+                // Outside a class folder only a true image extension is refused: Keras has no
+                // reader of such a folder whose suffix rule ("xjpg") it would be wrong to skip.
+                guard refusingHidden ? kerasImageSuffixes.contains(where: { lower.hasSuffix($0) })
+                                     : otherImageExtensions.contains((lower as NSString).pathExtension) else { continue }
                 let path = (folder as NSString).appendingPathComponent(relative)
                 throw RuntimeError(hidden
                     ? "\(path): a hidden file, which Keras reads as an image and distillctl would skip; remove it or move it out"

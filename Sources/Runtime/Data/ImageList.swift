@@ -10,7 +10,7 @@ public enum ImageList {
     static let extensions: Set<String> = ["jpg", "jpeg", "png"]
 
     /// Image files from a folder (JPEG and PNG, recursively, in Keras's walk order, hidden
-    /// entries skipped) or from a CSV whose `xColumn` names files relative to `imageDir`
+    /// entries skipped, other image formats refused) or from a CSV whose `xColumn` names files relative to `imageDir`
     /// (default: the CSV's folder).
     public static func load(source: String, imageDir: String?, xColumn: String) throws -> [ImageFile] {
         var isDirectory: ObjCBool = false

@@ -129,6 +129,24 @@ final class KerasDatasetParityTests: TemporaryFolderTestCase {
         }
     }
 
+    /// An unlabelled folder (predict --images DIR, distill --unlabeled) skips hidden entries and
+    /// other files but refuses an image it cannot read, by name, rather than leave a silent gap.
+    func testUnlabelledFolderRefusesOtherImageFormats() throws {
+        let root = (folder as NSString).appendingPathComponent("unlabelled")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root + "/sub", withIntermediateDirectories: true)
+        let jpeg = try Data(contentsOf: fixturesDirectory.appendingPathComponent("images/rgb420.jpg"))
+        for name in ["a.jpg", "sub/b.JPEG", "._c.jpg", "notes.txt", "xjpg"] { XCTAssertTrue(fm.createFile(atPath: root + "/" + name, contents: jpeg)) }
+        XCTAssertEqual(try ImageList.load(source: root, imageDir: nil, xColumn: "image_id").map(\.name), ["a.jpg", "sub/b.JPEG"])
+        XCTAssertEqual(try ImageDataset.fromUnlabelledFolder(root).files.map(\.name), ["a.jpg", "sub/b.JPEG"])
+        for other in ["sub/d.bmp", "e.TIFF", "f.gif"] {
+            XCTAssertTrue(fm.createFile(atPath: root + "/" + other, contents: Data("x".utf8)))
+            assertThrows(try ImageList.load(source: root, imageDir: nil, xColumn: "image_id"), mentioning: [root + "/" + other, "JPEG"])
+            assertThrows(try ImageDataset.fromUnlabelledFolder(root), mentioning: [root + "/" + other])
+            try fm.removeItem(atPath: root + "/" + other)
+        }
+    }
+
     /// predict --images CSV: an absolute name is the path itself, as os.path.join makes it.
     func testImageListCSVPathsAsKeras() throws {
         let c = Self.cases["absolute_paths"]!
