@@ -140,7 +140,7 @@ extension ImageDataset {
         var o = options
         o.classNames = classNames
         let split = try ImageDataset.load(source, options: o)
-        guard split.classNames == classNames else {  // one-hot columns that name other classes
+        guard ImageDataset.sameClasses(split.classNames, classNames) else {  // one-hot columns that name other classes
             throw RuntimeError("\(source): classes \(split.classNames.joined(separator: ", ")) differ from the training split's \(classNames.joined(separator: ", "))")
         }
         return split
@@ -170,13 +170,15 @@ extension ImageDataset {
         let folders = try subfolders(path)
         guard !folders.isEmpty else { throw RuntimeError("\(path): no class subfolders") }
         let classes = classNames ?? folders
+        let present = Set(folders.map(classKey))
         if let given = classNames {
-            if let stray = folders.first(where: { !given.contains($0) }) {
+            let known = Set(given.map(classKey))
+            if let stray = folders.first(where: { !known.contains(classKey($0)) }) {
                 throw RuntimeError("\(path): subfolder '\(stray)' is not one of the classes (\(given.joined(separator: ", ")))")
             }
         }
         var files: [ImageFile] = [], labels: [Float] = []
-        for (k, name) in classes.enumerated() where folders.contains(name) {
+        for (k, name) in classes.enumerated() where present.contains(classKey(name)) {
             let folder = (path as NSString).appendingPathComponent(name)
             for relative in try imagesBelow(folder, refusingHidden: true) {
                 files.append(ImageFile(name: (name as NSString).appendingPathComponent(relative),
@@ -213,6 +215,13 @@ extension ImageDataset {
     static func kerasOrder(_ a: String, _ b: String) -> Bool {
         a.utf8.lexicographicallyPrecedes(b.utf8)
     }
+
+    /// A class name as Python tells names apart: by code points. Swift's String == and hashing
+    /// take a precomposed "é" and "e" + U+0301 for one string; to Keras they are two classes, so
+    /// class names are grouped, looked up and compared by this key, never by String ==.
+    static func classKey(_ name: String) -> [UInt8] { Array(name.utf8) }
+
+    static func sameClasses(_ a: [String], _ b: [String]) -> Bool { a.map(classKey) == b.map(classKey) }
 
     /// Subfolders in Keras's order (sorted os.listdir): the non-hidden ones, or with `hidden`,
     /// only the hidden ones (".name").
@@ -291,7 +300,7 @@ extension ImageDataset {
     /// This split followed by `other`'s images, all under this split's classes: e.g. a folder of
     /// unlabelled images (`distill --unlabeled DIR`), which teach through the soft loss alone.
     public func appending(_ other: ImageDataset) throws -> ImageDataset {
-        guard other.labelledCount == 0 || other.classNames == classNames else {
+        guard other.labelledCount == 0 || ImageDataset.sameClasses(other.classNames, classNames) else {
             throw RuntimeError("\(other.source): its classes \(other.classNames) differ from \(source)'s \(classNames)")
         }
         let k = classNames.count

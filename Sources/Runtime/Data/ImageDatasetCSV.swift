@@ -26,22 +26,27 @@ extension ImageDataset {
 
         let spec = resolvedLabelSpec(options.labels, header: table.header, classNames: options.classNames,
                                      xColumn: options.xColumn)
+        // Columns taken as every column but the file name (not named by --y-cols, nor the training
+        // split's classes) must hold probabilities: a `width` column beside them would be a class.
+        let guessed = options.labels == .automatic && spec != .oneHot(options.classNames ?? [])
         var classes: [String], labels: [Float], hasLabel: [Bool]
         switch spec {
         case .oneHot(var columns):
             if let given = options.classNames {
                 // Matched by name, in any order; read in the given (training) order.
-                if let extra = columns.first(where: { !given.contains($0) }) {
+                let known = Set(given.map(classKey)), present = Set(columns.map(classKey))
+                if let extra = columns.first(where: { !known.contains(classKey($0)) }) {
                     throw RuntimeError("\(path): label column '\(extra)' is not a class of the training set "
                                        + "(\(given.joined(separator: ", ")))")
                 }
-                if let missing = given.first(where: { !columns.contains($0) }) {
+                if let missing = given.first(where: { !present.contains(classKey($0)) }) {
                     throw RuntimeError("\(path): no label column '\(missing)', a class of the training set "
                                        + "(columns: \(table.header.joined(separator: ", ")))")
                 }
                 columns = given
             }
-            (labels, hasLabel) = try oneHotRows(table, columns: columns, path: path, place)
+            (labels, hasLabel) = try oneHotRows(table, columns: columns, path: path,
+                                                guessedBeside: guessed ? options.xColumn : nil, place)
             classes = columns
         case .column(let column):
             let values = try table.column(column)
@@ -71,8 +76,9 @@ extension ImageDataset {
     }
 
     /// One-hot (or soft) label columns. All cells empty/NA: unlabelled. Otherwise every cell must
-    /// be a number >= 0, and not all 0.
-    static func oneHotRows(_ table: CSVTable, columns: [String], path: String,
+    /// be a number >= 0, and not all 0; a probability (0 to 1) when the columns were guessed as
+    /// every column but `guessedBeside` (the file-name column), since Keras's one-hot columns are.
+    static func oneHotRows(_ table: CSVTable, columns: [String], path: String, guessedBeside xColumn: String? = nil,
                            _ place: (Int) -> String) throws -> ([Float], [Bool]) {
         let missing = columns.filter { !table.header.contains($0) }
         guard missing.isEmpty else {
@@ -93,7 +99,12 @@ extension ImageDataset {
             }
             var sum: Float = 0
             for (k, cell) in cells.enumerated() {
-                guard let v = Float(cell), v.isFinite, v >= 0 else {
+                guard let v = Float(cell), v.isFinite, v >= 0, xColumn == nil || v <= 1 else {
+                    if let xColumn {
+                        throw RuntimeError("\(place(i)): column '\(columns[k])' holds '\(cell)', not a probability (0 to 1), "
+                                           + "yet it was taken as a class (every column but '\(xColumn)'); "
+                                           + "name the label columns with --y-cols")
+                    }
                     throw RuntimeError("\(place(i)): label column '\(columns[k])' holds '\(cell)', not a number >= 0")
                 }
                 labels.append(v)
@@ -110,7 +121,7 @@ extension ImageDataset {
     /// A label column: a class name, or a class index ("3", "3.0"); empty/NA: unlabelled.
     static func labelColumnRows(_ values: [String], classes: [String],
                                 _ place: (Int) -> String) throws -> ([Float], [Bool]) {
-        let index = Dictionary(classes.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        let index = Dictionary(classes.enumerated().map { (classKey($1), $0) }, uniquingKeysWith: { a, _ in a })
         var labels = [Float](repeating: 0, count: values.count * classes.count)
         var hasLabel = [Bool](repeating: false, count: values.count)
         for (i, raw) in values.enumerated() {
@@ -122,7 +133,7 @@ extension ImageDataset {
                 throw RuntimeError("\(place(i)): label '\(raw)' has spaces around it, which Keras reads as a class "
                                    + "of its own, not '\(v)'; remove the spaces")
             }
-            guard let k = index[v] ?? integralIndex(v).flatMap({ $0 < classes.count ? $0 : nil }) else {
+            guard let k = index[classKey(v)] ?? integralIndex(v).flatMap({ $0 < classes.count ? $0 : nil }) else {
                 let range = classes.isEmpty ? "" : " (or an index 0-\(classes.count - 1))"
                 throw RuntimeError("\(place(i)): unknown label '\(v)'; classes: \(classes.joined(separator: ", "))\(range)")
             }
@@ -140,7 +151,8 @@ extension ImageDataset {
         if !present.isEmpty && indices.count == present.count {
             return (0...indices.max()!).map(String.init)
         }
-        return Array(Set(present)).sorted(by: kerasOrder)
+        var seen = Set<[UInt8]>()
+        return present.filter { seen.insert(classKey($0)).inserted }.sorted(by: kerasOrder)
     }
 
     /// "3" or "3.0" as 3; nil for anything else (negative, fractional, huge, not a number).

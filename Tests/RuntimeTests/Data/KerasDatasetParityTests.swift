@@ -69,6 +69,30 @@ final class KerasDatasetParityTests: TemporaryFolderTestCase {
         try assertReadsAsKeras("spaces_and_unicode_files")
     }
 
+    /// A precomposed and a decomposed "é" are one String to Swift and two names to Python:
+    /// two folders, two classes, in code-point order, also when the training split's names are given.
+    func testNormalisationTwinFoldersAreTwoClasses() throws {
+        try assertReadsAsKeras("normalisation_twins")
+        let c = Self.cases["normalisation_twins"]!
+        let keras = c.keras("tf_keras")
+        let names = keras["classes"] as! [String]
+        XCTAssertEqual(names.count, 3)
+        // A validation folder holding only the precomposed one: its images are that class alone.
+        let root = try build(c)
+        let nfd = "e\u{301}", nfc = "\u{e9}"
+        try FileManager.default.removeItem(atPath: root + "/" + nfd)
+        var o = DatasetOptions()
+        o.classNames = names
+        let d = try ImageDataset.load(root, options: o)
+        // Read in the given classes' order, as Keras reads flow_from_directory(classes=...).
+        XCTAssertEqual(bytes(d.files.map(\.name)), bytes(["f/d.jpg", nfc + "/a.jpg"]))
+        let k = names.firstIndex { $0.utf8.elementsEqual(nfc.utf8) }!
+        XCTAssertEqual(argmax(d), [(keras["labels"] as! [Int])[2], k])
+        // Given only the decomposed name, the precomposed folder is not one of the classes.
+        o.classNames = [nfd, "f"]
+        assertThrows(try ImageDataset.load(root, options: o), mentioning: ["subfolder '\(nfc)' is not one of the classes"])
+    }
+
     func testNestedSubfoldersInOsWalkOrder() throws {
         try assertReadsAsKeras("nested_subfolders")   // a folder's own files before its subfolders'
     }
@@ -177,6 +201,52 @@ final class KerasDatasetParityTests: TemporaryFolderTestCase {
             XCTAssertEqual(bytes(d.classNames), bytes(keras["classes"] as! [String]), name)
             XCTAssertEqual(argmax(d), keras["labels"] as! [Int], name)
         }
+    }
+
+    /// String labels that differ only in Unicode normalisation: two classes, as pandas and Keras
+    /// read them, and looked up by code points when the training split's names are given.
+    func testNormalisationTwinLabelsAreTwoClasses() throws {
+        let c = Self.cases["labels_normalisation_twins"]!
+        let keras = c.keras("tf_keras_categorical")
+        let (d, root) = try loadCSV(c)
+        XCTAssertEqual(bytes(d.classNames), bytes(keras["classes"] as! [String]))
+        XCTAssertEqual(argmax(d), keras["labels"] as! [Int])
+        var o = DatasetOptions()
+        o.imageDirectory = root + "/images"
+        o.classNames = (keras["classes"] as! [String]).reversed()
+        let given = try ImageDataset.load(root + "/data.csv", options: o)
+        XCTAssertEqual(argmax(given), (keras["labels"] as! [Int]).map { 2 - $0 })
+        // One-hot columns named so: pandas keeps two columns; the header is refused, not merged.
+        try Data("image_id,\u{e9},e\u{301}\na.jpg,1,0\n".utf8).write(to: URL(fileURLWithPath: root + "/twins.csv"))
+        o.classNames = nil
+        assertThrows(try ImageDataset.load(root + "/twins.csv", options: o), mentioning: ["twins.csv: columns 2 and 3", "Unicode normalisation"])
+    }
+
+    /// Without --y-cols, every column but the file name is a class: one that holds something other
+    /// than a probability (a width, a name) is refused by column and row; named columns are read as given.
+    func testGuessedLabelColumnsMustHoldProbabilities() throws {
+        let c = Self.cases["onehot_extra_numeric_column"]!
+        let (named, root) = try loadCSV(c)
+        XCTAssertEqual(named.classNames, c.json["y_col"] as! [String])
+        var o = DatasetOptions()
+        o.imageDirectory = root + "/images"
+        assertThrows(try ImageDataset.load(root + "/data.csv", options: o),
+                     mentioning: ["data.csv line 2 (a.jpg)", "column 'width' holds '32'", "--y-cols"])
+        for (csv, why) in [("image_id,cat,dog,note\na.jpg,1,0,0\nb.jpg,0,1,x\n", "column 'note' holds 'x'"),
+                           ("image_id,cat,dog\na.jpg,1,0\nb.jpg,0,-1\n", "column 'dog' holds '-1'")] {
+            try Data(csv.utf8).write(to: URL(fileURLWithPath: root + "/guessed.csv"))
+            assertThrows(try ImageDataset.load(root + "/guessed.csv", options: o), mentioning: ["guessed.csv line 3 (b.jpg)", why, "--y-cols"])
+        }
+        // Guessed columns that are probabilities read as Keras reads them named.
+        let soft = Self.cases["onehot_columns_not_sorted"]!
+        let (d, softRoot) = try loadCSV(soft)
+        o.imageDirectory = softRoot + "/images"
+        let guessed = try ImageDataset.load(softRoot + "/data.csv", options: o)
+        XCTAssertEqual(guessed.classNames, d.classNames)
+        XCTAssertEqual(guessed.labels, (soft.keras("tf_keras_raw")["targets"] as! [[Double]]).flatMap { $0 }.map(Float.init))
+        // Named columns keep reading any number >= 0 (a soft label of 2).
+        let named2 = Self.cases["onehot_soft"]!
+        XCTAssertEqual(try loadCSV(named2).0.labels.max(), 2)
     }
 
     /// Integer labels: Keras's categorical mode refuses them; its raw mode passes the numbers,
