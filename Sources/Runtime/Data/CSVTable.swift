@@ -30,13 +30,17 @@ public struct CSVTable: Sendable {
         guard !records.isEmpty else { throw RuntimeError("\(path): the CSV is empty (no header row)") }
         let head = records.removeFirst()
         let header = head.fields.map { $0.trimmingCharacters(in: .whitespaces) }
-        // Rows are looked up by name with String ==, which takes "é" and "e" + U+0301 for one name;
-        // pandas keeps two columns, so such a header is refused rather than read as one column.
+        // Rows are looked up by name with String ==, which takes "é" and "e" + U+0301 for one name,
+        // and a name twice would be one column here; pandas keeps two columns (renaming a repeated
+        // name's second "name.1"), so such a header is refused rather than read as one column.
         for (k, name) in header.enumerated() {
-            if let j = header[..<k].firstIndex(where: { $0 == name && !$0.utf8.elementsEqual(name.utf8) }) {
-                throw RuntimeError("\(path): columns \(j + 1) and \(k + 1) ('\(header[j])', '\(name)') differ only in "
-                                   + "Unicode normalisation (precomposed or decomposed accents); rename one")
+            guard let j = header[..<k].firstIndex(where: { $0 == name }) else { continue }
+            if header[j].utf8.elementsEqual(name.utf8) {
+                throw RuntimeError("\(path): columns \(j + 1) and \(k + 1) are both named '\(name)' (pandas would read the "
+                                   + "second as '\(name).1'); rename one")
             }
+            throw RuntimeError("\(path): columns \(j + 1) and \(k + 1) ('\(header[j])', '\(name)') differ only in "
+                               + "Unicode normalisation (precomposed or decomposed accents); rename one")
         }
         var rows: [[String: String]] = [], lines: [Int] = []
         rows.reserveCapacity(records.count)

@@ -24,6 +24,9 @@ final class CSVTableTests: TemporaryFolderTestCase {
         XCTAssertThrowsError(try CSVTable.read(path: unterminated)) { XCTAssertFalse("\($0)".contains("row7.jpg"), "\($0)") }
         let wide = try write("w.csv", "image_id,label\na.jpg,1,extra\n")
         assertThrows(try CSVTable.read(path: wide), mentioning: [wide + " line 2, column 3: 3 fields, the header has 2", "'a.jpg,1,extra'"])
+        // A name twice: pandas keeps two columns (the second 'cat.1'); one here would drop one.
+        let twice = try write("d.csv", "image_id,cat,dog,cat\na.jpg,1,0,0\n")
+        assertThrows(try CSVTable.read(path: twice), mentioning: [twice + ": columns 2 and 4 are both named 'cat'", "'cat.1'"])
         let afterQuote = try write("q.csv", "image_id,label\n\"a.jpg\"x,1\n")
         assertThrows(try CSVTable.read(path: afterQuote), mentioning: [afterQuote + " line 2, column 1: text after the closing quote"])
         let long = try write("l.csv", "image_id,label\n\"" + String(repeating: "x", count: 500) + "\n")
