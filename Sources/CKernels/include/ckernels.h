@@ -162,7 +162,7 @@ typedef struct {
 } ck_expand_depthwise;
 
 /// Output rows row0..<row1 (over batch x outH) of the fused pair: x [batch, inH, inW, inChannels],
-/// y [batch, outH, outW, channels], `ring` kernelH x inW x channels floats of scratch (one per
+/// y [batch, outH, outW, channels], `ring` (kernelH + 1) x inW x channels floats of scratch (one per
 /// concurrent caller). The ring restarts at row0 and at each new image.
 void ck_expand_depthwise_avx512(const ck_expand_depthwise *f, const float *x, float *y, float *ring,
                                 ptrdiff_t row0, ptrdiff_t row1);
@@ -189,7 +189,7 @@ typedef struct {
 } ck_conv_depthwise;
 
 /// Output rows row0..<row1 (over batch x outH) of the fused pair: x the convolution's input
-/// [batch, inH, inW, inC], y [batch, outH, outW, channels], `ring` kernelH x conv.outW x channels
+/// [batch, inH, inW, inC], y [batch, outH, outW, channels], `ring` (kernelH + 1) x conv.outW x channels
 /// floats of scratch (one per concurrent caller). The ring restarts at row0 and at each new image.
 void ck_conv_depthwise_avx512(const ck_conv_depthwise *f, const float *x, float *y, float *ring, ptrdiff_t row0,
                               ptrdiff_t row1);

@@ -5,7 +5,7 @@
 //   output = epilogue(depthwise(stem, kernel))                  [batch, outH, outW, C], multiplier 1
 // EfficientNet's stem map is 114x114x32 per image (1.7 MB): stored whole, the stem writes it past
 // L2 and block1a's depthwise reads it back from L3. Here each worker computes just the stem rows
-// the next depthwise row needs into a ring of kernelH rows (its slot of the workspace), as
+// the next depthwise row needs into a ring of kernelH + 1 rows (its slot of the workspace), as
 // `expandDepthwiseConv` does for a 1x1 expansion (CKernels/depthwise_avx512.c). Every value is the
 // same sum in the same order as the two kernels run one after the other.
 import CKernels
@@ -25,7 +25,7 @@ public func convDepthwiseConv(input: UnsafePointer<Float>, convGeometry cg: Conv
                  && g.inC == g.outC && g.inC == cg.outC && g.inH == cg.outH && g.inW == cg.outW && g.batch == cg.batch,
                  "convDepthwiseConv: unsupported step")
     guard g.outputPixels > 0 else { return }
-    let ring = g.kernelH * g.inW * g.inC
+    let ring = fusedRingCount(kernelH: g.kernelH, inW: g.inW, channels: g.inC)
     precondition(workspaceCount >= ring, "convDepthwiseConv: workspace too small")
     guard let stem = convEpilogue.avx512(output: output), var depthwise = epilogue.avx512(output: output),
           convEpilogue.residual == nil, epilogue.residual == nil else {

@@ -34,7 +34,12 @@ public func depthwiseConv2d(input: UnsafePointer<Float>, geometry g: Conv2DGeome
         e.inRegisters.channel_sums = channelSums
         var cg = g.depthwiseForC
         let rowFloats = g.outW * g.outC
-        parallelFor(rows, minChunk: minRows) { _, range in
+        // The kernel computes stride-1 rows in pairs within a call, so the workers get whole pairs:
+        // at batch 1 the late 8-row layers were cut into eight 1-row chunks, which never paired.
+        let unit = g.strideH == 1 && g.strideW == 1 && g.dilationH == 1 && g.dilationW == 1
+            && (g.kernelW == 3 || g.kernelW == 5) ? 2 : 1
+        parallelFor((rows + unit - 1) / unit, minChunk: max(1, minRows / unit)) { _, units in
+            let range = (units.lowerBound * unit)..<min(rows, units.upperBound * unit)
             ck_depthwise_rows_avx512(&cg, input, kernel, output, range.lowerBound, range.upperBound, 0, g.outC,
                                      &e.inRegisters)
             e.finish(output, offset: range.lowerBound * rowFloats, cols: range.count * rowFloats)

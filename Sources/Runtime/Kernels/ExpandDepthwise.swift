@@ -2,7 +2,7 @@
 //   input  [batch, inH, inW, inChannels]
 //   expanded = expandEpilogue(input · expandKernel)      [batch, inH, inW, C], never stored whole
 //   output = epilogue(depthwise(expanded, kernel))       [batch, outH, outW, C], multiplier 1
-// Output rows are shared among the workers in bands; each worker keeps a ring of kernelH
+// Output rows are shared among the workers in bands; each worker keeps a ring of kernelH + 1
 // expanded rows (its slot of the workspace), filled by the pointwise tile just before the
 // depthwise row that reads them (CKernels/depthwise_avx512.c).
 import CKernels
@@ -10,8 +10,12 @@ import Graph
 
 /// Workspace floats the fused step needs: a ring per worker, for up to 8 workers.
 public func expandDepthwiseWorkspaceCount(kernelH: Int, inW: Int, channels: Int) -> Int {
-    min(RuntimeThreads.count, 8) * kernelH * inW * channels
+    min(RuntimeThreads.count, 8) * fusedRingCount(kernelH: kernelH, inW: inW, channels: channels)
 }
+
+/// Floats of one worker's ring in a fused ring step: kernelH + 1 input rows, so that two output
+/// rows of stride 1 find all their input rows in it at once (CKernels/depthwise_avx512.c, ring_rows).
+func fusedRingCount(kernelH: Int, inW: Int, channels: Int) -> Int { (kernelH + 1) * inW * channels }
 
 /// Runs the fused pair (see the file comment). `expandPacked` is the [inChannels, C] kernel
 /// packed by `packPointwise`; `g` is the depthwise geometry (inC = outC = C, dilationH 1); both
@@ -27,7 +31,7 @@ public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, ex
     precondition(KernelISA.avx512 && g.inC == g.outC && g.dilationH == 1, "expandDepthwiseConv: unsupported step")
     precondition(expandPackedBF16 == nil || KernelISA.bf16Available, "expandDepthwiseConv: bf16 needs AVX512_BF16")
     guard g.outputPixels > 0 else { return }
-    let ring = g.kernelH * g.inW * g.inC
+    let ring = fusedRingCount(kernelH: g.kernelH, inW: g.inW, channels: g.inC)
     precondition(workspaceCount >= ring, "expandDepthwiseConv: workspace too small")
     guard let expand = expandEpilogue.avx512(output: output), var depthwise = epilogue.avx512(output: output),
           expandEpilogue.residual == nil, epilogue.residual == nil else {

@@ -221,14 +221,21 @@ private struct PointwiseBlocks {
         // of 0.5-1.5 MB), so the workers split the kernel's panels and each streams only its
         // share of the weights from memory, once.
         let few = m <= 384 && m * k <= 131_072
-        let blockRows = few ? m : max(12, min(384, 16_384 / max(1, k) / 12 * 12))
-        let blocks = (m + blockRows - 1) / blockRows
         let pairs = ((n + 15) / 16 + 1) / 2
         // A single row or a few against a large kernel (squeeze-and-excitation's products at batch
         // 1, up to 1152 x 48) is bound by reading the weights: one panel group per worker, each
         // reading its share, where one thread would read all of it while the other waited.
         let gemv = m <= 12 && n * k >= 32_768 && n > 16
         let work = threads <= 1 ? 1 : m * n * k >= 131_072 ? 4 * threads : gemv ? threads : 1
+        // Few rows against a small kernel with fewer pairs of panels than work items
+        // (EfficientNet's block4-5 projections at batch 1: 225 x 480 x 80-112, 3-4 pairs, the last
+        // one 16 channels) cannot be shared evenly by panels: with two workers one of them got 48
+        // or 64 channels' work to the other's 32 or 48. Their rows are shared instead, in blocks
+        // of whole 12-row tiles, each worker reading the whole kernel (at most 256 KB, from L2).
+        let rowsShared = few && work > 1 && pairs < work && k * n <= 65_536 && m >= 24
+        let blockRows = rowsShared ? max(12, m / work / 12 * 12)
+            : few ? m : max(12, min(384, 16_384 / max(1, k) / 12 * 12))
+        let blocks = (m + blockRows - 1) / blockRows
         // Panel groups start at even panels, so the tiles keep pairing panels (32 channels).
         let groups = blocks >= work ? 1 : min(pairs, (work + blocks - 1) / blocks)
         return (blockRows, blocks, groups, work)

@@ -1,4 +1,5 @@
 import XCTest
+import CKernels
 import Graph
 import TestSupport
 @testable import Runtime
@@ -145,6 +146,41 @@ final class DepthwiseConv2DTests: XCTestCase {
                 want[r * g.outC + ch] += Double(out[(r * g.outW + ox) * g.outC + ch])
             }}}
             assertClose(sums, want, tolerance: 1e-5 * Double(g.outW), "\(c.name) row sums")
+        }
+    }
+
+    /// Two output rows of stride 1 go through the AVX-512 kernel together (sharing their input
+    /// rows); computed one row per call, every row has the same bits, and so do the channel sums:
+    /// the same sums in the same order. Top and bottom padding, 3x3 and 5x5, widths with strips
+    /// of 8, 4, 3 and 2 and border pixels, channel counts that are not whole vectors, two images.
+    func testRowPairsEqualSingleRows() throws {
+        try XCTSkipUnless(KernelISA.available, "the row pairs are in the AVX-512 kernel")
+        var rng = SeededRandom(31)
+        for (h, w, c, k, p) in [(9, 15, 40, 5, ConvPadding.same), (8, 29, 33, 3, .same), (7, 8, 48, 5, .same),
+                                (10, 17, 20, 3, .valid), (6, 22, 16, 5, .valid), (5, 4, 24, 3, .same)] {
+            let g = Conv2DGeometry(batch: 2, inH: h, inW: w, inC: c, outC: c, kernelH: k, kernelW: k, strideH: 1,
+                                   strideW: 1, padding: p)
+            let x = rng.floats(g.inputCount), kernel = rng.floats(k * k * c), shift = rng.floats(c)
+            let rows = g.batch * g.outH
+            func run(rowsPerCall: Int) -> ([Float], [Float]) {
+                var out = [Float](repeating: .nan, count: g.outputCount)
+                var sums = [Float](repeating: .nan, count: rows * c)
+                var cg = g.depthwiseForC
+                shift.withUnsafeBufferPointer { sp in out.withUnsafeMutableBufferPointer { op in
+                    sums.withUnsafeMutableBufferPointer { sumsp in
+                        var e = Epilogue(shift: sp.baseAddress, activation: .swish).avx512(output: op.baseAddress!)!
+                        e.channel_sums = sumsp.baseAddress
+                        for r0 in stride(from: 0, to: rows, by: rowsPerCall) {
+                            ck_depthwise_rows_avx512(&cg, x, kernel, op.baseAddress!, r0, min(rows, r0 + rowsPerCall), 0,
+                                                     c, &e)
+                        }
+                    }
+                }}
+                return (out, sums)
+            }
+            let single = run(rowsPerCall: 1), paired = run(rowsPerCall: rows)
+            XCTAssertEqual(paired.0, single.0, "\(h)x\(w)x\(c) \(k)x\(k) \(p)")
+            XCTAssertEqual(paired.1, single.1, "\(h)x\(w)x\(c) \(k)x\(k) \(p) channel sums")
         }
     }
 

@@ -162,6 +162,29 @@ final class PointwiseConvTests: XCTestCase {
 
     /// A row or a few against a large kernel (squeeze-and-excitation at batch 1) splits the panels
     /// among the workers; each output channel is still the same sum in the same order.
+    /// Few rows against a small kernel with few panels (225 x 480 x 80 and x 112, EfficientNet's
+    /// block4-5 projections at batch 1) are shared among the workers by rows: each output's sum is
+    /// the one-worker sum, bit for bit, with partial last tiles and a residual.
+    func testRowsSharedAmongWorkersGiveTheSameBits() {
+        var rng = SeededRandom(17)
+        for c in [Case(m: 225, k: 480, n: 80, lda: 480, ldc: 80), Case(m: 225, k: 480, n: 112, lda: 480, ldc: 112),
+                  Case(m: 50, k: 96, n: 40, lda: 100, ldc: 44)] {
+            let x = rng.floats((c.m - 1) * c.lda + c.k), w = rng.floats(c.k * c.n, -0.3, 0.3), shift = rng.floats(c.n)
+            let residual = rng.floats((c.m - 1) * c.ldc + c.n)
+            for isa in kernelISAs {
+                KernelISA.with(avx512: isa) {
+                    let one = run(c, x, w, rowScale: nil, scale: nil, shift: shift, residual: residual, .linear,
+                                  threads: 1).0
+                    for threads in [2, 3] {
+                        let many = run(c, x, w, rowScale: nil, scale: nil, shift: shift, residual: residual, .linear,
+                                       threads: threads).0
+                        XCTAssertEqual(many, one, "m \(c.m) k \(c.k) n \(c.n) threads \(threads) \(isa ? "AVX-512" : "AVX2")")
+                    }
+                }
+            }
+        }
+    }
+
     func testPanelsSplitAmongWorkersGiveTheSameBits() {
         var rng = SeededRandom(13)
         for c in [Case(m: 1, k: 1152, n: 48, lda: 1152, ldc: 48), Case(m: 1, k: 48, n: 1152, lda: 48, ldc: 1152),
