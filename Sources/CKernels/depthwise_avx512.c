@@ -147,6 +147,19 @@ static inline ptrdiff_t channel_block2(const ck_depthwise_geometry *g) {
     return block >= g->channels ? g->channels : block;
 }
 
+/// The interior output columns oxLo..<oxHi of a row: those whose every horizontal tap falls inside
+/// the input (the strips' columns; the others take their valid taps one pixel at a time).
+static inline void interior_columns(const ck_depthwise_geometry *g, ptrdiff_t *oxLo, ptrdiff_t *oxHi) {
+    const ptrdiff_t span = (g->kernelW - 1) * g->dilationW;
+    ptrdiff_t lo = (g->padLeft + g->strideW - 1) / g->strideW;
+    if (lo > g->outW) lo = g->outW;
+    ptrdiff_t hi = g->inW - 1 - span + g->padLeft >= 0 ? (g->inW - 1 - span + g->padLeft) / g->strideW + 1 : 0;
+    if (hi > g->outW) hi = g->outW;
+    if (hi < lo) hi = lo;
+    *oxLo = lo;
+    *oxHi = hi;
+}
+
 /// Output row oy of one image into outRow; rows[i] is the input row kernel row i reads, for the
 /// taps that fall inside the input. KW and SW are the strip shape (0 when the kernel has none).
 /// Only channels cBegin..<cEnd, in passes over `block` of them at a time.
@@ -156,13 +169,8 @@ INLINE void row(const int KW, const int SW, const ck_depthwise_geometry *g, cons
     const ptrdiff_t C = g->channels;
     ptrdiff_t kyLo, kyHi;
     ck_valid_taps(oy, g->strideH, g->padTop, g->dilationH, g->kernelH, g->inH, &kyLo, &kyHi);
-    // Interior columns: every horizontal tap inside the input.
-    const ptrdiff_t span = (g->kernelW - 1) * g->dilationW;
-    ptrdiff_t oxLo = (g->padLeft + g->strideW - 1) / g->strideW;
-    if (oxLo > g->outW) oxLo = g->outW;
-    ptrdiff_t oxHi = g->inW - 1 - span + g->padLeft >= 0 ? (g->inW - 1 - span + g->padLeft) / g->strideW + 1 : 0;
-    if (oxHi > g->outW) oxHi = g->outW;
-    if (oxHi < oxLo) oxHi = oxLo;
+    ptrdiff_t oxLo, oxHi;
+    interior_columns(g, &oxLo, &oxHi);
     for (ptrdiff_t c0 = cBegin; c0 < cEnd; c0 += block) {
         const ptrdiff_t c1 = c0 + block < cEnd ? c0 + block : cEnd;
         ptrdiff_t ox = 0;
@@ -206,12 +214,8 @@ INLINE void row2(const int KW, const ck_depthwise_geometry *g, const float *cons
     ptrdiff_t loA, hiA, loB, hiB;
     ck_valid_taps(oy, 1, g->padTop, g->dilationH, g->kernelH, g->inH, &loA, &hiA);
     ck_valid_taps(oy + 1, 1, g->padTop, g->dilationH, g->kernelH, g->inH, &loB, &hiB);
-    const ptrdiff_t span = (g->kernelW - 1) * g->dilationW;
-    ptrdiff_t oxLo = (g->padLeft + g->strideW - 1) / g->strideW;
-    if (oxLo > g->outW) oxLo = g->outW;
-    ptrdiff_t oxHi = g->inW - 1 - span + g->padLeft >= 0 ? (g->inW - 1 - span + g->padLeft) / g->strideW + 1 : 0;
-    if (oxHi > g->outW) oxHi = g->outW;
-    if (oxHi < oxLo) oxHi = oxLo;
+    ptrdiff_t oxLo, oxHi;
+    interior_columns(g, &oxLo, &oxHi);
     for (ptrdiff_t c0 = cBegin; c0 < cEnd; c0 += block) {
         const ptrdiff_t c1 = c0 + block < cEnd ? c0 + block : cEnd;
         ptrdiff_t ox = 0;
