@@ -33,7 +33,9 @@ public struct CSVTable: Sendable {
         // Rows are looked up by name with String ==, which takes "é" and "e" + U+0301 for one name,
         // and a name twice would be one column here; pandas keeps two columns (renaming a repeated
         // name's second "name.1"), so such a header is refused rather than read as one column.
-        for (k, name) in header.enumerated() {
+        // Empty names are not: pandas calls each "Unnamed: <index>" (a spreadsheet's trailing
+        // commas), and no label or file-name column is looked up by an empty name.
+        for (k, name) in header.enumerated() where !name.isEmpty {
             guard let j = header[..<k].firstIndex(where: { $0 == name }) else { continue }
             if header[j].utf8.elementsEqual(name.utf8) {
                 throw RuntimeError("\(path): columns \(j + 1) and \(k + 1) are both named '\(name)' (pandas would read the "

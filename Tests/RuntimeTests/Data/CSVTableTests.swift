@@ -27,6 +27,15 @@ final class CSVTableTests: TemporaryFolderTestCase {
         // A name twice: pandas keeps two columns (the second 'cat.1'); one here would drop one.
         let twice = try write("d.csv", "image_id,cat,dog,cat\na.jpg,1,0,0\n")
         assertThrows(try CSVTable.read(path: twice), mentioning: [twice + ": columns 2 and 4 are both named 'cat'", "'cat.1'"])
+        // Empty names (trailing commas) are not one name twice: pandas reads them as 'Unnamed: 2'
+        // and 'Unnamed: 3', and the label column beside them is read as written.
+        let trailing = try write("e.csv", "image_id,label,,\na.jpg,cat,,\nb.jpg,dog,,\n")
+        let table = try CSVTable.read(path: trailing)
+        XCTAssertEqual(table.header, ["image_id", "label", "", ""])
+        XCTAssertEqual(table.rows.map { $0["label"] }, ["cat", "dog"])
+        var o = DatasetOptions()
+        o.requireFiles = false
+        XCTAssertEqual(try ImageDataset.fromCSV(trailing, options: o).classNames, ["cat", "dog"])
         let afterQuote = try write("q.csv", "image_id,label\n\"a.jpg\"x,1\n")
         assertThrows(try CSVTable.read(path: afterQuote), mentioning: [afterQuote + " line 2, column 1: text after the closing quote"])
         let long = try write("l.csv", "image_id,label\n\"" + String(repeating: "x", count: 500) + "\n")
