@@ -27,7 +27,16 @@ public struct Tensor: Equatable, Sendable {
 
 /// Every failure of Runtime: one line naming the input, layer or file at fault.
 public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    /// Where the remedy is a setting of the caller's, which one, so that a command line can name
+    /// its own option for it (the message says what to do in the library's words).
+    public enum Remedy: Sendable, Equatable {
+        case labelColumns   // name a CSV's label columns instead of taking every column but the file's
+    }
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public var remedy: Remedy?
+    public init(_ message: String, remedy: Remedy? = nil) {
+        self.message = message
+        self.remedy = remedy
+    }
     public var description: String { message }
 }

@@ -94,6 +94,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
 
 /// An error's line, with the command line's option where a library leaves the remedy to its caller.
 func errorText(_ error: Error) -> String {
+    if let e = error as? RuntimeError, e.remedy == .labelColumns { return e.message + " with --y-cols" }
     guard let e = error as? GraphError, let remedy = e.remedy else { return String(describing: error) }
     switch remedy {
     case .architectureFile(let path):

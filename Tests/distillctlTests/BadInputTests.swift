@@ -376,6 +376,19 @@ extension BadInputTests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// A column beside the one-hot ones that holds no probability, with the label columns guessed:
+    /// the library says to name them, the command line names its option for that.
+    func testGuessedLabelColumnThatIsNoProbabilityNamesTheOption() throws {
+        let onehot = try trainingData(Array(repeating: "", count: 3))
+        let lines = try String(contentsOfFile: onehot, encoding: .utf8).split(separator: "\n")
+        let widened = URL(fileURLWithPath: onehot).deletingLastPathComponent().appendingPathComponent("widened.csv").path
+        let text = ([lines[0] + ",width"] + lines.dropFirst().map { $0 + ",32" }).joined(separator: "\n") + "\n"
+        try text.write(toFile: widened, atomically: true, encoding: .utf8)
+        let (r, out) = try train(widened, [])
+        assertCleanFailure(r, mentions: [widened + " line 2", "column 'width' holds '32'", "name the label columns with --y-cols"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     /// Labels in a `label` column: the training split's classes are 0...9 (integer labels), a
     /// validation row naming anything else is the row at fault.
     func testCSVWithAnUnknownLabel() throws {

@@ -103,7 +103,7 @@ extension ImageDataset {
                     if let xColumn {
                         throw RuntimeError("\(place(i)): column '\(columns[k])' holds '\(cell)', not a probability (0 to 1), "
                                            + "yet it was taken as a class (every column but '\(xColumn)'); "
-                                           + "name the label columns with --y-cols")
+                                           + "name the label columns", remedy: .labelColumns)
                     }
                     throw RuntimeError("\(place(i)): label column '\(columns[k])' holds '\(cell)', not a number >= 0")
                 }

@@ -231,11 +231,11 @@ final class KerasDatasetParityTests: TemporaryFolderTestCase {
         var o = DatasetOptions()
         o.imageDirectory = root + "/images"
         assertThrows(try ImageDataset.load(root + "/data.csv", options: o),
-                     mentioning: ["data.csv line 2 (a.jpg)", "column 'width' holds '32'", "--y-cols"])
+                     mentioning: ["data.csv line 2 (a.jpg)", "column 'width' holds '32'", "name the label columns"])
         for (csv, why) in [("image_id,cat,dog,note\na.jpg,1,0,0\nb.jpg,0,1,x\n", "column 'note' holds 'x'"),
                            ("image_id,cat,dog\na.jpg,1,0\nb.jpg,0,-1\n", "column 'dog' holds '-1'")] {
             try Data(csv.utf8).write(to: URL(fileURLWithPath: root + "/guessed.csv"))
-            assertThrows(try ImageDataset.load(root + "/guessed.csv", options: o), mentioning: ["guessed.csv line 3 (b.jpg)", why, "--y-cols"])
+            assertThrows(try ImageDataset.load(root + "/guessed.csv", options: o), mentioning: ["guessed.csv line 3 (b.jpg)", why, "name the label columns"])
         }
         // Guessed columns that are probabilities read as Keras reads them named.
         let soft = Self.cases["onehot_columns_not_sorted"]!
