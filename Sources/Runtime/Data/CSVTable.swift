@@ -29,7 +29,9 @@ public struct CSVTable: Sendable {
         var records = try CSVRecords.split(Array(text.utf8), path: path)
         guard !records.isEmpty else { throw RuntimeError("\(path): the CSV is empty (no header row)") }
         let head = records.removeFirst()
-        let header = head.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+        // Names as written: pandas keeps the spaces around a header name (" label" is not
+        // "label" to Keras), so a lookup that misses says which name differs only by them.
+        let header = head.fields
         // Rows are looked up by name with String ==, which takes "é" and "e" + U+0301 for one name,
         // and a name twice would be one column here; pandas keeps two columns (renaming a repeated
         // name's second "name.1"), so such a header is refused rather than read as one column.
@@ -62,10 +64,22 @@ public struct CSVTable: Sendable {
     }
 
     public func column(_ name: String) throws -> [String] {
-        guard header.contains(name) else {
-            throw RuntimeError("\(path): no column '\(name)' (columns: \(header.joined(separator: ", ")))")
-        }
+        guard header.contains(name) else { throw missing([name], what: "column") }
         return rows.map { $0[name] ?? "" }
+    }
+
+    /// The error for columns `names` not in the header (`what`: "column", "label column"),
+    /// naming the header's columns, and any column whose name is one of them with spaces around it.
+    func missing(_ names: [String], what: String) -> RuntimeError {
+        let quoted = names.map { "'\($0)'" }.joined(separator: ", ")
+        let columns = header.map { $0.trimmingCharacters(in: .whitespaces) == $0 ? $0 : "'\($0)'" }.joined(separator: ", ")
+        let spaced = names.compactMap { name in
+            header.firstIndex { $0 != name && $0.trimmingCharacters(in: .whitespaces) == name }.map { k in
+                "column \(k + 1) is '\(header[k])', with spaces that pandas keeps in the name"
+            }
+        }
+        let hint = spaced.isEmpty ? "" : "; " + spaced.joined(separator: "; ") + " (remove them)"
+        return RuntimeError("\(path): no \(what)\(names.count > 1 ? "s" : "") \(quoted) (columns: \(columns))\(hint)")
     }
 }
 

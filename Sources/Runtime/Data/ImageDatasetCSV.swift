@@ -24,6 +24,12 @@ extension ImageDataset {
         }
         let place = { (i: Int) in "\(path) line \(table.lines[i]) (\(files[i].name))" }
 
+        // A " label" column is not the "label" column to Keras; taking the other columns for the
+        // labels (or none) instead would read another data set than the user meant.
+        if options.labels == .automatic, !table.header.contains("label"),
+           table.header.contains(where: { $0.trimmingCharacters(in: .whitespaces) == "label" }) {
+            throw table.missing(["label"], what: "column")
+        }
         let spec = resolvedLabelSpec(options.labels, header: table.header, classNames: options.classNames,
                                      xColumn: options.xColumn)
         // Columns taken as every column but the file name (not named by --y-cols, nor the training
@@ -81,9 +87,7 @@ extension ImageDataset {
     static func oneHotRows(_ table: CSVTable, columns: [String], path: String, guessedBeside xColumn: String? = nil,
                            _ place: (Int) -> String) throws -> ([Float], [Bool]) {
         let missing = columns.filter { !table.header.contains($0) }
-        guard missing.isEmpty else {
-            throw RuntimeError("\(path): no label column\(missing.count > 1 ? "s" : "") \(missing.map { "'\($0)'" }.joined(separator: ", ")) (columns: \(table.header.joined(separator: ", ")))")
-        }
+        guard missing.isEmpty else { throw table.missing(missing, what: "label column") }
         var labels: [Float] = [], hasLabel: [Bool] = []
         labels.reserveCapacity(table.rows.count * columns.count)
         for (i, row) in table.rows.enumerated() {

@@ -36,6 +36,11 @@ final class CSVTableTests: TemporaryFolderTestCase {
         var o = DatasetOptions()
         o.requireFiles = false
         XCTAssertEqual(try ImageDataset.fromCSV(trailing, options: o).classNames, ["cat", "dog"])
+        // Header names as written (pandas keeps the spaces), and a lookup that misses names the
+        // column that differs only by them.
+        let spaced = try CSVTable.read(path: try write("s.csv", "image_id , label\na.jpg,cat\n"))
+        XCTAssertEqual(spaced.header, ["image_id ", " label"])
+        assertThrows(try spaced.column("label"), mentioning: ["no column 'label' (columns: 'image_id ', ' label')", "column 2 is ' label'"])
         let afterQuote = try write("q.csv", "image_id,label\n\"a.jpg\"x,1\n")
         assertThrows(try CSVTable.read(path: afterQuote), mentioning: [afterQuote + " line 2, column 1: text after the closing quote"])
         let long = try write("l.csv", "image_id,label\n\"" + String(repeating: "x", count: 500) + "\n")

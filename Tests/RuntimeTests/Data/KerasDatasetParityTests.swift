@@ -285,6 +285,25 @@ final class KerasDatasetParityTests: TemporaryFolderTestCase {
         }
     }
 
+    /// A header name with spaces around it is another name to pandas: Keras finds no "label"
+    /// column, and neither does distillctl, which names the spaced column rather than reading
+    /// other columns as the labels (or the split as unlabelled).
+    func testHeaderNameWithSpacesIsNotTheColumn() throws {
+        let c = Self.cases["header_with_spaces"]!
+        XCTAssertEqual(c.json["pandas_columns"] as! [String], ["image_id", " label"])
+        XCTAssertEqual(c.keras("tf_keras_categorical")["error"] as? String, "KeyError: 'label'")
+        assertThrows(try loadCSV(c), mentioning: ["data.csv: no column 'label'", "column 2 is ' label'", "pandas keeps"])
+        let root = try build(c)
+        var o = DatasetOptions()
+        o.imageDirectory = root + "/images"
+        assertThrows(try ImageDataset.load(root + "/data.csv", options: o), mentioning: ["no column 'label'", "column 2 is ' label'"])
+        o.labels = .oneHot(["label"])
+        assertThrows(try ImageDataset.load(root + "/data.csv", options: o), mentioning: ["no label column 'label'", "column 2 is ' label'"])
+        o.labels = .automatic
+        o.xColumn = " image_id"
+        assertThrows(try ImageDataset.load(root + "/data.csv", options: o), mentioning: ["no column ' image_id'", "(columns: image_id, ' label')"])
+    }
+
     /// Rows Keras reads differently from what distillctl would: refused, naming the row.
     func testCSVRowsKerasReadsDifferentlyAreRefused() throws {
         // "cat " is a class of its own to Keras; trimming it would merge it into "cat".
