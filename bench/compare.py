@@ -7,6 +7,7 @@ head only and unfrozen from block5a_expand_conv, distillctl's `bench --train` ne
 `tf.function` step, alternated the same way.
     python bench/compare.py [--model M.h5] [--rounds 3] [--iterations 20] [--threads 2]
                             [--groups float32,bf16,avx2] [--train-batch 8] [--train-iterations 10]
+                            [--train-rounds 5]
                             [--no-inference] [--no-train]
 Inference rows come in groups, each compared with its own distillctl row: float32 (every
 runtime), bf16 (distillctl --precision bf16 and OpenVINO as it comes, which picks bf16 on a CPU
@@ -111,6 +112,9 @@ def main():
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-iterations", type=int, default=10)
+    # TensorFlow's step varies by 10-20% from one process to the next on a shared machine, more
+    # than the inference rows do: five rounds for its median.
+    ap.add_argument("--train-rounds", type=int, default=5)
     ap.add_argument("--no-inference", dest="inference", action="store_false")
     ap.add_argument("--no-train", dest="train", action="store_false")
     ap.add_argument("--distillctl", default=DISTILLCTL)
@@ -195,7 +199,7 @@ def inference(args):
 def training(args):
     setups = [None, "block5a_expand_conv"]
     results = {}
-    for r in range(args.rounds):
+    for r in range(args.train_rounds):
         for unfreeze in setups:
             order = ["distillctl", "tensorflow"] if r % 2 == 0 else ["tensorflow", "distillctl"]
             for name in order:
@@ -205,7 +209,7 @@ def training(args):
                 print(f"  round {r + 1} train {unfreeze or 'head only'} {name:12s} {res['s_step']:.3f} s/step  "
                       f"peak {res['peak_mb']:.0f} MiB  trainable {res['trainable']}", file=sys.stderr)
     print(f"Distillation step, batch {args.train_batch} (teacher forward, student forward and backward, Adam): "
-          f"median of {args.rounds} rounds x {args.train_iterations} steps\n")
+          f"median of {args.train_rounds} rounds x {args.train_iterations} steps\n")
     print("| runtime | trainable | parameters | s per step | peak MiB | TensorFlow time / distillctl time |")
     print("|---|---|---|---|---|---|")
     for unfreeze in setups:
@@ -215,7 +219,7 @@ def training(args):
             step = statistics.median(x["s_step"] for x in rs)
             peak = max(x["peak_mb"] for x in rs)
             label = f"from {unfreeze}" if unfreeze else "head only"
-            print(f"| {name} | {label} | {rs[0]['trainable']} | {step:.3f} | {peak:.0f} | {tf_step / step:.2f}x |")
+            print(f"| {name} | {label} | {rs[0]['trainable']} | {step:.4f} | {peak:.0f} | {tf_step / step:.2f}x |")
     print()
 
 if __name__ == "__main__":
