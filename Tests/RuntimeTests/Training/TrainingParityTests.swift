@@ -63,7 +63,17 @@ final class TrainingParityTests: XCTestCase {
             let path = dir.appendingPathComponent("after_\(step).h5").path
             let keras = try H5Arrays.read(path: path)
             let kerasLosses = try XCTUnwrap(keras["losses"]).floats
-            XCTAssertEqual(Double(losses[step - 1]), Double(kerasLosses[(step - 1) * 3]), accuracy: 1e-4 * Double(abs(kerasLosses[(step - 1) * 3])) + 1e-6,
+            // Keras's own spread: the same steps on the batch in another row order moved all the
+            // trainable tensors by this much of their change (fixtures/make_training_fixtures.py).
+            // Where that is above the bound (a trajectory whose rounding decides its later steps:
+            // RegNetY's ten SGD steps, 2.5e-3, which this build reproduces tensor for tensor where
+            // OpenBLAS takes its AVX-512 kernels), the overall and loss bounds scale as the
+            // per-tensor ones do, to three times Keras's own spread.
+            var spread = 0.0
+            if case .number(let v)? = try H5Arrays.attributes(path: path)["permuted_batch_global_ratio_trainable"] { spread = v }
+            let widen = max(1, 3 * spread / bound)
+            XCTAssertEqual(Double(losses[step - 1]), Double(kerasLosses[(step - 1) * 3]),
+                           accuracy: 1e-4 * widen * Double(abs(kerasLosses[(step - 1) * 3])) + 1e-6,
                            "\(name) loss before step \(step)", file: file, line: line)
             let meta = try attributesOfWeights(path)
             var total = (diff: 0.0, change: 0.0)
@@ -98,7 +108,7 @@ final class TrainingParityTests: XCTestCase {
                 report.checked += 1
             }
             let overall = (total.diff / total.change).squareRoot()
-            XCTAssertLessThanOrEqual(overall, bound, "\(name) all trainable tensors after step \(step)", file: file, line: line)
+            XCTAssertLessThanOrEqual(overall, bound * widen, "\(name) all trainable tensors after step \(step)", file: file, line: line)
             print("\(name) after step \(step): all trainable tensors |ours - keras| / |keras change| = \(overall); "
                   + "worst tensor \(stepWorst.ratio) (\(stepWorst.name))")
         }
