@@ -5,7 +5,8 @@
 // the multiply-adds take straight from memory. AVX-512 doubles the lanes per instruction and the
 // register file, so where the AVX2 tile spends one load per two multiply-adds this one spends
 // one per 3.4. The epilogue (scale, shift, residual, activation) runs on the accumulators
-// before the single store; masks handle partial panels and the 8-wide last panel. The weights are
+// before the single store; masks handle partial panels, and an 8-wide last panel gets 256-bit
+// accumulators (tile_narrow). The weights are
 // prefetched a few input channels ahead (see PREFETCH). Swish and linear epilogues get tiles of
 // their own (ACT, see ck_activate_as): with the activation read at run time, every tile carried
 // the code, constants and branches of all of them, and the compiler spilled the accumulators
@@ -27,12 +28,12 @@
    weights, in turn) 64 x 192 x 1152 went from 145 to 117 us and 64 x 320 x 1280 from 251 to
    217 us, against 116 and 209 us with the same weights every time (L1/L2). */
 
-/// Up to 12 rows (R, a constant after inlining) times one or two panels (V); `ahead`, when not
-/// NULL, is the next pair of panels, prefetched over the k steps (32 floats a step).
+/// Up to 12 rows (R, a constant after inlining) times one or two panels (V): w0 s0 floats a row (16,
+/// or 8 for a last panel alone), w1 16; `ahead`, when not NULL, is the next pair of panels,
+/// prefetched over the k steps (32 floats a step).
 INLINE void tile(const int ACT, const int R, const int V, const float *x, ptrdiff_t lda, ptrdiff_t k,
-                 const float *w0, ptrdiff_t s0, __mmask16 l0, const float *w1, ptrdiff_t s1, __mmask16 l1,
-                 float *out, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1, const ck_epilogue *e,
-                 const float *ahead) {
+                 const float *w0, ptrdiff_t s0, const float *w1, float *out, ptrdiff_t ldc, ptrdiff_t ch,
+                 __mmask16 m0, __mmask16 m1, const ck_epilogue *e, const float *ahead) {
     __m512 acc0[12], acc1[12];
     for (int i = 0; i < R; i++) {
         acc0[i] = _mm512_setzero_ps();
@@ -40,13 +41,13 @@ INLINE void tile(const int ACT, const int R, const int V, const float *x, ptrdif
     }
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * s0), _MM_HINT_T0);
-        if (V == 2) _mm_prefetch((const char *)(w1 + (kk + PREFETCH) * s1), _MM_HINT_T0);
+        if (V == 2) _mm_prefetch((const char *)(w1 + (kk + PREFETCH) * 16), _MM_HINT_T0);
         if (ahead) {
             _mm_prefetch((const char *)(ahead + kk * 32), _MM_HINT_T0);
             _mm_prefetch((const char *)(ahead + kk * 32 + 16), _MM_HINT_T0);
         }
-        const __m512 b0 = _mm512_maskz_loadu_ps(l0, w0 + kk * s0);
-        const __m512 b1 = V == 2 ? _mm512_maskz_loadu_ps(l1, w1 + kk * s1) : _mm512_setzero_ps();
+        const __m512 b0 = _mm512_maskz_loadu_ps(s0 == 8 ? 0x00FF : 0xFFFF, w0 + kk * s0);
+        const __m512 b1 = V == 2 ? _mm512_loadu_ps(w1 + kk * 16) : _mm512_setzero_ps();
         for (int i = 0; i < R; i++) {
             const __m512 v = _mm512_set1_ps(x[i * lda + kk]);
             acc0[i] = _mm512_fmadd_ps(v, b0, acc0[i]);
@@ -61,18 +62,17 @@ INLINE void tile(const int ACT, const int R, const int V, const float *x, ptrdif
     }
 }
 
-/// All rows of r0..<r1 against one or two panels: 12-row tiles, then one tile of the rest; the
-/// first tile prefetches `ahead` (see PREFETCH).
+/// All rows of r0..<r1 against one or two panels (as in `tile`): 12-row tiles, then one tile of the
+/// rest; the first tile prefetches `ahead` (see PREFETCH).
 INLINE void rows(const int ACT, const int V, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
-                 const float *w0, ptrdiff_t s0, __mmask16 l0, const float *w1, ptrdiff_t s1, __mmask16 l1,
-                 float *c, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1, const ck_epilogue *e,
-                 const float *ahead) {
+                 const float *w0, ptrdiff_t s0, const float *w1, float *c, ptrdiff_t ldc, ptrdiff_t ch,
+                 __mmask16 m0, __mmask16 m1, const ck_epilogue *e, const float *ahead) {
     ptrdiff_t r = r0;
     for (; r + 12 <= r1; r += 12, ahead = NULL)
-        tile(ACT, 12, V, a + r * lda, lda, k, w0, s0, l0, w1, s1, l1, c + r * ldc + ch, ldc, ch, m0, m1, e, ahead);
+        tile(ACT, 12, V, a + r * lda, lda, k, w0, s0, w1, c + r * ldc + ch, ldc, ch, m0, m1, e, ahead);
     const float *x = a + r * lda;
     float *out = c + r * ldc + ch;
-#define TAIL(R) case R: tile(ACT, R, V, x, lda, k, w0, s0, l0, w1, s1, l1, out, ldc, ch, m0, m1, e, ahead); break;
+#define TAIL(R) case R: tile(ACT, R, V, x, lda, k, w0, s0, w1, out, ldc, ch, m0, m1, e, ahead); break;
     switch (r1 - r) {
         TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
         default: break;
@@ -85,7 +85,8 @@ INLINE void rows(const int ACT, const int V, const float *a, ptrdiff_t lda, ptrd
 /// repeated in both halves), so it takes R / 2 multiply-adds per input channel instead of R with
 /// half their lanes idle (a blend builds the pair's broadcast). The same products summed in the
 /// same order. EfficientNet's block2a/2b projections (n = 24) alone: 3249 x 96 x 24 79 -> 69 us,
-/// 3249 x 144 x 24 116 -> 103 us.
+/// 3249 x 144 x 24 116 -> 103 us, on a CPU with full-width 512-bit multiply-adds; where they are
+/// split in two (ck_fma512_split) `tile_narrow` is faster.
 INLINE void tile_half(const int ACT, const int R, const float *x, ptrdiff_t lda, ptrdiff_t k, const float *w0,
                       const float *w1, float *out, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1,
                       const ck_epilogue *e, const float *ahead) {
@@ -138,29 +139,89 @@ INLINE void rows_half(const int ACT, const float *a, ptrdiff_t lda, ptrdiff_t k,
 #undef TAIL
 }
 
-/// The panels of p0..<p1 in pairs (then one), all rows of r0..<r1 against each.
+/// `tile` where the last panel is 8 wide (n = 24, 40, ...; V = 2: a 16-wide panel w0 at channel ch
+/// and the 8-wide w8 at ch + 16; V = 1: only w8, at ch): the 8-wide panel's accumulators are 256-bit
+/// registers. For CPUs that split a 512-bit multiply-add in two (ck_fma512_split: AMD Zen 4 runs
+/// two 256-bit multiply-adds a cycle against one 512-bit one), an 8-wide panel then costs half a
+/// 16-wide one, where a masked 512-bit multiply-add cost as much as a full one, and `tile_half`'s
+/// blends took the multiply-add pipes' time. The same products summed in the same order. EfficientNet's projections
+/// alone (one thread, minimum of 40): 3249 x 96 x 24 206 -> 156 us, 3249 x 144 x 24 309 -> 229 us,
+/// 841 x 144 x 40 104 -> 91 us, 841 x 240 x 40 172 -> 150 us.
+INLINE void tile_narrow(const int ACT, const int R, const int V, const float *x, ptrdiff_t lda, ptrdiff_t k,
+                        const float *w0, const float *w8, float *out, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0,
+                        __mmask16 m8, const ck_epilogue *e, const float *ahead) {
+    __m512 acc0[12];
+    __m256 acc8[12];
+    for (int i = 0; i < R; i++) {
+        acc0[i] = _mm512_setzero_ps();
+        acc8[i] = _mm256_setzero_ps();
+    }
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        if (V == 2) _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w8 + (kk + PREFETCH) * 8), _MM_HINT_T0);
+        if (ahead) {
+            _mm_prefetch((const char *)(ahead + kk * 32), _MM_HINT_T0);
+            _mm_prefetch((const char *)(ahead + kk * 32 + 16), _MM_HINT_T0);
+        }
+        const __m512 b0 = V == 2 ? _mm512_loadu_ps(w0 + kk * 16) : _mm512_setzero_ps();
+        const __m256 b8 = _mm256_loadu_ps(w8 + kk * 8);
+        for (int i = 0; i < R; i++) {
+            if (V == 2) acc0[i] = _mm512_fmadd_ps(_mm512_set1_ps(x[i * lda + kk]), b0, acc0[i]);
+            acc8[i] = _mm256_fmadd_ps(_mm256_set1_ps(x[i * lda + kk]), b8, acc8[i]);
+        }
+    }
+    const ck_epilogue ec = *e;    /* the stores below cannot change it */
+    const ptrdiff_t c8 = V == 2 ? ch + 16 : ch;
+    for (int i = 0; i < R; i++) {
+        if (V == 2) ck_emit_as(ACT, acc0[i], ch, out + i * ldc, m0, &ec);
+        ck_emit_as(ACT, _mm512_zextps256_ps512(acc8[i]), c8, out + i * ldc + (c8 - ch), m8, &ec);
+    }
+}
+
+/// `rows` for `tile_narrow`'s panels.
+INLINE void rows_narrow(const int ACT, const int V, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0,
+                        ptrdiff_t r1, const float *w0, const float *w8, float *c, ptrdiff_t ldc, ptrdiff_t ch,
+                        __mmask16 m0, __mmask16 m8, const ck_epilogue *e, const float *ahead) {
+    ptrdiff_t r = r0;
+    for (; r + 12 <= r1; r += 12, ahead = NULL)
+        tile_narrow(ACT, 12, V, a + r * lda, lda, k, w0, w8, c + r * ldc + ch, ldc, ch, m0, m8, e, ahead);
+    const float *x = a + r * lda;
+    float *out = c + r * ldc + ch;
+#define TAIL(R) case R: tile_narrow(ACT, R, V, x, lda, k, w0, w8, out, ldc, ch, m0, m8, e, ahead); break;
+    switch (r1 - r) {
+        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
+        default: break;
+    }
+#undef TAIL
+}
+
+/// The panels of p0..<p1 in pairs (then one), all rows of r0..<r1 against each; a last panel 8 wide
+/// through `tile_narrow` when `split` (ck_fma512_split), else `tile_half` or a masked `tile`.
 INLINE void panels(const int ACT, const float *a, ptrdiff_t lda, ptrdiff_t k, const float *packed, ptrdiff_t n,
                    float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1,
-                   const ck_epilogue *e) {
+                   const ck_epilogue *e, int split) {
     ptrdiff_t p = p0;
     while (p < p1) {
         const ptrdiff_t c0 = p * 16;
-        const ptrdiff_t s0 = n - c0 <= 8 ? 8 : 16;
-        const __mmask16 l0 = s0 == 8 ? 0x00FF : 0xFFFF;
         const __mmask16 m0 = ck_lanes(n - c0);
         const float *w0 = packed + c0 * k;
         if (p + 1 < p1) {
             const ptrdiff_t c1 = c0 + 16;
-            const ptrdiff_t s1 = n - c1 <= 8 ? 8 : 16;
-            if (s1 == 8)
+            if (n - c1 <= 8 && split)
+                rows_narrow(ACT, 2, a, lda, k, r0, r1, w0, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
+                            p + 2 < p1 ? w0 + 32 * k : NULL);
+            else if (n - c1 <= 8)
                 rows_half(ACT, a, lda, k, r0, r1, w0, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
                           p + 2 < p1 ? w0 + 32 * k : NULL);
             else
-                rows(ACT, 2, a, lda, k, r0, r1, w0, s0, l0, w0 + 16 * k, s1, s1 == 8 ? 0x00FF : 0xFFFF, c, ldc, c0, m0,
-                     ck_lanes(n - c1), e, p + 2 < p1 ? w0 + 32 * k : NULL);
+                rows(ACT, 2, a, lda, k, r0, r1, w0, 16, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
+                     p + 2 < p1 ? w0 + 32 * k : NULL);
             p += 2;
+        } else if (n - c0 <= 8 && split) {
+            rows_narrow(ACT, 1, a, lda, k, r0, r1, w0, w0, c, ldc, c0, 0, m0, e, NULL);
+            p += 1;
         } else {
-            rows(ACT, 1, a, lda, k, r0, r1, w0, s0, l0, w0, s0, l0, c, ldc, c0, m0, 0, e, NULL);
+            rows(ACT, 1, a, lda, k, r0, r1, w0, n - c0 <= 8 ? 8 : 16, w0, c, ldc, c0, m0, 0, e, NULL);
             p += 1;
         }
     }
@@ -170,10 +231,11 @@ AVX512 void ck_pointwise_block_avx512(const float *a, ptrdiff_t lda, ptrdiff_t k
                                       float *c, ptrdiff_t ldc, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t p0, ptrdiff_t p1,
                                       const ck_epilogue *e) {
     /* EfficientNet's products end in swish or nothing: those two get tiles of their own. */
+    const int split = ck_fma512_split();
     switch (e->activation) {
-    case CK_ACT_SWISH: panels(CK_ACT_SWISH, a, lda, k, packed, n, c, ldc, r0, r1, p0, p1, e); break;
-    case CK_ACT_LINEAR: panels(CK_ACT_LINEAR, a, lda, k, packed, n, c, ldc, r0, r1, p0, p1, e); break;
-    default: panels(-1, a, lda, k, packed, n, c, ldc, r0, r1, p0, p1, e); break;
+    case CK_ACT_SWISH: panels(CK_ACT_SWISH, a, lda, k, packed, n, c, ldc, r0, r1, p0, p1, e, split); break;
+    case CK_ACT_LINEAR: panels(CK_ACT_LINEAR, a, lda, k, packed, n, c, ldc, r0, r1, p0, p1, e, split); break;
+    default: panels(-1, a, lda, k, packed, n, c, ldc, r0, r1, p0, p1, e, split); break;
     }
 }
 #else

@@ -18,6 +18,10 @@ int ck_avx512_usable(void);
 /// 1 when `ck_avx512_usable` and the CPU has AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16), else 0.
 int ck_avx512_bf16_usable(void);
 
+/// 1 when the CPU splits a 512-bit multiply-add in two 256-bit halves, running two 256-bit ones in
+/// the time of one 512-bit one (AMD Zen 4: family 19h with AVX-512), else 0.
+int ck_fma512_split(void);
+
 /// Activations the AVX-512 kernels apply in registers (the others run as a pass afterwards).
 enum {
     CK_ACT_LINEAR = 0,
