@@ -3,7 +3,15 @@
 // lines) by 32 columns (two vectors of a row of B), accumulated over all k rows of A and B in 24
 // registers, then added to or stored into C once. OpenBLAS's build here runs its AVX2 kernels on
 // this CPU; this keeps the backward pass at the same width as the forward.
+//
+// The scaled variant reads A as a squeeze-and-excitation's multiply would have stored it,
+// A[p, i] = X[p, i] * S[p / per, i] (the per-image channel scale), each product rounded as that
+// multiply rounds it, so that a 1x1 convolution after the excite needs the multiply's output
+// neither stored nor read back, and its weight gradient keeps the same bits. The products of a
+// row tile's 12 columns are made once, for all k rows, into a dense panel (12 floats a row) that
+// the tiles of every column strip then read: one multiply per row instead of one per product.
 #if defined(__x86_64__)
+#include <stdlib.h>
 #include "ckernels.h"
 #include "vec512.h"
 
@@ -61,11 +69,52 @@ AVX512 void ck_gemm_at_block_avx512(const float *a, ptrdiff_t lda, const float *
             rows(1, a, lda, b, ldb, k, i0, i1, j, ck_lanes(j1 - j), 0, c, ldc, accumulate);
     }
 }
+
+/// This thread's panel of at least `floats` floats (grown, never shrunk: the pool's threads live
+/// as long as the process).
+static float *panel_buffer(ptrdiff_t floats) {
+    static __thread float *buffer;
+    static __thread ptrdiff_t capacity;
+    if (capacity < floats) {
+        free(buffer);
+        buffer = aligned_alloc(64, (size_t)((floats + 15) / 16 * 64));
+        if (!buffer) abort();    /* a scaled row tile's panel (k x 12 floats): out of memory */
+        capacity = floats;
+    }
+    return buffer;
+}
+
+AVX512 void ck_gemm_at_scaled_block_avx512(const float *a, ptrdiff_t lda, const float *scale, ptrdiff_t per,
+                                           const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, ptrdiff_t k,
+                                           ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, int accumulate) {
+    if (k <= 0 || i1 <= i0) {
+        ck_gemm_at_block_avx512(a, lda, b, ldb, c, ldc, k, i0, i1, j0, j1, accumulate);
+        return;
+    }
+    float *panel = panel_buffer(k * 12 + 16);
+    for (ptrdiff_t i = i0; i < i1; i += 12) {
+        const ptrdiff_t r = i1 - i < 12 ? i1 - i : 12;
+        const __mmask16 m = ck_lanes(r);
+        for (ptrdiff_t p0 = 0; p0 < k; p0 += per) {
+            const __m512 s = _mm512_maskz_loadu_ps(m, scale + (p0 / per) * lda + i);
+            const ptrdiff_t p1 = p0 + per < k ? p0 + per : k;
+            for (ptrdiff_t p = p0; p < p1; p++)
+                _mm512_mask_storeu_ps(panel + p * 12, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + p * lda + i), s));
+        }
+        ck_gemm_at_block_avx512(panel, 12, b, ldb, c + i * ldc, ldc, k, 0, r, j0, j1, accumulate);
+    }
+}
 #else
 #include "ckernels.h"
 void ck_gemm_at_block_avx512(const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
                              ptrdiff_t k, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, int accumulate) {
     (void)a; (void)lda; (void)b; (void)ldb; (void)c; (void)ldc; (void)k; (void)i0; (void)i1; (void)j0; (void)j1;
     (void)accumulate;
+}
+void ck_gemm_at_scaled_block_avx512(const float *a, ptrdiff_t lda, const float *scale, ptrdiff_t per, const float *b,
+                                    ptrdiff_t ldb, float *c, ptrdiff_t ldc, ptrdiff_t k, ptrdiff_t i0, ptrdiff_t i1,
+                                    ptrdiff_t j0, ptrdiff_t j1, int accumulate) {
+    (void)a; (void)lda; (void)scale; (void)per; (void)b; (void)ldb; (void)c; (void)ldc; (void)k; (void)i0; (void)i1;
+    (void)j0; (void)j1; (void)accumulate;
 }
 #endif

@@ -99,6 +99,13 @@ void ck_depthwise_rows_avx512(const ck_depthwise_geometry *g, const float *x, co
 void ck_gemm_at_block_avx512(const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
                              ptrdiff_t k, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, int accumulate);
 
+/// The same with A[p, i] = a[p * lda + i] * scale[(p / per) * lda + i], each product rounded
+/// before it is used (a squeeze-and-excitation's multiply, never stored: A = x times its image's
+/// channel scale, `per` rows an image), so the same bits as the product over the stored multiply.
+void ck_gemm_at_scaled_block_avx512(const float *a, ptrdiff_t lda, const float *scale, ptrdiff_t per,
+                                    const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, ptrdiff_t k,
+                                    ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, int accumulate);
+
 /// A convolution's geometry (Runtime's Conv2DGeometry).
 typedef struct {
     ptrdiff_t inH, inW, inC, outH, outW, outC;

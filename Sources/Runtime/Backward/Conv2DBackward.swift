@@ -130,6 +130,19 @@ public func conv2dBackwardKernel(input: UnsafePointer<Float>, dOutput: UnsafePoi
                          tileRows: min(conv2dTileRows(g), max(1, g.outputPixels)))
 }
 
+/// A pointwise convolution's kernel gradient when its input is x [batch, H, W, inC] times a
+/// per-image channel scale [batch, inC] that was never stored (a squeeze-and-excitation's excite,
+/// `TrainingPlan.exciteIntoConv`): the products made as the multiply makes them, so the same bits
+/// as `conv2dBackwardKernel` over the stored product. AVX-512 only.
+func pointwiseBackwardKernel(input x: UnsafePointer<Float>, channelScale: UnsafePointer<Float>,
+                             dOutput: UnsafePointer<Float>, geometry g: Conv2DGeometry,
+                             dKernel: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    precondition(g.isPointwise && KernelISA.avx512, "a scaled kernel gradient is for AVX-512 1x1 convolutions")
+    gemmTransposedA(m: g.inC, n: g.outC, k: g.outputPixels, a: x, lda: g.inC, b: dOutput, ldb: g.outC,
+                    c: dKernel, ldc: g.outC, accumulate: accumulate, workspace: nil, workspaceCount: 0,
+                    aScale: (channelScale, g.outH * g.outW))
+}
+
 /// (`tileRows` is lowered by tests to get many tiles.)
 func conv2dBackwardKernel(input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
                           geometry g: Conv2DGeometry, dKernel: UnsafeMutablePointer<Float>, accumulate: Bool,

@@ -133,9 +133,13 @@ func gemmTransposedAWorkspaceCount(m: Int, n: Int, threads: Int) -> Int { max(0,
 /// summing into its own m x n partial in `workspace` (see `gemmTransposedAWorkspaceCount`);
 /// measured on a 1x1 conv's dW (k = 26k pixels, 144 x 24) that ran 2x faster than splitting C's
 /// rows. Short k: split C's columns or rows when they are wide enough, else k anyway.
+/// `aScale` (AVX-512 only): A's element [p, i] is a[p, i] * scale[p / rowsPerScale, i] (rows of
+/// the scale lda apart), rounded as a stored product would be: the same bits as A stored scaled.
 func gemmTransposedA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                     accumulate: Bool, workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int) {
+                     accumulate: Bool, workspace: UnsafeMutablePointer<Float>?, workspaceCount: Int,
+                     aScale: (scale: UnsafePointer<Float>, rowsPerScale: Int)? = nil) {
+    precondition(aScale == nil || KernelISA.avx512, "a scaled transposed-A product needs AVX-512")
     if KernelISA.avx512 {
         // The 16-lane kernel (CKernels): each element of C summed over all of k by one worker,
         // so no partials and the same result whatever the thread count. C's rows in tiles of 12,
@@ -148,8 +152,13 @@ func gemmTransposedA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
         parallelFor(byRows ? rowTiles : strips, threads: threads) { _, r in
             let rows = byRows ? (r.lowerBound * 12)..<min(m, r.upperBound * 12) : 0..<m
             let cols = byRows ? 0..<n : (r.lowerBound * 32)..<min(n, r.upperBound * 32)
-            ck_gemm_at_block_avx512(a, lda, b, ldb, c, ldc, k, rows.lowerBound, rows.upperBound, cols.lowerBound,
-                                    cols.upperBound, accumulate ? 1 : 0)
+            if let (scale, per) = aScale {
+                ck_gemm_at_scaled_block_avx512(a, lda, scale, max(1, per), b, ldb, c, ldc, k, rows.lowerBound,
+                                               rows.upperBound, cols.lowerBound, cols.upperBound, accumulate ? 1 : 0)
+            } else {
+                ck_gemm_at_block_avx512(a, lda, b, ldb, c, ldc, k, rows.lowerBound, rows.upperBound, cols.lowerBound,
+                                        cols.upperBound, accumulate ? 1 : 0)
+            }
         }
         return
     }

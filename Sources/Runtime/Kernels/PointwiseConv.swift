@@ -137,6 +137,41 @@ public func pointwiseConv(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, l
     }
 }
 
+/// output = epilogue((x times its image's channel scale) · kernel) for x [m, k] and scale
+/// [m / rowsPerScale, k]: a squeeze-and-excitation's multiply folded into the 1x1 convolution
+/// after it (training, `TrainingPlan.exciteIntoConv`). Each block of rows is scaled into a
+/// buffer of the worker's just before the tiles read it, the multiply's own products (x * s,
+/// rounded once), so the product never goes to memory and the outputs are `pointwiseConv`'s over
+/// the stored product bit for bit. AVX-512 only; no residual in the epilogue.
+func pointwiseConvScaledInput(m: Int, n: Int, k: Int, input: UnsafePointer<Float>, channelScale: UnsafePointer<Float>,
+                              rowsPerScale: Int, packed: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                              epilogue: Epilogue, threads: Int = RuntimeThreads.count) {
+    precondition(KernelISA.avx512 && epilogue.residual == nil && epilogue.activation.kind != .softmax,
+                 "a scaled-input pointwise product is for AVX-512 without a residual")
+    guard m > 0, n > 0 else { return }
+    let per = max(1, rowsPerScale)
+    let e = SplitEpilogue(epilogue, output: output)
+    PointwiseBlocks(m: m, n: n, k: k, threads: threads).forEach { rows, panels in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: rows.count * k) { buffer in
+            let scaled = buffer.baseAddress!
+            for (j, r) in rows.enumerated() {
+                let xp = input + r * k, sp = channelScale + (r / per) * k, op = scaled + j * k
+                var c = 0
+                while c + 8 <= k { store(load(xp + c) * load(sp + c), op + c); c += 8 }
+                if c < k { storePartial(loadPartial(xp + c, k - c) * loadPartial(sp + c, k - c), op + c, k - c) }
+            }
+            // The block's rows as rows 0..<count of the buffer and of the output from its first row.
+            var local = e.inRegisters
+            local.output = local.output.map { $0 + rows.lowerBound * n }
+            ck_pointwise_block_avx512(scaled, k, k, packed, n, output + rows.lowerBound * n, n, 0, rows.count,
+                                      panels.lowerBound, panels.upperBound, &local)
+        }
+        let c0 = panels.lowerBound * 16
+        e.finish(output, offset: rows.lowerBound * n + c0, rows: rows.count, cols: min(n, panels.upperBound * 16) - c0,
+                 ld: n)
+    }
+}
+
 /// Dwords (bf16 pairs) `packPointwiseBF16` writes for a [k, n] kernel.
 public func pointwiseBF16PackedCount(k: Int, n: Int) -> Int { (k + 1) / 2 * (n + 15) / 16 * 16 }
 

@@ -47,3 +47,35 @@ extension TrainingPlan {
         return found
     }
 }
+
+// In the forward pass the excite's multiply x * s is read only by the 1x1 convolution after it
+// (EfficientNet's projection): at inference its scale goes into that product; in training its
+// output was stored (4.8 MB per block5 block at batch 8) for the convolution's forward and the
+// kernel's gradient to read back. Folded, neither pass reads a stored product: each makes the
+// multiply's products as it reads x (`pointwiseConvScaledInput`, `pointwiseBackwardKernel`), so
+// the multiply's output is never written, and the numbers are the same bits. The multiply's own
+// backward reads x and s, never its output, and its gradient is still the convolution's input
+// gradient.
+extension TrainingPlan {
+    /// 1x1 convolution -> the squeeze-and-excitation multiply that is its input and read by
+    /// nothing else (and whose value nobody keeps). Folded only while AVX-512 is on
+    /// (`foldsExcites`).
+    static func excitesIntoConvolutions(_ split: TrainingSplit, _ patterns: [Int: SqueezeExcite],
+                                        keeping: Set<Int>) -> [Int: Int] {
+        var consumers = [[Int]](repeating: [], count: split.nodes.count)
+        for (j, node) in split.nodes.enumerated() { for input in node.inputs { consumers[input].append(j) } }
+        var found: [Int: Int] = [:]
+        for m in patterns.keys where m != split.logits && m != split.output && !keeping.contains(m) {
+            guard consumers[m].count == 1, let c = consumers[m].first, split.nodes[c].inputs == [m],
+                  case .conv(let p, _, _) = split.nodes[c].op,
+                  TrainingPlan.geometry(split.nodes, c, p).isPointwise else { continue }
+            found[c] = m
+        }
+        return found
+    }
+}
+
+extension TrainingPlan {
+    /// Whether this pass folds the multiplies of `exciteIntoConv` (the kernels that do it are AVX-512).
+    var foldsExcites: Bool { foldExciteIntoConv && KernelISA.avx512 && !exciteIntoConv.isEmpty }
+}

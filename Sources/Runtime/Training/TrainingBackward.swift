@@ -80,8 +80,14 @@ extension TrainingPlan {
                 biasBackward(dOutput: dy, rows: node.count / g.outC, channels: g.outC, dBias: db, accumulate: acc)
             }
             if let (dk, acc) = weightGradient(k, &weightWritten) {
-                conv2dBackwardKernel(input: x!, dOutput: dy, geometry: g, dKernel: dk, accumulate: acc,
-                                     workspace: workspace, workspaceCount: workspaceCount)
+                if foldsExcites, let m = exciteIntoConv[i], let se = squeezeExcite[m] {
+                    // The input is an excite never stored: its products made as they are read.
+                    pointwiseBackwardKernel(input: values[se.full], channelScale: values[se.scale], dOutput: dy,
+                                            geometry: g, dKernel: dk, accumulate: acc)
+                } else {
+                    conv2dBackwardKernel(input: x!, dOutput: dy, geometry: g, dKernel: dk, accumulate: acc,
+                                         workspace: workspace, workspaceCount: workspaceCount)
+                }
             }
             if let (dx, acc) = inputGradient(i, 0, &written) {
                 conv2dBackwardInput(dOutput: dy, geometry: g, kernel: weight(k), dInput: dx, accumulate: acc,

@@ -56,6 +56,14 @@ final class TrainingPlan {
     var fuseExciteIntoBatchNorm = true
     /// How many such gradients the last backward pass made in a batch norm's pass (for tests).
     var excitesMadeByBatchNorm = 0
+    /// 1x1 convolution -> the squeeze-and-excitation multiply it reads, which it makes itself as
+    /// it reads x and s, forward and for its kernel's gradient (`SqueezeExciteFusion.swift`).
+    let exciteIntoConv: [Int: Int]
+    /// The multiplies of `exciteIntoConv` (their forward is skipped).
+    let excitesFolded: Set<Int>
+    /// Off: every such multiply stores its output for the convolution (the reference in tests).
+    /// Set between steps, not between a forward pass and its backward.
+    var foldExciteIntoConv = true
 
     /// Runs `body` (node i's `pass`), adding its time to `nodeTimes` when that is set.
     @inline(__always)
@@ -87,6 +95,9 @@ final class TrainingPlan {
         batchNormBefore = Dictionary(uniqueKeysWithValues: activationAfter.map { ($1, $0) })
         squeezeExcite = TrainingPlan.squeezeExcitePatterns(split)
         squeezeExciteOfPool = Dictionary(uniqueKeysWithValues: squeezeExcite.map { ($1.pool, $0) })
+        exciteIntoConv = TrainingPlan.excitesIntoConvolutions(split, squeezeExcite,
+                                                              keeping: Set(keepValues.compactMap { split.trainNode[$0] }))
+        excitesFolded = Set(exciteIntoConv.values)
         let activations = Set(activationAfter.values)
         poolAfterActivation = Dictionary(uniqueKeysWithValues: squeezeExcite.values.compactMap { se in
             activations.contains(se.full) ? (se.full, se.pool) : nil
@@ -245,8 +256,16 @@ final class TrainingPlan {
         case .external:
             return
         case .conv(let p, let k, let b):
-            conv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), kernel: weight(k), output: out,
-                   epilogue: Epilogue(shift: b.map { UnsafePointer(weight($0)) }), workspace: workspace,
+            let g = TrainingPlan.geometry(nodes, i, p)
+            let epilogue = Epilogue(shift: b.map { UnsafePointer(weight($0)) })
+            if foldsExcites, let m = exciteIntoConv[i], let se = squeezeExcite[m] {
+                packPointwiseAVX512(weight(k), k: g.inC, n: g.outC, into: workspace)
+                pointwiseConvScaledInput(m: g.outputPixels, n: g.outC, k: g.inC, input: values[se.full],
+                                         channelScale: values[se.scale], rowsPerScale: g.outH * g.outW,
+                                         packed: workspace, output: out, epilogue: epilogue)
+                return
+            }
+            conv2d(input: x!, geometry: g, kernel: weight(k), output: out, epilogue: epilogue, workspace: workspace,
                    workspaceCount: workspaceCount)
         case .groupedConv(let p, let groups, let k, let b):
             groupedConv2d(input: x!, geometry: TrainingPlan.geometry(nodes, i, p), groups: groups, kernel: weight(k),
@@ -317,6 +336,7 @@ final class TrainingPlan {
             if pooledByBatchNorm.contains(i) { return }     // made by the batch norm below it
             m.forward(node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)
         case .merge(let kind):
+            if foldsExcites && excitesFolded.contains(i) { return }     // made by the 1x1 after it
             DataOps.merge(kind, node.inputs.map { UnsafePointer(values[$0]) }, node.inputs.map { nodes[$0].shape }, out, node.shape)
         case .layerNorm(let dims, let gamma, let beta, let eps):
             let n = dims.map { node.shape[$0] }.reduce(1, *)

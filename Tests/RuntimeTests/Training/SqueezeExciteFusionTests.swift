@@ -80,4 +80,50 @@ final class SqueezeExciteFusionTests: XCTestCase {
             }
         }
     }
+
+    /// The excite's multiply folded into the 1x1 convolution after it (never stored; made as the
+    /// convolution reads x, forward and for its kernel's gradient): the same values, logits and
+    /// gradients, bit for bit, as with the multiply stored, at several images and one.
+    func testExciteFoldedIntoConvolutionMatchesStored() throws {
+        for name in ["k2_effnet_block", "k2_mobilenetv3small", "k2_regnety002"] {
+            let c = try XCTUnwrap(fixtureCases().first { $0.name == name })
+            let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
+            let input = try XCTUnwrap(try H5Arrays.read(path: c.path(c.io)!)["input"])
+            let one = Tensor(shape: input.shape, data: input.floats)
+            let perImage = one.data.count / one.batch
+            for batch in [3, 1] {
+                var data = [Float]()
+                for b in 0..<batch {
+                    let k = b % one.batch
+                    data += one.data[(k * perImage)..<((k + 1) * perImage)].map { $0 * (1 + 0.1 * Float(b)) }
+                }
+                let x = Tensor(shape: [batch] + Array(one.shape.dropFirst()), data: data)
+                let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
+                let plan = try TrainingPlan(model: model, params: params, batch: batch)
+                XCTAssertFalse(plan.exciteIntoConv.isEmpty, "\(name): an excite read only by a 1x1 convolution")
+                let classes = plan.nodes[plan.split.logits].count / batch
+                let g = (0..<(batch * classes)).map { Float(($0 * 7) % 5) * 0.1 - 0.2 }
+                func step(folded: Bool) -> (values: [[Float]], gradients: [[Float]?]) {
+                    plan.foldExciteIntoConv = folded
+                    XCTAssertEqual(plan.foldsExcites, folded && KernelISA.avx512, name)
+                    plan.forward([x], training: true, seed: 1, step: 0)
+                    let values = plan.nodes.indices.filter { !plan.excitesFolded.contains($0) && !plan.folded.contains($0) }
+                        .map { i in Array(UnsafeBufferPointer(start: plan.values[i], count: plan.nodes[i].count)) }
+                    params.zeroGradients()
+                    g.withUnsafeBufferPointer { _ = plan.backward(logitsGradient: $0.baseAddress!) }
+                    return (values, params.entries.map { e in e.gradient.map { Array(UnsafeBufferPointer(start: $0, count: e.count)) } })
+                }
+                let stored = step(folded: false)
+                let folded = step(folded: true)
+                XCTAssertTrue(stored.gradients.contains { $0?.contains { $0 != 0 } ?? false }, name)
+                for (k, (a, b)) in zip(folded.values, stored.values).enumerated() {
+                    assertClose(a, b, tolerance: 0, "\(name) batch \(batch) value \(k)")
+                }
+                for (k, (a, b)) in zip(folded.gradients, stored.gradients).enumerated() {
+                    guard let a, let b else { continue }
+                    assertClose(a, b, tolerance: 0, "\(name) batch \(batch) gradient \(k)")
+                }
+            }
+        }
+    }
 }
