@@ -70,7 +70,7 @@ public struct LoaderOptions: Sendable {
 }
 
 /// Where the image pipeline's time went: seconds summed over the images loaded (decode: reading
-/// and decoding the file; resize: colour conversion, resize and conversion to float; augment: the
+/// and decoding the file, with its colour conversion and resize; resize: conversion to float; augment: the
 /// random transform), and the seconds the consumer of a `BatchStream` spent in `next()` (loading
 /// images itself or waiting for them).
 public struct LoaderTimings: Sendable, Equatable {
@@ -273,15 +273,10 @@ public final class BatchLoader: Sendable {
             if let held = decoded?.image(file.path, for: options) {
                 image = held
                 timings.held += 1
-            } else if options.fastDecode {
-                let fresh = try Image(contentsOfFile: file.path, decodeAtLeast: (w, h))
-                timings.decode += clock.lap()
-                image = try kerasImage(fresh, name: file.path, channels: c, targetHeight: h, targetWidth: w,
-                                       interpolation: options.interpolation)
             } else {
-                // Decoded and resized at once where it can be (counted as decoding).
+                // Decoded and resized (at once where it can be), counted as decoding.
                 image = try kerasImage(contentsOfFile: file.path, channels: c, targetHeight: h, targetWidth: w,
-                                       interpolation: options.interpolation)
+                                       interpolation: options.interpolation, fastDecode: options.fastDecode)
                 timings.decode += clock.lap()
             }
             guard let augmenter else {

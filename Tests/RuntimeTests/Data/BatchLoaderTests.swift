@@ -293,6 +293,37 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         otherSize.height = 41
         XCTAssertNil(try BatchLoader(dataset: checked, options: otherSize).decoded)
         XCTAssertNotNil(held.decoded)
+
+        // Under fast decoding the check keeps the fast decode's images, each equal to a fresh
+        // fast decode (the 600x800 photo is decoded at 1/8 scale: not Keras's pixels), serves them
+        // only to a fast-decoding loader, and its batches are the fresh fast ones.
+        let fastDecoded = preflightDecode(fresh, height: 40, width: 36, fastDecode: true,
+                                          keepBytes: DecodedImages.defaultBudget).decoded
+        XCTAssertTrue(fastDecoded.fastDecode)
+        XCTAssertFalse(try XCTUnwrap(checked.decoded).fastDecode)
+        XCTAssertEqual(fastDecoded.count, 4)
+        for file in fresh.files {
+            let again = try kerasImage(contentsOfFile: file.path, channels: 3, targetHeight: 40, targetWidth: 36,
+                                       interpolation: .nearest, fastDecode: true)
+            XCTAssertEqual(fastDecoded.image(file.path, for: fast), again, file.name)
+            XCTAssertNil(fastDecoded.image(file.path, for: options), "a Keras-decoding loader gets no fast image")
+        }
+        let photo = try XCTUnwrap(fresh.files.first { $0.name == "photo.jpg" }).path
+        XCTAssertNotEqual(fastDecoded.image(photo, for: fast), checked.decoded?.image(photo, for: options),
+                          "the photo's fast decode differs from Keras's")
+        var fastHeld = fresh
+        fastHeld.decoded = fastDecoded
+        let fastLoader = try BatchLoader(dataset: fastHeld, options: fast)
+        XCTAssertNotNil(fastLoader.decoded)
+        XCTAssertNil(try BatchLoader(dataset: fastHeld, options: options).decoded)
+        let fastStream = fastLoader.batches(untilEpoch: 2)
+        let fastBatches = try drain(fastStream)
+        XCTAssertEqual(fastStream.timings.held, 8, "every image came from the fast pre-flight check")
+        let fastReference = try BatchLoader(dataset: fresh, options: fast)
+        for b in fastBatches {
+            XCTAssertEqual(b.images, try fastReference.makeBatch(epoch: b.epoch, batch: b.index).images,
+                           "fast: epoch \(b.epoch) batch \(b.index)")
+        }
     }
 
     /// The seed's setting: batch 8, 228x228, seed augmentation, photo-sized JPEGs, one
