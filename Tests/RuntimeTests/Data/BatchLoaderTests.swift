@@ -154,6 +154,20 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
             XCTAssertEqual(b.images, direct.images, "epoch \(b.epoch) batch \(b.index)")
             XCTAssertEqual(b.labels, direct.labels)
         }
+        // The batches above were all kept, so each was made in an array of its own. A consumer
+        // that lets each batch go before the next gets them in a few arrays written again (no
+        // fresh 5 MB per batch), with the same pixels.
+        let again = loader.batches(untilEpoch: 2)
+        var arrays: Set<UnsafePointer<Float>> = []
+        var k = 0
+        while let b = try again.next() {
+            arrays.insert(b.images.data.withUnsafeBufferPointer { $0.baseAddress! })
+            XCTAssertEqual(b.images, batches[k].images, "epoch \(b.epoch) batch \(b.index), written again")
+            k += 1
+        }
+        XCTAssertEqual(k, 6)
+        XCTAssertLessThanOrEqual(arrays.count, 3)
+        XCTAssertEqual(Set(batches.map { b in b.images.data.withUnsafeBufferPointer { $0.baseAddress! } }).count, 6)
     }
 
     /// By default a stream starts one helper thread per core the step's workers leave free: none
