@@ -3,9 +3,12 @@
 // of work, taken earliest batch first by
 //   - the helper threads (`LoaderOptions.decodeThreads`: by default one per core the step's
 //     workers leave free, so none when they fill the machine);
+//   - the worker pool's threads while the step leaves them idle (a worker done with its share of
+//     a job while another finishes its last task, or waiting for the next job): one image at a
+//     time, as the pool's idle work (`PoolIdleWork`);
 //   - the caller, in `next()`, when the batch it needs is not ready: it loads the images left on
-//     all the worker pool's threads at once (rather than wait), between two steps; a batch no
-//     helper has begun straight into the batch's own pixels, with no copy.
+//     all the worker pool's threads at once (rather than wait), between two steps; a batch none
+//     of the others has begun straight into the batch's own pixels, with no copy.
 // An image lands in its own slot whoever loads it, and a batch is a pure function of (epoch,
 // index) (BatchLoader), so the batches are those of `BatchLoader.makeBatch`, bit for bit.
 import Foundation
@@ -18,6 +21,7 @@ public final class BatchStream: @unchecked Sendable {
         self.loader = loader
         shared = Shared(loader: loader, start: start, endEpoch: endEpoch)
         let shared = self.shared
+        shared.startIdleWork()
         for i in 0..<loader.helperThreads {
             let thread = Thread { shared.help() }
             thread.name = "distillctl.images.\(i)"
@@ -108,6 +112,8 @@ public final class BatchStream: @unchecked Sendable {
         /// (or, if it still holds it, gets a copy of its own: arrays copy on write), so no batch
         /// maps and faults in 5 MB of fresh pages.
         var handedOut: [[Float]] = []
+        /// The pool's idle work while it is this stream's (set once, before any image is loaded).
+        var idle: PoolIdleWork?
 
         init(loader: BatchLoader, start: DataPosition, endEpoch: Int) {
             self.loader = loader
@@ -123,17 +129,45 @@ public final class BatchStream: @unchecked Sendable {
                 window.append(Pending(loader: loader, epoch: position.epoch, index: position.batch))
                 position = DataPosition.after(epoch: position.epoch, batch: position.batch, batchesPerEpoch: perEpoch)
             }
+            offerIdleWork()
+        }
+
+        /// Takes the pool's idle work for this stream's images if no one else has it.
+        func startIdleWork() {
+            let work = PoolIdleWork { [unowned self] in self.runOne(idle: true) }
+            condition.lock()
+            if work.start() {
+                idle = work
+                offerIdleWork()
+            }
+            condition.unlock()
+        }
+
+        /// Tells the pool whether an image is there to take (caller holds the lock).
+        func offerIdleWork() {
+            idle?.offer(!cancelled && window.contains { $0.claimed < $0.rows.items.count })
+        }
+
+        /// Withdraws the idle work and waits for the images the pool's threads are loading.
+        func stopIdleWork() {
+            condition.lock()
+            let work = idle
+            condition.unlock()
+            work?.stop()
         }
 
         /// Loads one image of the earliest batch with one left; false when there is none.
-        func runOne(consumer: Bool = false) -> Bool {
+        /// `consumer`: by the caller of `next()`; `idle`: by an idle thread of the pool.
+        func runOne(consumer: Bool = false, idle: Bool = false) -> Bool {
             condition.lock()
             guard !cancelled, let pending = window.first(where: { $0.claimed < $0.rows.items.count }) else {
+                offerIdleWork()
                 condition.unlock()
                 return false
             }
             let slot = pending.claimed
             pending.claimed += 1
+            offerIdleWork()
             let size = loader.imageSize
             let pixels = pending.slotPixels(loader: loader, spare: &spareSlots)
             var scratch = takeScratch()
@@ -149,6 +183,7 @@ public final class BatchStream: @unchecked Sendable {
             pending.failures[slot] = failure
             pending.done += 1
             if consumer { t.byConsumer = t.images }
+            if idle { t.byIdleWorkers = t.images }
             timings = timings + t
             let complete = pending.done == pending.rows.items.count
             condition.unlock()
@@ -253,8 +288,10 @@ public final class BatchStream: @unchecked Sendable {
         func cancel() {
             condition.lock()
             cancelled = true
+            offerIdleWork()
             condition.broadcast()
             condition.unlock()
+            stopIdleWork()
         }
 
         func take() throws -> Batch? {
@@ -270,6 +307,7 @@ public final class BatchStream: @unchecked Sendable {
                     finished = true
                     condition.broadcast()
                     condition.unlock()
+                    stopIdleWork()
                     return nil
                 }
                 let first = window[0]
@@ -286,6 +324,7 @@ public final class BatchStream: @unchecked Sendable {
                     case .failure(let error):
                         finished = true
                         condition.unlock()
+                        stopIdleWork()
                         throw error
                     }
                 }
@@ -293,6 +332,7 @@ public final class BatchStream: @unchecked Sendable {
                 if first.claimed == 0 && unclaimed > 1 {
                     // No image of it begun: all of them on the pool at once, into the batch itself.
                     first.claimed = unclaimed
+                    offerIdleWork()
                     condition.unlock()
                     loadWhole(first)
                     continue

@@ -116,10 +116,13 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
     }
 
     /// JPEGs decoded, resized and augmented on the worker pool's threads when the consumer asks
-    /// for each batch (no helper threads, as on a machine the step's workers fill), between the
-    /// parallel loops of a "step", make the batches `makeBatch` makes serially, bit for bit: same
-    /// images, order and random draws.
+    /// for each batch (no helper threads, as on a machine the step's workers fill), or by a
+    /// worker a "step" leaves idle (one long task of a job keeps the other worker waiting), make
+    /// the batches `makeBatch` makes serially, bit for bit: same images, order and random draws.
     func testImagesLoadedBetweenStepsEqualSerialBatches() throws {
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        RuntimeThreads.set(2)
         for i in 0..<12 { try copyImage("augment/bench_600x800.jpg", to: "imgs/\(i).jpg") }
         let dataset = try ImageDataset.load(folder + "/imgs")
         var options = LoaderOptions(height: 96, width: 80, batchSize: 4, shuffle: true, seed: 5, augment: .seedExample)
@@ -139,11 +142,14 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
                     sums[w] = x
                 }
             }
+            parallelFor(2) { _, r in if r.lowerBound == 0 { usleep(20_000) } }
         }
         XCTAssertEqual(batches.count, 6)
         let t = stream.timings
         XCTAssertEqual(t.images, 24)
-        XCTAssertEqual(t.byConsumer, t.images)
+        XCTAssertEqual(t.byConsumer + t.byIdleWorkers, t.images)
+        XCTAssertGreaterThan(t.byIdleWorkers, 0, "the worker the long task left idle loaded images")
+        XCTAssertGreaterThan(t.byConsumer, 0, "the first batch was loaded when asked for")
         print(t.describe(stepSeconds: 0, stepImages: 0))
         var serial = options
         serial.decodeThreads = 1
