@@ -137,8 +137,8 @@ struct dctl_jpeg_reader {
     struct dctl_error_mgr jerr;
 };
 
-dctl_jpeg_reader *dctl_jpeg_open(const uint8_t *data, size_t size, int *width, int *height, int *channels,
-                                 char *err, size_t err_size) {
+dctl_jpeg_reader *dctl_jpeg_open(const uint8_t *data, size_t size, int min_width, int min_height,
+                                 int *width, int *height, int *channels, char *err, size_t err_size) {
     dctl_jpeg_reader *volatile reader = malloc(sizeof(dctl_jpeg_reader));
     if (!reader) {
         dctl_set_error(err, err_size, "out of memory");
@@ -160,8 +160,15 @@ dctl_jpeg_reader *dctl_jpeg_open(const uint8_t *data, size_t size, int *width, i
     // The stored colour space, as dctl_decode chooses it for requested = 0.
     int c = reader->cinfo.num_components == 4 ? 4 : reader->cinfo.num_components == 1 ? 1 : 3;
     reader->cinfo.out_color_space = c == 1 ? JCS_GRAYSCALE : c == 4 ? JCS_CMYK : JCS_RGB;
-    *width = (int)reader->cinfo.image_width;
-    *height = (int)reader->cinfo.image_height;
+    // The DCT scaling as dctl_decode chooses it, and the size it decodes to.
+    int denom = dctl_scale_for((int)reader->cinfo.image_width, (int)reader->cinfo.image_height, min_width, min_height);
+    if (denom != 1) {
+        reader->cinfo.scale_num = 1;
+        reader->cinfo.scale_denom = (unsigned int)denom;
+    }
+    jpeg_calc_output_dimensions(&reader->cinfo);
+    *width = (int)reader->cinfo.output_width;
+    *height = (int)reader->cinfo.output_height;
     *channels = c;
     return reader;
 }

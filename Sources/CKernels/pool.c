@@ -54,6 +54,60 @@ static _Thread_local unsigned long seen;
 
 int ck_pool_inside(void) { return inside; }
 
+/* Idle work (see ckernels.h). Set and cleared under `idle_lock` (rarely); read without it.
+   `idle_running` counts the threads between deciding to call the provider and returning from
+   it: clearing stores NULL first, then waits for the count to drop, so (all sequentially
+   consistent) a thread either saw NULL or is waited for, and a context is stored before its
+   function is. */
+static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(ck_idle_fn) idle_fn;
+static void *_Atomic idle_context;
+static _Atomic int idle_available;
+static _Atomic int idle_running;
+
+int ck_pool_set_idle_work(ck_idle_fn fn, void *context) {
+    pthread_mutex_lock(&idle_lock);
+    const int free = atomic_load(&idle_fn) == NULL;
+    if (free) {
+        atomic_store(&idle_available, 0);
+        atomic_store(&idle_context, context);
+        atomic_store(&idle_fn, fn);
+    }
+    pthread_mutex_unlock(&idle_lock);
+    return free;
+}
+
+void ck_pool_offer_idle_work(void *context, int available) {
+    if (atomic_load(&idle_fn) != NULL && atomic_load(&idle_context) == context) atomic_store(&idle_available, available);
+}
+
+void ck_pool_clear_idle_work(void *context) {
+    pthread_mutex_lock(&idle_lock);
+    if (atomic_load(&idle_fn) != NULL && atomic_load(&idle_context) == context) {
+        atomic_store(&idle_available, 0);
+        atomic_store(&idle_fn, NULL);
+        while (atomic_load(&idle_running) > 0) CPU_RELAX();
+    }
+    pthread_mutex_unlock(&idle_lock);
+}
+
+/* One unit of idle work if there is one; 1 if it ran one. */
+static int run_idle(void) {
+    if (!atomic_load_explicit(&idle_available, memory_order_relaxed)) return 0;
+    atomic_fetch_add(&idle_running, 1);
+    const ck_idle_fn fn = atomic_load(&idle_fn);
+    int did = 0;
+    if (fn) {
+        void *const context = atomic_load(&idle_context);
+        const int was = inside;
+        inside = 1;
+        did = fn(context);
+        inside = was;
+    }
+    atomic_fetch_sub(&idle_running, 1);
+    return did;
+}
+
 /* Runs tasks of job `gen` until none is left (or the job is another's already). */
 static void run_tasks(int worker, uint32_t gen) {
     uint64_t word = atomic_load_explicit(&claim, memory_order_acquire);
@@ -94,7 +148,12 @@ static void *pool_thread(void *arg) {
         unsigned long now = seen;
         int spins = 0;
         while ((now = atomic_load_explicit(&generation, memory_order_acquire)) == seen) {
-            /* Between jobs: spin a while, then sleep until a job. */
+            /* Between jobs: idle work while there is some, else spin a while, then sleep until
+               a job. */
+            if (run_idle()) {
+                spins = 0;
+                continue;
+            }
             if (++spins < SPINS) {
                 CPU_RELAX();
                 continue;
@@ -125,6 +184,10 @@ static void after_fork_in_child(void) {
     started = 0;
     atomic_store(&sleepers, 0);
     inside = 0;
+    atomic_store(&idle_fn, NULL);
+    atomic_store(&idle_available, 0);
+    atomic_store(&idle_running, 0);
+    pthread_mutex_init(&idle_lock, NULL);
     pthread_mutex_init(&caller_lock, NULL);
     pthread_mutex_init(&sleep_lock, NULL);
     pthread_cond_init(&wake, NULL);
@@ -181,6 +244,8 @@ void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context) {
     inside = 1;
     run_tasks(0, (uint32_t)next);
     inside = 0;
-    while (atomic_load_explicit(&done, memory_order_acquire) < tasks) CPU_RELAX();
+    while (atomic_load_explicit(&done, memory_order_acquire) < tasks) {
+        if (!run_idle()) CPU_RELAX();
+    }
     pthread_mutex_unlock(&caller_lock);
 }

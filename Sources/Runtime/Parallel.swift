@@ -103,3 +103,31 @@ func chunkRange(_ count: Int, _ chunks: Int, _ w: Int) -> Range<Int> {
     let lo = w * base + min(w, extra)
     return lo..<(lo + base + (w < extra ? 1 : 0))
 }
+
+/// Work the pool's threads take a unit at a time when they would otherwise spin: a pool thread
+/// waiting for the next job, a caller waiting for another thread's last task
+/// (`ck_pool_set_idle_work`). The pool has one place for it: `start` takes it if it is free.
+/// `stop` withdraws it and returns once no thread runs a unit any more (call it before what the
+/// units use goes away; it must not be called from inside a unit).
+final class PoolIdleWork: @unchecked Sendable {
+    private let unit: () -> Bool
+
+    /// `unit` does one small piece of work and says whether there was one.
+    init(_ unit: @escaping () -> Bool) { self.unit = unit }
+
+    private var context: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    /// Becomes the pool's idle work, with no unit offered yet; false if another holds the place.
+    func start() -> Bool {
+        ck_pool_set_idle_work({ context in
+            Unmanaged<PoolIdleWork>.fromOpaque(context!).takeUnretainedValue().unit() ? 1 : 0
+        }, context) != 0
+    }
+
+    /// Whether a unit is there to take (set it under the lock that guards the units).
+    func offer(_ available: Bool) { ck_pool_offer_idle_work(context, available ? 1 : 0) }
+
+    func stop() { ck_pool_clear_idle_work(context) }
+
+    deinit { stop() }
+}

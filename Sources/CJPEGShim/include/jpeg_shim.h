@@ -24,16 +24,17 @@ int dctl_jpeg_decode_native(const uint8_t *data, size_t size, int min_width, int
 /// A JPEG whose header is read, to decode with dctl_jpeg_decode_picked (or close).
 typedef struct dctl_jpeg_reader dctl_jpeg_reader;
 
-/// Reads the header of a JPEG held in memory (which must outlive the reader): its size and the
-/// channels of the colour space it is stored in, as dctl_jpeg_decode_native decodes it (1, 3 or
-/// 4). NULL on failure, with libjpeg's message in err.
-dctl_jpeg_reader *dctl_jpeg_open(const uint8_t *data, size_t size, int *width, int *height, int *channels,
-                                 char *err, size_t err_size);
+/// Reads the header of a JPEG held in memory (which must outlive the reader): the size it decodes
+/// to and the channels of the colour space it is stored in, as dctl_jpeg_decode_native decodes it
+/// for min_width x min_height (1, 3 or 4 channels; the DCT scaling it chooses, none where either
+/// is 0). NULL on failure, with libjpeg's message in err.
+dctl_jpeg_reader *dctl_jpeg_open(const uint8_t *data, size_t size, int min_width, int min_height,
+                                 int *width, int *height, int *channels, char *err, size_t err_size);
 
 /// Frees a reader not decoded.
 void dctl_jpeg_close(dctl_jpeg_reader *reader);
 
-/// Decodes at full size, as dctl_jpeg_decode_native with no DCT scaling, keeping only the pixels
+/// Decodes at the reader's size, as dctl_jpeg_decode_native decodes it, keeping only the pixels
 /// a nearest resize picks: output pixel (r, x) is source pixel (rows[r], columns[x]), 0 where
 /// either is -1 (past the source). `rows` is non-decreasing but for its -1s; `out` holds
 /// out_height * out_width * channels bytes. Every scanline is decoded, so the file is refused

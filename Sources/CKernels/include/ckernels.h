@@ -219,6 +219,23 @@ void ck_pool_for(int workers, long tasks, ck_task_fn fn, void *context);
 /// 1 on a thread that is running a `ck_pool_for` task (the caller included), else 0.
 int ck_pool_inside(void);
 
+/// Work for the pool's threads when they would otherwise spin: `fn(context)` does one small unit
+/// (returning 1) or finds none (0). A pool thread waiting for the next job and a caller waiting
+/// for another thread's last task call it while `ck_pool_offer_idle_work(1)` stands, each call
+/// marked as inside a task (a `ck_pool_for` within it runs inline). A job a pool thread misses
+/// meanwhile is run by the others, as for a descheduled thread. One provider at a time: returns
+/// 1 if it is now this one, 0 if another holds the place.
+typedef int (*ck_idle_fn)(void *context);
+int ck_pool_set_idle_work(ck_idle_fn fn, void *context);
+
+/// Whether provider `context` has a unit to give now (cheap to read while spinning); set it
+/// under the provider's own lock, so that a unit found missing and a unit added never cross.
+void ck_pool_offer_idle_work(void *context, int available);
+
+/// Withdraws `context`'s idle work (if it is the provider) and returns once no thread is inside
+/// its `fn` any more: the context may then be freed.
+void ck_pool_clear_idle_work(void *context);
+
 #ifdef __cplusplus
 }
 #endif

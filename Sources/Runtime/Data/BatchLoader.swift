@@ -70,7 +70,7 @@ public struct LoaderOptions: Sendable {
 }
 
 /// Where the image pipeline's time went: seconds summed over the images loaded (decode: reading
-/// and decoding the file; resize: colour conversion, resize and conversion to float; augment: the
+/// and decoding the file, with its colour conversion and resize; resize: conversion to float; augment: the
 /// random transform), and the seconds the consumer of a `BatchStream` spent in `next()` (loading
 /// images itself or waiting for them).
 public struct LoaderTimings: Sendable, Equatable {
@@ -79,9 +79,11 @@ public struct LoaderTimings: Sendable, Equatable {
     public var resize = 0.0
     public var augment = 0.0
     public var waited = 0.0
-    /// Of `images`, those the consumer loaded in `next()`, on the worker pool's threads (the
-    /// rest: the helper threads, ahead of the step).
+    /// Of `images`, those the consumer loaded in `next()`, on the worker pool's threads.
     public var byConsumer = 0
+    /// Of `images`, those the worker pool's threads loaded while the step left them idle (the
+    /// rest: the helper threads, ahead of the step).
+    public var byIdleWorkers = 0
     /// Of `images`, those held from the pre-flight check (`DecodedImages`): not decoded again.
     public var held = 0
 
@@ -92,10 +94,10 @@ public struct LoaderTimings: Sendable, Equatable {
     public func describe(stepSeconds: Double, stepImages: Int) -> String {
         let n = Double(max(1, images)), m = Double(max(1, stepImages))
         return String(format: "images: %d loaded (%d held from the pre-flight check, not decoded again), per image decode %.2f ms, "
-                      + "resize %.2f ms, augment %.2f ms (%.2f ms of CPU; %d loaded while the steps waited); steps %.2f ms per image; "
-                      + "the steps waited %.2f s for images",
+                      + "resize %.2f ms, augment %.2f ms (%.2f ms of CPU; %d loaded while the steps waited, %d by workers the "
+                      + "steps left idle); steps %.2f ms per image; the steps waited %.2f s for images",
                       images, held, 1e3 * decode / n, 1e3 * resize / n, 1e3 * augment / n,
-                      1e3 * (decode + resize + augment) / n, byConsumer, 1e3 * stepSeconds / m, waited)
+                      1e3 * (decode + resize + augment) / n, byConsumer, byIdleWorkers, 1e3 * stepSeconds / m, waited)
     }
 
     public static func + (a: LoaderTimings, b: LoaderTimings) -> LoaderTimings {
@@ -106,6 +108,7 @@ public struct LoaderTimings: Sendable, Equatable {
         r.augment += b.augment
         r.waited += b.waited
         r.byConsumer += b.byConsumer
+        r.byIdleWorkers += b.byIdleWorkers
         r.held += b.held
         return r
     }
@@ -273,15 +276,10 @@ public final class BatchLoader: Sendable {
             if let held = decoded?.image(file.path, for: options) {
                 image = held
                 timings.held += 1
-            } else if options.fastDecode {
-                let fresh = try Image(contentsOfFile: file.path, decodeAtLeast: (w, h))
-                timings.decode += clock.lap()
-                image = try kerasImage(fresh, name: file.path, channels: c, targetHeight: h, targetWidth: w,
-                                       interpolation: options.interpolation)
             } else {
-                // Decoded and resized at once where it can be (counted as decoding).
+                // Decoded and resized (at once where it can be), counted as decoding.
                 image = try kerasImage(contentsOfFile: file.path, channels: c, targetHeight: h, targetWidth: w,
-                                       interpolation: options.interpolation)
+                                       interpolation: options.interpolation, fastDecode: options.fastDecode)
                 timings.decode += clock.lap()
             }
             guard let augmenter else {

@@ -1,36 +1,41 @@
 // The images the pre-flight check decoded, kept (within a memory budget) so the batches do not
 // decode them a second time. Decoding is most of an image's cost (an 800x600 JPEG: about 4 ms
 // of the 5.3 ms decode + resize + augmentation), and the check has to decode every image anyway.
-// What is kept is `load_img`'s result, the colour-converted and resized 8-bit image: the batches
+// What is kept is `load_img`'s result (under `--fast-decode`, the fast decode's, as the batches
+// would make it), the colour-converted and resized 8-bit image: the batches
 // convert it to float and augment it exactly as they would a fresh decode, so they are the same
 // bit for bit, in every epoch (augmentation draws depend on (seed, epoch, item), not on where
 // the pixels came from).
 import Foundation
 import Graph
 
-/// Resized 8-bit images by file path, for one target size, colour mode and interpolation.
-/// Immutable once built, so every loading thread reads it without a lock.
+/// Resized 8-bit images by file path, for one target size, colour mode, interpolation and
+/// decode (Keras's, or `--fast-decode`'s DCT scaling). Immutable once built, so every loading
+/// thread reads it without a lock.
 public final class DecodedImages: Sendable {
     public let height: Int, width: Int, channels: Int
     public let interpolation: Interpolation
+    /// Which decode made them: a loader gets them only if it decodes the same way.
+    public let fastDecode: Bool
     private let images: [String: Image]
 
-    init(height: Int, width: Int, channels: Int, interpolation: Interpolation, images: [String: Image]) {
+    init(height: Int, width: Int, channels: Int, interpolation: Interpolation, fastDecode: Bool, images: [String: Image]) {
         (self.height, self.width, self.channels, self.interpolation) = (height, width, channels, interpolation)
+        self.fastDecode = fastDecode
         self.images = images
     }
 
     public var count: Int { images.count }
 
-    /// The image for `path` if it is held and was made as `options` would make it (Keras's
-    /// decode, not `--fast-decode`; same size, colour mode and interpolation).
+    /// The image for `path` if it is held and was made as `options` would make it (the same
+    /// decode, size, colour mode and interpolation).
     func image(_ path: String, for options: LoaderOptions) -> Image? {
         guard serves(options) else { return nil }
         return images[path]
     }
 
     func serves(_ options: LoaderOptions) -> Bool {
-        !options.fastDecode && options.height == height && options.width == width
+        options.fastDecode == fastDecode && options.height == height && options.width == width
             && options.channels == channels && options.interpolation == interpolation
     }
 

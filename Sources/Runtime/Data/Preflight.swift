@@ -16,15 +16,18 @@ public func preflightCheck(_ dataset: ImageDataset, height: Int, width: Int, cha
 
 /// `preflightCheck` that also keeps the decoded, resized images, up to `keepBytes` of them (in
 /// the order the workers finish them), for the batches to use instead of decoding again.
-/// `stopped`, when given, is asked before each image: true ends the decoding early (the result
-/// then covers only the images decoded so far).
+/// `fastDecode`: decode as a `--fast-decode` loader does (`LoaderOptions.fastDecode`), whose
+/// batches are then the ones served. `stopped`, when given, is asked before each image: true
+/// ends the decoding early (the result then covers only the images decoded so far).
 public func preflightDecode(_ dataset: ImageDataset, height: Int, width: Int, channels: Int = 3,
-                            interpolation: Interpolation = .nearest, threads: Int = RuntimeThreads.count,
+                            interpolation: Interpolation = .nearest, fastDecode: Bool = false,
+                            threads: Int = RuntimeThreads.count,
                             keepBytes: Int, progress: (@Sendable (Int, Int) -> Void)? = nil,
                             stopped: (@Sendable () -> Bool)? = nil)
     -> (bad: [BadImage], decoded: DecodedImages) {
     let decoder = PreflightDecoder(sets: [dataset], height: height, width: width, channels: channels,
-                                   interpolation: interpolation, keepBytes: keepBytes, progress: progress, stopped: stopped)
+                                   interpolation: interpolation, fastDecode: fastDecode, keepBytes: keepBytes,
+                                   progress: progress, stopped: stopped)
     // Each worker takes the next image as it finishes one (not a fixed share): on a busy machine
     // one descheduled worker would otherwise leave its whole share to the end.
     DispatchQueue.concurrentPerform(iterations: max(1, min(threads, dataset.count))) { _ in
@@ -43,6 +46,7 @@ final class PreflightDecoder: @unchecked Sendable {
     private let sets: [ImageDataset]
     private let height: Int, width: Int, channels: Int
     private let interpolation: Interpolation
+    private let fastDecode: Bool
     private let keepBytes: Int
     private let progress: (@Sendable (Int, Int) -> Void)?
     private let stopped: (@Sendable () -> Bool)?
@@ -55,9 +59,10 @@ final class PreflightDecoder: @unchecked Sendable {
     private var kept: [[String: Image]]
     private var keptBytes: [Int]
 
-    init(sets: [ImageDataset], height: Int, width: Int, channels: Int, interpolation: Interpolation, keepBytes: Int,
-         progress: (@Sendable (Int, Int) -> Void)? = nil, stopped: (@Sendable () -> Bool)? = nil) {
+    init(sets: [ImageDataset], height: Int, width: Int, channels: Int, interpolation: Interpolation, fastDecode: Bool,
+         keepBytes: Int, progress: (@Sendable (Int, Int) -> Void)? = nil, stopped: (@Sendable () -> Bool)? = nil) {
         (self.sets, self.height, self.width, self.channels) = (sets, height, width, channels)
+        self.fastDecode = fastDecode
         (self.interpolation, self.keepBytes, self.progress, self.stopped) = (interpolation, keepBytes, progress, stopped)
         total = sets.reduce(0) { $0 + $1.count }
         bad = sets.map { _ in [] }
@@ -79,7 +84,7 @@ final class PreflightDecoder: @unchecked Sendable {
         var image: Image? = nil, failure: BadImage? = nil
         do {
             image = try kerasImage(contentsOfFile: file.path, channels: channels, targetHeight: height, targetWidth: width,
-                                   interpolation: interpolation)
+                                   interpolation: interpolation, fastDecode: fastDecode)
         } catch let e as ImageError {
             failure = BadImage(file: file, reason: e.reason)
         } catch {
@@ -119,7 +124,8 @@ final class PreflightDecoder: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return sets.indices.map { s in
             (bad[s].sorted { $0.0 < $1.0 }.map(\.1),
-             DecodedImages(height: height, width: width, channels: channels, interpolation: interpolation, images: kept[s]))
+             DecodedImages(height: height, width: width, channels: channels, interpolation: interpolation,
+                           fastDecode: fastDecode, images: kept[s]))
         }
     }
 }
@@ -169,11 +175,11 @@ final class BackgroundImageCheck: @unchecked Sendable {
     /// How many checks have started in this process (tests see from it when the threads began).
     nonisolated(unsafe) static var started = 0
 
-    init(sets: [ImageDataset], height: Int, width: Int, channels: Int, keepBytes: Int,
+    init(sets: [ImageDataset], height: Int, width: Int, channels: Int, fastDecode: Bool = false, keepBytes: Int,
          threads count: Int = RuntimeThreads.count) {
         Self.started += 1
         decoder = PreflightDecoder(sets: sets, height: height, width: width, channels: channels, interpolation: .nearest,
-                                   keepBytes: keepBytes)
+                                   fastDecode: fastDecode, keepBytes: keepBytes)
         let images = sets.reduce(0) { $0 + $1.count }
         threads = (0..<max(1, min(count, images))).map { _ in
             ForkGate.startThread { [decoder] pause in

@@ -33,15 +33,18 @@ enum JPEGDecoder {
         }
     }
 
-    /// `decode` followed by a nearest resize to `width` x `height` (`Image.resized`), for a JPEG
-    /// stored with `channels` components (3: RGB, 1: grey) whose size differs from the target:
-    /// each scanline is decoded into one row and only the pixels the resize picks are kept, the
-    /// same pixels without the full-size image (an 800x600 photo: 1.4 MB written, copied and read
-    /// back scattered, where 0.16 MB are kept). nil for any other JPEG (the caller decodes it whole).
-    static func decodeResizedNearest(_ bytes: UnsafeRawBufferPointer, channels: Int, width: Int, height: Int) throws -> Image? {
+    /// `decode` (with `atLeast`, its DCT scaling) followed by a nearest resize to `width` x
+    /// `height` (`Image.resized`), for a JPEG stored with `channels` components (3: RGB, 1: grey)
+    /// whose decoded size differs from the target: each scanline is decoded into one row and only
+    /// the pixels the resize picks are kept, the same pixels without the decoded image (an 800x600
+    /// photo: 1.4 MB written, copied and read back scattered, where 0.16 MB are kept). nil for any
+    /// other JPEG (the caller decodes it whole).
+    static func decodeResizedNearest(_ bytes: UnsafeRawBufferPointer, channels: Int, width: Int, height: Int,
+                                     atLeast: (width: Int, height: Int)? = nil) throws -> Image? {
         var message = [CChar](repeating: 0, count: 256)
         var sourceWidth: Int32 = 0, sourceHeight: Int32 = 0, stored: Int32 = 0
         guard let reader = dctl_jpeg_open(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+                                          Int32(clamping: atLeast?.width ?? 0), Int32(clamping: atLeast?.height ?? 0),
                                           &sourceWidth, &sourceHeight, &stored, &message, message.count) else {
             throw failure(message)
         }

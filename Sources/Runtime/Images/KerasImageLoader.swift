@@ -40,33 +40,41 @@ public func loadImage(path: String, channels: Int, targetHeight: Int, targetWidt
     guard buffer.count == needed else {
         throw ImageError(file: path, reason: "buffer holds \(buffer.count) floats, \(targetHeight)x\(targetWidth)x\(channels) needs \(needed)")
     }
-    let image = fastDecode
-        ? try kerasImage(Image(contentsOfFile: path, decodeAtLeast: (targetWidth, targetHeight)), name: path, channels: channels,
-                         targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
-        : try kerasImage(contentsOfFile: path, channels: channels, targetHeight: targetHeight, targetWidth: targetWidth,
-                         interpolation: interpolation)
-    image.writeFloatValues(into: buffer)
+    try kerasImage(contentsOfFile: path, channels: channels, targetHeight: targetHeight, targetWidth: targetWidth,
+                   interpolation: interpolation, fastDecode: fastDecode).writeFloatValues(into: buffer)
 }
 
-/// `kerasImage(Image(contentsOfFile: path), ...)`: Keras's `load_img` of a file. A JPEG stored
-/// in the colour mode asked for and resized nearest is decoded keeping only the pixels the resize
-/// picks (`JPEGDecoder.decodeResizedNearest`): the same image, at a fraction of the memory traffic.
+/// The 8-bit image a loader makes of a file at a target size: Keras's `load_img`
+/// (`kerasImage(contentsOfFile:...)`), or with `fastDecode` a JPEG at least twice the target size
+/// decoded at a reduced DCT scale first, then Keras's colour-mode and resize steps (not Keras's
+/// pixels). The batches, `predict --images` and the pre-flight check all decode through here.
+func kerasImage(contentsOfFile path: String, channels: Int, targetHeight: Int, targetWidth: Int,
+                interpolation: Interpolation, fastDecode: Bool) throws -> Image {
+    try kerasImage(contentsOfFile: path, channels: channels, targetHeight: targetHeight, targetWidth: targetWidth,
+                   interpolation: interpolation, decodeAtLeast: fastDecode ? (targetWidth, targetHeight) : nil)
+}
+
+/// `kerasImage(Image(contentsOfFile: path, decodeAtLeast:), ...)`: Keras's `load_img` of a file
+/// (`decodeAtLeast` nil), or the `--fast-decode` decode. A JPEG stored in the colour mode asked for
+/// and resized nearest is decoded keeping only the pixels the resize picks
+/// (`JPEGDecoder.decodeResizedNearest`): the same image, at a fraction of the memory traffic.
 func kerasImage(contentsOfFile path: String, channels: Int, targetHeight: Int?, targetWidth: Int?,
-                interpolation: Interpolation) throws -> Image {
+                interpolation: Interpolation, decodeAtLeast: (width: Int, height: Int)? = nil) throws -> Image {
     let data = try Image.fileBytes(path)
     if interpolation == .nearest, let height = targetHeight, let width = targetWidth, height > 0, width > 0 {
         do {
             let picked = try data.withUnsafeBytes { bytes -> Image? in
                 guard try ImageFormat.detect(bytes) == .jpeg else { return nil }
-                return try JPEGDecoder.decodeResizedNearest(bytes, channels: channels, width: width, height: height)
+                return try JPEGDecoder.decodeResizedNearest(bytes, channels: channels, width: width, height: height,
+                                                            atLeast: decodeAtLeast)
             }
             if let picked { return picked }
         } catch let failure as DecodeFailure {
             throw ImageError(file: path, reason: failure.reason)
         }
     }
-    return try kerasImage(Image(data: data, name: path), name: path, channels: channels, targetHeight: targetHeight,
-                          targetWidth: targetWidth, interpolation: interpolation)
+    return try kerasImage(Image(data: data, name: path, decodeAtLeast: decodeAtLeast), name: path, channels: channels,
+                          targetHeight: targetHeight, targetWidth: targetWidth, interpolation: interpolation)
 }
 
 /// Keras's colour-mode step then its resize step, on a decoded image.

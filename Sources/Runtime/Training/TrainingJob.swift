@@ -203,8 +203,9 @@ public final class TrainingJob {
         // the teachers' reading (each file is read in a forked child, IsolatedRead, and the
         // decoding threads pause for the fork: ForkGate), their checks and the plans' compiling.
         let sets = [trainSet] + (valSet.map { [$0] } ?? [])
+        // Under fast decoding the check decodes as the batches will (so it keeps what they use).
         let check = BackgroundImageCheck(sets: sets, height: inputShape[0], width: inputShape[1], channels: inputShape[2],
-                                         keepBytes: c.run.fastDecode ? 0 : DecodedImages.defaultBudget)
+                                         fastDecode: c.run.fastDecode, keepBytes: DecodedImages.defaultBudget)
         let teachers: [LoadedModel]
         let distiller: Distiller
         do {

@@ -116,10 +116,13 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
     }
 
     /// JPEGs decoded, resized and augmented on the worker pool's threads when the consumer asks
-    /// for each batch (no helper threads, as on a machine the step's workers fill), between the
-    /// parallel loops of a "step", make the batches `makeBatch` makes serially, bit for bit: same
-    /// images, order and random draws.
+    /// for each batch (no helper threads, as on a machine the step's workers fill), or by a
+    /// worker a "step" leaves idle (one long task of a job keeps the other worker waiting), make
+    /// the batches `makeBatch` makes serially, bit for bit: same images, order and random draws.
     func testImagesLoadedBetweenStepsEqualSerialBatches() throws {
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        RuntimeThreads.set(2)
         for i in 0..<12 { try copyImage("augment/bench_600x800.jpg", to: "imgs/\(i).jpg") }
         let dataset = try ImageDataset.load(folder + "/imgs")
         var options = LoaderOptions(height: 96, width: 80, batchSize: 4, shuffle: true, seed: 5, augment: .seedExample)
@@ -139,11 +142,14 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
                     sums[w] = x
                 }
             }
+            parallelFor(2) { _, r in if r.lowerBound == 0 { usleep(20_000) } }
         }
         XCTAssertEqual(batches.count, 6)
         let t = stream.timings
         XCTAssertEqual(t.images, 24)
-        XCTAssertEqual(t.byConsumer, t.images)
+        XCTAssertEqual(t.byConsumer + t.byIdleWorkers, t.images)
+        XCTAssertGreaterThan(t.byIdleWorkers, 0, "the worker the long task left idle loaded images")
+        XCTAssertGreaterThan(t.byConsumer, 0, "the first batch was loaded when asked for")
         print(t.describe(stepSeconds: 0, stepImages: 0))
         var serial = options
         serial.decodeThreads = 1
@@ -154,6 +160,20 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
             XCTAssertEqual(b.images, direct.images, "epoch \(b.epoch) batch \(b.index)")
             XCTAssertEqual(b.labels, direct.labels)
         }
+        // The batches above were all kept, so each was made in an array of its own. A consumer
+        // that lets each batch go before the next gets them in a few arrays written again (no
+        // fresh 5 MB per batch), with the same pixels.
+        let again = loader.batches(untilEpoch: 2)
+        var arrays: Set<UnsafePointer<Float>> = []
+        var k = 0
+        while let b = try again.next() {
+            arrays.insert(b.images.data.withUnsafeBufferPointer { $0.baseAddress! })
+            XCTAssertEqual(b.images, batches[k].images, "epoch \(b.epoch) batch \(b.index), written again")
+            k += 1
+        }
+        XCTAssertEqual(k, 6)
+        XCTAssertLessThanOrEqual(arrays.count, 3)
+        XCTAssertEqual(Set(batches.map { b in b.images.data.withUnsafeBufferPointer { $0.baseAddress! } }).count, 6)
     }
 
     /// By default a stream starts one helper thread per core the step's workers leave free: none
@@ -293,6 +313,37 @@ final class BatchLoaderTests: TemporaryFolderTestCase {
         otherSize.height = 41
         XCTAssertNil(try BatchLoader(dataset: checked, options: otherSize).decoded)
         XCTAssertNotNil(held.decoded)
+
+        // Under fast decoding the check keeps the fast decode's images, each equal to a fresh
+        // fast decode (the 600x800 photo is decoded at 1/8 scale: not Keras's pixels), serves them
+        // only to a fast-decoding loader, and its batches are the fresh fast ones.
+        let fastDecoded = preflightDecode(fresh, height: 40, width: 36, fastDecode: true,
+                                          keepBytes: DecodedImages.defaultBudget).decoded
+        XCTAssertTrue(fastDecoded.fastDecode)
+        XCTAssertFalse(try XCTUnwrap(checked.decoded).fastDecode)
+        XCTAssertEqual(fastDecoded.count, 4)
+        for file in fresh.files {
+            let again = try kerasImage(contentsOfFile: file.path, channels: 3, targetHeight: 40, targetWidth: 36,
+                                       interpolation: .nearest, fastDecode: true)
+            XCTAssertEqual(fastDecoded.image(file.path, for: fast), again, file.name)
+            XCTAssertNil(fastDecoded.image(file.path, for: options), "a Keras-decoding loader gets no fast image")
+        }
+        let photo = try XCTUnwrap(fresh.files.first { $0.name == "photo.jpg" }).path
+        XCTAssertNotEqual(fastDecoded.image(photo, for: fast), checked.decoded?.image(photo, for: options),
+                          "the photo's fast decode differs from Keras's")
+        var fastHeld = fresh
+        fastHeld.decoded = fastDecoded
+        let fastLoader = try BatchLoader(dataset: fastHeld, options: fast)
+        XCTAssertNotNil(fastLoader.decoded)
+        XCTAssertNil(try BatchLoader(dataset: fastHeld, options: options).decoded)
+        let fastStream = fastLoader.batches(untilEpoch: 2)
+        let fastBatches = try drain(fastStream)
+        XCTAssertEqual(fastStream.timings.held, 8, "every image came from the fast pre-flight check")
+        let fastReference = try BatchLoader(dataset: fresh, options: fast)
+        for b in fastBatches {
+            XCTAssertEqual(b.images, try fastReference.makeBatch(epoch: b.epoch, batch: b.index).images,
+                           "fast: epoch \(b.epoch) batch \(b.index)")
+        }
     }
 
     /// The seed's setting: batch 8, 228x228, seed augmentation, photo-sized JPEGs, one

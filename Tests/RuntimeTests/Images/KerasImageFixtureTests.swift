@@ -163,37 +163,48 @@ final class KerasImageFixtureTests: XCTestCase {
     /// (`JPEGDecoder.decodeResizedNearest`, what the pre-flight check and the batches use) is the
     /// full decode then the resize, byte for byte: every fixture JPEG, both colour modes, sizes
     /// that shrink, grow, keep one axis or are odd; and a file the full decode refuses is refused
-    /// with the same reason.
+    /// with the same reason. The same with the fast decode's DCT scaling (`--fast-decode`).
     func testPickedDecodeEqualsFullDecodeThenResize() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path).filter { $0.hasSuffix(".jpg") }.sorted()
         XCTAssertGreaterThan(files.count, 8)
-        var picked = 0
+        var picked = 0, scaledDiffer = 0
         for name in files {
             let path = Self.directory.appendingPathComponent(name).path
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            // Keras's decode, and the fast decode's DCT scaling (the small targets scale these photos).
             for channels in [3, 1] {
                 for (h, w) in [(5, 7), (16, 16), (31, 17), (64, 48), (200, 300), (1, 1)] {
-                    let full = Result { try kerasImage(Image(contentsOfFile: path), name: path, channels: channels,
-                                                       targetHeight: h, targetWidth: w, interpolation: .nearest) }
-                    let fast = Result { try kerasImage(contentsOfFile: path, channels: channels, targetHeight: h, targetWidth: w,
-                                                       interpolation: .nearest) }
-                    switch (full, fast) {
-                    case (.success(let a), .success(let b)):
-                        XCTAssertEqual(a, b, "\(name) channels \(channels) \(h)x\(w)")
-                    case (.failure(let a as ImageError), .failure(let b as ImageError)):
-                        XCTAssertEqual(a.reason, b.reason, "\(name)")
-                        XCTAssertEqual(a.file, b.file)
-                    default:
-                        XCTFail("\(name) channels \(channels) \(h)x\(w): \(full) against \(fast)")
+                    for atLeast in [nil, (width: w, height: h)] {
+                        let what = "\(name) channels \(channels) \(h)x\(w) \(atLeast == nil ? "keras" : "fast")"
+                        let full = Result { try kerasImage(Image(contentsOfFile: path, decodeAtLeast: atLeast), name: path,
+                                                           channels: channels, targetHeight: h, targetWidth: w, interpolation: .nearest) }
+                        let fast = Result { try kerasImage(contentsOfFile: path, channels: channels, targetHeight: h, targetWidth: w,
+                                                           interpolation: .nearest, decodeAtLeast: atLeast) }
+                        switch (full, fast) {
+                        case (.success(let a), .success(let b)):
+                            XCTAssertEqual(a, b, what)
+                        case (.failure(let a as ImageError), .failure(let b as ImageError)):
+                            XCTAssertEqual(a.reason, b.reason, what)
+                            XCTAssertEqual(a.file, b.file)
+                        default:
+                            XCTFail("\(what): \(full) against \(fast)")
+                        }
+                        let taken = try? data.withUnsafeBytes {
+                            try JPEGDecoder.decodeResizedNearest($0, channels: channels, width: w, height: h, atLeast: atLeast)
+                        }
+                        if taken?.pixels.isEmpty == false { picked += 1 }
+                        if atLeast != nil, taken?.pixels.isEmpty == false, let a = try? full.get(),
+                           let keras = try? kerasImage(contentsOfFile: path, channels: channels, targetHeight: h, targetWidth: w,
+                                                       interpolation: .nearest), a != keras {
+                            scaledDiffer += 1
+                        }
                     }
-                    let taken = try? data.withUnsafeBytes {
-                        try JPEGDecoder.decodeResizedNearest($0, channels: channels, width: w, height: h)
-                    }
-                    if taken?.pixels.isEmpty == false { picked += 1 }
                 }
             }
         }
         // rgb420, rgb422, progressive, gray (...) take the picked decode at every size but their own.
-        XCTAssertGreaterThan(picked, 30)
+        XCTAssertGreaterThan(picked, 60)
+        // The fast decode's scaling gives other pixels than Keras's decode for some of them.
+        XCTAssertGreaterThan(scaledDiffer, 5)
     }
 }

@@ -86,6 +86,60 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(chunks.values.map(\.count).reduce(0, +), 1000)
     }
 
+    /// Idle work: one provider at a time; while a unit is offered, the worker a job leaves idle
+    /// (its last task done while another's runs) takes units, each marked as inside a task;
+    /// none when none is offered; `stop` returns once no unit runs, and none runs after it.
+    func testIdleWorkersTakeUnitsOnlyWhileOfferedAndStopWaitsForThem() {
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        RuntimeThreads.set(2)
+        let lock = NSLock()
+        var left = 1000, ran = 0, running = 0, allInside = true
+        let work = PoolIdleWork {
+            lock.lock()
+            guard left > 0 else { lock.unlock(); return false }
+            left -= 1
+            running += 1
+            lock.unlock()
+            let inside = ParallelRegion.inside
+            usleep(300)
+            lock.lock()
+            ran += 1
+            running -= 1
+            allInside = allInside && inside
+            lock.unlock()
+            return true
+        }
+        XCTAssertTrue(work.start())
+        let other = PoolIdleWork { XCTFail("a second provider's unit ran"); return false }
+        XCTAssertFalse(other.start(), "the pool has one place for idle work")
+        // One long task: the other worker is idle for 30 ms, but nothing is offered yet.
+        var sums = [Int](repeating: 0, count: 2)
+        parallelFor(2) { w, range in
+            if range.lowerBound == 0 { usleep(30_000) }
+            lock.lock(); sums[range.lowerBound] += 1; lock.unlock()
+        }
+        lock.lock(); XCTAssertEqual(ran, 0); lock.unlock()
+        work.offer(true)
+        parallelFor(2) { w, range in
+            if range.lowerBound == 0 { usleep(30_000) }
+            lock.lock(); sums[range.lowerBound] += 1; lock.unlock()
+        }
+        XCTAssertEqual(sums, [2, 2], "the job's own tasks ran once each")
+        work.stop()
+        lock.lock()
+        let afterStop = ran
+        XCTAssertGreaterThan(ran, 0, "the idle worker took units")
+        XCTAssertEqual(running, 0, "stop waits for the units in flight")
+        XCTAssertTrue(allInside)
+        lock.unlock()
+        work.offer(true)
+        parallelFor(2) { _, range in if range.lowerBound == 0 { usleep(30_000) } }
+        lock.lock(); XCTAssertEqual(ran, afterStop, "no unit after stop"); lock.unlock()
+        XCTAssertTrue(other.start(), "the place is free again")
+        other.stop()
+    }
+
     func testThreadCountIsSettableAndAtLeastOne() {
         let saved = RuntimeThreads.count
         defer { RuntimeThreads.set(saved) }

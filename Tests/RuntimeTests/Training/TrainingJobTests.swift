@@ -240,6 +240,22 @@ final class TrainingJobTests: XCTestCase {
         }
     }
 
+    /// Under fast decoding the job's check decodes the training and validation images as the
+    /// batches will and keeps them: the batches decode none again.
+    func testFastDecodingJobKeepsItsCheckedImages() throws {
+        var c = try configuration(output: folder.appendingPathComponent("student.h5").path)
+        c.run.fastDecode = true
+        c.run.epochs = 1
+        let job = try TrainingJob(c)
+        XCTAssertEqual(job.run.train.decoded?.fastDecode, true)
+        XCTAssertEqual(job.run.train.decoded?.count, 96)
+        XCTAssertEqual(job.run.validation?.decoded?.fastDecode, true)
+        XCTAssertEqual(job.run.validation?.decoded?.count, 32)
+        _ = try job.run(reporter: nil)
+        XCTAssertEqual(job.run.imageTimings.images, 96)
+        XCTAssertEqual(job.run.imageTimings.held, 96, "every training image came from the check")
+    }
+
     /// Cancelling the background check stops its decoding at the next image: of 2,000 images,
     /// far from all are decoded, and its threads are gone when `cancel` returns.
     func testCancelledCheckStopsDecoding() throws {
