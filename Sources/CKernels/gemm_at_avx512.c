@@ -70,18 +70,11 @@ AVX512 void ck_gemm_at_block_avx512(const float *a, ptrdiff_t lda, const float *
     }
 }
 
-/// This thread's panel of at least `floats` floats (grown, never shrunk: the pool's threads live
-/// as long as the process).
+/// This thread's panel of at least `floats` floats (`ck_thread_buffer`).
 static float *panel_buffer(ptrdiff_t floats) {
-    static __thread float *buffer;
+    static __thread void *buffer;
     static __thread ptrdiff_t capacity;
-    if (capacity < floats) {
-        free(buffer);
-        buffer = aligned_alloc(64, (size_t)((floats + 15) / 16 * 64));
-        if (!buffer) abort();    /* a scaled row tile's panel (k x 12 floats): out of memory */
-        capacity = floats;
-    }
-    return buffer;
+    return ck_thread_buffer(&buffer, &capacity, floats);
 }
 
 AVX512 void ck_gemm_at_scaled_block_avx512(const float *a, ptrdiff_t lda, const float *scale, ptrdiff_t per,

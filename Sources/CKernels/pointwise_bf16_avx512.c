@@ -98,18 +98,12 @@ BF16_INLINE void rows(const int ACT, const int V, const uint32_t *x, ptrdiff_t k
 #undef TAIL
 }
 
-/// This thread's conversion buffer, grown to at least `dwords` (kept for the thread's life: it
-/// is reused by every later product on the thread).
+/// This thread's conversion buffer of at least `dwords` (`ck_thread_buffer`: reused by every
+/// later product on the thread).
 static uint32_t *scratch(ptrdiff_t dwords) {
-    static __thread uint32_t *buffer;
+    static __thread void *buffer;
     static __thread ptrdiff_t capacity;
-    if (capacity < dwords) {
-        free(buffer);
-        buffer = aligned_alloc(64, (size_t)((dwords + 15) / 16 * 64));
-        if (!buffer) abort();    /* at most SCRATCH_LIMIT or one slice of 12 rows: out of memory */
-        capacity = dwords;
-    }
-    return buffer;
+    return ck_thread_buffer(&buffer, &capacity, dwords);
 }
 
 /// Rows 0..<count of converted pairs (rows kp dwords apart) times panels p0..<p1, into c's rows

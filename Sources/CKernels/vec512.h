@@ -7,10 +7,25 @@
 
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include "ckernels.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 #define INLINE AVX512 static inline __attribute__((always_inline))
+
+/// A buffer of at least `count` 4-byte elements on 64 bytes, from a caller's thread-local pair
+/// (`*buffer`, `*capacity`): grown when too small, never shrunk, kept for the thread's life (the
+/// pool's threads live as long as the process), so every later call on the thread reuses it. Out
+/// of memory (a buffer is at most a slice of a product's rows) aborts.
+static inline void *ck_thread_buffer(void **buffer, ptrdiff_t *capacity, ptrdiff_t count) {
+    if (*capacity < count) {
+        free(*buffer);
+        *buffer = aligned_alloc(64, (size_t)((count + 15) / 16 * 64));
+        if (!*buffer) abort();
+        *capacity = count;
+    }
+    return *buffer;
+}
 
 /// The first min(max(count, 0), 16) lanes.
 INLINE __mmask16 ck_lanes(ptrdiff_t count) {

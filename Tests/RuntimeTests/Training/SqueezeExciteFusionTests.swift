@@ -51,15 +51,8 @@ final class SqueezeExciteFusionTests: XCTestCase {
         let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
         let input = try XCTUnwrap(try H5Arrays.read(path: c.path(c.io)!)["input"])
         let one = Tensor(shape: input.shape, data: input.floats)
-        let perImage = one.data.count / one.batch
         for batch in [2 * RuntimeThreads.count + 1, 1] {
-            // Distinct images: the fixture's, each scaled by its own factor.
-            var data = [Float]()
-            for b in 0..<batch {
-                let k = b % one.batch
-                data += one.data[(k * perImage)..<((k + 1) * perImage)].map { $0 * (1 + 0.1 * Float(b)) }
-            }
-            let x = Tensor(shape: [batch] + Array(one.shape.dropFirst()), data: data)
+            let x = distinctImages(one, batch: batch)
             let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
             let plan = try TrainingPlan(model: model, params: params, batch: batch)
             XCTAssertFalse(plan.poolAfterActivation.isEmpty, "the block's bn -> swish -> squeeze")
@@ -81,6 +74,17 @@ final class SqueezeExciteFusionTests: XCTestCase {
         }
     }
 
+    /// `batch` distinct images made from the fixture's: image b is its image b % n scaled by 1 + 0.1 b.
+    func distinctImages(_ one: Tensor, batch: Int) -> Tensor {
+        let perImage = one.data.count / one.batch
+        var data = [Float]()
+        for b in 0..<batch {
+            let k = b % one.batch
+            data += one.data[(k * perImage)..<((k + 1) * perImage)].map { $0 * (1 + 0.1 * Float(b)) }
+        }
+        return Tensor(shape: [batch] + Array(one.shape.dropFirst()), data: data)
+    }
+
     /// The excite's multiply folded into the 1x1 convolution after it (never stored; made as the
     /// convolution reads x, forward and for its kernel's gradient): the same values, logits and
     /// gradients, bit for bit, as with the multiply stored, at several images and one.
@@ -90,14 +94,8 @@ final class SqueezeExciteFusionTests: XCTestCase {
             let model = try LoadedModel.load(path: c.path(c.weights)!, archPath: c.path(c.arch)!)
             let input = try XCTUnwrap(try H5Arrays.read(path: c.path(c.io)!)["input"])
             let one = Tensor(shape: input.shape, data: input.floats)
-            let perImage = one.data.count / one.batch
             for batch in [3, 1] {
-                var data = [Float]()
-                for b in 0..<batch {
-                    let k = b % one.batch
-                    data += one.data[(k * perImage)..<((k + 1) * perImage)].map { $0 * (1 + 0.1 * Float(b)) }
-                }
-                let x = Tensor(shape: [batch] + Array(one.shape.dropFirst()), data: data)
+                let x = distinctImages(one, batch: batch)
                 let params = ParameterStore(model: model) { _, spec in spec.trainableKind }
                 let plan = try TrainingPlan(model: model, params: params, batch: batch)
                 XCTAssertFalse(plan.exciteIntoConv.isEmpty, "\(name): an excite read only by a 1x1 convolution")
