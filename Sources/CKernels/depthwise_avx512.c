@@ -21,7 +21,10 @@ INLINE void strip(const int P, const int KW, const int SW, const float *const *r
     for (ptrdiff_t c = c0; c < c1; c += 16) {
         const __mmask16 m = ck_lanes(c1 - c);
         __m512 acc[8];
-        for (int j = 0; j < P; j++) acc[j] = _mm512_setzero_ps();
+        for (int j = 0; j < P; j++) {
+            acc[j] = _mm512_setzero_ps();
+            ck_prefetch_store(out + j * C + c, 16);
+        }
         for (ptrdiff_t i = kyLo; i < kyHi; i++) {
             const float *p = rows[i] + col + c;
             const float *q = w + i * KW * C + c;
@@ -56,6 +59,8 @@ INLINE void strip2(const int P, const int KW, const float *const *rowsA, const f
         for (int j = 0; j < P; j++) {
             a[j] = _mm512_setzero_ps();
             b[j] = _mm512_setzero_ps();
+            ck_prefetch_store(outA + j * C + c, 16);
+            ck_prefetch_store(outB + j * C + c, 16);
         }
         for (ptrdiff_t u = 0; u <= kernelH; u++) {
             const int useA = u < kernelH && u >= loA && u < hiA;      /* A's kernel row u */

@@ -23,6 +23,7 @@ INLINE void pixels(const int ACT, const int P, const ck_conv_geometry *g, const 
         for (int j = 0; j < P; j++) {
             a0[j] = _mm512_setzero_ps();
             a1[j] = _mm512_setzero_ps();
+            ck_prefetch_store(out + j * co + c, co - c < 32 ? co - c : 32);
         }
         for (ptrdiff_t i = kyLo; i < kyHi; i++) {
             const float *p = origin + i * rowStep;

@@ -38,6 +38,7 @@ INLINE void tile(const int ACT, const int R, const int V, const float *x, ptrdif
     for (int i = 0; i < R; i++) {
         acc0[i] = _mm512_setzero_ps();
         acc1[i] = _mm512_setzero_ps();
+        ck_prefetch_store(out + i * ldc, V == 2 ? 32 : s0);
     }
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * s0), _MM_HINT_T0);
@@ -91,7 +92,10 @@ INLINE void tile_half(const int ACT, const int R, const float *x, ptrdiff_t lda,
                       const float *w1, float *out, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0, __mmask16 m1,
                       const ck_epilogue *e, const float *ahead) {
     __m512 acc0[12], acc1[6];
-    for (int i = 0; i < R; i++) acc0[i] = _mm512_setzero_ps();
+    for (int i = 0; i < R; i++) {
+        acc0[i] = _mm512_setzero_ps();
+        ck_prefetch_store(out + i * ldc, 24);
+    }
     for (int j = 0; j < (R + 1) / 2; j++) acc1[j] = _mm512_setzero_ps();
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * 16), _MM_HINT_T0);
@@ -155,6 +159,7 @@ INLINE void tile_narrow(const int ACT, const int R, const int V, const float *x,
     for (int i = 0; i < R; i++) {
         acc0[i] = _mm512_setzero_ps();
         acc8[i] = _mm256_setzero_ps();
+        ck_prefetch_store(out + i * ldc, V == 2 ? 24 : 8);
     }
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         if (V == 2) _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * 16), _MM_HINT_T0);

@@ -58,6 +58,7 @@ BF16_INLINE void tile(const int ACT, const int R, const int V, const uint32_t *x
     for (int i = 0; i < R; i++) {
         acc0[i] = _mm512_setzero_ps();
         acc1[i] = _mm512_setzero_ps();
+        ck_prefetch_store(out + i * ldc, V == 2 ? 32 : 16);
     }
     for (ptrdiff_t kk = 0; kk < kp; kk++) {
         _mm_prefetch((const char *)(w0 + (kk + PREFETCH) * 16), _MM_HINT_T0);
