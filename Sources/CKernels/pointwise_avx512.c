@@ -63,24 +63,6 @@ INLINE void tile(const int ACT, const int R, const int V, const float *x, ptrdif
     }
 }
 
-/// All rows of r0..<r1 against one or two panels (as in `tile`): 12-row tiles, then one tile of the
-/// rest; the first tile prefetches `ahead` (see PREFETCH).
-INLINE void rows(const int ACT, const int V, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
-                 const float *w0, ptrdiff_t s0, const float *w1, float *c, ptrdiff_t ldc, ptrdiff_t ch,
-                 __mmask16 m0, __mmask16 m1, const ck_epilogue *e, const float *ahead) {
-    ptrdiff_t r = r0;
-    for (; r + 12 <= r1; r += 12, ahead = NULL)
-        tile(ACT, 12, V, a + r * lda, lda, k, w0, s0, w1, c + r * ldc + ch, ldc, ch, m0, m1, e, ahead);
-    const float *x = a + r * lda;
-    float *out = c + r * ldc + ch;
-#define TAIL(R) case R: tile(ACT, R, V, x, lda, k, w0, s0, w1, out, ldc, ch, m0, m1, e, ahead); break;
-    switch (r1 - r) {
-        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
-        default: break;
-    }
-#undef TAIL
-}
-
 /// `tile` for a pair whose second panel is 8 wide (n = 24, 40, ...): that panel's eight channels
 /// of two rows share one register (row i in lanes 0-7, row i + 1 in lanes 8-15, the weights
 /// repeated in both halves), so it takes R / 2 multiply-adds per input channel instead of R with
@@ -126,23 +108,6 @@ INLINE void tile_half(const int ACT, const int R, const float *x, ptrdiff_t lda,
     }
 }
 
-/// `rows` for `tile_half`'s pairs.
-INLINE void rows_half(const int ACT, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
-                      const float *w0, const float *w1, float *c, ptrdiff_t ldc, ptrdiff_t ch, __mmask16 m0,
-                      __mmask16 m1, const ck_epilogue *e, const float *ahead) {
-    ptrdiff_t r = r0;
-    for (; r + 12 <= r1; r += 12, ahead = NULL)
-        tile_half(ACT, 12, a + r * lda, lda, k, w0, w1, c + r * ldc + ch, ldc, ch, m0, m1, e, ahead);
-    const float *x = a + r * lda;
-    float *out = c + r * ldc + ch;
-#define TAIL(R) case R: tile_half(ACT, R, x, lda, k, w0, w1, out, ldc, ch, m0, m1, e, ahead); break;
-    switch (r1 - r) {
-        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
-        default: break;
-    }
-#undef TAIL
-}
-
 /// `tile` where the last panel is 8 wide (n = 24, 40, ...; V = 2: a 16-wide panel w0 at channel ch
 /// and the 8-wide w8 at ch + 16; V = 1: only w8, at ch): the 8-wide panel's accumulators are 256-bit
 /// registers. For CPUs that split a 512-bit multiply-add in two (ck_fma512_split: AMD Zen 4 runs
@@ -183,21 +148,33 @@ INLINE void tile_narrow(const int ACT, const int R, const int V, const float *x,
     }
 }
 
-/// `rows` for `tile_narrow`'s panels.
-INLINE void rows_narrow(const int ACT, const int V, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0,
-                        ptrdiff_t r1, const float *w0, const float *w8, float *c, ptrdiff_t ldc, ptrdiff_t ch,
-                        __mmask16 m0, __mmask16 m8, const ck_epilogue *e, const float *ahead) {
+/// Which register tile `rows` runs: `tile`, `tile_half` (w1 the 8-wide panel) or `tile_narrow`
+/// (w1 the 8-wide panel and m1 its lanes; with V = 1, w0 and m0 are not read).
+enum { TILE_FULL, TILE_HALF, TILE_NARROW };
+
+/// All rows of r0..<r1 against one or two panels in tiles of kind KIND (a constant after
+/// inlining, as ACT, V and R are): 12-row tiles, then one tile of the rest; the first tile
+/// prefetches `ahead` (see PREFETCH).
+INLINE void rows(const int KIND, const int ACT, const int V, const float *a, ptrdiff_t lda, ptrdiff_t k, ptrdiff_t r0,
+                 ptrdiff_t r1, const float *w0, ptrdiff_t s0, const float *w1, float *c, ptrdiff_t ldc, ptrdiff_t ch,
+                 __mmask16 m0, __mmask16 m1, const ck_epilogue *e, const float *ahead) {
+#define TILE(R, X, OUT, AHEAD)                                                                              \
+    switch (KIND) {                                                                                         \
+    case TILE_FULL: tile(ACT, R, V, X, lda, k, w0, s0, w1, OUT, ldc, ch, m0, m1, e, AHEAD); break;          \
+    case TILE_HALF: tile_half(ACT, R, X, lda, k, w0, w1, OUT, ldc, ch, m0, m1, e, AHEAD); break;            \
+    default: tile_narrow(ACT, R, V, X, lda, k, w0, w1, OUT, ldc, ch, m0, m1, e, AHEAD); break;              \
+    }
     ptrdiff_t r = r0;
-    for (; r + 12 <= r1; r += 12, ahead = NULL)
-        tile_narrow(ACT, 12, V, a + r * lda, lda, k, w0, w8, c + r * ldc + ch, ldc, ch, m0, m8, e, ahead);
+    for (; r + 12 <= r1; r += 12, ahead = NULL) TILE(12, a + r * lda, c + r * ldc + ch, ahead)
     const float *x = a + r * lda;
     float *out = c + r * ldc + ch;
-#define TAIL(R) case R: tile_narrow(ACT, R, V, x, lda, k, w0, w8, out, ldc, ch, m0, m8, e, ahead); break;
+#define TAIL(R) case R: TILE(R, x, out, ahead) break;
     switch (r1 - r) {
         TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
         default: break;
     }
 #undef TAIL
+#undef TILE
 }
 
 /// The panels of p0..<p1 in pairs (then one), all rows of r0..<r1 against each; a last panel 8 wide
@@ -213,20 +190,20 @@ INLINE void panels(const int ACT, const float *a, ptrdiff_t lda, ptrdiff_t k, co
         if (p + 1 < p1) {
             const ptrdiff_t c1 = c0 + 16;
             if (n - c1 <= 8 && split)
-                rows_narrow(ACT, 2, a, lda, k, r0, r1, w0, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
-                            p + 2 < p1 ? w0 + 32 * k : NULL);
+                rows(TILE_NARROW, ACT, 2, a, lda, k, r0, r1, w0, 16, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
+                     p + 2 < p1 ? w0 + 32 * k : NULL);
             else if (n - c1 <= 8)
-                rows_half(ACT, a, lda, k, r0, r1, w0, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
-                          p + 2 < p1 ? w0 + 32 * k : NULL);
+                rows(TILE_HALF, ACT, 2, a, lda, k, r0, r1, w0, 16, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
+                     p + 2 < p1 ? w0 + 32 * k : NULL);
             else
-                rows(ACT, 2, a, lda, k, r0, r1, w0, 16, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
+                rows(TILE_FULL, ACT, 2, a, lda, k, r0, r1, w0, 16, w0 + 16 * k, c, ldc, c0, m0, ck_lanes(n - c1), e,
                      p + 2 < p1 ? w0 + 32 * k : NULL);
             p += 2;
         } else if (n - c0 <= 8 && split) {
-            rows_narrow(ACT, 1, a, lda, k, r0, r1, w0, w0, c, ldc, c0, 0, m0, e, NULL);
+            rows(TILE_NARROW, ACT, 1, a, lda, k, r0, r1, w0, 8, w0, c, ldc, c0, 0, m0, e, NULL);
             p += 1;
         } else {
-            rows(ACT, 1, a, lda, k, r0, r1, w0, n - c0 <= 8 ? 8 : 16, w0, c, ldc, c0, m0, 0, e, NULL);
+            rows(TILE_FULL, ACT, 1, a, lda, k, r0, r1, w0, n - c0 <= 8 ? 8 : 16, w0, c, ldc, c0, m0, 0, e, NULL);
             p += 1;
         }
     }
