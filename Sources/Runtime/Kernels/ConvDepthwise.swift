@@ -25,13 +25,9 @@ public func convDepthwiseConv(input: UnsafePointer<Float>, convGeometry cg: Conv
                  && g.inC == g.outC && g.inC == cg.outC && g.inH == cg.outH && g.inW == cg.outW && g.batch == cg.batch,
                  "convDepthwiseConv: unsupported step")
     guard g.outputPixels > 0 else { return }
-    let ring = fusedRingCount(kernelH: g.kernelH, inW: g.inW, channels: g.inC)
-    precondition(workspaceCount >= ring, "convDepthwiseConv: workspace too small")
-    guard let stem = convEpilogue.avx512(output: output), var depthwise = epilogue.avx512(output: output),
-          convEpilogue.residual == nil, epilogue.residual == nil else {
-        preconditionFailure("convDepthwiseConv: epilogue the AVX-512 kernels do not apply")
-    }
-    depthwise.channel_sums = channelSums
+    let (ring, stem, depthwise) = fusedRingStep("convDepthwiseConv", g, producer: convEpilogue, depthwise: epilogue,
+                                                output: output, workspaceCount: workspaceCount,
+                                                channelSums: channelSums)
     let fused = ck_conv_depthwise(
         conv: cg.convForC, convKernel: convKernel, convEpilogue: stem, depthwise: g.depthwiseForC, depthwiseKernel: kernel,
         depthwiseEpilogue: depthwise)

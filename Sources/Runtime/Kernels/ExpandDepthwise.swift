@@ -31,13 +31,9 @@ public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, ex
     precondition(KernelISA.avx512 && g.inC == g.outC && g.dilationH == 1, "expandDepthwiseConv: unsupported step")
     precondition(expandPackedBF16 == nil || KernelISA.bf16Available, "expandDepthwiseConv: bf16 needs AVX512_BF16")
     guard g.outputPixels > 0 else { return }
-    let ring = fusedRingCount(kernelH: g.kernelH, inW: g.inW, channels: g.inC)
-    precondition(workspaceCount >= ring, "expandDepthwiseConv: workspace too small")
-    guard let expand = expandEpilogue.avx512(output: output), var depthwise = epilogue.avx512(output: output),
-          expandEpilogue.residual == nil, epilogue.residual == nil else {
-        preconditionFailure("expandDepthwiseConv: epilogue the AVX-512 kernels do not apply")
-    }
-    depthwise.channel_sums = channelSums
+    let (ring, expand, depthwise) = fusedRingStep("expandDepthwiseConv", g, producer: expandEpilogue,
+                                                  depthwise: epilogue, output: output,
+                                                  workspaceCount: workspaceCount, channelSums: channelSums)
     let fused = ck_expand_depthwise(
         depthwise: g.depthwiseForC, inChannels: inChannels, expandPacked: expandPacked,
         expandPackedBF16: expandPackedBF16, expand: expand, depthwiseKernel: kernel,
@@ -46,6 +42,24 @@ public func expandDepthwiseConv(input: UnsafePointer<Float>, inChannels: Int, ex
         var f = fused
         ck_expand_depthwise_avx512(&f, input, output, ringSlot, row0, row1)
     }
+}
+
+/// What both fused ring steps (`expandDepthwiseConv`, `convDepthwiseConv`) check and convert before
+/// they run: one worker's ring of `g`'s input rows (floats), which `workspaceCount` must hold, and
+/// the producer's and the depthwise part's epilogues in the AVX-512 kernels' form (activations they
+/// apply, no residual), the depthwise one with the channel sums. `name` is the caller's, for the
+/// precondition messages.
+func fusedRingStep(_ name: String, _ g: Conv2DGeometry, producer: Epilogue, depthwise: Epilogue,
+                   output: UnsafeMutablePointer<Float>, workspaceCount: Int,
+                   channelSums: UnsafeMutablePointer<Float>?) -> (ring: Int, producer: ck_epilogue, depthwise: ck_epilogue) {
+    let ring = fusedRingCount(kernelH: g.kernelH, inW: g.inW, channels: g.inC)
+    precondition(workspaceCount >= ring, "\(name): workspace too small")
+    guard let p = producer.avx512(output: output), var d = depthwise.avx512(output: output),
+          producer.residual == nil, depthwise.residual == nil else {
+        preconditionFailure("\(name): epilogue the AVX-512 kernels do not apply")
+    }
+    d.channel_sums = channelSums
+    return (ring, p, d)
 }
 
 /// Shares a fused ring step's output rows (batch x outH of `g`) among the workers in bands of about
