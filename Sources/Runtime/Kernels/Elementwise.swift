@@ -64,16 +64,20 @@ public func channelScale(_ x: UnsafePointer<Float>, batch: Int, spatial: Int, ch
     let rows = batch * spatial
     parallelFor(rows, minChunk: max(1, 16_384 / max(1, channels))) { _, r in
         for row in r {
-            let sp = s + (row / max(1, spatial)) * channels
-            let xp = x + row * channels, op = output + row * channels
-            var j = 0
-            while j + 8 <= channels { store(load(xp + j) * load(sp + j), op + j); j += 8 }
-            if j < channels {
-                let n = channels - j
-                storePartial(loadPartial(xp + j, n) * loadPartial(sp + j, n), op + j, n)
-            }
+            scaleRow(x + row * channels, by: s + (row / max(1, spatial)) * channels, into: output + row * channels,
+                     count: channels)
         }
     }
+}
+
+/// out[j] = x[j] * s[j] for j < count, each product rounded once: one row of `channelScale`, also
+/// the rows `pointwiseConvScaledInput` scales just before its tiles read them (the same bits as
+/// the stored multiply).
+@inline(__always)
+func scaleRow(_ x: UnsafePointer<Float>, by s: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+    var j = 0
+    while j + 8 <= count { store(load(x + j) * load(s + j), out + j); j += 8 }
+    if j < count { storePartial(loadPartial(x + j, count - j) * loadPartial(s + j, count - j), out + j, count - j) }
 }
 
 // MARK: broadcasting machinery

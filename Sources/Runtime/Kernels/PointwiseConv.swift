@@ -155,10 +155,7 @@ func pointwiseConvScaledInput(m: Int, n: Int, k: Int, input: UnsafePointer<Float
         withUnsafeTemporaryAllocation(of: Float.self, capacity: rows.count * k) { buffer in
             let scaled = buffer.baseAddress!
             for (j, r) in rows.enumerated() {
-                let xp = input + r * k, sp = channelScale + (r / per) * k, op = scaled + j * k
-                var c = 0
-                while c + 8 <= k { store(load(xp + c) * load(sp + c), op + c); c += 8 }
-                if c < k { storePartial(loadPartial(xp + c, k - c) * loadPartial(sp + c, k - c), op + c, k - c) }
+                scaleRow(input + r * k, by: channelScale + (r / per) * k, into: scaled + j * k, count: k)
             }
             // The block's rows as rows 0..<count of the buffer and of the output from its first row.
             var local = e.inRegisters
