@@ -50,7 +50,24 @@ public final class InferenceSession {
             outputNodes = model.graph.outputs
         }
         outputNames = outputLayers.map(Self.distinct) ?? Self.outputNames(of: model.graph)
+        valuesFirst = 0
     }
+
+    /// The values of graph nodes `values` as they are, then the model's outputs (as logits when
+    /// `logits`): a teacher's pass that also hands over what a student's prefix shares with it
+    /// (`SharedPrefix.swift`).
+    init(model: LoadedModel, values: [Int], logits: Bool, precision: Precision) throws {
+        if let reason = precision.unsupportedReason { throw RuntimeError(reason) }
+        self.model = model
+        self.logits = logits
+        self.precision = precision
+        outputNodes = values + model.graph.outputs
+        outputNames = Self.distinct(values.map { model.graph.nodes[$0].layerKey } + Self.outputNames(of: model.graph))
+        valuesFirst = values.count
+    }
+
+    /// Outputs before this index are never replaced by the logits before their softmax.
+    private let valuesFirst: Int
 
     /// A model's output names, as Keras's `model.output_names` gives them (see `outputNames`).
     public static func outputNames(of graph: ModelGraph) -> [String] {
@@ -168,8 +185,8 @@ public final class InferenceSession {
         var lowering = Lowering(graph: model.graph, weights: model.weights)
         var lowered = try lowering.lower(outputs: outputNodes, inputShapes: inputShapes)
         if logits {
-            lowered.outputs = lowered.outputs.map { o in
-                if case .softmax(let axis, false) = lowered.nodes[o].op, axis == lowered.nodes[o].shape.count - 1 {
+            lowered.outputs = lowered.outputs.enumerated().map { k, o in
+                if k >= valuesFirst, case .softmax(let axis, false) = lowered.nodes[o].op, axis == lowered.nodes[o].shape.count - 1 {
                     return lowered.nodes[o].inputs[0]
                 }
                 return o

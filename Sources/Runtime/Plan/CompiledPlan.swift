@@ -22,6 +22,8 @@ final class CompiledPlan {
     /// The number format of the matrix products (pointwise convolutions, the fused expansions,
     /// dense layers); everything else runs in float32 either way.
     let precision: Precision
+    /// Inputs (by index) that no step reads: `run` copies nothing from them, so any tensor will do.
+    let unreadInputs: Set<Int>
 
     /// `sharing`: another plan of the same nodes whose constants (weights, read-only while
     /// running) this one uses too, so plans running side by side on several workers keep one
@@ -42,6 +44,11 @@ final class CompiledPlan {
                 rowSums[node.inputs[0]] = .allocate(capacity: s[0] * s[1] * s[3])
             }
         }
+        let read = Set(nodes.flatMap(\.inputs) + outputs)
+        unreadInputs = Set(nodes.indices.compactMap { i -> Int? in
+            guard case .input(let index) = nodes[i].op, !read.contains(i) else { return nil }
+            return index
+        })
         workspaceCount = max(16, nodes.indices.map { CompiledPlan.workspaceNeeded(nodes, $0) }.max() ?? 0)
         workspace = allocateAlignedFloats(workspaceCount)
         workspace.initialize(repeating: 0, count: workspaceCount)
@@ -65,7 +72,7 @@ final class CompiledPlan {
     /// just those rows into the arena instead of slicing the tensors first.
     func run(_ inputs: [Tensor], items: Range<Int>) -> [Tensor] {
         for (i, node) in nodes.enumerated() {
-            if case .input(let index) = node.op {
+            if case .input(let index) = node.op, !unreadInputs.contains(index) {
                 let perItem = node.count / max(1, items.count)
                 precondition(perItem * items.upperBound <= inputs[index].data.count, "plan input out of range")
                 inputs[index].data.withUnsafeBufferPointer {

@@ -17,11 +17,18 @@ struct Lowering {
         self.weights = weights
     }
 
-    mutating func lower(outputs: [Int], inputShapes: [[Int]]) throws -> (nodes: [PlanNode], outputs: [Int]) {
-        let needed = ancestors(of: outputs)
+    /// `cut`: graph nodes whose values are given as further inputs (after the model's own, in this
+    /// order, with these shapes) instead of being computed; nothing before them is lowered unless
+    /// another output needs it.
+    mutating func lower(outputs: [Int], inputShapes: [[Int]], cut: [(node: Int, shape: [Int])] = [])
+        throws -> (nodes: [PlanNode], outputs: [Int]) {
         for (i, id) in graph.inputs.enumerated() {
             valueOf[id] = append(.input(index: i), [], inputShapes[i], graph.nodes[id].name)
         }
+        for (j, c) in cut.enumerated() where valueOf[c.node] == nil {
+            valueOf[c.node] = append(.input(index: graph.inputs.count + j), [], c.shape, graph.nodes[c.node].layerKey)
+        }
+        let needed = ancestors(of: outputs)
         for node in graph.nodes where needed.contains(node.id) && valueOf[node.id] == nil {
             valueOf[node.id] = try lowerNode(node)
         }
@@ -32,7 +39,7 @@ struct Lowering {
         var seen = Set<Int>()
         var stack = outputs
         while let id = stack.popLast() {
-            guard seen.insert(id).inserted else { continue }
+            guard seen.insert(id).inserted, valueOf[id] == nil else { continue }
             stack += graph.nodes[id].inputs
         }
         return seen

@@ -83,6 +83,11 @@ public final class Distiller {
     /// Off: the teachers' passes and the student's frozen prefix run one after the other, each on
     /// all workers, instead of as one job (`teacherLogitsBesidePrefix`; the reference in tests).
     public var sideBySide = true
+    /// Off: the student's frozen prefix is always its own pass, even where a teacher computes the
+    /// same values (`SharedPrefix.swift`; the reference in tests). Set before the first step.
+    public var sharePrefix = true
+    /// The teachers' sessions that also hand over a prefix's values, by teacher and values.
+    var sharedSessions: [[Int]: InferenceSession] = [:]
     /// Teacher logits come from a cache (`--teacher-cache`) instead of a teacher model.
     public var teacherCacheIdentity: String?
     private var fused: [Float] = []
@@ -141,8 +146,10 @@ public final class Distiller {
 
     func plan(batch: Int) throws -> TrainingPlan {
         if let p = plans[batch] { return p }
+        let sharing = sharePrefix && features == nil && config.teacherPrecision == .float32
         let p = try TrainingPlan(model: student, params: params, batch: batch,
-                                 keepValues: Set(features?.matches.map(\.studentNode) ?? []))
+                                 keepValues: Set(features?.matches.map(\.studentNode) ?? []),
+                                 sharing: sharing ? teacherModels : [])
         if syncBatchNorm && collective.isDistributed { p.batchNormSync = CollectiveBatchNormSync(collective) }
         plans[batch] = p
         return p

@@ -9,7 +9,9 @@ import Foundation
 // whose image count does not divide among the workers (the last, partial batch) or a worker
 // slowed by another process leaves no worker waiting until the very end. Each image goes through
 // the same single-threaded plan as before, so the logits and the prefix's values are the same
-// bits (`SideBySideForwardTests`).
+// bits (`SideBySideForwardTests`). A teacher that shares part of the prefix (`SharedPrefix.swift`)
+// runs each image and then the rest of that image's prefix in one task, from the values its pass
+// returned.
 
 extension Distiller {
     /// One pass of the job: a teacher's batch-1 plan on a range of images, or one image through
@@ -17,6 +19,8 @@ extension Distiller {
     private enum Pass {
         case teacher(Int, Int)     // teacher, its range
         case image(Int)
+        /// One image through the teacher that shares the prefix, then the rest of the prefix.
+        case shared(Int, Int)      // teacher, image
     }
 
     /// The teachers' weighted mean logits for `x`, with the student's frozen prefix run on `x`
@@ -29,21 +33,39 @@ extension Distiller {
               !plan.prefix.isEmpty || teachers.count > 1, !ParallelRegion.inside else { return nil }
         let n = x.batch
         let itemShapes = [Array(x.shape.dropFirst())]
+        // The teacher whose pass also gives the student's prefix its shared values
+        // (`SharedPrefix.swift`), when that pass goes image by image as the prefix does.
+        var sessions = teachers
+        var sharing: Int? = nil
+        if let s = plan.shared {
+            let key = [s.teacher] + s.teacherNodes
+            let session = try sharedSessions[key]
+                ?? InferenceSession(model: teacherModels[s.teacher], values: s.teacherNodes, logits: true,
+                                    precision: config.teacherPrecision)
+            sharedSessions[key] = session
+            try session.checkInputs([x])
+            if try session.passes(itemShapes: itemShapes, items: n, batchSize: n).ranges.count == n {
+                sessions[s.teacher] = session
+                sharing = s.teacher
+            }
+        }
         var found: [(ranges: [Range<Int>], plans: [Int: [CompiledPlan]])] = []
-        for teacher in teachers {
+        for teacher in sessions {
             try teacher.checkInputs([x])
             let (ranges, _, plans) = try teacher.passes(itemShapes: itemShapes, items: n, batchSize: n)
             guard ranges.count > 1 else { return nil }
             found.append((ranges, plans))
         }
         var passes: [Pass] = []
-        for (t, run) in found.enumerated() { passes += run.ranges.indices.map { .teacher(t, $0) } }
-        if !plan.prefix.isEmpty { passes += (0..<n).map { .image($0) } }
+        for (t, run) in found.enumerated() {
+            passes += run.ranges.indices.map { t == sharing ? .shared(t, $0) : .teacher(t, $0) }
+        }
+        if !plan.prefix.isEmpty && sharing == nil { passes += (0..<n).map { .image($0) } }
         var workers = min(RuntimeThreads.count, passes.count)
         if !plan.prefix.isEmpty { workers = min(workers, plan.prefix.count) }
         guard workers > 1 else { return nil }
         // A plan of every teacher's for each worker (compiled here: compiling is not thread-safe).
-        for (t, teacher) in teachers.enumerated() {
+        for (t, teacher) in sessions.enumerated() {
             for count in found[t].plans.keys where found[t].plans[count]!.count < workers {
                 found[t].plans[count] = try (0..<workers).map { try teacher.plan(for: itemShapes.map { [count] + $0 }, instance: $0) }
             }
@@ -59,6 +81,12 @@ extension Distiller {
                     out[first[t] + i] = runs[t].plans[range.count]![w].run([x], items: range)
                 case .image(let b):
                     plan.runPrefix(plan.prefix[w], [x], b..<(b + 1), training: true, seed: seed, step: step)
+                case .shared(let t, let b):
+                    // The shared values, then the logits (the session's last output).
+                    let outs = runs[t].plans[1]![w].run([x], items: b..<(b + 1))
+                    out[first[t] + b] = [outs.last!]
+                    plan.runPrefix(fromCut: Array(outs.dropLast()), worker: w, [x], image: b, training: true,
+                                   seed: seed, step: step)
                 }
             }
         }

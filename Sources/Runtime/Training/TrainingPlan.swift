@@ -12,6 +12,11 @@ final class TrainingPlan {
     /// InferenceSession shares them. Empty when nothing is frozen.
     let prefix: [CompiledPlan]
     let prefixPerImage: Bool
+    /// The frozen prefix from a teacher's values where both compute the same
+    /// (`SharedPrefix.swift`; only with `prefixPerImage`): which of the teachers given, its graph
+    /// nodes at the cut and the student's, and per worker a batch-1 plan of the rest of the prefix
+    /// (inputs: the model's, then the cut's values; outputs: the boundary's, as `prefix`'s).
+    let shared: (teacher: Int, teacherNodes: [Int], cut: [Int], plans: [CompiledPlan])?
     let params: ParameterStore
     private(set) var values: [UnsafeMutablePointer<Float>] = []
     private(set) var grads: [UnsafeMutablePointer<Float>] = []
@@ -79,7 +84,9 @@ final class TrainingPlan {
     /// `keepValues`: graph nodes whose values are read after the forward pass besides the outputs
     /// (feature distillation), so never fused away.
     /// `foldPadding` off: explicit padding stays a node of its own (the reference in tests).
-    init(model: LoadedModel, params: ParameterStore, batch: Int, keepValues: Set<Int> = [], foldPadding: Bool = true) throws {
+    /// `sharing`: teachers the frozen prefix may take its values from (the first that shares any).
+    init(model: LoadedModel, params: ParameterStore, batch: Int, keepValues: Set<Int> = [], foldPadding: Bool = true,
+         sharing teachers: [LoadedModel] = []) throws {
         self.batch = batch
         self.params = params
         let graph = model.graph
@@ -102,17 +109,19 @@ final class TrainingPlan {
         poolAfterActivation = Dictionary(uniqueKeysWithValues: squeezeExcite.values.compactMap { se in
             activations.contains(se.full) ? (se.full, se.pool) : nil
         })
+        var shared: (teacher: Int, teacherNodes: [Int], cut: [Int], plans: [CompiledPlan])? = nil
         if split.boundary.isEmpty {
             prefix = []
             prefixPerImage = false
         } else {
             let boundary = split.boundary
-            func fused(batch: Int) throws -> (nodes: [PlanNode], outputs: [Int]) {
+            func fused(batch: Int, cut: [Int] = []) throws -> (nodes: [PlanNode], outputs: [Int]) {
                 var lowering = Lowering(graph: graph, weights: model.weights)
                 // Keras runs the Dropout layers of a frozen part in training mode too (only frozen
                 // BatchNormalization switches to inference): the prefix keeps them.
                 lowering.trainingMode = true
-                let lowered = try lowering.lower(outputs: boundary, inputShapes: inputShapes.map { [batch] + $0 })
+                let lowered = try lowering.lower(outputs: boundary, inputShapes: inputShapes.map { [batch] + $0 },
+                                                 cut: cut.map { ($0, [batch] + graph.nodes[$0].outputShape) })
                 var fusion = Fusion(nodes: lowered.nodes, outputs: lowered.outputs)
                 return fusion.run()
             }
@@ -122,14 +131,30 @@ final class TrainingPlan {
             prefixPerImage = batch > 1 && InferenceSession.imagesOneByOne(largestValue: single.nodes.map(\.count).max() ?? 0)
             if prefixPerImage {
                 let first = CompiledPlan(nodes: single.nodes, outputs: single.outputs)
-                prefix = [first] + (1..<max(1, min(RuntimeThreads.count, batch))).map { _ in
+                let workers = max(1, min(RuntimeThreads.count, batch))
+                prefix = [first] + (1..<workers).map { _ in
                     CompiledPlan(nodes: single.nodes, outputs: single.outputs, sharing: first)
+                }
+                let needed = SharedPrefix.ancestors(graph, of: boundary)
+                for (t, teacher) in teachers.enumerated() {
+                    let match = SharedPrefix.matching(student: model, teacher: teacher, within: needed)
+                    guard let cut = SharedPrefix.cut(graph: graph, boundary: boundary, needed: needed, shared: match) else {
+                        continue
+                    }
+                    let rest = try fused(batch: 1, cut: cut)
+                    let restFirst = CompiledPlan(nodes: rest.nodes, outputs: rest.outputs)
+                    shared = (t, cut.map { match[$0]! }, cut,
+                              [restFirst] + (1..<workers).map { _ in
+                                  CompiledPlan(nodes: rest.nodes, outputs: rest.outputs, sharing: restFirst)
+                              })
+                    break
                 }
             } else {
                 let all = try fused(batch: batch)
                 prefix = [CompiledPlan(nodes: all.nodes, outputs: all.outputs)]
             }
         }
+        self.shared = shared
         for (i, node) in split.nodes.enumerated() {
             let n = folded.contains(i) ? 1 : max(1, node.count)
             values.append(allocateAlignedFloats(n))
@@ -228,7 +253,30 @@ final class TrainingPlan {
         plan.noiseClock.seed = seed
         plan.noiseClock.step = step
         plan.noiseClock.rowOffset = rowOffset + items.lowerBound
-        let outs = plan.run(inputs, items: items)
+        storePrefixOutputs(plan.run(inputs, items: items), items)
+    }
+
+    /// Image `b` through the rest of the prefix from the values at the cut (`shared`'s, in its
+    /// order, one image each) that a teacher's pass made, with worker `w`'s plan: as `runPrefix`.
+    func runPrefix(fromCut values: [Tensor], worker w: Int, _ inputs: [Tensor], image b: Int, training: Bool,
+                   seed: UInt64, step: Int) {
+        guard let shared else { preconditionFailure("no prefix shared with a teacher") }
+        let plan = shared.plans[w]
+        plan.noiseClock.active = training
+        plan.noiseClock.seed = seed
+        plan.noiseClock.step = step
+        plan.noiseClock.rowOffset = rowOffset + b
+        // The model's inputs as this image alone, where the rest of the prefix reads them at all.
+        let own = inputs.enumerated().map { i, x -> Tensor in
+            guard !plan.unreadInputs.contains(i) else { return Tensor(shape: [1], data: [0]) }
+            let per = x.data.count / max(1, x.batch)
+            return Tensor(shape: [1] + x.shape.dropFirst(), data: Array(x.data[(b * per)..<((b + 1) * per)]))
+        }
+        storePrefixOutputs(plan.run(own + values, items: 0..<1), b..<(b + 1))
+    }
+
+    /// The prefix's outputs for images `items` into the values of the nodes that take them.
+    private func storePrefixOutputs(_ outs: [Tensor], _ items: Range<Int>) {
         for (slot, t) in outs.enumerated() {
             for (i, node) in nodes.enumerated() {
                 if case .external(slot) = node.op {
