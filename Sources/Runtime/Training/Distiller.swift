@@ -40,6 +40,9 @@ public struct DistillConfig: Sendable {
     /// Feature distillation: teacher layer / student layer pairs whose weighted losses add to the
     /// logit loss (their teacher layers from the first teacher).
     public var features: [FeaturePair] = []
+    /// Off: the student's frozen prefix is always a pass of its own, even where a teacher computes
+    /// the same values (`SharedPrefix.swift`; the same bits either way, the reference in tests).
+    public var sharePrefix = true
     public init() {}
 }
 
@@ -83,11 +86,10 @@ public final class Distiller {
     /// Off: the teachers' passes and the student's frozen prefix run one after the other, each on
     /// all workers, instead of as one job (`teacherLogitsBesidePrefix`; the reference in tests).
     public var sideBySide = true
-    /// Off: the student's frozen prefix is always its own pass, even where a teacher computes the
-    /// same values (`SharedPrefix.swift`; the reference in tests). Set before the first step.
-    public var sharePrefix = true
-    /// The teachers' sessions that also hand over a prefix's values, by teacher and values.
-    var sharedSessions: [[Int]: InferenceSession] = [:]
+    /// The teacher whose pass also gives the student's frozen prefix the values at `cut`
+    /// (student graph nodes; `SharedPrefix.swift`): its session returns those values first, then
+    /// its logits (a teacher session's logits are always its last output).
+    let sharedPrefix: (teacher: Int, cut: [Int], teacherNodes: [Int])?
     /// Teacher logits come from a cache (`--teacher-cache`) instead of a teacher model.
     public var teacherCacheIdentity: String?
     private var fused: [Float] = []
@@ -136,7 +138,25 @@ public final class Distiller {
         }
         self.buffers = buffers
         try optimizer.build(buffers)
-        self.teachers = try teachers.map { try InferenceSession(model: $0, logits: true, precision: config.teacherPrecision) }
+        var shared: (teacher: Int, cut: [Int], teacherNodes: [Int])? = nil
+        if config.sharePrefix && features == nil && config.teacherPrecision == .float32 && !teachers.isEmpty {
+            let split = try TrainingLowering.split(graph, params, batch: 1, inputShapes: graph.inputs.map { graph.nodes[$0].outputShape })
+            let needed = SharedPrefix.ancestors(graph, of: split.boundary)
+            for (t, teacher) in teachers.enumerated() where !split.boundary.isEmpty {
+                let match = SharedPrefix.matching(student: student, teacher: teacher, within: needed)
+                if let cut = SharedPrefix.cut(graph: graph, boundary: split.boundary, needed: needed, shared: match) {
+                    shared = (t, cut, cut.map { match[$0]! })
+                    break
+                }
+            }
+        }
+        sharedPrefix = shared
+        self.teachers = try teachers.enumerated().map { t, model in
+            if let shared, shared.teacher == t {
+                return try InferenceSession(model: model, values: shared.teacherNodes, logits: true, precision: config.teacherPrecision)
+            }
+            return try InferenceSession(model: model, logits: true, precision: config.teacherPrecision)
+        }
         self.teacherModels = teachers
         self.teacherWeights = try Self.normalizedWeights(teacherWeights ?? [Double](repeating: 1, count: teachers.count))
         if !teachers.isEmpty && self.teacherWeights.count != teachers.count {
@@ -146,10 +166,9 @@ public final class Distiller {
 
     func plan(batch: Int) throws -> TrainingPlan {
         if let p = plans[batch] { return p }
-        let sharing = sharePrefix && features == nil && config.teacherPrecision == .float32
         let p = try TrainingPlan(model: student, params: params, batch: batch,
                                  keepValues: Set(features?.matches.map(\.studentNode) ?? []),
-                                 sharing: sharing ? teacherModels : [])
+                                 sharing: sharedPrefix?.cut ?? [])
         if syncBatchNorm && collective.isDistributed { p.batchNormSync = CollectiveBatchNormSync(collective) }
         plans[batch] = p
         return p
@@ -209,10 +228,10 @@ public final class Distiller {
         guard !teachers.isEmpty else { return (nil, []) }
         var maps: [Tensor] = []
         let outputs = try teachers.enumerated().map { i, teacher -> Tensor in
-            guard i == 0, let featureSession, let features else { return try teacher.run([x], batchSize: x.batch)[0] }
+            guard i == 0, let featureSession, let features else { return try teacher.run([x], batchSize: x.batch).last! }
             let all = try featureSession.run([x], batchSize: x.batch)
             maps = Array(all.prefix(features.teacherLayers.count))
-            return featureLogits ? all.last! : try teacher.run([x], batchSize: x.batch)[0]
+            return featureLogits ? all.last! : try teacher.run([x], batchSize: x.batch).last!
         }
         return (try Self.meanLogits(outputs, weights: teacherWeights), maps)
     }

@@ -33,29 +33,16 @@ extension Distiller {
               !plan.prefix.isEmpty || teachers.count > 1, !ParallelRegion.inside else { return nil }
         let n = x.batch
         let itemShapes = [Array(x.shape.dropFirst())]
-        // The teacher whose pass also gives the student's prefix its shared values
-        // (`SharedPrefix.swift`), when that pass goes image by image as the prefix does.
-        var sessions = teachers
-        var sharing: Int? = nil
-        if let s = plan.shared {
-            let key = [s.teacher] + s.teacherNodes
-            let session = try sharedSessions[key]
-                ?? InferenceSession(model: teacherModels[s.teacher], values: s.teacherNodes, logits: true,
-                                    precision: config.teacherPrecision)
-            sharedSessions[key] = session
-            try session.checkInputs([x])
-            if try session.passes(itemShapes: itemShapes, items: n, batchSize: n).ranges.count == n {
-                sessions[s.teacher] = session
-                sharing = s.teacher
-            }
-        }
         var found: [(ranges: [Range<Int>], plans: [Int: [CompiledPlan]])] = []
-        for teacher in sessions {
+        for teacher in teachers {
             try teacher.checkInputs([x])
             let (ranges, _, plans) = try teacher.passes(itemShapes: itemShapes, items: n, batchSize: n)
             guard ranges.count > 1 else { return nil }
             found.append((ranges, plans))
         }
+        // The teacher whose pass also gives the student's prefix its shared values
+        // (`SharedPrefix.swift`), when that pass goes image by image as the prefix does.
+        let sharing = sharedPrefix.flatMap { s in plan.shared != nil && found[s.teacher].ranges.count == n ? s.teacher : nil }
         var passes: [Pass] = []
         for (t, run) in found.enumerated() {
             passes += run.ranges.indices.map { t == sharing ? .shared(t, $0) : .teacher(t, $0) }
@@ -65,7 +52,7 @@ extension Distiller {
         if !plan.prefix.isEmpty { workers = min(workers, plan.prefix.count) }
         guard workers > 1 else { return nil }
         // A plan of every teacher's for each worker (compiled here: compiling is not thread-safe).
-        for (t, teacher) in sessions.enumerated() {
+        for (t, teacher) in teachers.enumerated() {
             for count in found[t].plans.keys where found[t].plans[count]!.count < workers {
                 found[t].plans[count] = try (0..<workers).map { try teacher.plan(for: itemShapes.map { [count] + $0 }, instance: $0) }
             }
@@ -91,7 +78,7 @@ extension Distiller {
             }
         }
         let logits = runs.indices.map { t in
-            InferenceSession.joined(Array(parts[first[t]..<(first[t] + runs[t].ranges.count)]), items: n)[0]
+            InferenceSession.joined(Array(parts[first[t]..<(first[t] + runs[t].ranges.count)]), items: n).last!
         }
         return try Self.meanLogits(logits, weights: teacherWeights)
     }

@@ -12,11 +12,10 @@ final class TrainingPlan {
     /// InferenceSession shares them. Empty when nothing is frozen.
     let prefix: [CompiledPlan]
     let prefixPerImage: Bool
-    /// The frozen prefix from a teacher's values where both compute the same
-    /// (`SharedPrefix.swift`; only with `prefixPerImage`): which of the teachers given, its graph
-    /// nodes at the cut and the student's, and per worker a batch-1 plan of the rest of the prefix
-    /// (inputs: the model's, then the cut's values; outputs: the boundary's, as `prefix`'s).
-    let shared: (teacher: Int, teacherNodes: [Int], cut: [Int], plans: [CompiledPlan])?
+    /// The frozen prefix from a teacher's values at a cut (`SharedPrefix.swift`; only with
+    /// `prefixPerImage`): the cut's graph nodes, and per worker a batch-1 plan of the rest of the
+    /// prefix (inputs: the model's, then the cut's values; outputs: the boundary's, as `prefix`'s).
+    let shared: (cut: [Int], plans: [CompiledPlan])?
     let params: ParameterStore
     private(set) var values: [UnsafeMutablePointer<Float>] = []
     private(set) var grads: [UnsafeMutablePointer<Float>] = []
@@ -84,9 +83,9 @@ final class TrainingPlan {
     /// `keepValues`: graph nodes whose values are read after the forward pass besides the outputs
     /// (feature distillation), so never fused away.
     /// `foldPadding` off: explicit padding stays a node of its own (the reference in tests).
-    /// `sharing`: teachers the frozen prefix may take its values from (the first that shares any).
+    /// `sharing`: a cut from which the frozen prefix may go on from a teacher's values.
     init(model: LoadedModel, params: ParameterStore, batch: Int, keepValues: Set<Int> = [], foldPadding: Bool = true,
-         sharing teachers: [LoadedModel] = []) throws {
+         sharing cut: [Int] = []) throws {
         self.batch = batch
         self.params = params
         let graph = model.graph
@@ -109,7 +108,7 @@ final class TrainingPlan {
         poolAfterActivation = Dictionary(uniqueKeysWithValues: squeezeExcite.values.compactMap { se in
             activations.contains(se.full) ? (se.full, se.pool) : nil
         })
-        var shared: (teacher: Int, teacherNodes: [Int], cut: [Int], plans: [CompiledPlan])? = nil
+        var shared: (cut: [Int], plans: [CompiledPlan])? = nil
         if split.boundary.isEmpty {
             prefix = []
             prefixPerImage = false
@@ -135,19 +134,12 @@ final class TrainingPlan {
                 prefix = [first] + (1..<workers).map { _ in
                     CompiledPlan(nodes: single.nodes, outputs: single.outputs, sharing: first)
                 }
-                let needed = SharedPrefix.ancestors(graph, of: boundary)
-                for (t, teacher) in teachers.enumerated() {
-                    let match = SharedPrefix.matching(student: model, teacher: teacher, within: needed)
-                    guard let cut = SharedPrefix.cut(graph: graph, boundary: boundary, needed: needed, shared: match) else {
-                        continue
-                    }
+                if !cut.isEmpty {
                     let rest = try fused(batch: 1, cut: cut)
                     let restFirst = CompiledPlan(nodes: rest.nodes, outputs: rest.outputs)
-                    shared = (t, cut.map { match[$0]! }, cut,
-                              [restFirst] + (1..<workers).map { _ in
-                                  CompiledPlan(nodes: rest.nodes, outputs: rest.outputs, sharing: restFirst)
-                              })
-                    break
+                    shared = (cut, [restFirst] + (1..<workers).map { _ in
+                        CompiledPlan(nodes: rest.nodes, outputs: rest.outputs, sharing: restFirst)
+                    })
                 }
             } else {
                 let all = try fused(batch: batch)

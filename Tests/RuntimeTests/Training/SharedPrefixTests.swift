@@ -34,10 +34,10 @@ final class SharedPrefixTests: XCTestCase {
         config.seed = 5
         config.trainable = trainable
         config.teacherPrecision = precision
+        config.sharePrefix = share
         let student = try seed()
         let distiller = try Distiller(student: student, teacher: teacher, optimizer: Adam(learningRate: .constant(1e-2)),
                                       config: config)
-        distiller.sharePrefix = share
         var rng = SeededRandom(3)
         var losses: [Float] = []
         for (step, n) in rows.enumerated() {
@@ -48,6 +48,7 @@ final class SharedPrefixTests: XCTestCase {
         }
         let params = distiller.params.entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) }
         let cut = try distiller.plan(batch: rows[0]).shared?.cut.map { student.graph.nodes[$0].name }
+        XCTAssertEqual(cut, distiller.sharedPrefix?.cut.map { student.graph.nodes[$0].name })
         return (losses, params, cut)
     }
 
