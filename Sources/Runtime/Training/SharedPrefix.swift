@@ -15,8 +15,9 @@ import Graph
 // for bit. A node whose frozen form differs between a student's prefix and a teacher never matches:
 // Dropout-like, stochastic-depth and augmentation layers draw noise in the student's training
 // forward (Keras trains a frozen base's Dropout as any other) and are the identity in the
-// teacher. So EfficientNet shares its stem and blocks 1a-2b up to block2b's drop-connect, about a
-// quarter of an image's time at 228x228. Softmax never matches either (a teacher's session
+// teacher. So the seed's EfficientNet shares its stem and blocks 1a-2b up to block2b's
+// drop-connect, about a quarter of an image's time at 228x228; a base called with
+// `training=False` (its Dropout the identity in training too) shares all it has in common. Softmax never matches either (a teacher's session
 // returns the logits in place of a softmax it ends in). The teacher must run in float32 (a bf16
 // teacher's values are not the student's).
 //
@@ -36,7 +37,7 @@ enum SharedPrefix {
         var consumers: [Int: [Int]] = [:]
         for node in tg.nodes { for i in Set(node.inputs) { consumers[i, default: []].append(node.id) } }
         // Graph nodes come in an order where each follows its inputs.
-        for node in sg.nodes where within.contains(node.id) && match[node.id] == nil && computesAlike(node.op) {
+        for node in sg.nodes where within.contains(node.id) && match[node.id] == nil && computesAlike(node) {
             let inputs = node.inputs.compactMap { match[$0] }
             guard !inputs.isEmpty, inputs.count == node.inputs.count else { continue }
             for c in consumers[inputs[0]] ?? [] {
@@ -52,10 +53,12 @@ enum SharedPrefix {
     }
 
     /// Whether a layer computes the same in a student's frozen prefix (Keras's training call) as
-    /// in a teacher (inference).
-    static func computesAlike(_ op: LayerOp) -> Bool {
-        switch op {
-        case .input, .dropout, .stochasticDepth, .augment, .softmax: return false
+    /// in a teacher (inference). A Dropout or drop-path called with `training=False` (Keras's
+    /// transfer-learning idiom, `base(x, training=False)`) or at rate 0 is the identity in both.
+    static func computesAlike(_ node: GraphNode) -> Bool {
+        switch node.op {
+        case .input, .augment, .softmax: return false
+        case .dropout(let rate, _, _), .stochasticDepth(let rate): return rate <= 0 || node.inferenceOnly
         case .activation(let a): return a.kind != .softmax && a.kind != .logSoftmax
         default: return true
         }

@@ -28,14 +28,14 @@ final class SharedPrefixTests: XCTestCase {
         return model
     }
 
-    func run(teacher: LoadedModel, trainable: TrainableSelection, share: Bool, rows: [Int], precision: Precision = .float32)
-        throws -> (losses: [Float], params: [[Float]], cut: [String]?) {
+    func run(student: LoadedModel? = nil, teacher: LoadedModel, trainable: TrainableSelection, share: Bool, rows: [Int],
+             precision: Precision = .float32) throws -> (losses: [Float], params: [[Float]], cut: [String]?) {
         var config = DistillConfig()
         config.seed = 5
         config.trainable = trainable
         config.teacherPrecision = precision
         config.sharePrefix = share
-        let student = try seed()
+        let student = try student ?? seed()
         let distiller = try Distiller(student: student, teacher: teacher, optimizer: Adam(learningRate: .constant(1e-2)),
                                       config: config)
         var rng = SeededRandom(3)
@@ -116,9 +116,31 @@ final class SharedPrefixTests: XCTestCase {
         XCTAssertNil(match[try graph.findLayer("block2b_drop")])
         XCTAssertNil(match[try graph.findLayer("block2b_add")])
         XCTAssertNil(match[try graph.findLayer("top_conv")])
-        // The training forward's noise layers never match.
-        XCTAssertFalse(SharedPrefix.computesAlike(.dropout(rate: 0.2, noiseShape: nil, seed: nil)))
-        XCTAssertFalse(SharedPrefix.computesAlike(.stochasticDepth(rate: 0.1)))
-        XCTAssertTrue(SharedPrefix.computesAlike(.globalPool(.average, keepDims: false)))
+        // The training forward's noise layers never match, unless called with training=False.
+        var drop = graph.nodes[try graph.findLayer("block2b_drop")]
+        XCTAssertFalse(SharedPrefix.computesAlike(drop))
+        drop.inferenceOnly = true
+        XCTAssertTrue(SharedPrefix.computesAlike(drop))
+        drop.op = .augment(AugmentSpec(kind: .flip(horizontal: true, vertical: false, oneDraw: false), kerasMajor: 2))
+        XCTAssertFalse(SharedPrefix.computesAlike(drop))
+    }
+
+    /// A student whose base is called with `training=False` (Keras's transfer-learning idiom):
+    /// its drop-connect is the identity in training too, so everything up to where the teacher's
+    /// fine-tuning began is shared, and the steps are still the student's own bits.
+    func testBaseCalledWithTrainingFalseSharesUpToTheFineTunedBlocks() throws {
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        RuntimeThreads.set(2)
+        var student = try seed()
+        for i in student.graph.nodes.indices where !student.graph.nodes[i].scope.isEmpty {
+            student.graph.nodes[i].inferenceOnly = true
+        }
+        let teacher = try fineTuned(from: "block5a_expand_conv")
+        let shared = try run(student: student, teacher: teacher, trainable: .headOnly, share: true, rows: [3, 2])
+        let own = try run(student: student, teacher: teacher, trainable: .headOnly, share: false, rows: [3, 2])
+        XCTAssertEqual(shared.cut, ["block4c_add"])
+        XCTAssertEqual(shared.losses, own.losses)
+        XCTAssertTrue(zip(shared.params, own.params).allSatisfy { $0 == $1 })
     }
 }
