@@ -139,8 +139,9 @@ public final class Distiller {
         self.buffers = buffers
         try optimizer.build(buffers)
         var shared: (teacher: Int, cut: [Int], teacherNodes: [Int])? = nil
-        if config.sharePrefix && features == nil && config.teacherPrecision == .float32 && !teachers.isEmpty {
-            let split = try TrainingLowering.split(graph, params, batch: 1, inputShapes: graph.inputs.map { graph.nodes[$0].outputShape })
+        // A student the split refuses is refused by its first step, with the reason; no sharing here.
+        if config.sharePrefix && features == nil && config.teacherPrecision == .float32 && !teachers.isEmpty,
+           let split = try? TrainingLowering.split(graph, params, batch: 1, inputShapes: graph.inputs.map { graph.nodes[$0].outputShape }) {
             let needed = SharedPrefix.ancestors(graph, of: split.boundary)
             for (t, teacher) in teachers.enumerated() where !split.boundary.isEmpty {
                 let match = SharedPrefix.matching(student: student, teacher: teacher, within: needed)
