@@ -8,10 +8,7 @@ import XCTest
 /// (`SharedPrefix.swift`): found by content (weights bit for bit, the layer's config, the inputs),
 /// cut where the two first differ, and the steps the same bits as the student's own prefix.
 final class SharedPrefixTests: XCTestCase {
-    func seed() throws -> LoadedModel {
-        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_effnetb0" })
-        return try LoadedModel.load(path: c.path(c.model!)!, archPath: nil)
-    }
+    func seed() throws -> LoadedModel { try seedModel() }
 
     /// The seed's teacher in shape: the same model with every weight from `layer` on (in model
     /// order) changed, as fine-tuning with the layers before it frozen leaves it.
@@ -38,15 +35,7 @@ final class SharedPrefixTests: XCTestCase {
         let student = try student ?? seed()
         let distiller = try Distiller(student: student, teacher: teacher, optimizer: Adam(learningRate: .constant(1e-2)),
                                       config: config)
-        var rng = SeededRandom(3)
-        var losses: [Float] = []
-        for (step, n) in rows.enumerated() {
-            let x = Tensor(shape: [n, 228, 228, 3], data: rng.floats(n * 228 * 228 * 3, 0, 255))
-            var labels = [Float](repeating: 0, count: n * distiller.classes)
-            for r in 0..<n { labels[r * distiller.classes + (r + step) % distiller.classes] = 1 }
-            losses.append(try distiller.step(x, labels: labels, index: step).total)
-        }
-        let params = distiller.params.entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) }
+        let (losses, params) = try seedSteps(distiller, rows: rows, seed: 3)
         let cut = try distiller.plan(batch: rows[0]).shared?.cut.map { student.graph.nodes[$0].name }
         XCTAssertEqual(cut, distiller.sharedPrefix?.cut.map { student.graph.nodes[$0].name })
         return (losses, params, cut)

@@ -8,10 +8,7 @@ import XCTest
 /// give the steps of running them one after the other, bit for bit: the same losses, the same
 /// weights after the updates, whether one teacher or two, whole batches or a partial one.
 final class SideBySideForwardTests: XCTestCase {
-    func seed() throws -> LoadedModel {
-        let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_effnetb0" })
-        return try LoadedModel.load(path: c.path(c.model!)!, archPath: nil)
-    }
+    func seed() throws -> LoadedModel { try seedModel() }
 
     /// `steps` steps (each on its own batch of `rows` images) with the passes side by side or not:
     /// the losses, every parameter after them, and the phases the profile saw.
@@ -24,15 +21,7 @@ final class SideBySideForwardTests: XCTestCase {
                                       optimizer: Adam(learningRate: .constant(1e-2)), config: config)
         distiller.sideBySide = sideBySide
         distiller.phases = PhaseTimes()
-        var rng = SeededRandom(7)
-        var losses: [Float] = []
-        for (step, n) in rows.enumerated() {
-            let x = Tensor(shape: [n, 228, 228, 3], data: rng.floats(n * 228 * 228 * 3, 0, 255))
-            var labels = [Float](repeating: 0, count: n * distiller.classes)
-            for r in 0..<n { labels[r * distiller.classes + (r + step) % distiller.classes] = 1 }
-            losses.append(try distiller.step(x, labels: labels, index: step).total)
-        }
-        let params = distiller.params.entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) }
+        let (losses, params) = try seedSteps(distiller, rows: rows, seed: 7)
         return (losses, params, distiller.phases!.order)
     }
 

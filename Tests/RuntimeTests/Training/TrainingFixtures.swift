@@ -91,3 +91,24 @@ func fixtureAfterTrainingForward(_ name: String, gradientSeed: UInt64) throws
     let g = (0..<plan.nodes[plan.split.logits].count).map { _ in Float(rng.next() % 2001) / 1000 - 1 }
     return (plan, params, g)
 }
+
+/// The seed's EfficientNetB0 fixture (base + head, 228x228).
+func seedModel() throws -> LoadedModel {
+    let c = try XCTUnwrap(fixtureCases().first { $0.name == "k2_seed_effnetb0" })
+    return try LoadedModel.load(path: c.path(c.model!)!, archPath: nil)
+}
+
+/// One step of `distiller` per entry of `rows`, each on its own batch of that many random
+/// 228x228 images (0-255, drawn from `seed`) with labels cycling over the classes: the losses, and
+/// every parameter after the steps.
+func seedSteps(_ distiller: Distiller, rows: [Int], seed: UInt64) throws -> (losses: [Float], params: [[Float]]) {
+    var rng = SeededRandom(seed)
+    var losses: [Float] = []
+    for (step, n) in rows.enumerated() {
+        let x = Tensor(shape: [n, 228, 228, 3], data: rng.floats(n * 228 * 228 * 3, 0, 255))
+        var labels = [Float](repeating: 0, count: n * distiller.classes)
+        for r in 0..<n { labels[r * distiller.classes + (r + step) % distiller.classes] = 1 }
+        losses.append(try distiller.step(x, labels: labels, index: step).total)
+    }
+    return (losses, distiller.params.entries.map { Array(UnsafeBufferPointer(start: $0.values, count: $0.count)) })
+}
