@@ -195,7 +195,11 @@ struct TrainingOptions: ParsableArguments {
                                                    distill.softLoss.description) : "")
                           + "; \(optimizer.describe)"
                           + (s.ranks > 1 ? "; \(s.ranks) ranks, \(batchSize) images per step in all\(syncBatchnorm ? ", batch norm synchronised" : "")" : "")
-                          + (s.teacherFromCache ? "; teacher logits from the cache" : ""))
+                          + (s.teacherFromCache ? "; teacher logits from the cache" : "")
+                          + (s.sharedPrefix.map { shared in
+                              "; the student's frozen layers up to \(shared.layers.joined(separator: ", ")) computed once, in "
+                                  + (teacherPaths.count > 1 ? "teacher \(shared.teacher + 1)'s" : "the teacher's") + " pass"
+                          } ?? ""))
                 case .wrote(let path):
                     print("wrote \(path)")
                 }

@@ -126,6 +126,9 @@ public final class TrainingJob {
         public var distilling: Bool
         public var ranks: Int
         public var teacherFromCache: Bool
+        /// Where the student's frozen prefix leaves a teacher's values (`SharedPrefix.swift`): the
+        /// layers at the cut, and which teacher (0-based); nil when nothing is shared.
+        public var sharedPrefix: (layers: [String], teacher: Int)?
     }
 
     /// After `run`: how it ended, and the test accuracies when a test set was given.
@@ -270,7 +273,8 @@ public final class TrainingJob {
         let c = configuration
         events(.starting(Summary(trainable: distiller.params.trainableCount, parameters: distiller.student.graph.parameterCounts().total,
                                  images: run.train.count, distilling: distiller.distilling, ranks: collective.size,
-                                 teacherFromCache: c.teacherCache != nil)))
+                                 teacherFromCache: c.teacherCache != nil,
+                                 sharedPrefix: c.teacherCache == nil ? distiller.prefixShared(batch: min(c.run.batchSize, run.train.count)) : nil)))
         let outcome = try run.run(reporter: reporter, interrupted: interrupted)
         if case .interrupted = outcome { return Result(outcome: outcome, student: nil) }
         let trained = distiller.trainedModel()

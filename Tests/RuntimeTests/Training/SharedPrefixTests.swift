@@ -71,6 +71,28 @@ final class SharedPrefixTests: XCTestCase {
                             expectCut: ["block2a_project_bn", "block2b_project_bn"], "unfrozen from block5a")
     }
 
+    /// What the job's first line reports: the layers at the cut where the steps share them (two
+    /// workers, several large images), nothing where they run the student's own prefix.
+    func testSharedLayersAsReported() throws {
+        let saved = RuntimeThreads.count
+        defer { RuntimeThreads.set(saved) }
+        var config = DistillConfig()
+        config.trainable = .headOnly
+        let distiller = try Distiller(student: seed(), teacher: fineTuned(from: "block5a_expand_conv"), optimizer: Adam(),
+                                      config: config)
+        RuntimeThreads.set(2)
+        let shared = try XCTUnwrap(distiller.prefixShared(batch: 8))
+        XCTAssertEqual(shared.layers.map { $0.split(separator: "/").last.map(String.init) ?? $0 },
+                       ["block2a_project_bn", "block2b_project_bn"])
+        XCTAssertEqual(shared.teacher, 0)
+        XCTAssertNil(distiller.prefixShared(batch: 1))
+        RuntimeThreads.set(1)
+        XCTAssertNil(distiller.prefixShared(batch: 8))
+        config.sharePrefix = false
+        RuntimeThreads.set(2)
+        XCTAssertNil(try Distiller(student: seed(), teacher: seed(), optimizer: Adam(), config: config).prefixShared(batch: 8))
+    }
+
     /// A teacher that differs from the first layer with weights shares nothing worth a cut (the
     /// Rescaling and Normalization before the stem would be all), and a teacher in bf16 nothing.
     func testNothingSharedWhenTheStemDiffersOrTheTeacherRunsInBF16() throws {
