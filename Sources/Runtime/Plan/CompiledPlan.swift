@@ -214,6 +214,12 @@ final class NoiseClock {
     var seed: UInt64 = 0
     var step = 0
     var rowOffset = 0
+
+    /// Draws (when `training`) for step `step` of a run seeded `seed`, the plan's first item being
+    /// the batch's row `row`.
+    func set(training: Bool, seed: UInt64, step: Int, row: Int) {
+        (active, self.seed, self.step, rowOffset) = (training, seed, step, row)
+    }
 }
 
 /// A dropout mask's storage, owned by the step that fills it.

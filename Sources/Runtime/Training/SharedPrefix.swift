@@ -17,9 +17,9 @@ import Graph
 // forward (Keras trains a frozen base's Dropout as any other) and are the identity in the
 // teacher. So the seed's EfficientNet shares its stem and blocks 1a-2b up to block2b's
 // drop-connect, about a quarter of an image's time at 228x228; a base called with
-// `training=False` (its Dropout the identity in training too) shares all it has in common. Softmax never matches either (a teacher's session
-// returns the logits in place of a softmax it ends in). The teacher must run in float32 (a bf16
-// teacher's values are not the student's).
+// `training=False` (its Dropout the identity in training too) shares all it has in common.
+// Softmax never matches either (a teacher's session returns the logits in place of a softmax it
+// ends in). The teacher must run in float32 (a bf16 teacher's values are not the student's).
 //
 // Both sides run the values through the same fused single-image plans, so the student gets the
 // bits its own prefix would have made (`SharedPrefixTests`).

@@ -241,10 +241,7 @@ final class TrainingPlan {
     /// one caller at a time); its outputs into the values of the nodes that take them, at those
     /// images' rows. After `beginForward` (the rows follow its `rowOffset`).
     func runPrefix(_ plan: CompiledPlan, _ inputs: [Tensor], _ items: Range<Int>, training: Bool, seed: UInt64, step: Int) {
-        plan.noiseClock.active = training
-        plan.noiseClock.seed = seed
-        plan.noiseClock.step = step
-        plan.noiseClock.rowOffset = rowOffset + items.lowerBound
+        plan.noiseClock.set(training: training, seed: seed, step: step, row: rowOffset + items.lowerBound)
         storePrefixOutputs(plan.run(inputs, items: items), items)
     }
 
@@ -254,10 +251,7 @@ final class TrainingPlan {
                    seed: UInt64, step: Int) {
         guard let shared else { preconditionFailure("no prefix shared with a teacher") }
         let plan = shared.plans[w]
-        plan.noiseClock.active = training
-        plan.noiseClock.seed = seed
-        plan.noiseClock.step = step
-        plan.noiseClock.rowOffset = rowOffset + b
+        plan.noiseClock.set(training: training, seed: seed, step: step, row: rowOffset + b)
         // The model's inputs as this image alone, where the rest of the prefix reads them at all.
         let own = inputs.enumerated().map { i, x -> Tensor in
             guard !plan.unreadInputs.contains(i) else { return Tensor(shape: [1], data: [0]) }
