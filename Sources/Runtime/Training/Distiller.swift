@@ -177,10 +177,11 @@ public final class Distiller {
 
     /// Where steps of `batch` images take the student's frozen prefix from a teacher's pass: the
     /// layers at the cut, and that teacher (0-based); nil where they run the student's own (the
-    /// passes not image by image on several workers, or nothing shared).
+    /// passes not image by image on several workers, or nothing shared), or the plan for `batch`
+    /// is not compiled yet (this compiles nothing).
     public func prefixShared(batch: Int) -> (layers: [String], teacher: Int)? {
         let graph = student.graph
-        guard let s = sharedPrefix, sideBySide, RuntimeThreads.count > 1, batch > 1, (try? plan(batch: batch))?.shared != nil,
+        guard let s = sharedPrefix, sideBySide, RuntimeThreads.count > 1, batch > 1, plans[batch]?.shared != nil,
               (try? teachers[s.teacher].microBatch(itemShapes: graph.inputs.map { graph.nodes[$0].outputShape })) == 1
         else { return nil }
         return (s.cut.map { graph.nodes[$0].layerKey }, s.teacher)

@@ -149,6 +149,8 @@ public final class TrainingJob {
     public let run: TrainingRun
     /// The teachers: `configuration.teachers`, then those `loadTeachers` loaded.
     public let teachers: [LoadedModel]
+    /// Where a full batch's steps take the student's frozen prefix from a teacher's pass (`Summary`).
+    let sharedPrefix: (layers: [String], teacher: Int)?
     /// Seconds `run` took to write the trained student (for `--profile`).
     public private(set) var writeSeconds = 0.0
     let testSet: ImageDataset?
@@ -238,6 +240,7 @@ public final class TrainingJob {
             // out, or the last partial one, compiles its own plans when it comes.
             let rows = stepImages * (collective.rank + 1) / collective.size - stepImages * collective.rank / collective.size
             if rows > 0 { try Self.preparePlans(distiller, rows: rows, itemShape: inputShape) }
+            sharedPrefix = rows > 0 ? distiller.prefixShared(batch: rows) : nil
         } catch {
             check.cancel()
             throw error
@@ -274,7 +277,7 @@ public final class TrainingJob {
         events(.starting(Summary(trainable: distiller.params.trainableCount, parameters: distiller.student.graph.parameterCounts().total,
                                  images: run.train.count, distilling: distiller.distilling, ranks: collective.size,
                                  teacherFromCache: c.teacherCache != nil,
-                                 sharedPrefix: c.teacherCache == nil ? distiller.prefixShared(batch: min(c.run.batchSize, run.train.count)) : nil)))
+                                 sharedPrefix: sharedPrefix)))
         let outcome = try run.run(reporter: reporter, interrupted: interrupted)
         if case .interrupted = outcome { return Result(outcome: outcome, student: nil) }
         let trained = distiller.trainedModel()

@@ -81,6 +81,9 @@ final class SharedPrefixTests: XCTestCase {
         let distiller = try Distiller(student: seed(), teacher: fineTuned(from: "block5a_expand_conv"), optimizer: Adam(),
                                       config: config)
         RuntimeThreads.set(2)
+        XCTAssertNil(distiller.prefixShared(batch: 8), "no plan for 8 images yet")
+        _ = try distiller.plan(batch: 8)
+        _ = try distiller.plan(batch: 1)
         let shared = try XCTUnwrap(distiller.prefixShared(batch: 8))
         XCTAssertEqual(shared.layers.map { $0.split(separator: "/").last.map(String.init) ?? $0 },
                        ["block2a_project_bn", "block2b_project_bn"])
@@ -90,7 +93,9 @@ final class SharedPrefixTests: XCTestCase {
         XCTAssertNil(distiller.prefixShared(batch: 8))
         config.sharePrefix = false
         RuntimeThreads.set(2)
-        XCTAssertNil(try Distiller(student: seed(), teacher: seed(), optimizer: Adam(), config: config).prefixShared(batch: 8))
+        let own = try Distiller(student: seed(), teacher: seed(), optimizer: Adam(), config: config)
+        _ = try own.plan(batch: 8)
+        XCTAssertNil(own.prefixShared(batch: 8))
     }
 
     /// A teacher that differs from the first layer with weights shares nothing worth a cut (the
