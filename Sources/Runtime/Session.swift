@@ -38,32 +38,32 @@ public final class InferenceSession {
     /// `logits`: where an output ends in a softmax (a Softmax layer or a softmax activation),
     /// return the values before it, as distillation needs. `precision`: `.bfloat16` is refused
     /// (thrown, never replaced by float32) on a machine without AVX512_BF16.
-    public init(model: LoadedModel, outputLayers: [String]? = nil, logits: Bool = false,
-                precision: Precision = .float32) throws {
-        if let reason = precision.unsupportedReason { throw RuntimeError(reason) }
-        self.model = model
-        self.logits = logits
-        self.precision = precision
-        if let names = outputLayers {
-            outputNodes = try names.map { try model.graph.findLayer($0) }
-        } else {
-            outputNodes = model.graph.outputs
-        }
-        outputNames = outputLayers.map(Self.distinct) ?? Self.outputNames(of: model.graph)
-        valuesFirst = 0
+    public convenience init(model: LoadedModel, outputLayers: [String]? = nil, logits: Bool = false,
+                            precision: Precision = .float32) throws {
+        try self.init(model: model, outputNodes: outputLayers.map { try $0.map { try model.graph.findLayer($0) } }
+                          ?? model.graph.outputs,
+                      names: outputLayers.map(Self.distinct) ?? Self.outputNames(of: model.graph), valuesFirst: 0,
+                      logits: logits, precision: precision)
     }
 
     /// The values of graph nodes `values` as they are, then the model's outputs (as logits when
     /// `logits`): a teacher's pass that also hands over what a student's prefix shares with it
     /// (`SharedPrefix.swift`).
-    init(model: LoadedModel, values: [Int], logits: Bool, precision: Precision) throws {
+    convenience init(model: LoadedModel, values: [Int], logits: Bool, precision: Precision) throws {
+        try self.init(model: model, outputNodes: values + model.graph.outputs,
+                      names: Self.distinct(values.map { model.graph.nodes[$0].layerKey } + Self.outputNames(of: model.graph)),
+                      valuesFirst: values.count, logits: logits, precision: precision)
+    }
+
+    private init(model: LoadedModel, outputNodes: [Int], names: [String], valuesFirst: Int, logits: Bool,
+                 precision: Precision) throws {
         if let reason = precision.unsupportedReason { throw RuntimeError(reason) }
         self.model = model
         self.logits = logits
         self.precision = precision
-        outputNodes = values + model.graph.outputs
-        outputNames = Self.distinct(values.map { model.graph.nodes[$0].layerKey } + Self.outputNames(of: model.graph))
-        valuesFirst = values.count
+        self.outputNodes = outputNodes
+        outputNames = names
+        self.valuesFirst = valuesFirst
     }
 
     /// Outputs before this index are never replaced by the logits before their softmax.

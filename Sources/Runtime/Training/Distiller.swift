@@ -141,9 +141,10 @@ public final class Distiller {
         var shared: (teacher: Int, cut: [Int], teacherNodes: [Int])? = nil
         // A student the split refuses is refused by its first step, with the reason; no sharing here.
         if config.sharePrefix && features == nil && config.teacherPrecision == .float32 && !teachers.isEmpty,
-           let split = try? TrainingLowering.split(graph, params, batch: 1, inputShapes: graph.inputs.map { graph.nodes[$0].outputShape }) {
+           let split = try? TrainingLowering.split(graph, params, batch: 1, inputShapes: graph.inputs.map { graph.nodes[$0].outputShape }),
+           !split.boundary.isEmpty {
             let needed = SharedPrefix.ancestors(graph, of: split.boundary)
-            for (t, teacher) in teachers.enumerated() where !split.boundary.isEmpty {
+            for (t, teacher) in teachers.enumerated() {
                 let match = SharedPrefix.matching(student: student, teacher: teacher, within: needed)
                 if let cut = SharedPrefix.cut(graph: graph, boundary: split.boundary, needed: needed, shared: match) {
                     shared = (t, cut, cut.map { match[$0]! })
