@@ -296,8 +296,18 @@ struct Fusion {
 /// HWCM and IO kernels alike) into the kernel and its bias.
 func scaleColumns(_ kernel: [Float], _ bias: [Float]?, _ scale: [Float], _ shift: [Float]) -> ([Float], [Float]) {
     let c = scale.count
-    var k = kernel
-    for i in 0..<k.count { k[i] *= scale[i % c] }
+    precondition(c > 0 && kernel.count % c == 0, "a kernel whose last axis is not the scale's")
+    // Row by row (no division per weight: this runs over every folded weight of every plan made).
+    let k = [Float](unsafeUninitializedCapacity: kernel.count) { out, done in
+        kernel.withUnsafeBufferPointer { src in
+            scale.withUnsafeBufferPointer { sc in
+                for row in stride(from: 0, to: kernel.count, by: c) {
+                    for j in 0..<c { out[row + j] = src[row + j] * sc[j] }
+                }
+            }
+        }
+        done = kernel.count
+    }
     let b = (0..<c).map { (bias?[$0] ?? 0) * scale[$0] + shift[$0] }
     return (k, b)
 }
