@@ -17,16 +17,18 @@ import argparse
 import glob
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 
 import numpy as np
 
+from precision import bench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODELS = os.path.expanduser("~/.cache/distillctl/bench-models")
+INT8 = "model_int8.onnx"
 
 
 def photos(folder, count, size):
@@ -51,48 +53,23 @@ def quantize(images):
             return next(self.items, None)
 
     pre = os.path.join(MODELS, "model_pre.onnx")
-    out = os.path.join(MODELS, "model_int8.onnx")
+    out = os.path.join(MODELS, INT8)
     quant_pre_process(os.path.join(MODELS, "model.onnx"), pre, skip_symbolic_shape=True)
     quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return out
 
 
-def peer_speed(runtime, model_file, batch, iterations, threads):
-    code = f"""
-import json, sys, time
-sys.path.insert(0, {HERE!r})
-import numpy as np
-batch, iterations, threads, path, runtime = {batch}, {iterations}, {threads}, {model_file!r}, {runtime!r}
-x = (np.random.default_rng(0).random((batch, 228, 228, 3)) * 255).astype(np.float32)
-if runtime.startswith("onnxruntime"):
-    import onnxruntime as ort
-    o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
-    s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
-    run = lambda: s.run(None, {{"input": x}})
-else:
-    import openvino as ov
-    core = ov.Core(); m = core.read_model(path); m.reshape({{m.inputs[0].any_name: [batch, 228, 228, 3]}})
-    config = {{"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}}
-    if runtime.endswith("f32"): config["INFERENCE_PRECISION_HINT"] = "f32"
-    r = core.compile_model(m, "CPU", config).create_infer_request()
-    run = lambda: r.infer({{0: x}})
-for _ in range(3): run()
-t = []
-for _ in range(iterations):
-    s0 = time.perf_counter(); run(); t.append(time.perf_counter() - s0)
-print(json.dumps(batch * len(t) / sum(t)))
-"""
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+def peer_speed(runtime, onnx, batch, iterations, threads):
+    """img/s of bench/peers.py's runner for `runtime` on WORKDIR's `onnx`, in a process of its own."""
+    out = subprocess.run([sys.executable, os.path.join(HERE, "peers.py"), "run", runtime, "-", MODELS, str(batch),
+                          str(iterations), str(threads), onnx], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["img_s"]
 
 
 def distillctl_speed(binary, precision, batch, iterations, threads):
-    model = os.path.join(ROOT, "fixtures/cases/k2_seed_effnetb0/model.h5")
-    out = subprocess.run([binary, "bench", model, "--precision", precision, "--batch-size", str(batch),
-                          "--threads", str(threads), "--iterations", str(iterations)],
-                         check=True, capture_output=True, text=True).stdout
-    return float(re.search(r"([\d.]+) img/s", out).group(1))
+    return bench(binary, os.path.join(ROOT, "fixtures/cases/k2_seed_effnetb0/model.h5"), precision, batch, threads,
+                 iterations)
 
 
 def agreement(int8_file, images):
@@ -115,7 +92,7 @@ def main():
     if not os.path.exists(os.path.join(MODELS, "model.onnx")):
         raise SystemExit("int8_probe: no ONNX export yet; run bench/run.sh once")
     calibration = photos(args.photos, 64, 228)
-    int8 = quantize(calibration)
+    int8 = quantize(calibration)    # the file WORKDIR/INT8
     check = photos(args.photos, 256, 228)
     diff, same, span = agreement(int8, check)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -124,12 +101,11 @@ def main():
     rows = {
         "distillctl f32": lambda b, n: distillctl_speed(args.distillctl, "f32", b, n, args.threads),
         "distillctl bf16": lambda b, n: distillctl_speed(args.distillctl, "bf16", b, n, args.threads),
-        "onnxruntime f32": lambda b, n: peer_speed("onnxruntime", os.path.join(MODELS, "model.onnx"), b, n, args.threads),
-        "onnxruntime int8": lambda b, n: peer_speed("onnxruntime", int8, b, n, args.threads),
-        "openvino f32": lambda b, n: peer_speed("openvino-f32", os.path.join(MODELS, "model.onnx"), b, n, args.threads),
-        "openvino as it comes (bf16)": lambda b, n: peer_speed("openvino", os.path.join(MODELS, "model.onnx"), b, n,
-                                                               args.threads),
-        "openvino int8": lambda b, n: peer_speed("openvino", int8, b, n, args.threads),
+        "onnxruntime f32": lambda b, n: peer_speed("onnxruntime", "model.onnx", b, n, args.threads),
+        "onnxruntime int8": lambda b, n: peer_speed("onnxruntime", INT8, b, n, args.threads),
+        "openvino f32": lambda b, n: peer_speed("openvino", "model.onnx", b, n, args.threads),
+        "openvino as it comes (bf16)": lambda b, n: peer_speed("openvino-default", "model.onnx", b, n, args.threads),
+        "openvino int8": lambda b, n: peer_speed("openvino-default", INT8, b, n, args.threads),
     }
     print(f"median img/s of {args.rounds} alternating rounds, {args.threads} threads")
     print("| runtime | batch 1 | batch 8 |")

@@ -4,7 +4,9 @@ Runtime "openvino" is OpenVINO in float32, "openvino-default" OpenVINO as it com
 with AVX512_BF16). The environment passes through (ONEDNN_MAX_CPU_ISA=AVX2 for the AVX2 rows).
 
     python peers.py prepare MODEL.h5 WORKDIR           # writes WORKDIR/model.onnx, model_b{1,8}.tflite
-    python peers.py run RUNTIME MODEL.h5 WORKDIR BATCH ITERATIONS THREADS   # prints one JSON line
+    python peers.py run RUNTIME MODEL.h5 WORKDIR BATCH ITERATIONS THREADS [ONNX]   # prints one JSON line
+ONNX: the ONNX Runtime and OpenVINO rows' model file in WORKDIR (default model.onnx; bench/int8_probe.py
+passes its int8 one).
     python peers.py train MODEL.h5 BATCH ITERATIONS THREADS [UNFREEZE_FROM]     # TensorFlow distillation steps
 """
 import json
@@ -47,7 +49,7 @@ def prepare(model_path, workdir):
 INFO = {}
 
 
-def runner(name, model_path, workdir, batch, threads):
+def runner(name, model_path, workdir, batch, threads, onnx="model.onnx"):
     """Returns (callable running one batch, the batch)."""
     if name == "tensorflow":
         import tensorflow as tf
@@ -64,14 +66,14 @@ def runner(name, model_path, workdir, batch, threads):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(os.path.join(workdir, "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(os.path.join(workdir, onnx), opts, providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]
         x = random_batch(inp.shape[1:], batch)
         return (lambda: sess.run(None, {inp.name: x})), x
     if name in ("openvino", "openvino-default"):
         import openvino as ov
         core = ov.Core()
-        model = core.read_model(os.path.join(workdir, "model.onnx"))
+        model = core.read_model(os.path.join(workdir, onnx))
         shape = [batch] + [d.get_length() for d in model.inputs[0].get_partial_shape()[1:]]
         model.reshape({model.inputs[0].any_name: shape})
         # "openvino": float32 like every other runtime here. "openvino-default": what a user gets
@@ -109,8 +111,8 @@ def runner(name, model_path, workdir, batch, threads):
     raise SystemExit(f"unknown runtime {name}")
 
 
-def run(name, model_path, workdir, batch, iterations, threads):
-    fn, _ = runner(name, model_path, workdir, batch, threads)
+def run(name, model_path, workdir, batch, iterations, threads, onnx="model.onnx"):
+    fn, _ = runner(name, model_path, workdir, batch, threads, onnx)
     for _ in range(3):
         fn()
     times = []
@@ -194,7 +196,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "prepare":
         prepare(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "run":
-        run(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))
+        run(*sys.argv[2:5], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), *sys.argv[8:9])
     elif sys.argv[1] == "train":
         train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] if len(sys.argv) > 6 else None)
     else:
