@@ -5,9 +5,10 @@ with AVX512_BF16). The environment passes through (ONEDNN_MAX_CPU_ISA=AVX2 for t
 
     python peers.py prepare MODEL.h5 WORKDIR           # writes WORKDIR/model.onnx, model_b{1,8}.tflite
     python peers.py run RUNTIME MODEL.h5 WORKDIR BATCH ITERATIONS THREADS [ONNX]   # prints one JSON line
-ONNX: the ONNX Runtime and OpenVINO rows' model file in WORKDIR (default model.onnx; bench/int8_probe.py
-passes its int8 one).
     python peers.py train MODEL.h5 BATCH ITERATIONS THREADS [UNFREEZE_FROM]     # TensorFlow distillation steps
+
+ONNX: the file in WORKDIR that ONNX Runtime and OpenVINO run (default model.onnx; bench/int8_probe.py
+passes its int8 model).
 """
 import json
 import os
