@@ -28,22 +28,13 @@ struct Lowering {
         for (j, c) in cut.enumerated() where valueOf[c.node] == nil {
             valueOf[c.node] = append(.input(index: graph.inputs.count + j), [], c.shape, graph.nodes[c.node].layerKey)
         }
-        let needed = ancestors(of: outputs)
+        let needed = graph.ancestors(of: outputs, stoppingAt: { valueOf[$0] != nil })
         for node in graph.nodes where needed.contains(node.id) && valueOf[node.id] == nil {
             valueOf[node.id] = try lowerNode(node)
         }
         return (nodes, outputs.map { valueOf[$0]! })
     }
 
-    func ancestors(of outputs: [Int]) -> Set<Int> {
-        var seen = Set<Int>()
-        var stack = outputs
-        while let id = stack.popLast() {
-            guard seen.insert(id).inserted, valueOf[id] == nil else { continue }
-            stack += graph.nodes[id].inputs
-        }
-        return seen
-    }
 
     mutating func append(_ op: PlanOp, _ inputs: [Int], _ shape: [Int], _ layer: String) -> Int {
         nodes.append(PlanNode(op: op, inputs: inputs, shape: shape, layer: layer))
@@ -184,4 +175,18 @@ func broadcastChannels(_ values: [Float], _ channels: Int, _ fail: (String) -> R
     if values.count == channels { return values }
     if values.count == 1 { return Array(repeating: values[0], count: channels) }
     throw fail("\(values.count) values for \(channels) channels")
+}
+
+extension ModelGraph {
+    /// The nodes `outputs` need, themselves included; a node for which `stop` holds is included
+    /// but what it reads is not (a value given rather than computed).
+    func ancestors(of outputs: [Int], stoppingAt stop: (Int) -> Bool = { _ in false }) -> Set<Int> {
+        var seen = Set<Int>()
+        var stack = outputs
+        while let id = stack.popLast() {
+            guard seen.insert(id).inserted, !stop(id) else { continue }
+            stack += nodes[id].inputs
+        }
+        return seen
+    }
 }

@@ -143,7 +143,7 @@ public final class Distiller {
         if config.sharePrefix && features == nil && config.teacherPrecision == .float32 && !teachers.isEmpty,
            let split = try? TrainingLowering.split(graph, params, batch: 1, inputShapes: graph.inputs.map { graph.nodes[$0].outputShape }),
            !split.boundary.isEmpty {
-            let needed = SharedPrefix.ancestors(graph, of: split.boundary)
+            let needed = graph.ancestors(of: split.boundary)
             for (t, teacher) in teachers.enumerated() {
                 let match = SharedPrefix.matching(student: student, teacher: teacher, within: needed)
                 if let cut = SharedPrefix.cut(graph: graph, boundary: split.boundary, needed: needed, shared: match) {

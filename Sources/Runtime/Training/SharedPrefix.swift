@@ -75,16 +75,6 @@ enum SharedPrefix {
         return true
     }
 
-    /// The graph nodes `outputs` need, themselves included.
-    static func ancestors(_ graph: ModelGraph, of outputs: [Int]) -> Set<Int> {
-        var needed = Set<Int>(), stack = outputs
-        while let id = stack.popLast() {
-            guard needed.insert(id).inserted else { continue }
-            stack += graph.nodes[id].inputs
-        }
-        return needed
-    }
-
     /// Where the student's prefix (the nodes `needed` for `boundary`) leaves the shared values:
     /// the shared nodes that are the boundary, or that an unshared node of the prefix reads, in
     /// graph order. Nil when sharing would save nothing worth a cut (no shared convolution or
